@@ -1,0 +1,133 @@
+"""HTTP API (API Gateway HTTP API, payload format 2.0): ingest events and answer queries."""
+import json
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+
+from pipeline import queries
+from pipeline.events import parse_timestamp
+from pipeline.ingest import BadRequest, ingest, parse_body
+from pipeline.observability import logger, metrics, tracer
+from pipeline.predict import predict_instances
+from pipeline.settings import settings
+
+app = APIGatewayHttpResolver()
+
+
+def error(status: int, code: str, message: str) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    body={"error": code, "message": message})
+
+
+@app.exception_handler(BadRequest)
+def _bad_request(exc: BadRequest) -> Response:
+    return error(exc.status, exc.code, str(exc))
+
+
+@app.exception_handler(queries.NotFound)
+def _not_found(exc: queries.NotFound) -> Response:
+    return error(404, exc.code, str(exc))
+
+
+@app.not_found
+def _no_route(exc: NotFoundError) -> Response:
+    return error(404, "route_not_found", f"no route for {app.current_event.request_context.http.method} "
+                                         f"{app.current_event.path}")
+
+
+def _query_time(name: str) -> float | None:
+    value = app.current_event.get_query_string_value(name)
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise BadRequest("bad_query", f"{name}: {exc}") from None
+
+
+def _query_int(name: str, default: int, low: int, high: int) -> int:
+    value = app.current_event.get_query_string_value(name, str(default))
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise BadRequest("bad_query", f"{name} must be an integer from {low} to {high}")
+    return int(value)
+
+
+@app.post("/events")
+def post_events():
+    raws = parse_body(app.current_event.decoded_body, app.current_event.headers.get("content-type", ""))
+    result = ingest(raws, settings())
+    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
+    metrics.add_metric(name="EventsRejectedAtApi", unit=MetricUnit.Count, value=len(result.rejected))
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=result.body())
+
+
+@app.get("/users/<user_id>/features")
+def get_features(user_id: str):
+    return queries.user_features(settings(), user_id)
+
+
+@app.get("/users/<user_id>/features/<name>")
+def get_feature(user_id: str, name: str):
+    return queries.user_feature(settings(), user_id, name)
+
+
+@app.get("/users/<user_id>/median")
+def get_median(user_id: str):
+    return queries.user_median(settings(), user_id)
+
+
+@app.get("/users/<user_id>/history")
+def get_history(user_id: str):
+    rows = queries.history(settings(), user_id, _query_time("since"), _query_time("until"))
+    return {"user_id": user_id, "history": rows}
+
+
+@app.get("/predictions/<event_id>")
+def get_prediction(event_id: str):
+    return queries.prediction(settings(), event_id)
+
+
+@app.post("/predict")
+def post_predict():
+    try:
+        body = json.loads(app.current_event.decoded_body or "null")
+    except json.JSONDecodeError as exc:
+        raise BadRequest("malformed_body", f"body is not valid JSON: {exc.msg}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or not body["instances"]:
+        raise BadRequest("malformed_body", 'body must be {"instances": [event, ...]} with at least one event')
+    return {"predictions": predict_instances(body["instances"], settings())}
+
+
+@app.get("/stats")
+def get_stats():
+    return queries.stats(settings())
+
+
+@app.get("/batches/recent")
+def get_recent_batches():
+    return {"batches": queries.recent_batches(settings(), _query_int("limit", 20, 1, 500))}
+
+
+@app.get("/model/status")
+def get_model_status():
+    return queries.model_status(settings())
+
+
+@app.get("/health")
+def get_health():
+    return {"status": "ok"}
+
+
+@app.get("/openapi.json")
+def get_openapi():
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON,
+                    body=app.get_openapi_json_schema(title="Real-time inference API", version="1.0.0"))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event, context):
+    return app.resolve(event, context)

@@ -1,0 +1,99 @@
+"""The three steps of the inference state machine: invoke the model, store predictions, record cost."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from datetime import datetime, timezone
+from urllib.parse import urlparse
+
+from . import aws, costs, model_client, store
+from .settings import Settings
+
+PREDICTION_TTL_SECONDS = 30 * 24 * 3600
+
+
+def _stage(name: str, started: float, **extra) -> dict:
+    return {"stage": name, "seconds": round(time.perf_counter() - started, 6),
+            "memory_mb": int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0), **extra}
+
+
+def load_rows(state: dict) -> list[dict]:
+    if state.get("rows_s3_uri"):
+        uri = urlparse(state["rows_s3_uri"])
+        body = aws.client("s3").get_object(Bucket=uri.netloc, Key=uri.path.lstrip("/"))["Body"].read()
+        return json.loads(body)
+    return state["rows"]
+
+
+def current_chunk_size(settings: Settings) -> int:
+    """The invocation chunk size the optimizer applied (STATE_TABLE "config"), else the deployed default."""
+    config = store.get_item(settings.state_table, {"pk": "config"}) or {}
+    return int(config.get("invoke_chunk_size") or settings.invoke_chunk_size)
+
+
+def invoke_model(state: dict, settings: Settings) -> dict:
+    started = time.perf_counter()
+    if state.get("feature_set") != settings.feature_set:
+        raise model_client.ModelError(
+            f"batch has feature set {state.get('feature_set')!r}; the model serves {settings.feature_set!r}")
+    rows = load_rows(state)
+    chunk = current_chunk_size(settings)
+    scored = model_client.invoke(settings.endpoint_name, [r["features"] for r in rows], chunk)
+    predictions = [{"event_id": r["event_id"], "user_id": r["user_id"], "ts": r["ts"], "ingest_ts": r["ingest_ts"],
+                    "score": round(score, 6), "variant": variant}
+                   for r, score, variant in zip(rows, scored.scores, scored.variants)]
+    model_bytes = sum(len(model_client.to_csv([r["features"]])) for r in rows)
+    return {
+        "batch_id": state["batch_id"], "created_at": state["created_at"], "model_version": settings.model_version,
+        "predictions": predictions,
+        "stages": state.get("stages", []) + [_stage("invoke_model", started, chunk_size=chunk, calls=scored.calls,
+                                                    model_seconds=scored.seconds, model_bytes=model_bytes)],
+    }
+
+
+def store_predictions(state: dict, settings: Settings) -> dict:
+    started = time.perf_counter()
+    now = time.time()
+    predictions = state["predictions"]
+    items = [dict(p, model_version=state["model_version"], batch_id=state["batch_id"], predicted_at=now,
+                  expires_at=int(now + PREDICTION_TTL_SECONDS)) for p in predictions]
+    store.batch_put(settings.predictions_table, items, ("event_id",))
+    latencies = sorted(now - p["ingest_ts"] for p in predictions)
+    store.add_counters(settings.state_table, "stats", {"events_predicted": len(items), "batches": 1})
+    return {
+        "batch_id": state["batch_id"], "created_at": state["created_at"], "events": len(items),
+        "latency_p50": statistics.median(latencies) if latencies else 0.0,
+        "latency_max": latencies[-1] if latencies else 0.0,
+        "stages": state["stages"] + [_stage("store_predictions", started, ddb_writes=len(items) + 1)],
+    }
+
+
+def record_cost(state: dict, settings: Settings) -> dict:
+    """One cost record per batch (COST_TABLE) and the figures for the EMF metrics."""
+    stages = state["stages"] + [_stage("record_cost", time.perf_counter(), ddb_writes=2)]
+    stream = next((s for s in stages if s["stage"] == "process_stream"), {})
+    invoke = next((s for s in stages if s["stage"] == "invoke_model"), {})
+    events = state["events"]
+    now = time.time()
+    cost = costs.batch_cost(
+        stages=stages, events=events, event_bytes=stream.get("bytes", 0),
+        sfn_seconds=now - state["created_at"], model_seconds=invoke.get("model_seconds", 0.0),
+        model_bytes=invoke.get("model_bytes", 0),
+        ddb_reads=sum(s.get("ddb_reads", 0) for s in stages), ddb_writes=sum(s.get("ddb_writes", 0) for s in stages))
+    day = datetime.fromtimestamp(now, tz=timezone.utc)
+    record = {
+        "day": day.strftime("%Y-%m-%d"), "batch_key": f"{day.isoformat()}#{state['batch_id']}",
+        "batch_id": state["batch_id"], "batch_size": stream.get("events", events), "events": events,
+        "bytes": stream.get("bytes", 0), "chunk_size": invoke.get("chunk_size", 0),
+        "stage_seconds": {s["stage"]: s["seconds"] for s in stages},
+        "cost_usd": {k: round(v, 12) for k, v in cost.items()},
+        "cost_per_event_usd": cost["total"] / max(events, 1),
+        "latency_p50": state["latency_p50"], "latency_max": state["latency_max"],
+        "pipeline_seconds": now - state["created_at"], "recorded_at": now,
+    }
+    store.put_item(settings.cost_table, record)
+    store.add_counters(settings.state_table, "stats", {"cost_usd_total": round(cost["total"], 12),
+                                                       "cost_events_total": events})
+    return record

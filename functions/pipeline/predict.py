@@ -1,0 +1,29 @@
+"""POST /predict: score events on demand against each user's current features, without changing any state."""
+from __future__ import annotations
+
+import time
+
+from . import model_client, store
+from .events import validate_event
+from .features import FEATURE_SET, FeatureState
+from .ingest import MAX_EVENTS_PER_REQUEST, BadRequest
+from .settings import Settings
+
+
+def predict_instances(instances: list, settings: Settings) -> list[dict]:
+    if len(instances) > MAX_EVENTS_PER_REQUEST:
+        raise BadRequest("too_many_events", f"at most {MAX_EVENTS_PER_REQUEST} instances per request", 413)
+    events = []
+    for index, raw in enumerate(instances):
+        event, errors = validate_event(raw, now=time.time())
+        if event is None:
+            raise BadRequest("invalid_instance", f"instance {index}: {'; '.join(errors)}")
+        events.append(event)
+    stored = {item["user_id"]: item for item in store.batch_get(
+        settings.features_table, [{"user_id": e.user_id, "feature_set": FEATURE_SET} for e in events])}
+    states = {u: FeatureState.from_json(item.get("state")) for u, item in stored.items()}
+    rows = [states.setdefault(e.user_id, FeatureState()).add(e) for e in events]  # local copies only
+    scored = model_client.invoke(settings.endpoint_name, rows, settings.invoke_chunk_size)
+    return [{"event_id": e.event_id, "user_id": e.user_id, "score": s, "variant": v, "feature_set": FEATURE_SET,
+             "model_version": settings.model_version}
+            for e, s, v in zip(events, scored.scores, scored.variants)]

@@ -1,0 +1,153 @@
+"""Read side of the HTTP API: features, scores, history, stats. Plain functions returning JSON-able data."""
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+from . import aws, store
+from .features import FEATURE_NAMES, FEATURE_SET
+from .settings import Settings
+
+MEDIAN_WINDOW_SECONDS = 300
+STATS_SCAN_LIMIT = 50_000
+
+
+class NotFound(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def user_features(settings: Settings, user_id: str) -> dict:
+    item = store.get_item(settings.features_table, {"user_id": user_id, "feature_set": FEATURE_SET})
+    if item is None:
+        raise NotFound("user_not_found", f"no features for user {user_id!r}")
+    return {"user_id": user_id, "feature_set": FEATURE_SET, "features": item.get("features", {}),
+            "total_events": item.get("total_events", 0), "updated_at": item.get("updated_at")}
+
+
+def user_feature(settings: Settings, user_id: str, name: str) -> dict:
+    if name not in FEATURE_NAMES:
+        raise NotFound("unknown_feature", f"unknown feature {name!r}; known: {', '.join(FEATURE_NAMES)}")
+    features = user_features(settings, user_id)
+    return {"user_id": user_id, "feature_set": FEATURE_SET, "name": name, "value": features["features"].get(name)}
+
+
+def prediction(settings: Settings, event_id: str) -> dict:
+    item = store.get_item(settings.predictions_table, {"event_id": event_id})
+    if item is None:
+        raise NotFound("prediction_not_found", f"no prediction for event {event_id!r}")
+    item.pop("expires_at", None)
+    return item
+
+
+def history(settings: Settings, user_id: str, since: float | None, until: float | None,
+            limit: int = 1000) -> list[dict]:
+    condition = Key("user_id").eq(user_id)
+    if since is not None and until is not None:
+        condition &= Key("ts").between(store.to_item(since), store.to_item(until))
+    elif since is not None:
+        condition &= Key("ts").gte(store.to_item(since))
+    elif until is not None:
+        condition &= Key("ts").lte(store.to_item(until))
+    items = store.query(settings.predictions_table, limit=limit, IndexName="by_user",
+                        KeyConditionExpression=condition)
+    return [{"event_id": i["event_id"], "timestamp": i["ts"], "score": i["score"], "variant": i.get("variant")}
+            for i in items]
+
+
+def user_median(settings: Settings, user_id: str, window_seconds: float = MEDIAN_WINDOW_SECONDS) -> dict:
+    """Median score of the user's events in the window that ends at their latest event (event time)."""
+    latest = store.query(settings.predictions_table, limit=1, IndexName="by_user",
+                         KeyConditionExpression=Key("user_id").eq(user_id), ScanIndexForward=False)
+    if not latest:
+        raise NotFound("user_not_found", f"no predictions for user {user_id!r}")
+    end = latest[0]["ts"]
+    items = history(settings, user_id, since=end - window_seconds + 1e-6, until=end, limit=100_000)
+    scores = [i["score"] for i in items]
+    return {"user_id": user_id, "median": statistics.median(scores), "window_seconds": window_seconds,
+            "count": len(scores), "window_end": end}
+
+
+def _scan_predictions(settings: Settings) -> list[dict]:
+    table = aws.table(settings.predictions_table)
+    items: list[dict] = []
+    kwargs: dict[str, Any] = {"ProjectionExpression": "user_id, ts, score"}
+    while len(items) < STATS_SCAN_LIMIT:
+        response = table.scan(**kwargs)
+        items.extend(response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            break
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return store.from_item(items)
+
+
+def median_of_medians(predictions: list[dict], window_seconds: float = MEDIAN_WINDOW_SECONDS) -> float | None:
+    by_user: dict[str, list[tuple[float, float]]] = {}
+    for p in predictions:
+        by_user.setdefault(p["user_id"], []).append((p["ts"], p["score"]))
+    medians = []
+    for rows in by_user.values():
+        end = max(ts for ts, _ in rows)
+        medians.append(statistics.median(s for ts, s in rows if ts > end - window_seconds))
+    return statistics.median(medians) if medians else None
+
+
+def queue_depth(url: str) -> int:
+    if not url:
+        return 0
+    attributes = aws.client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+    return sum(int(v) for v in attributes["Attributes"].values())
+
+
+def stats(settings: Settings) -> dict:
+    counters = store.get_item(settings.state_table, {"pk": "stats"}) or {}
+    config = store.get_item(settings.state_table, {"pk": "config"}) or {}
+    predictions = _scan_predictions(settings)
+    events_cost = counters.get("cost_events_total", 0)
+    return {
+        "events_ingested": counters.get("events_ingested", 0),
+        "events_rejected_at_api": counters.get("events_rejected_at_api", 0),
+        "events_processed": counters.get("events_processed_by_stream", 0),
+        "events_rejected": counters.get("events_rejected", 0),
+        "events_duplicate": counters.get("events_duplicate", 0),
+        "events_predicted": counters.get("events_predicted", 0),
+        "users_tracked": len({p["user_id"] for p in predictions}),
+        "median_of_medians": median_of_medians(predictions),
+        "median_of_medians_sampled": len(predictions) >= STATS_SCAN_LIMIT,
+        "batches": counters.get("batches", 0),
+        "cost_per_1k_events_usd": (1000 * counters.get("cost_usd_total", 0) / events_cost) if events_cost else None,
+        "current_batch_size": config.get("batch_size", settings.batch_size),
+        "invoke_chunk_size": config.get("invoke_chunk_size", settings.invoke_chunk_size),
+        "stream_dlq_messages": queue_depth(settings.stream_dlq_url),
+        "quarantine_messages": queue_depth(settings.quarantine_queue_url),
+    }
+
+
+def recent_batches(settings: Settings, limit: int = 20) -> list[dict]:
+    """Newest cost records first (today's partition, then yesterday's)."""
+    batches: list[dict] = []
+    now = time.time()
+    for days_back in (0, 1):
+        day = datetime.fromtimestamp(now - days_back * 86400, tz=timezone.utc).strftime("%Y-%m-%d")
+        batches += store.query(settings.cost_table, limit=limit - len(batches),
+                               KeyConditionExpression=Key("day").eq(day), ScanIndexForward=False)
+        if len(batches) >= limit:
+            break
+    return batches
+
+
+def model_status(settings: Settings) -> dict:
+    config = store.get_item(settings.state_table, {"pk": "config"}) or {}
+    return {
+        "endpoint": settings.endpoint_name, "model_version": settings.model_version, "feature_set": FEATURE_SET,
+        "batch_size": config.get("batch_size", settings.batch_size),
+        "batching_window_seconds": config.get("batching_window_seconds", settings.batching_window_seconds),
+        "invoke_chunk_size": config.get("invoke_chunk_size", settings.invoke_chunk_size),
+        "optimizer": config.get("optimizer", {"status": "not trained yet"}),
+    }

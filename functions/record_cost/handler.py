@@ -1,0 +1,20 @@
+"""State machine task: one cost record per batch, and the cost metrics for the dashboard (EMF)."""
+from aws_lambda_powertools.metrics import MetricUnit
+
+from pipeline import inference
+from pipeline.observability import logger, metrics, tracer
+from pipeline.settings import settings
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event, context):
+    record = inference.record_cost(event, settings())
+    metrics.add_metric(name="CostPerThousandEvents", unit=MetricUnit.NoUnit,
+                       value=1000 * record["cost_per_event_usd"])
+    metrics.add_metric(name="BatchEvents", unit=MetricUnit.Count, value=record["events"])
+    metrics.add_metric(name="PipelineSeconds", unit=MetricUnit.Seconds, value=record["pipeline_seconds"])
+    logger.info("cost recorded", extra={"batch_id": record["batch_id"], "cost_usd": record["cost_usd"]["total"]})
+    return {"batch_id": record["batch_id"], "events": record["events"],
+            "cost_per_event_usd": record["cost_per_event_usd"]}
