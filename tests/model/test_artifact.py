@@ -1,0 +1,25 @@
+"""The artifact round trip: train -> model.tar.gz -> load as the container does -> same scores."""
+import json
+import tarfile
+
+import numpy as np
+import xgboost
+
+from model import train
+from pipeline.features import FEATURE_NAMES
+
+
+def test_artifact_round_trip_gives_the_in_memory_scores(tmp_path):
+    x, y = train.build_dataset(users=60, hours=6, seed=1)
+    booster, metrics = train.train(x, y, seed=1, rounds=20)
+    artifact = train.write_artifact(booster, metrics, {"placeholder": True}, tmp_path)
+    with tarfile.open(artifact) as archive:
+        assert archive.getnames() == ["xgboost-model"]  # the container loads the model file it finds
+        archive.extractall(tmp_path / "extracted", filter="data")
+    loaded = xgboost.Booster(params={"nthread": 1})
+    loaded.load_model(str(tmp_path / "extracted" / "xgboost-model"))
+    expected = booster.predict(xgboost.DMatrix(x[:200]))
+    assert np.allclose(loaded.predict(xgboost.DMatrix(x[:200])), expected)
+    assert loaded.attr("feature_set") == "v1"
+    assert json.loads(loaded.attr("feature_names")) == list(FEATURE_NAMES)
+    assert 0.5 < metrics["holdout_auc"] <= 1.0
