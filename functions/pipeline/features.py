@@ -34,7 +34,8 @@ FEATURE_NAMES = (
 )
 HOUR = 3600.0
 DAY = 24 * HOUR
-RETENTION_SECONDS = DAY
+ALLOWED_LATENESS_SECONDS = HOUR  # an event up to this much older than the user's newest still gets exact windows
+RETENTION_SECONDS = DAY + ALLOWED_LATENESS_SECONDS
 NO_PREVIOUS_EVENT = 7 * DAY  # seconds_since_prev for a user's first event
 _PURCHASE = EVENT_TYPES.index("purchase")
 _VIEW = EVENT_TYPES.index("view")

@@ -75,7 +75,7 @@ class BatchOutcome:
 def batch_id_for(records: list[StreamRecord]) -> str:
     first, last = records[0], records[-1]
     digest = hashlib.sha256(f"{first.shard_id}:{first.sequence}:{last.sequence}".encode()).hexdigest()
-    return f"b-{int(time.time())}-{digest[:16]}"
+    return f"b-{digest[:32]}"  # deterministic: a redelivered batch gets the same id
 
 
 def process(records: list[StreamRecord], settings: Settings, started: float | None = None) -> BatchOutcome:
@@ -183,6 +183,11 @@ def start_inference(rows: list[dict], batch_id: str, settings: Settings, stream_
                                     Body=json.dumps(rows, separators=(",", ":")).encode())
         execution_input.update(rows=[], rows_s3_uri=f"s3://{settings.artifacts_bucket}/{key}")
         body = json.dumps(execution_input, separators=(",", ":"))
-    response = aws.client("stepfunctions").start_execution(
-        stateMachineArn=settings.state_machine_arn, name=batch_id, input=body)
-    return response["executionArn"]
+    sfn = aws.client("stepfunctions")
+    try:
+        return sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=batch_id,
+                                   input=body)["executionArn"]
+    except sfn.exceptions.ExecutionAlreadyExists:
+        # A redelivered batch whose inference already started (Standard workflows and the local cloud dedupe
+        # by name; Express re-runs it, which is safe because every write downstream is keyed by event_id).
+        return f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{batch_id}"
