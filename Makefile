@@ -1,0 +1,56 @@
+# The two commands of the quick start: `make run` and `make test`. Everything else is here for them.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+export CDK_DISABLE_VERSION_CHECK := 1
+MODEL := model/artifacts/model.tar.gz
+
+.PHONY: run up test synth model deploy lint bench clean help
+
+help:
+	@echo "make run    - local cloud + deploy + demo workload + report (no Docker, no AWS account)"
+	@echo "make test   - the whole test suite"
+	@echo "make up     - serve the HTTP API on http://127.0.0.1:8000 until Ctrl-C"
+	@echo "make synth  - synthesize the CDK app into cdk.out (cdk-nag checks run on every synth)"
+	@echo "make model  - train the XGBoost model into $(MODEL)"
+	@echo "make deploy - cdk deploy to your AWS account (needs credentials and Docker for the ML image)"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(MODEL): $(VENV)/.installed model/train.py model/synthetic.py functions/pipeline/features.py
+	$(PY) model/train.py
+
+model: $(MODEL)
+
+synth: $(VENV)/.installed $(MODEL)
+	@echo "synthesizing the CDK app (cdk-nag AwsSolutions checks included) ..."
+	@$(PY) app.py
+
+run: synth
+	$(PY) scripts/demo.py
+
+up: synth
+	$(PY) -m localcloud up --cdk-out cdk.out --api-port 8000
+
+test: $(VENV)/.installed node_modules/.installed $(MODEL)
+	$(PY) -m pytest
+
+bench: synth
+	$(PY) -m bench
+
+deploy: synth node_modules/.installed
+	npx --no-install cdk deploy --require-approval broadening
+
+clean:
+	rm -rf cdk.out .localcloud .pytest_cache

@@ -1,0 +1,179 @@
+"""`make run`: start the embedded local cloud, deploy the synthesized stack into it, drive a workload through
+the HTTP API end to end and print a report. Exits 0 only when every accepted event is accounted for.
+
+    python scripts/demo.py [--events 6000] [--rate 600] [--users 400] [--seed 7] [--cdk-out cdk.out]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import boto3
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from localcloud import LocalCloud  # noqa: E402
+from scripts import loadgen  # noqa: E402
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Pipeline:
+    """Read access to the deployed resources, with names taken from the deployed function's environment."""
+
+    def __init__(self, cloud: LocalCloud):
+        session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
+                                        region_name="us-east-1")
+        self.client = lambda service: session.client(service, endpoint_url=cloud.endpoint_url)
+        lambda_ = self.client("lambda")
+        functions = lambda_.list_functions()["Functions"]
+        api = next(f for f in functions if "ApiFunction" in f["FunctionName"])
+        self.env = api["Environment"]["Variables"]
+        self.dynamodb = session.resource("dynamodb", endpoint_url=cloud.endpoint_url)
+        self.sqs = self.client("sqs")
+
+    def scan(self, table: str, **kwargs) -> list[dict]:
+        items, table_ = [], self.dynamodb.Table(self.env[table])
+        while True:
+            response = table_.scan(**kwargs)
+            items += response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def count(self, table: str) -> int:
+        total, kwargs, table_ = 0, {"Select": "COUNT"}, self.dynamodb.Table(self.env[table])
+        while True:
+            response = table_.scan(**kwargs)
+            total += response["Count"]
+            if "LastEvaluatedKey" not in response:
+                return total
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def queue_messages(self, env_name: str) -> list[dict]:
+        """Peek at every message of a queue (visibility timeout 0 so they stay for the next look)."""
+        messages, seen = [], set()
+        for _ in range(50):
+            batch = self.sqs.receive_message(QueueUrl=self.env[env_name], MaxNumberOfMessages=10,
+                                             VisibilityTimeout=0).get("Messages", [])
+            fresh = [m for m in batch if m["MessageId"] not in seen]
+            if not fresh:
+                break
+            seen.update(m["MessageId"] for m in fresh)
+            messages += fresh
+        return [json.loads(m["Body"]) for m in messages]
+
+    def quarantined_event_ids(self) -> set[str]:
+        ids = set()
+        for body in self.queue_messages("QUARANTINE_QUEUE_URL"):
+            rows = body.get("rows") or body.get("predictions") or []
+            ids.update(r["event_id"] for r in rows)
+        return ids
+
+    def dlq_records(self) -> int:
+        return sum(b.get("KinesisBatchInfo", {}).get("batchSize", 0) for b in self.queue_messages("STREAM_DLQ_URL"))
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=6000)
+    parser.add_argument("--rate", type=float, default=600.0, help="events per second sent to the API")
+    parser.add_argument("--users", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--cdk-out", default=str(ROOT / "cdk.out"))
+    parser.add_argument("--api-port", type=int, default=0, help="0 = any free port")
+    parser.add_argument("--drain-timeout", type=float, default=180.0)
+    args = parser.parse_args(argv)
+
+    log(f"starting the embedded local cloud from {args.cdk_out} ...")
+    with LocalCloud(cdk_out=args.cdk_out, state_dir=str(ROOT / ".localcloud"), api_port=args.api_port) as cloud:
+        started = time.perf_counter()
+        cloud.deploy()
+        log(f"deployed in {time.perf_counter() - started:.1f} s; API {cloud.api_url}, AWS endpoint "
+            f"{cloud.endpoint_url} (function logs in .localcloud/logs/)")
+        pipeline = Pipeline(cloud)
+
+        log(f"sending {args.events} events at {args.rate:g}/s from {args.users} users "
+            "(2% invalid, 2% duplicates) ...")
+        load = loadgen.run(cloud.api_url, args.events, args.rate, users=args.users, seed=args.seed,
+                           progress=lambda done, n: done % 1000 == 0 and log(f"  sent {done}/{n}"))
+        log(f"sent {load.sent} in {load.seconds:.1f} s: accepted {load.accepted}, rejected {load.rejected}, "
+            f"failed {load.failed}")
+
+        log("waiting for the pipeline to drain ...")
+        expected = load.unique_accepted
+        deadline = time.monotonic() + args.drain_timeout
+        last, last_change = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            done = pipeline.count("PREDICTIONS_TABLE")
+            settled = done + len(pipeline.quarantined_event_ids()) + pipeline.dlq_records()
+            if settled != last:
+                log(f"  {done} predicted, {settled}/{expected} settled")
+                last, last_change = settled, time.monotonic()
+            if settled >= expected:
+                break
+            if time.monotonic() - last_change > 30:
+                log("  no progress for 30 s; reporting what is there")
+                break
+            time.sleep(1.0)
+
+        log("running the scheduled jobs once (retrain batch size, drift) ...")
+        optimizer = cloud.run_schedule("RetrainBatchSize")
+        drift = cloud.run_schedule("MonitorDrift")
+
+        predictions = pipeline.scan("PREDICTIONS_TABLE")
+        predicted_ids = {p["event_id"] for p in predictions} & load.accepted_ids
+        quarantined = pipeline.quarantined_event_ids() & load.accepted_ids
+        dlq = pipeline.dlq_records()
+        stream_rejected = [i for i in pipeline.scan("EVENTS_TABLE") if i.get("status") == "rejected"]
+        latencies = sorted(float(p["predicted_at"]) - float(p["ingest_ts"]) for p in predictions)
+        first_ingest = min(float(p["ingest_ts"]) for p in predictions) if predictions else 0
+        last_prediction = max(float(p["predicted_at"]) for p in predictions) if predictions else 0
+        costs = pipeline.scan("COST_TABLE")
+        cost_total = sum(float(c["cost_usd"]["total"]) for c in costs)
+        cost_events = sum(int(c["events"]) for c in costs)
+        unaccounted = expected - len(predicted_ids) - len(quarantined) - dlq
+
+    lines = [
+        ("events sent", load.sent),
+        ("  invalid (sent on purpose)", load.bad_sent),
+        ("  duplicates (sent on purpose)", load.duplicates_sent),
+        ("accepted by the API", load.accepted),
+        ("  unique event ids", expected),
+        ("rejected by the API (with reasons)", load.rejected),
+        ("failed to deliver", load.failed),
+        ("rejected in the stream", len(stream_rejected)),
+        ("processed (prediction stored)", len(predicted_ids)),
+        ("quarantined (state machine Catch)", len(quarantined)),
+        ("in the stream DLQ", dlq),
+        ("UNACCOUNTED", unaccounted),
+        ("batches", len(costs)),
+        ("ingest-to-prediction p50 / p95 / p99 (s)",
+         " / ".join(f"{percentile(latencies, q):.3f}" for q in (50, 95, 99)) if latencies else "n/a"),
+        ("throughput (events/s, first ingest to last prediction)",
+         f"{len(predictions) / max(last_prediction - first_ingest, 1e-9):.0f}" if predictions else "n/a"),
+        ("cost per 1k events (USD, modelled)", f"{1000 * cost_total / cost_events:.6f}" if cost_events else "n/a"),
+        ("batch size now / optimizer", f"{optimizer.get('batch_size')} / {optimizer.get('reason')}"),
+        ("drift (max PSI, feature)", f"{drift.get('max_psi', float('nan')):.3f} {drift.get('max_psi_feature', '')}"),
+    ]
+    width = max(len(k) for k, _ in lines)
+    print("\n=== Real-time inference pipeline: local run report ===")
+    for key, value in lines:
+        print(f"{key:<{width}}  {value}")
+    print("OK: every accepted event is accounted for." if unaccounted == 0 else
+          f"FAIL: {unaccounted} accepted events are unaccounted for.")
+    return 0 if unaccounted == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""End-to-end tests: the synthesized stack deployed into the embedded local cloud, driven over HTTP."""
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "model" / "artifacts" / "model.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def cdk_out(tmp_path_factory):
+    if not MODEL.exists():  # `make test` trains it; a bare pytest run gets a small one
+        subprocess.run([sys.executable, "model/train.py", "--users", "100", "--hours", "6"], cwd=ROOT, check=True)
+    out = tmp_path_factory.mktemp("cdk.out")
+    env = dict(os.environ, CDK_OUTDIR=str(out), JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
+    subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def cloud(cdk_out, tmp_path_factory):
+    from localcloud import LocalCloud
+
+    with LocalCloud(cdk_out=str(cdk_out), state_dir=str(tmp_path_factory.mktemp("state")), api_port=0) as c:
+        c.deploy()
+        yield c
+
+
+class Api:
+    def __init__(self, base: str):
+        self.base = base.rstrip("/")
+
+    def request(self, method: str, path: str, body=None) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture(scope="session")
+def api(cloud):
+    return Api(cloud.api_url)
+
+
+@pytest.fixture(scope="session")
+def resources(cloud):
+    """Names of the deployed resources, read from the deployed API function's environment."""
+    session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
+                                    region_name="us-east-1")
+    functions = session.client("lambda", endpoint_url=cloud.endpoint_url).list_functions()["Functions"]
+    env = next(f for f in functions if "ApiFunction" in f["FunctionName"])["Environment"]["Variables"]
+    return {"env": env, "session": session, "endpoint": cloud.endpoint_url,
+            "client": lambda name: session.client(name, endpoint_url=cloud.endpoint_url)}
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
