@@ -1,0 +1,141 @@
+"""Command line: ``python -m localcloud up`` and helpers that talk to a running instance.
+
+    python -m localcloud up [--cdk-out cdk.out] [--api-port 8000] [--gateway-port 0] [--state-dir .localcloud]
+    python -m localcloud run-schedule <rule>     # rule logical id, name, prefix, or its target function
+    python -m localcloud status
+    python -m localcloud fault --error ThrottlingException --count 2 [--endpoint NAME]
+    python -m localcloud clear-faults
+
+The helpers find the running instance through <state-dir>/localcloud.json (or --endpoint-url).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def _up(args: argparse.Namespace) -> int:
+    from .cloud import LocalCloud
+    from .errors import LocalCloudError
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    started = time.perf_counter()
+    try:
+        cloud = LocalCloud(cdk_out=args.cdk_out, state_dir=args.state_dir, gateway_port=args.gateway_port,
+                           api_port=args.api_port, workers_per_function=args.workers,
+                           run_schedules=not args.no_schedules, time_scale=args.time_scale, prewarm=args.prewarm,
+                           stack=args.stack)
+        cloud.start()
+    except LocalCloudError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        cloud.deploy()
+        print(f"local cloud up in {time.perf_counter() - started:.1f} s (stack {cloud.stack.stack_name})")
+        print(f"  HTTP API      {cloud.api_url}")
+        print(f"  AWS endpoint  {cloud.endpoint_url}   (AWS_ENDPOINT_URL for boto3 / the AWS CLI; any credentials)")
+        print(f"  logs          {cloud.log_dir}")
+        if cloud.outputs:
+            print("outputs:")
+            for key, value in cloud.outputs.items():
+                print(f"  {key:<28} {value}")
+        print("resources:")
+        for resource in cloud.deployer.resources.values():
+            if resource.status == "created":
+                print(f"  {resource.logical_id:<48} {resource.type:<34} {resource.ref}")
+        if cloud.scheduler.rules:
+            print("schedules (python -m localcloud run-schedule <rule>):")
+            for rule in cloud.scheduler.rules:
+                print(f"  {rule.logical_id:<48} {rule.schedule}")
+        print("Ctrl-C to stop.", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    except LocalCloudError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        cloud.stop()
+    return 0
+
+
+def _endpoint(args: argparse.Namespace) -> str:
+    if args.endpoint_url:
+        return args.endpoint_url.rstrip("/")
+    state = Path(args.state_dir) / "localcloud.json"
+    if not state.is_file():
+        raise SystemExit(f"no running local cloud found ({state} is missing): start one with "
+                         "`python -m localcloud up` or pass --endpoint-url")
+    return json.loads(state.read_text())["endpoint_url"]
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    url = _endpoint(args) + "/_localcloud/" + path
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"cannot reach the local cloud at {url}: {exc.reason}") from None
+
+
+def _print(status: int, body: dict) -> int:
+    print(json.dumps(body, indent=2, default=str))
+    return 0 if status < 400 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start, deploy cdk.out and serve until Ctrl-C")
+    up.add_argument("--cdk-out", default="cdk.out")
+    up.add_argument("--stack", default=None)
+    up.add_argument("--api-port", type=int, default=8000)
+    up.add_argument("--gateway-port", type=int, default=0)
+    up.add_argument("--workers", type=int, default=2, help="worker processes per function")
+    up.add_argument("--time-scale", type=float, default=1.0, help="schedule clock speed-up")
+    up.add_argument("--no-schedules", action="store_true", help="do not fire schedules (run-schedule still works)")
+    up.add_argument("--prewarm", action="store_true", help="start one worker per function at deploy")
+    for name in ("run-schedule", "status", "fault", "clear-faults"):
+        command = sub.add_parser(name)
+        command.add_argument("--endpoint-url", default=None)
+        command.add_argument("--timeout", type=float, default=900)
+        if name == "run-schedule":
+            command.add_argument("rule")
+        if name == "fault":
+            command.add_argument("--error", default="ThrottlingException")
+            command.add_argument("--count", type=int, default=1)
+            command.add_argument("--endpoint", default="*")
+    for command in sub.choices.values():
+        command.add_argument("--state-dir", default=".localcloud")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return _up(args)
+    if args.command == "run-schedule":
+        return _print(*_call(args, "POST", f"schedules/{args.rule}/run"))
+    if args.command == "status":
+        return _print(*_call(args, "GET", "status"))
+    if args.command == "fault":
+        return _print(*_call(args, "POST", "sagemaker/faults",
+                             {"error": args.error, "count": args.count, "endpoint": args.endpoint}))
+    if args.command == "clear-faults":
+        return _print(*_call(args, "DELETE", "sagemaker/faults"))
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

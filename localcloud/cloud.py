@@ -1,0 +1,408 @@
+"""``LocalCloud``: the embedded local cloud, started from a synthesized CDK app (cdk.out).
+
+    with LocalCloud(cdk_out="cdk.out", api_port=0) as cloud:
+        cloud.deploy()
+        cloud.api_url, cloud.endpoint_url, cloud.outputs, cloud.resources
+        cloud.invoke("ApiFunction", event); cloud.run_schedule("RetrainBatchSize")
+        cloud.set_model_fault(error="ThrottlingException", count=2); cloud.wait_idle(30)
+
+moto's state lives in the process, so one LocalCloud runs per process at a time.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from werkzeug.wrappers import Request, Response
+
+from . import mototools
+from .assembly import CloudAssembly, StackArtifact
+from .deployer import Deployer
+from .errors import FunctionError, LocalCloudError
+from .gateway import Gateway, json_response
+from .httpapi import HttpApiServer
+from .kinesis import KinesisPollers
+from .lambdahost import InvokeResult, LambdaHost
+from .sagemaker import SageMakerRuntime
+from .schedules import Scheduler
+
+log = logging.getLogger("localcloud")
+
+STATE_FILE = "localcloud.json"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (pytest swaps it)."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.setLevel(level)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+class LocalCloud:
+    _active: "LocalCloud | None" = None
+    _active_lock = threading.Lock()
+
+    def __init__(self, cdk_out: str | os.PathLike = "cdk.out", state_dir: str | os.PathLike = ".localcloud",
+                 gateway_port: int = 0, api_port: int = 8000, workers_per_function: int = 2, *,
+                 stack: str | None = None, parameters: dict[str, Any] | None = None, host: str = "127.0.0.1",
+                 run_schedules: bool = True, time_scale: float = 1.0, poll_interval: float = 0.1,
+                 retry_base: float = 0.1, retry_cap: float = 1.0, init_timeout: float = 60.0,
+                 prewarm: bool = False, region: str = mototools.REGION):
+        self.cdk_out = Path(cdk_out)
+        self.state_dir = Path(state_dir).resolve()
+        self.gateway_port = gateway_port
+        self.api_port = api_port
+        self.workers_per_function = workers_per_function
+        self.stack_name = stack
+        self.parameters = parameters or {}
+        self.host = host
+        self.run_schedules = run_schedules
+        self.time_scale = time_scale
+        self.poller_options = {"poll_interval": poll_interval, "retry_base": retry_base, "retry_cap": retry_cap}
+        self.init_timeout = init_timeout
+        self.prewarm = prewarm
+        self.region = region
+        self.account_id = mototools.ACCOUNT_ID
+
+        self.stack: StackArtifact | None = None
+        self.gateway: Gateway | None = None
+        self.http_api: HttpApiServer | None = None
+        self.lambda_host: LambdaHost | None = None
+        self.sagemaker: SageMakerRuntime | None = None
+        self.pollers: KinesisPollers | None = None
+        self.scheduler: Scheduler | None = None
+        self.deployer: Deployer | None = None
+        self.outputs: dict[str, Any] = {}
+        self.resources: dict[str, Any] = {}
+        self.deploy_seconds = 0.0
+        self._clients: dict[str, Any] = {}
+        self._started = False
+        self._deployed = False
+        self._log_handlers: list[logging.Handler] = []
+        self._saved_logger_state: dict[str, tuple] = {}
+
+    # -- context manager ----------------------------------------------------------------------------------------
+    def __enter__(self) -> "LocalCloud":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- URLs ---------------------------------------------------------------------------------------------------
+    @property
+    def endpoint_url(self) -> str:
+        self._require_started()
+        return f"http://127.0.0.1:{self.gateway.port}"
+
+    @property
+    def api_url(self) -> str:
+        self._require_started()
+        return f"http://127.0.0.1:{self.http_api.server.server_address[1]}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def client(self, service: str):
+        """A boto3 client for the local cloud (fake credentials, the gateway as endpoint)."""
+        self._require_started()
+        if service not in self._clients:
+            self._clients[service] = self._session.client(
+                service, endpoint_url=self.endpoint_url,
+                config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=120))
+        return self._clients[service]
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise LocalCloudError("the local cloud is not started: call start() (or use `with LocalCloud(...)`)")
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    def start(self) -> "LocalCloud":
+        if self._started:
+            return self
+        with LocalCloud._active_lock:
+            if LocalCloud._active is not None:
+                raise LocalCloudError("another LocalCloud is running in this process (moto keeps its state per "
+                                      "process): stop it first")
+            LocalCloud._active = self
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.stack = CloudAssembly(self.cdk_out).stack(self.stack_name)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._setup_logging()
+        mototools.configure()
+        mototools.reset()
+        self._session = boto3.session.Session(aws_access_key_id="localcloud", aws_secret_access_key="localcloud",
+                                              region_name=self.region)
+        self.gateway = Gateway(control=self._control)
+        self.http_api = HttpApiServer(None, None, region=self.region, account_id=self.account_id)
+        self.http_api.start(self.host, self.api_port)  # bind early: a busy API port is reported before deploying
+        port = self.gateway.start(self.host, self.gateway_port)
+        os.environ["MOTO_PORT"] = str(port)  # moto's state-machine executor calls http://localhost:$MOTO_PORT
+        self._started = True
+        empty_config = self.state_dir / "aws-config-empty"
+        empty_config.write_text("")
+        self.lambda_host = LambdaHost(endpoint_url=self.endpoint_url, log_dir=self.log_dir, region=self.region,
+                                      account_id=self.account_id, workers_per_function=self.workers_per_function,
+                                      init_timeout=self.init_timeout, aws_config_file=empty_config)
+        self.sagemaker = SageMakerRuntime(s3_get=self._s3_get, work_dir=self.state_dir, region=self.region,
+                                          account_id=self.account_id)
+        self.gateway.lambda_host = self.lambda_host
+        self.gateway.sagemaker = self.sagemaker
+        self.http_api.host = self.lambda_host
+        atexit.register(self.stop)
+        log.info("local cloud for %s: AWS endpoint %s, HTTP API %s", self.stack.stack_name, self.endpoint_url,
+                 self.api_url)
+
+    def deploy(self) -> "LocalCloud":
+        """Create the stack's resources (once per LocalCloud) and start pollers, schedules and the HTTP API."""
+        if not self._started:
+            self.start()
+        if self._deployed:
+            return self
+        started = time.perf_counter()
+        deployer = Deployer(self.stack, session=self._session, endpoint_url=self.endpoint_url, region=self.region,
+                            account_id=self.account_id, work_dir=self.state_dir, parameters=self.parameters,
+                            api_url=self.api_url)
+        deployer.deploy()
+        self.deployer = deployer
+        for spec in deployer.functions.values():
+            self.lambda_host.register(spec)
+        for name, config_name, variants in deployer.endpoints:
+            self.sagemaker.register_endpoint(name, config_name, variants)
+        apis = list(deployer.http_apis.values())
+        if len(apis) > 1:
+            log.warning("%d HTTP APIs in the template; serving %s only", len(apis), apis[0].logical_id)
+        if apis:
+            self.http_api.configure(apis[0])
+        clients = {name: self.client(name) for name in ("kinesis", "lambda", "sqs", "sns", "stepfunctions")}
+        self.pollers = KinesisPollers(self.lambda_host, clients, self.region, **self.poller_options)
+        self.pollers.start(deployer.mappings)
+        self.scheduler = Scheduler(deployer.rules, host=self.lambda_host, clients=clients, region=self.region,
+                                   account_id=self.account_id, time_scale=self.time_scale,
+                                   enabled=self.run_schedules)
+        self.scheduler.start()
+        self.outputs = dict(deployer.outputs)
+        self.resources = {lid: r.ref for lid, r in deployer.resources.items() if r.status in ("created", "skipped")}
+        if self.prewarm:
+            self.lambda_host.prewarm()
+        self._deployed = True
+        self.deploy_seconds = time.perf_counter() - started
+        self._write_state_file()
+        log.info("deployed %s in %.1f s: %d resources created, %d skipped", self.stack.stack_name,
+                 self.deploy_seconds, sum(r.status == "created" for r in deployer.resources.values()),
+                 len(deployer.skipped))
+        return self
+
+    def stop(self) -> None:
+        """Stop threads, workers and servers. Safe to call twice."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.pollers is not None:
+            self.pollers.stop()
+        if self.lambda_host is not None:
+            self.lambda_host.close()
+        if self.http_api is not None:
+            self.http_api.stop()
+        if self.gateway is not None:
+            self.gateway.stop()
+        self.scheduler = self.pollers = None
+        self.gateway = None
+        self._started = False
+        state_file = self.state_dir / STATE_FILE
+        try:
+            if state_file.is_file() and json.loads(state_file.read_text()).get("pid") == os.getpid():
+                state_file.unlink()
+        except (OSError, ValueError):
+            pass
+        self._restore_logging()
+        with LocalCloud._active_lock:
+            if LocalCloud._active is self:
+                LocalCloud._active = None
+        try:
+            atexit.unregister(self.stop)
+        except Exception:  # noqa: BLE001
+            pass
+
+    # -- operations ---------------------------------------------------------------------------------------------
+    def invoke_raw(self, function: str, event: Any = None) -> InvokeResult:
+        self._require_deployed()
+        return self.lambda_host.invoke(function, event)
+
+    def invoke(self, function: str, event: Any = None) -> Any:
+        """Invoke a function (logical id, name or ARN) synchronously; raises FunctionError on a function error."""
+        return self.invoke_raw(function, event).raise_for_error()
+
+    def run_schedule(self, rule: str) -> Any:
+        """Fire a schedule now (rule logical id, name, logical-id prefix, or its target function)."""
+        self._require_deployed()
+        return self.scheduler.run(rule)
+
+    def set_model_fault(self, error: str = "ThrottlingException", count: int = 1, endpoint: str = "*",
+                        message: str | None = None) -> None:
+        """Make the next ``count`` SageMaker invocations (of ``endpoint`` or of any endpoint) fail with ``error``."""
+        self._require_started()
+        self.sagemaker.set_fault(endpoint=endpoint, count=count, error=error, message=message)
+
+    def clear_model_faults(self) -> None:
+        self._require_started()
+        self.sagemaker.clear_faults()
+
+    def stepfunctions_in_flight(self) -> int:
+        """RUNNING executions of the stack's state machines (moto's ListExecutions; works for EXPRESS)."""
+        self._require_deployed()
+        sfn = self.client("stepfunctions")
+        total = 0
+        for resource in self.deployer.resources.values():
+            if resource.type == "AWS::StepFunctions::StateMachine" and resource.status == "created":
+                paginator = sfn.get_paginator("list_executions")
+                for page in paginator.paginate(stateMachineArn=resource.ref, statusFilter="RUNNING"):
+                    total += len(page["executions"])
+        return total
+
+    def idle(self, include_stepfunctions: bool = True) -> bool:
+        self._require_deployed()
+        if self.lambda_host.in_flight or not self.pollers.idle():
+            return False
+        return not include_stepfunctions or self.stepfunctions_in_flight() == 0
+
+    def wait_idle(self, timeout: float = 60.0, include_stepfunctions: bool = True) -> bool:
+        """Wait until every shard is drained (pollers at the stream tip, nothing buffered), no invocation is in
+        flight and (by default) no state machine execution is running. True when idle, False on timeout."""
+        deadline = time.monotonic() + timeout
+        streak = 0
+        while time.monotonic() < deadline:
+            if self.idle(include_stepfunctions):
+                streak += 1
+                if streak >= 3:
+                    return True
+            else:
+                streak = 0
+            time.sleep(0.05)
+        return False
+
+    def function_log(self, function: str) -> str:
+        spec = self.lambda_host.spec(function)
+        path = self.log_dir / f"{spec.logical_id}.log"
+        return path.read_text() if path.exists() else ""
+
+    def status(self) -> dict:
+        data: dict[str, Any] = {"stack": self.stack.stack_name if self.stack else None, "started": self._started,
+                                "deployed": self._deployed, "pid": os.getpid()}
+        if self._started:
+            data.update(endpoint_url=self.endpoint_url, api_url=self.api_url, log_dir=str(self.log_dir))
+        if self._deployed:
+            data.update(outputs=self.outputs, resources=self.resources, deploy_seconds=round(self.deploy_seconds, 3),
+                        functions=self.lambda_host.stats(), pollers=self.pollers.stats(),
+                        endpoints=self.sagemaker.status(), model_faults=self.sagemaker.faults(),
+                        schedules={r.logical_id: {"name": r.name, "expression": r.schedule,
+                                                  "fired": self.scheduler.fired.get(r.logical_id, 0)}
+                                   for r in self.scheduler.rules},
+                        skipped=self.deployer.skipped)
+        return data
+
+    def _require_deployed(self) -> None:
+        if not self._deployed:
+            raise LocalCloudError("nothing is deployed: call deploy() first")
+
+    # -- internals ----------------------------------------------------------------------------------------------
+    def _s3_get(self, bucket: str, key: str) -> bytes:
+        return self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def _write_state_file(self) -> None:
+        state = {"pid": os.getpid(), "stack": self.stack.stack_name, "endpoint_url": self.endpoint_url,
+                 "api_url": self.api_url, "log_dir": str(self.log_dir), "started": time.time()}
+        (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def _setup_logging(self) -> None:
+        file_handler = logging.FileHandler(self.log_dir / "localcloud.log", encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s"))
+        file_handler._localcloud = True  # type: ignore[attr-defined]
+        console = _StderrHandler(logging.WARNING)
+        console.setFormatter(logging.Formatter("localcloud %(levelname)s: %(message)s"))
+        console._localcloud = True  # type: ignore[attr-defined]
+        self._log_handlers = [file_handler, console]
+        for name in ("localcloud", "moto", "werkzeug"):
+            logger = logging.getLogger(name)
+            self._saved_logger_state[name] = (logger.level, logger.propagate)
+            logger.propagate = False
+            logger.addHandler(file_handler)
+            if name == "localcloud":
+                logger.addHandler(console)
+                logger.setLevel(logging.DEBUG)
+            elif logger.level == logging.NOTSET:
+                logger.setLevel(logging.INFO)
+
+    def _restore_logging(self) -> None:
+        for name, (level, propagate) in self._saved_logger_state.items():
+            logger = logging.getLogger(name)
+            for handler in self._log_handlers:
+                logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+        for handler in self._log_handlers:
+            handler.close()
+        self._log_handlers = []
+        self._saved_logger_state = {}
+
+    # -- control API --------------------------------------------------------------------------------------------
+    def _control(self, request: Request) -> Response:
+        parts = [p for p in request.path.split("/") if p][1:]  # drop "_localcloud"
+        method = request.method
+        body = request.get_json(silent=True) or {}
+        if parts == ["status"] and method == "GET":
+            return json_response(self.status())
+        if parts == ["outputs"] and method == "GET":
+            return json_response(self.outputs)
+        if parts == ["sagemaker", "faults"]:
+            if method == "POST":
+                try:
+                    self.set_model_fault(error=body.get("error", "ThrottlingException"),
+                                         count=int(body.get("count", 1)), endpoint=body.get("endpoint", "*"),
+                                         message=body.get("message"))
+                except ValueError as exc:
+                    return json_response({"error": str(exc)}, 400)
+                return json_response({"faults": self.sagemaker.faults()})
+            if method == "DELETE":
+                self.clear_model_faults()
+                return json_response({"faults": []})
+            if method == "GET":
+                return json_response({"faults": self.sagemaker.faults()})
+        if parts == ["schedules"] and method == "GET":
+            return json_response(self.status().get("schedules", {}))
+        if len(parts) == 3 and parts[0] == "schedules" and parts[2] == "run" and method == "POST":
+            try:
+                return json_response({"rule": parts[1], "result": self.run_schedule(parts[1])})
+            except FunctionError as exc:
+                return json_response({"rule": parts[1], "error": exc.payload}, 500)
+        if parts == ["wait-idle"] and method == "POST":
+            return json_response({"idle": self.wait_idle(float(body.get("timeout", 60)))})
+        if len(parts) == 3 and parts[0] == "functions" and parts[2] == "invoke" and method == "POST":
+            result = self.invoke_raw(parts[1], request.get_data() or b"{}")
+            return Response(result.payload, status=200 if result.ok else 500, content_type="application/json")
+        return json_response({"error": f"no control route {method} {request.path}"}, 404)

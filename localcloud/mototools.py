@@ -1,0 +1,115 @@
+"""moto, in process: configuration, reset, and the few patches the local cloud needs.
+
+Why patches (each one is small, local to this process, and keeps moto's behaviour):
+- Kinesis: ``Shard.put_record`` finds the last sequence number with ``list(keys)[-1]`` (O(records stored)) and
+  ``Shard.get_records`` scans the shard from its first record on every call. Both become O(1)/O(batch) here, with
+  identical results (sequence numbers in a moto shard are consecutive integers; otherwise the original runs).
+- moto's backends are not thread-safe (a threaded server can lose DynamoDB ``ADD`` updates or give two Kinesis
+  records one sequence number). The gateway serializes requests per service for the services in
+  ``SERIALIZED_SERVICES`` with ``service_lock``.
+- moto's Lambda would invoke functions itself (through Docker) when a record is put on a stream with an event
+  source mapping; ``detach_kinesis_mapping`` removes that hook (the local poller delivers records instead).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+REGION = "us-east-1"
+SERIALIZED_SERVICES = ("dynamodb", "kinesis", "dynamodbstreams")
+
+_service_locks: dict[str, threading.RLock] = {name: threading.RLock() for name in SERIALIZED_SERVICES}
+_patched = False
+
+
+def service_lock(service: str) -> threading.RLock | None:
+    return _service_locks.get(service)
+
+
+def configure() -> None:
+    """Turn on state-machine execution, keep moto's Lambda away from Docker, apply the patches."""
+    from moto.core.config import default_user_config
+
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    default_user_config["lambda"] = {"use_docker": False}
+    _apply_patches()
+
+
+def reset() -> None:
+    """A fresh, empty account (every moto backend reset)."""
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()
+
+
+def quiet_loggers(handler: logging.Handler | None) -> None:
+    """moto and werkzeug log to the local cloud's log file instead of the terminal."""
+    for name in ("moto", "werkzeug"):
+        logger = logging.getLogger(name)
+        logger.propagate = False
+        for existing in list(logger.handlers):
+            if getattr(existing, "_localcloud", False):
+                logger.removeHandler(existing)
+        if handler is not None:
+            logger.addHandler(handler)
+        else:
+            logger.addHandler(logging.NullHandler())
+
+
+def _apply_patches() -> None:
+    global _patched
+    if _patched:
+        return
+    from moto.kinesis.models import Shard
+
+    original_get_records = Shard.get_records
+
+    def get_max_sequence_number(self) -> int:
+        return next(reversed(self.records)) if self.records else 0
+
+    def get_min_sequence_number(self) -> int:
+        return next(iter(self.records)) if self.records else 0
+
+    def get_records(self, last_sequence_id, limit):
+        records = self.records
+        if not records:
+            return [], int(last_sequence_id), 0
+        first, last = next(iter(records)), next(reversed(records))
+        if last - first + 1 != len(records):
+            return original_get_records(self, last_sequence_id, limit)
+        start = max(int(last_sequence_id) + 1, first)
+        end = last if not limit else min(last, start + int(limit) - 1)
+        if start > end:
+            return [], int(last_sequence_id), 0
+        results = [records[n] for n in range(start, end + 1)]
+        millis_behind = int((records[last].created_at - results[-1].created_at) * 1000)
+        return results, results[-1].sequence_number, millis_behind
+
+    Shard.get_max_sequence_number = get_max_sequence_number
+    Shard.get_min_sequence_number = get_min_sequence_number
+    Shard.get_records = get_records
+    _patched = True
+
+
+def kinesis_backend():
+    from moto.kinesis.models import kinesis_backends
+
+    return kinesis_backends[ACCOUNT_ID][REGION]
+
+
+def detach_kinesis_mapping(stream_arn: str) -> None:
+    """Stop moto's Lambda from trying to deliver stream records itself (it would need Docker)."""
+    with _service_locks["kinesis"]:
+        for stream in kinesis_backend().streams.values():
+            if stream.arn == stream_arn:
+                stream.lambda_event_source_mappings.clear()
+
+
+def shard_tips(stream_arn: str) -> dict[str, int]:
+    """Last sequence number of every shard of a stream (read in process, under the Kinesis lock)."""
+    with _service_locks["kinesis"]:
+        for stream in kinesis_backend().streams.values():
+            if stream.arn == stream_arn:
+                return {shard.shard_id: shard.get_max_sequence_number() for shard in stream.shards.values()}
+    return {}
