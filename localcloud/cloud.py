@@ -6,7 +6,9 @@
         cloud.invoke("ApiFunction", event); cloud.run_schedule("RetrainBatchSize")
         cloud.set_model_fault(error="ThrottlingException", count=2); cloud.wait_idle(30)
 
-moto's state lives in the process, so one LocalCloud runs per process at a time.
+moto's state lives in the process: several LocalClouds can run in one process (say, a test session) as long as
+they deploy different stacks; moto is reset only when the first one starts, and state-machine Lambda tasks reach
+every running cloud's functions.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ class _StderrHandler(logging.StreamHandler):
 
 
 class LocalCloud:
-    _active: "LocalCloud | None" = None
+    _active: "list[LocalCloud]" = []
     _active_lock = threading.Lock()
 
     def __init__(self, cdk_out: str | os.PathLike = "cdk.out", state_dir: str | os.PathLike = ".localcloud",
@@ -140,10 +142,8 @@ class LocalCloud:
         if self._started:
             return self
         with LocalCloud._active_lock:
-            if LocalCloud._active is not None:
-                raise LocalCloudError("another LocalCloud is running in this process (moto keeps its state per "
-                                      "process): stop it first")
-            LocalCloud._active = self
+            self._first_in_process = not LocalCloud._active
+            LocalCloud._active.append(self)
         try:
             self._start()
         except BaseException:
@@ -156,10 +156,13 @@ class LocalCloud:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._setup_logging()
         mototools.configure()
-        mototools.reset()
+        if self._first_in_process:
+            mototools.reset()
         self._session = boto3.session.Session(aws_access_key_id="localcloud", aws_secret_access_key="localcloud",
                                               region_name=self.region)
         self.gateway = Gateway(control=self._control)
+        self.gateway.other_hosts = lambda: [c.lambda_host for c in list(LocalCloud._active)
+                                            if c is not self and c.lambda_host is not None]
         self.http_api = HttpApiServer(None, None, region=self.region, account_id=self.account_id)
         self.http_api.start(self.host, self.api_port)  # bind early: a busy API port is reported before deploying
         port = self.gateway.start(self.host, self.gateway_port)
@@ -181,10 +184,24 @@ class LocalCloud:
 
     def deploy(self) -> "LocalCloud":
         """Create the stack's resources (once per LocalCloud) and start pollers, schedules and the HTTP API."""
-        if not self._started:
+        started_here = not self._started
+        if started_here:
             self.start()
         if self._deployed:
             return self
+        try:
+            self._deploy()
+        except BaseException:
+            if started_here:
+                self.stop()
+            raise
+        return self
+
+    def _deploy(self) -> None:
+        for other in list(LocalCloud._active):
+            if other is not self and other._deployed and other.stack.stack_name == self.stack.stack_name:
+                raise LocalCloudError(f"stack {self.stack.stack_name} is already deployed by another LocalCloud in "
+                                      "this process (moto's state is shared): stop that one first")
         started = time.perf_counter()
         deployer = Deployer(self.stack, session=self._session, endpoint_url=self.endpoint_url, region=self.region,
                             account_id=self.account_id, work_dir=self.state_dir, parameters=self.parameters,
@@ -217,7 +234,6 @@ class LocalCloud:
         log.info("deployed %s in %.1f s: %d resources created, %d skipped", self.stack.stack_name,
                  self.deploy_seconds, sum(r.status == "created" for r in deployer.resources.values()),
                  len(deployer.skipped))
-        return self
 
     def stop(self) -> None:
         """Stop threads, workers and servers. Safe to call twice."""
@@ -234,6 +250,7 @@ class LocalCloud:
         self.scheduler = self.pollers = None
         self.gateway = None
         self._started = False
+        self._deployed = False
         state_file = self.state_dir / STATE_FILE
         try:
             if state_file.is_file() and json.loads(state_file.read_text()).get("pid") == os.getpid():
@@ -242,8 +259,11 @@ class LocalCloud:
             pass
         self._restore_logging()
         with LocalCloud._active_lock:
-            if LocalCloud._active is self:
-                LocalCloud._active = None
+            if self in LocalCloud._active:
+                LocalCloud._active.remove(self)
+            for other in LocalCloud._active:  # moto's state machines call the gateway of a running cloud
+                if other.gateway is not None:
+                    os.environ["MOTO_PORT"] = str(other.gateway.port)
         try:
             atexit.unregister(self.stop)
         except Exception:  # noqa: BLE001

@@ -64,6 +64,7 @@ class Gateway:
         self.lambda_host = lambda_host
         self.sagemaker = sagemaker
         self.control = control
+        self.other_hosts: Callable[[], list] = lambda: []  # Lambda hosts of other clouds in this process
         self.server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -73,9 +74,9 @@ class Gateway:
         method = environ.get("REQUEST_METHOD", "GET")
         if method == "POST" and path.endswith("/invocations"):
             if path.startswith("/2015-03-31/functions/") and self.lambda_host is not None:
-                response = self._lambda_invoke(Request(environ), path[len("/2015-03-31/functions/"):-len("/invocations")])
-                if response is not None:
-                    return response(environ, start_response)
+                response = self._lambda_invoke(Request(environ),
+                                               path[len("/2015-03-31/functions/"):-len("/invocations")])
+                return response(environ, start_response)
             elif path.startswith("/endpoints/") and self.sagemaker is not None:
                 name = path[len("/endpoints/"):-len("/invocations")]
                 return self.sagemaker.wsgi_invoke(name, Request(environ))(environ, start_response)
@@ -104,11 +105,20 @@ class Gateway:
                     result.close()
         return [body]
 
-    def _lambda_invoke(self, request: Request, name: str) -> Response | None:
+    def _lambda_invoke(self, request: Request, name: str) -> Response:
         host = self.lambda_host
         resolved = host.resolve_name(name)
         if resolved is None:
-            return None  # not ours: moto answers (ResourceNotFoundException for unknown functions)
+            for other in self.other_hosts():
+                resolved = other.resolve_name(name)
+                if resolved is not None:
+                    host = other
+                    break
+            else:  # moto would answer 200 "{}" (or try Docker): answer like Lambda instead
+                arn = name if name.startswith("arn:") else \
+                    f"arn:aws:lambda:{mototools.REGION}:{mototools.ACCOUNT_ID}:function:{name}"
+                return aws_error("ResourceNotFoundException", f"Function not found: {arn} (the local cloud runs "
+                                 "the functions deployed from cdk.out)", 404)
         invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         payload = request.get_data()
         if len(payload) > SYNC_PAYLOAD_LIMIT:
@@ -136,10 +146,13 @@ class Gateway:
 
     # -- server -------------------------------------------------------------------------------------------------
     def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        if port and not port_free(host, port):
+            raise LocalCloudError(f"cannot start the gateway on {host}:{port}: the port is in use "
+                                  "(is another local cloud running? pick another port)")
         try:
             self.server = make_server(host, port, self, threaded=True, request_handler=_request_handler_class())
-        except OSError as exc:
-            raise LocalCloudError(f"cannot start the gateway on {host}:{port}: {exc.strerror or exc} "
+        except (OSError, SystemExit) as exc:  # werkzeug exits on "address in use"
+            raise LocalCloudError(f"cannot start the gateway on {host}:{port}: {_reason(exc)} "
                                   f"(is another local cloud running? pick another port)") from exc
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -170,3 +183,9 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return "address already in use"
+    return getattr(exc, "strerror", None) or str(exc)

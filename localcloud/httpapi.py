@@ -236,10 +236,15 @@ class HttpApiServer:
             def log_request(self, code: Any = "-", size: Any = "-") -> None:
                 log.debug('%s "%s" %s', self.address_string(), self.requestline, code)
 
+        from .gateway import port_free
+
+        if port and not port_free(host, port):
+            raise LocalCloudError(f"cannot serve the HTTP API on {host}:{port}: the port is in use "
+                                  f"(pass api_port=0 or --api-port to pick another)")
         try:
             self.server = make_server(host, port, self, threaded=True, request_handler=Handler)
-        except OSError as exc:
-            raise LocalCloudError(f"cannot serve the HTTP API on {host}:{port}: {exc.strerror or exc} "
+        except (OSError, SystemExit) as exc:  # werkzeug exits on "address in use"
+            raise LocalCloudError(f"cannot serve the HTTP API on {host}:{port}: {_reason(exc)} "
                                   f"(port {port} is in use? pass api_port=0 or --api-port)") from exc
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -258,3 +263,9 @@ class HttpApiServer:
 
 def _message(status: int, message: str) -> Response:
     return Response(json.dumps({"message": message}), status=status, content_type="application/json")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return "address already in use"
+    return getattr(exc, "strerror", None) or str(exc)

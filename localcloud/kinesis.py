@@ -166,6 +166,8 @@ class ShardPoller:
                     window_started = None
                     self.stop_event.wait(self.poll_interval)
                     continue
+                if config_read < (window_started or 0):
+                    continue  # records arrived: re-read the mapping (an UpdateEventSourceMapping applies now)
                 full = len(self.buffer) >= config.batch_size
                 waited = time.monotonic() - (window_started or time.monotonic())
                 if not full and waited < config.window:

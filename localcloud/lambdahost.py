@@ -20,6 +20,7 @@ import uuid
 from multiprocessing.connection import Connection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import _worker
 from .errors import FunctionError, LocalCloudError
@@ -372,14 +373,12 @@ class LambdaHost:
         return [s.logical_id for s in self.functions.values()]
 
     # -- invocation ---------------------------------------------------------------------------------------------
-    def invoke(self, name_or_arn: str, payload: bytes | str | dict | list | None) -> InvokeResult:
+    def invoke(self, name_or_arn: str, payload: Any) -> InvokeResult:
         spec = self.spec(name_or_arn)
         if payload is None:
             payload = b"{}"
-        elif isinstance(payload, (dict, list)):
+        elif not isinstance(payload, (bytes, bytearray)):  # bytes are a JSON document; anything else an event
             payload = json.dumps(payload).encode()
-        elif isinstance(payload, str):
-            payload = payload.encode()
         with self._in_flight_lock:
             self._in_flight += 1
         try:

@@ -7,6 +7,8 @@ Why patches (each one is small, local to this process, and keeps moto's behaviou
 - moto's backends are not thread-safe (a threaded server can lose DynamoDB ``ADD`` updates or give two Kinesis
   records one sequence number). The gateway serializes requests per service for the services in
   ``SERIALIZED_SERVICES`` with ``service_lock``.
+- Step Functions (executing backend): StartExecution without a name names the execution "None", so a second
+  unnamed execution of a state machine fails with ExecutionAlreadyExists. Unnamed executions get a UUID, as in AWS.
 - moto's Lambda would invoke functions itself (through Docker) when a record is put on a stream with an event
   source mapping; ``detach_kinesis_mapping`` removes that hook (the local poller delivers records instead).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"
@@ -86,6 +89,15 @@ def _apply_patches() -> None:
         millis_behind = int((records[last].created_at - results[-1].created_at) * 1000)
         return results, results[-1].sequence_number, millis_behind
 
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original_start_execution = StepFunctionsParserBackend.start_execution
+
+    def start_execution(self, state_machine_arn, name=None, execution_input=None, trace_header=None):
+        return original_start_execution(self, state_machine_arn, name or str(uuid.uuid4()), execution_input,
+                                        trace_header)
+
+    StepFunctionsParserBackend.start_execution = start_execution
     Shard.get_max_sequence_number = get_max_sequence_number
     Shard.get_min_sequence_number = get_min_sequence_number
     Shard.get_records = get_records
