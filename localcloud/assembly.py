@@ -147,7 +147,8 @@ def image_code_directory(asset: ImageAsset) -> tuple[Path, dict[str, str], list[
             match = _COPY_RE.match(line)
             if match:
                 parts = match.group(1).split()
-                if len(parts) == 2 and ("LAMBDA_TASK_ROOT" in parts[1] or parts[1].rstrip("/") == "/var/task"):
+                target = parts[-1].strip("\"'").rstrip("/") if parts else ""
+                if len(parts) == 2 and target in ("${LAMBDA_TASK_ROOT}", "$LAMBDA_TASK_ROOT", "/var/task"):
                     source = parts[0].strip("\"'")
                     candidate = (asset.directory / source).resolve()
                     if candidate.is_dir() and source not in (".", "./"):
@@ -170,4 +171,6 @@ def image_code_directory(asset: ImageAsset) -> tuple[Path, dict[str, str], list[
                 else:
                     key, _, value = body.partition(" ")
                     env[key] = value.strip().strip("\"'")
+    for key, value in env.items():  # values may point into the image's task root: that is the code directory
+        env[key] = value.replace("${LAMBDA_TASK_ROOT}", str(code_dir)).replace("$LAMBDA_TASK_ROOT", str(code_dir))
     return code_dir, env, command

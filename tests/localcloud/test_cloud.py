@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from conftest import FakeCdkOut, aws_client, wait_for
+from cloudkit import FakeCdkOut, aws_client, wait_for
 from localcloud import LocalCloud
 from localcloud.errors import LocalCloudError
 

@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from conftest import FakeCdkOut
+from cloudkit import FakeCdkOut
 from localcloud import LocalCloud
 from localcloud.httpapi import HttpApiServer, Route
 

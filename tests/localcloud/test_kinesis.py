@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import FakeCdkOut, aws_client, wait_for
+from cloudkit import FakeCdkOut, aws_client, wait_for
 from localcloud import LocalCloud
 
 HANDLERS = '''

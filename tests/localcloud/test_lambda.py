@@ -7,7 +7,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import aws_client, wait_for
+from cloudkit import FakeCdkOut, aws_client, wait_for
 from localcloud import LocalCloud
 from localcloud.errors import FunctionError
 
@@ -23,7 +23,7 @@ class ModelThrottledError(Exception):
 def echo(event, context):
     print("echo got", json.dumps(event))
     return {"event": event, "env": dict(os.environ), "cwd": os.getcwd(), "path0": sys.path[0],
-            "modules": sorted(m for m in sys.modules if m.split(".")[0] in ("localcloud", "moto", "conftest")),
+            "modules": sorted(m for m in sys.modules if m.split(".")[0] in ("localcloud", "moto", "cloudkit", "conftest")),
             "context": {"function_name": context.function_name, "memory": context.memory_limit_in_mb,
                         "arn": context.invoked_function_arn, "request_id": context.aws_request_id,
                         "remaining": context.get_remaining_time_in_millis(), "log_group": context.log_group_name}}
@@ -55,8 +55,6 @@ def to_queue(event, context):
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    from conftest import FakeCdkOut
-
     out = FakeCdkOut(tmp_path_factory.mktemp("lambda") / "cdk.out", stack="LambdaTestStack")
     code = out.code_asset({"app/__init__.py": "", "app/handlers.py": HANDLERS})
     out.add("Table", "AWS::DynamoDB::Table", {

@@ -9,7 +9,7 @@ import pytest
 import xgboost
 from botocore.exceptions import ClientError
 
-from conftest import XGBOOST_IMAGE, FakeCdkOut, aws_client
+from cloudkit import XGBOOST_IMAGE, FakeCdkOut, aws_client
 from localcloud import LocalCloud
 from localcloud.sagemaker import XGBoostContainer
 

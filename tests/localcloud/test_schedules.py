@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import FakeCdkOut, wait_for
+from cloudkit import FakeCdkOut, wait_for
 from localcloud import LocalCloud
 from localcloud.__main__ import main as cli
 from localcloud.errors import LocalCloudError
