@@ -411,7 +411,8 @@ class Deployer:
         resource.attributes = {"TopicArn": arn, "TopicName": name}
 
     def _create_SSM_Parameter(self, resource: Resource, p: dict) -> None:
-        name = p.get("Name") or f"CFN-{resource.logical_id}-{physical_name(self.stack.stack_name, resource.logical_id, resource.type)[-12:]}"
+        tail = physical_name(self.stack.stack_name, resource.logical_id, resource.type)[-12:]
+        name = p.get("Name") or f"CFN-{resource.logical_id}-{tail}"
         self.client("ssm").put_parameter(Name=name, Value=str(p.get("Value", "")), Type=p.get("Type", "String"),
                                          Overwrite=True)
         resource.ref = name
@@ -453,7 +454,7 @@ class Deployer:
             asset = self.stack.image_asset_for_uri(code["ImageUri"])
             if asset is None:
                 raise LocalCloudError(f"{resource.logical_id}: image {code['ImageUri']} is not a docker image asset "
-                                      "of this cloud assembly (the local cloud runs only images it can find in cdk.out)")
+                                      "of this cloud assembly (the local cloud runs only images it finds in cdk.out)")
             code_dir, image_env, command = image_code_directory(asset)
             image_config = p.get("ImageConfig") or {}
             handler = (image_config.get("Command") or command or [""])[0]

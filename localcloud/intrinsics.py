@@ -35,7 +35,8 @@ def is_intrinsic(value: Any) -> bool:
 
 def pseudo_parameters(region: str, account_id: str, stack_name: str, partition: str = "aws",
                       url_suffix: str = "amazonaws.com") -> dict[str, Any]:
-    stack_id = f"arn:{partition}:cloudformation:{region}:{account_id}:stack/{stack_name}/00000000-0000-4000-8000-000000000000"
+    stack_id = (f"arn:{partition}:cloudformation:{region}:{account_id}:stack/{stack_name}/"
+                "00000000-0000-4000-8000-000000000000")
     return {"AWS::Region": region, "AWS::AccountId": account_id, "AWS::Partition": partition,
             "AWS::URLSuffix": url_suffix, "AWS::StackName": stack_name, "AWS::StackId": stack_id,
             "AWS::NotificationARNs": [], "AWS::NoValue": NO_VALUE}

@@ -185,8 +185,11 @@ class ShardPoller:
             except Exception as exc:  # noqa: BLE001 - keep polling (moto may have been reset under us)
                 if self.stop_event.is_set():
                     return
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("poller %s/%s: %s", self.mapping.logical_id, self.shard_id, self.last_error)
+                error = f"{type(exc).__name__}: {exc}"
+                # warn once per distinct error (moto may have been reset by a test's mock_aws), then debug
+                (log.debug if error == self.last_error else log.warning)(
+                    "poller %s/%s: %s", self.mapping.logical_id, self.shard_id, error)
+                self.last_error = error
                 iterator = None
                 self.buffer = []  # re-read from the last delivered position
                 self.drained_upto = int(self.position or 0)

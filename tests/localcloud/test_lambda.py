@@ -23,7 +23,8 @@ class ModelThrottledError(Exception):
 def echo(event, context):
     print("echo got", json.dumps(event))
     return {"event": event, "env": dict(os.environ), "cwd": os.getcwd(), "path0": sys.path[0],
-            "modules": sorted(m for m in sys.modules if m.split(".")[0] in ("localcloud", "moto", "cloudkit", "conftest")),
+            "modules": sorted(m for m in sys.modules
+                              if m.split(".")[0] in ("localcloud", "moto", "cloudkit", "conftest")),
             "context": {"function_name": context.function_name, "memory": context.memory_limit_in_mb,
                         "arn": context.invoked_function_arn, "request_id": context.aws_request_id,
                         "remaining": context.get_remaining_time_in_millis(), "log_group": context.log_group_name}}
