@@ -33,6 +33,11 @@ def recorder(event, context):
     return {"batchItemFailures": failures}
 
 
+def always_fails(event, context):
+    _log(event)
+    raise RuntimeError("downstream is down")
+
+
 def poison(event, context):
     _log(event)
     if any(_data(record).get("poison") for record in event["Records"]):
@@ -60,6 +65,14 @@ def cloud(tmp_path_factory):
         "BatchSize": 8, "MaximumBatchingWindowInSeconds": 0, "StartingPosition": "TRIM_HORIZON",
         "BisectBatchOnFunctionError": True, "MaximumRetryAttempts": 1, "MaximumRecordAgeInSeconds": 3600,
         "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": ["StreamDlq", "Arn"]}}}})
+    out.add("StreamC", "AWS::Kinesis::Stream", {"ShardCount": 1})
+    out.add("AgeDlq", "AWS::SQS::Queue")
+    out.function("AgeFunction", "streams.always_fails", code, {"LOG_FILE": str(root / "age.log")})
+    out.add("AgeMapping", "AWS::Lambda::EventSourceMapping", {
+        "FunctionName": {"Ref": "AgeFunction"}, "EventSourceArn": {"Fn::GetAtt": ["StreamC", "Arn"]},
+        "BatchSize": 10, "StartingPosition": "TRIM_HORIZON", "MaximumRetryAttempts": -1,
+        "MaximumRecordAgeInSeconds": 1,
+        "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": ["AgeDlq", "Arn"]}}}})
     with LocalCloud(cdk_out=out.write(), state_dir=root / "state", api_port=0, run_schedules=False,
                     retry_base=0.02) as c:
         c.deploy()
@@ -160,3 +173,16 @@ def test_a_disabled_mapping_holds_records_until_enabled(cloud):
     finally:
         client.update_event_source_mapping(UUID=uuid, Enabled=True)
     wait_for(lambda: invocations(cloud, "recorder.log", set(seqs)), timeout=10, what="delivery after enabling")
+
+
+def test_records_older_than_the_maximum_age_are_discarded_to_the_destination(cloud):
+    seqs = put(cloud, "StreamC", [{"n": 0}, {"n": 1}])
+    sqs = aws_client(cloud, "sqs")
+    messages = wait_for(lambda: sqs.receive_message(QueueUrl=cloud.resources["AgeDlq"]).get("Messages"),
+                        timeout=15, what="the expired batch in the on-failure queue")
+    body = json.loads(messages[0]["Body"])
+    assert body["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert body["requestContext"]["approximateInvokeCount"] >= 1  # retried (infinitely) until the records expired
+    assert (body["KinesisBatchInfo"]["startSequenceNumber"], body["KinesisBatchInfo"]["endSequenceNumber"]) == (
+        seqs[0], seqs[1])
+    assert cloud.wait_idle(10)
