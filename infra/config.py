@@ -1,0 +1,413 @@
+"""Typed, validated settings of the stack, read from the CDK context (cdk.json, overridable with `cdk -c key=value`).
+
+Every tunable of the deployment lives in cdk.json's "context"; this module turns it into frozen dataclasses and
+reports every bad value at once with a clear message (``ConfigError``). Values given on the CDK CLI with
+``-c key=value`` arrive as strings: numbers, booleans and JSON objects/lists are accepted in that form too.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+# SageMaker serverless inference memory sizes (MB).
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+FUNCTION_IDS = ("ApiFunction", "ProcessStreamFunction", "InvokeModelFunction", "StorePredictionsFunction",
+                "RecordCostFunction", "RetrainBatchSizeFunction", "MonitorDriftFunction")
+
+_SCHEDULE_RE = re.compile(r"^(rate\(\s*\d+\s+(minute|minutes|hour|hours|day|days)\s*\)|cron\(.+\))$")
+_VARIANT_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_STACK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+_IMAGE_TAG_RE = re.compile(r"^\d+\.\d+-\d+$")
+_INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_./#:-]{1,255}$")
+_ARTIFACT_RE = re.compile(r"^.+\.tar\.gz$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """The CDK context holds missing or invalid settings (the message lists all of them)."""
+
+
+# Defaults for the nested settings: a context object may give only the keys it changes.
+DEFAULT_FUNCTIONS: dict[str, dict[str, int]] = {
+    "ApiFunction": {"memoryMb": 512, "timeoutSeconds": 29},
+    "ProcessStreamFunction": {"memoryMb": 1024, "timeoutSeconds": 120},
+    "InvokeModelFunction": {"memoryMb": 512, "timeoutSeconds": 120},
+    "StorePredictionsFunction": {"memoryMb": 512, "timeoutSeconds": 60},
+    "RecordCostFunction": {"memoryMb": 256, "timeoutSeconds": 30},
+    "RetrainBatchSizeFunction": {"memoryMb": 2048, "timeoutSeconds": 300},
+    "MonitorDriftFunction": {"memoryMb": 1024, "timeoutSeconds": 300},
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One SageMaker production variant (A/B testing: several variants share traffic by weight)."""
+    name: str
+    weight: float
+    model_artifact: str | None = None   # a different model.tar.gz for this variant; None = the stack's artifact
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    mode: str                           # "serverless" or "instance"
+    serverless_memory_mb: int
+    serverless_max_concurrency: int
+    instance_type: str
+    instance_count: int
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    iterator_age_seconds: int           # ProcessStreamFunction IteratorAge (max) above this
+    dlq_messages: int                   # StreamDlq visible messages above this
+    quarantine_messages: int            # QuarantineQueue visible messages above this
+    function_errors: int                # Lambda Errors (sum per period) at or above this, per function
+    state_machine_failures: int         # failed executions (sum per period) at or above this
+    model_latency_ms: int               # SageMaker ModelLatency p90 above this, per variant
+    cost_per_thousand_events_usd: float  # CostPerThousandEvents (average) above this
+    drift_psi: float                    # FeatureDriftMaxPSI (max) above this
+    period_seconds: int
+    evaluation_periods: int
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    memory_mb: int
+    timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class ApiThrottle:
+    rate_limit: int
+    burst_limit: int
+
+
+@dataclass(frozen=True)
+class Config:
+    stack_name: str
+    shard_count: int
+    batch_size: int
+    batching_window_seconds: int
+    min_batch_size: int
+    max_batch_size: int
+    invoke_chunk_size: int
+    max_record_age_seconds: int
+    max_retry_attempts: int
+    latency_slo_seconds: float
+    model_version: str
+    feature_set: str
+    model_artifact: str
+    xgboost_image_tag: str
+    endpoint: EndpointSettings
+    variants: tuple[Variant, ...]
+    retrain_schedule: str
+    drift_schedule: str
+    alarms: AlarmSettings
+    alarm_email: str | None
+    log_retention_days: int
+    powertools_layer_version: int
+    powertools_log_level: str
+    service_name: str
+    metrics_namespace: str
+    functions: dict[str, FunctionSettings] = field(default_factory=dict)
+    api_throttle: ApiThrottle = ApiThrottle(200, 400)
+    removal_policy: str = "retain"
+
+    # -- construction -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> "Config":
+        """Build from a context getter (``app.node.try_get_context``); raises ConfigError listing every problem."""
+        reader = _Reader(get)
+        r = reader
+        endpoint_raw = r.mapping("endpoint", {})
+        alarms_raw = r.mapping("alarms", {})
+        functions_raw = r.mapping("functions", {})
+        throttle_raw = r.mapping("apiThrottle", {})
+        config = cls(
+            stack_name=r.string("stackName", pattern=_STACK_NAME_RE, hint="letters, digits and hyphens, "
+                                "starting with a letter"),
+            shard_count=r.integer("shardCount", 1, 500),
+            batch_size=r.integer("batchSize", 1, 10_000),
+            batching_window_seconds=r.integer("batchingWindowSeconds", 0, 300),
+            min_batch_size=r.integer("minBatchSize", 1, 10_000),
+            max_batch_size=r.integer("maxBatchSize", 1, 10_000),
+            invoke_chunk_size=r.integer("invokeChunkSize", 1, 10_000),
+            max_record_age_seconds=r.integer("maxRecordAgeSeconds", 60, 604_800, allow=(-1,)),
+            max_retry_attempts=r.integer("maxRetryAttempts", 0, 10_000, allow=(-1,)),
+            latency_slo_seconds=r.number("latencySloSeconds", 0.01, 900),
+            model_version=r.string("modelVersion", pattern=re.compile(r"^[A-Za-z0-9._-]{1,64}$")),
+            feature_set=r.string("featureSet", pattern=re.compile(r"^[A-Za-z0-9._-]{1,64}$")),
+            model_artifact=r.string("modelArtifact", pattern=_ARTIFACT_RE,
+                                    hint="a SageMaker model archive path ending in .tar.gz"),
+            xgboost_image_tag=r.string("xgboostImageTag", pattern=_IMAGE_TAG_RE, hint='e.g. "3.0-5"'),
+            endpoint=_endpoint(reader, endpoint_raw),
+            variants=_variants(reader, r.value("variants")),
+            retrain_schedule=r.string("retrainSchedule", pattern=_SCHEDULE_RE,
+                                      hint='"rate(1 hour)" or "cron(...)"'),
+            drift_schedule=r.string("driftSchedule", pattern=_SCHEDULE_RE, hint='"rate(1 hour)" or "cron(...)"'),
+            alarms=_alarms(reader, alarms_raw),
+            alarm_email=r.optional_string("alarmEmail", pattern=_EMAIL_RE),
+            log_retention_days=r.choice("logRetentionDays", LOG_RETENTION_DAYS, cast=int),
+            powertools_layer_version=r.integer("powertoolsLayerVersion", 1, 10_000),
+            powertools_log_level=r.choice("powertoolsLogLevel", _LOG_LEVELS, cast=lambda v: str(v).upper(),
+                                          default="INFO"),
+            service_name=r.string("serviceName", pattern=re.compile(r"^[A-Za-z0-9._-]{1,64}$"),
+                                  default="realtime-inference"),
+            metrics_namespace=r.string("metricsNamespace", pattern=_NAMESPACE_RE, default="RealtimeInference"),
+            functions=_functions(reader, functions_raw),
+            api_throttle=ApiThrottle(
+                rate_limit=reader.nested_integer("apiThrottle", throttle_raw, "rateLimit", 200, 1, 100_000),
+                burst_limit=reader.nested_integer("apiThrottle", throttle_raw, "burstLimit", 400, 1, 100_000)),
+            removal_policy=r.choice("removalPolicy", ("retain", "destroy"), cast=lambda v: str(v).lower(),
+                                    default="retain"),
+        )
+        reader.check(config)
+        if reader.errors:
+            raise ConfigError("invalid CDK context (cdk.json \"context\" or `cdk -c key=value`):\n  - "
+                              + "\n  - ".join(reader.errors))
+        return config
+
+    @classmethod
+    def from_mapping(cls, context: Mapping[str, Any]) -> "Config":
+        return cls.from_context(context.get)
+
+    def function(self, function_id: str) -> FunctionSettings:
+        return self.functions[function_id]
+
+
+KNOWN_KEYS = frozenset({
+    "stackName", "shardCount", "batchSize", "batchingWindowSeconds", "minBatchSize", "maxBatchSize",
+    "invokeChunkSize", "maxRecordAgeSeconds", "maxRetryAttempts", "latencySloSeconds", "modelVersion",
+    "featureSet", "modelArtifact", "xgboostImageTag", "endpoint", "variants", "retrainSchedule", "driftSchedule",
+    "alarms", "alarmEmail", "logRetentionDays", "powertoolsLayerVersion", "powertoolsLogLevel", "serviceName",
+    "metricsNamespace", "functions", "apiThrottle", "removalPolicy"})
+
+
+def unknown_keys(context: Mapping[str, Any]) -> list[str]:
+    """Project keys in a cdk.json context that this stack does not know (typos). CDK's own keys are skipped."""
+    return sorted(k for k in context if not k.startswith("@") and ":" not in k and k not in KNOWN_KEYS
+                  and k not in ("cli-telemetry", "acknowledged-issue-numbers"))
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+class _Reader:
+    def __init__(self, get: Callable[[str], Any]):
+        self.get = get
+        self.errors: list[str] = []
+
+    def value(self, key: str, default: Any = None) -> Any:
+        value = self.get(key)
+        return default if value is None else value
+
+    def _missing(self, key: str) -> None:
+        self.errors.append(f"{key}: missing")
+
+    def string(self, key: str, pattern: re.Pattern | None = None, hint: str = "", default: str | None = None) -> str:
+        value = self.value(key, default)
+        if value is None:
+            self._missing(key)
+            return ""
+        if not isinstance(value, str) or not value.strip():
+            self.errors.append(f"{key}: expected a non-empty string, got {value!r}")
+            return ""
+        if pattern is not None and not pattern.match(value):
+            self.errors.append(f"{key}: {value!r} is not valid" + (f" ({hint})" if hint else ""))
+        return value
+
+    def optional_string(self, key: str, pattern: re.Pattern | None = None) -> str | None:
+        value = self.value(key)
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+            self.errors.append(f"{key}: {value!r} is not valid")
+            return None
+        return value
+
+    def _number(self, label: str, value: Any, integer: bool) -> float | int | None:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+        if integer:
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def _bounded(self, label: str, value: Any, low: float, high: float, integer: bool,
+                 allow: tuple = ()) -> Any:
+        number = self._number(label, value, integer)
+        kind = "an integer" if integer else "a number"
+        if number is None:
+            self.errors.append(f"{label}: expected {kind}, got {value!r}")
+            return 0
+        if number in allow:
+            return number
+        if not low <= number <= high:
+            extra = f" (or {', '.join(map(str, allow))})" if allow else ""
+            self.errors.append(f"{label}: {number} is out of range {low}..{high}{extra}")
+        return number
+
+    def integer(self, key: str, low: int, high: int, allow: tuple = (), default: int | None = None) -> int:
+        value = self.value(key, default)
+        if value is None:
+            self._missing(key)
+            return 0
+        return self._bounded(key, value, low, high, True, allow)
+
+    def number(self, key: str, low: float, high: float) -> float:
+        value = self.value(key)
+        if value is None:
+            self._missing(key)
+            return 0.0
+        return float(self._bounded(key, value, low, high, False))
+
+    def nested_integer(self, parent: str, raw: Mapping, key: str, default: int, low: int, high: int) -> int:
+        return self._bounded(f"{parent}.{key}", raw.get(key, default), low, high, True)
+
+    def nested_number(self, parent: str, raw: Mapping, key: str, default: float, low: float, high: float) -> float:
+        return float(self._bounded(f"{parent}.{key}", raw.get(key, default), low, high, False))
+
+    def choice(self, key: str, choices: tuple, cast: Callable[[Any], Any], default: Any = None) -> Any:
+        value = self.value(key, default)
+        if value is None:
+            self._missing(key)
+            return choices[0]
+        try:
+            value = cast(json.loads(value) if isinstance(value, str) and cast is int else value)
+        except (TypeError, ValueError):
+            pass
+        if value not in choices:
+            self.errors.append(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+            return choices[0]
+        return value
+
+    def mapping(self, key: str, default: dict) -> dict:
+        value = self.value(key, default)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        if not isinstance(value, dict):
+            self.errors.append(f"{key}: expected an object, got {value!r}")
+            return {}
+        return value
+
+    def check(self, config: Config) -> None:
+        """Rules across several settings."""
+        if config.min_batch_size > config.max_batch_size:
+            self.errors.append(f"minBatchSize ({config.min_batch_size}) is larger than maxBatchSize "
+                               f"({config.max_batch_size})")
+        elif not config.min_batch_size <= config.batch_size <= config.max_batch_size:
+            self.errors.append(f"batchSize ({config.batch_size}) must lie within minBatchSize..maxBatchSize "
+                               f"({config.min_batch_size}..{config.max_batch_size})")
+        if config.invoke_chunk_size > config.max_batch_size:
+            self.errors.append(f"invokeChunkSize ({config.invoke_chunk_size}) is larger than maxBatchSize "
+                               f"({config.max_batch_size}): a chunk never exceeds a batch")
+
+
+def _endpoint(r: _Reader, raw: Mapping) -> EndpointSettings:
+    mode = str(raw.get("mode", "serverless")).lower()
+    if mode not in ("serverless", "instance"):
+        r.errors.append(f"endpoint.mode: {mode!r} is not one of serverless, instance")
+        mode = "serverless"
+    memory = r.nested_integer("endpoint", raw, "serverlessMemoryMb", 2048, 1024, 6144)
+    if memory not in SERVERLESS_MEMORY_MB:
+        r.errors.append(f"endpoint.serverlessMemoryMb: {memory} is not one of "
+                        f"{', '.join(map(str, SERVERLESS_MEMORY_MB))}")
+    instance_type = str(raw.get("instanceType", "ml.m5.large"))
+    if not _INSTANCE_TYPE_RE.match(instance_type):
+        r.errors.append(f"endpoint.instanceType: {instance_type!r} is not a SageMaker instance type (ml.x.y)")
+    return EndpointSettings(
+        mode=mode, serverless_memory_mb=memory,
+        serverless_max_concurrency=r.nested_integer("endpoint", raw, "serverlessMaxConcurrency", 5, 1, 200),
+        instance_type=instance_type,
+        instance_count=r.nested_integer("endpoint", raw, "instanceCount", 1, 1, 100))
+
+
+def _variants(r: _Reader, raw: Any) -> tuple[Variant, ...]:
+    if raw is None:
+        raw = [{"name": "primary", "weight": 1.0}]
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            pass
+    if not isinstance(raw, list) or not raw:
+        r.errors.append(f"variants: expected a non-empty list of {{name, weight}}, got {raw!r}")
+        return (Variant("primary", 1.0),)
+    variants, names = [], set()
+    for index, item in enumerate(raw):
+        label = f"variants[{index}]"
+        if not isinstance(item, dict):
+            r.errors.append(f"{label}: expected an object {{name, weight}}, got {item!r}")
+            continue
+        name = item.get("name")
+        if not isinstance(name, str) or not _VARIANT_RE.match(name):
+            r.errors.append(f"{label}.name: {name!r} is not a valid variant name (letters, digits, hyphens; <= 63)")
+            continue
+        if name.lower() in names:
+            r.errors.append(f"{label}.name: duplicate variant name {name!r}")
+        names.add(name.lower())
+        weight = r.nested_number(label, item, "weight", 1.0, 0.0, 1000.0)
+        artifact = item.get("modelArtifact")
+        if artifact is not None and (not isinstance(artifact, str) or not _ARTIFACT_RE.match(artifact)):
+            r.errors.append(f"{label}.modelArtifact: expected a path ending in .tar.gz, got {artifact!r}")
+            artifact = None
+        variants.append(Variant(name=name, weight=weight, model_artifact=artifact))
+    if variants and not any(v.weight > 0 for v in variants):
+        r.errors.append("variants: at least one variant needs a weight above 0")
+    return tuple(variants) or (Variant("primary", 1.0),)
+
+
+def _alarms(r: _Reader, raw: Mapping) -> AlarmSettings:
+    def integer(key: str, default: int, low: int, high: int) -> int:
+        return r.nested_integer("alarms", raw, key, default, low, high)
+
+    def number(key: str, default: float, low: float, high: float) -> float:
+        return r.nested_number("alarms", raw, key, default, low, high)
+
+    return AlarmSettings(
+        iterator_age_seconds=integer("iteratorAgeSeconds", 60, 1, 604_800),
+        dlq_messages=integer("dlqMessages", 0, 0, 1_000_000),
+        quarantine_messages=integer("quarantineMessages", 0, 0, 1_000_000),
+        function_errors=integer("functionErrors", 1, 1, 1_000_000),
+        state_machine_failures=integer("stateMachineFailures", 1, 1, 1_000_000),
+        model_latency_ms=integer("modelLatencyMs", 500, 1, 3_600_000),
+        cost_per_thousand_events_usd=number("costPerThousandEventsUsd", 0.05, 0.0, 1_000_000.0),
+        drift_psi=number("driftPsi", 0.25, 0.0, 100.0),
+        period_seconds=integer("periodSeconds", 300, 60, 86_400),
+        evaluation_periods=integer("evaluationPeriods", 1, 1, 100))
+
+
+def _functions(r: _Reader, raw: Mapping) -> dict[str, FunctionSettings]:
+    unknown = sorted(set(raw) - set(FUNCTION_IDS))
+    if unknown:
+        r.errors.append(f"functions: unknown function(s) {', '.join(unknown)} (known: {', '.join(FUNCTION_IDS)})")
+    settings = {}
+    for function_id in FUNCTION_IDS:
+        given = raw.get(function_id) or {}
+        if not isinstance(given, dict):
+            r.errors.append(f"functions.{function_id}: expected an object {{memoryMb, timeoutSeconds}}")
+            given = {}
+        merged = {**DEFAULT_FUNCTIONS[function_id], **given}
+        label = f"functions.{function_id}"
+        settings[function_id] = FunctionSettings(
+            memory_mb=r.nested_integer(label, merged, "memoryMb", 512, 128, 10_240),
+            timeout_seconds=r.nested_integer(label, merged, "timeoutSeconds", 30, 1, 900))
+    api = settings["ApiFunction"]
+    if api.timeout_seconds > 30:
+        r.errors.append(f"functions.ApiFunction.timeoutSeconds: {api.timeout_seconds} exceeds the HTTP API "
+                        "integration limit of 30 s")
+    return settings

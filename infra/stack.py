@@ -1,0 +1,653 @@
+"""RealtimeInferenceStack: the whole serverless real-time inference pipeline in one stack.
+
+HTTP API (IAM auth) -> ApiFunction -> Kinesis EventsStream -> event source mapping -> ProcessStreamFunction
+-> DynamoDB (ledger, features) -> Express state machine (InvokeModel -> StorePredictions -> RecordCost, Catch ->
+QuarantineQueue) -> SageMaker serverless endpoint (XGBoost built-in container). EventBridge schedules run the
+batch-size optimizer and the drift monitor (container-image functions). CloudWatch dashboard and alarms.
+
+Construct ids at the stack's top level give the logical-id prefixes of docs/wiring.md. No resource has a fixed
+physical name, so several copies of the stack can live in one account. cdk-nag acknowledgements: infra/nag.py.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsii
+from aws_cdk import (
+    ArnFormat,
+    Aws,
+    CfnMapping,
+    CfnOutput,
+    Duration,
+    Fn,
+    RemovalPolicy,
+    Stack,
+    aws_apigateway as apigw,
+    aws_apigatewayv2 as apigwv2,
+    aws_apigatewayv2_authorizers as authorizers,
+    aws_apigatewayv2_integrations as integrations,
+    aws_cloudwatch as cw,
+    aws_cloudwatch_actions as cw_actions,
+    aws_dynamodb as dynamodb,
+    aws_ecr_assets as ecr_assets,
+    aws_events as events,
+    aws_events_targets as targets,
+    aws_iam as iam,
+    aws_kinesis as kinesis,
+    aws_kms as kms,
+    aws_lambda as lambda_,
+    aws_lambda_event_sources as event_sources,
+    aws_logs as logs,
+    aws_s3 as s3,
+    aws_s3_assets as s3_assets,
+    aws_sagemaker as sagemaker,
+    aws_sns as sns,
+    aws_sns_subscriptions as subscriptions,
+    aws_sqs as sqs,
+    aws_stepfunctions as sfn,
+)
+from constructs import Construct
+
+from . import nag
+from .config import Config, ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR = ROOT / "functions"
+STATE_MACHINE_FILE = ROOT / "statemachines" / "inference.asl.json"
+
+# Registry accounts of the SageMaker built-in XGBoost container (repository "sagemaker-xgboost", versions 0.90-1 and
+# later), per region. Source: the SageMaker Python SDK, src/sagemaker/image_uri_config/xgboost.json.
+XGBOOST_REGISTRIES = {
+    "af-south-1": "510948584623", "ap-east-1": "651117190479", "ap-northeast-1": "354813040037",
+    "ap-northeast-2": "366743142698", "ap-northeast-3": "867004704886", "ap-south-1": "720646828776",
+    "ap-south-2": "628508329040", "ap-southeast-1": "121021644041", "ap-southeast-2": "783357654285",
+    "ap-southeast-3": "951798379941", "ap-southeast-4": "106583098589", "ca-central-1": "341280168497",
+    "ca-west-1": "190319476487", "eu-central-1": "492215442770", "eu-central-2": "680994064768",
+    "eu-north-1": "662702820516", "eu-south-1": "978288397137", "eu-south-2": "104374241257",
+    "eu-west-1": "141502667606", "eu-west-2": "764974769150", "eu-west-3": "659782779980",
+    "il-central-1": "898809789911", "me-central-1": "272398656194", "me-south-1": "801668240914",
+    "sa-east-1": "737474898029", "us-east-1": "683313688378", "us-east-2": "257758044811",
+    "us-west-1": "746614075791", "us-west-2": "246618743249",
+}
+XGBOOST_REPOSITORY = "sagemaker-xgboost"
+POWERTOOLS_ACCOUNT = "017000801446"   # publisher of the public Powertools for AWS Lambda (Python) layers
+
+# The HTTP API contract (DESIGN.md "HTTP API contract"); every route is served by ApiFunction.
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", "/events"),
+    ("GET", "/users/{user_id}/features"),
+    ("GET", "/users/{user_id}/features/{name}"),
+    ("GET", "/users/{user_id}/median"),
+    ("GET", "/users/{user_id}/history"),
+    ("GET", "/predictions/{event_id}"),
+    ("POST", "/predict"),
+    ("GET", "/stats"),
+    ("GET", "/batches/recent"),
+    ("GET", "/model/status"),
+    ("GET", "/health"),
+    ("GET", "/openapi.json"),
+)
+
+# Zip functions: (construct id, handler). The ML functions run from the container image (functions/Dockerfile).
+ZIP_FUNCTIONS = (
+    ("ApiFunction", "api.handler.handler"),
+    ("ProcessStreamFunction", "process_stream.handler.handler"),
+    ("InvokeModelFunction", "invoke_model.handler.handler"),
+    ("StorePredictionsFunction", "store_predictions.handler.handler"),
+    ("RecordCostFunction", "record_cost.handler.handler"),
+)
+IMAGE_FUNCTIONS = (
+    ("RetrainBatchSizeFunction", "retrain_batch_size.handler.handler"),
+    ("MonitorDriftFunction", "monitor_drift.handler.handler"),
+)
+# Not shipped in the zip package: the image build files, the ML handlers (they need numpy/scikit-learn/xgboost,
+# which only the image has), bytecode and tests.
+ZIP_EXCLUDE = ["Dockerfile", "requirements-ml.txt", "retrain_batch_size", "monitor_drift", "**/__pycache__",
+               "*.pyc", "tests", ".pytest_cache"]
+IMAGE_EXCLUDE = ["**/__pycache__", "*.pyc", "tests", ".pytest_cache"]
+
+ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId", "requestTime": "$context.requestTime", "ip": "$context.identity.sourceIp",
+    "caller": "$context.identity.userArn", "httpMethod": "$context.httpMethod", "routeKey": "$context.routeKey",
+    "path": "$context.path", "status": "$context.status", "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength", "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integration.latency", "integrationError": "$context.integrationErrorMessage",
+}
+
+
+@jsii.implements(apigwv2.IAccessLogSettings)
+class AccessLogSettings:
+    """HTTP API stage access-log settings (an interface in CDK: Python needs a small implementing class)."""
+
+    def __init__(self, destination: apigwv2.IAccessLogDestination, format: apigw.AccessLogFormat):
+        self._destination = destination
+        self._format = format
+
+    @property
+    def destination(self) -> apigwv2.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigw.AccessLogFormat:
+        return self._format
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    for member in logs.RetentionDays:
+        if _RETENTION_DAYS.get(member.name) == days:
+            return member
+    raise ConfigError(f"logRetentionDays: {days} is not a CloudWatch Logs retention period")
+
+
+_RETENTION_DAYS = {
+    "ONE_DAY": 1, "THREE_DAYS": 3, "FIVE_DAYS": 5, "ONE_WEEK": 7, "TWO_WEEKS": 14, "ONE_MONTH": 30,
+    "TWO_MONTHS": 60, "THREE_MONTHS": 90, "FOUR_MONTHS": 120, "FIVE_MONTHS": 150, "SIX_MONTHS": 180,
+    "ONE_YEAR": 365, "THIRTEEN_MONTHS": 400, "EIGHTEEN_MONTHS": 545, "TWO_YEARS": 731, "THREE_YEARS": 1096,
+    "FIVE_YEARS": 1827, "SIX_YEARS": 2192, "SEVEN_YEARS": 2557, "EIGHT_YEARS": 2922, "NINE_YEARS": 3288,
+    "TEN_YEARS": 3653,
+}
+
+
+def _pascal(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.replace("_", "-").split("-") if part)
+
+
+def resolve_path(path: str) -> Path:
+    """Paths in cdk.json are relative to the repository root (not to the current directory)."""
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else ROOT / candidate
+
+
+class RealtimeInferenceStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config, acknowledge_nag: bool = True,
+                 **kwargs) -> None:
+        """``acknowledge_nag=False`` leaves out the cdk-nag acknowledgements (tests use it to see every finding)."""
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = cfg = config
+        self.removal = RemovalPolicy.DESTROY if cfg.removal_policy == "destroy" else RemovalPolicy.RETAIN
+        self.retention = _retention(cfg.log_retention_days)
+
+        self._data()
+        self._model()
+        self._functions()
+        self._state_machine()
+        self._stream_mapping()
+        self._wire_environment()
+        self._grants()
+        self._schedules()
+        self._http_api()
+        self._monitoring()
+        self._outputs()
+        self.acknowledgements = nag.acknowledge_stack(self) if acknowledge_nag else []
+
+    # -- storage and messaging ----------------------------------------------------------------------------------
+    def _data(self) -> None:
+        cfg = self.config
+        self.stream = kinesis.Stream(
+            self, "EventsStream", stream_mode=kinesis.StreamMode.PROVISIONED, shard_count=cfg.shard_count,
+            encryption=kinesis.StreamEncryption.MANAGED, retention_period=Duration.hours(24),
+            removal_policy=self.removal)
+
+        self.events_table = self._table("EventsTable", "event_id", ttl="expires_at")
+        self.predictions_table = self._table("PredictionsTable", "event_id", ttl="expires_at")
+        self.predictions_table.add_global_secondary_index(
+            index_name="by_user",
+            partition_key=dynamodb.Attribute(name="user_id", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="ts", type=dynamodb.AttributeType.NUMBER),
+            projection_type=dynamodb.ProjectionType.ALL)
+        self.features_table = self._table("FeaturesTable", "user_id", sort_key="feature_set")
+        self.cost_table = self._table("CostTable", "day", sort_key="batch_key")
+        self.state_table = self._table("StateTable", "pk")
+        self.tables = {"EventsTable": self.events_table, "PredictionsTable": self.predictions_table,
+                       "FeaturesTable": self.features_table, "CostTable": self.cost_table,
+                       "StateTable": self.state_table}
+
+        self.stream_dlq = self._queue("StreamDlq")
+        self.quarantine_queue = self._queue("QuarantineQueue")
+
+        self.access_logs_bucket = s3.Bucket(
+            self, "AccessLogsBucket", encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(90))])
+        self.artifacts_bucket = s3.Bucket(
+            self, "ArtifactsBucket", encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs_bucket, server_access_logs_prefix="artifacts-bucket/",
+            lifecycle_rules=[
+                # Large batches travel through S3 between process_stream and the state machine: transient.
+                s3.LifecycleRule(id="expire-batch-payloads", prefix="batches/", expiration=Duration.days(7)),
+                s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=Duration.days(30)),
+            ])
+
+    def _table(self, construct_id: str, partition_key: str, sort_key: str | None = None,
+               ttl: str | None = None) -> dynamodb.Table:
+        return dynamodb.Table(
+            self, construct_id,
+            partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING) if sort_key else None,
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            time_to_live_attribute=ttl,
+            removal_policy=self.removal)
+
+    def _queue(self, construct_id: str) -> sqs.Queue:
+        return sqs.Queue(
+            self, construct_id, encryption=sqs.QueueEncryption.KMS_MANAGED, enforce_ssl=True,
+            retention_period=Duration.days(14), visibility_timeout=Duration.minutes(5),
+            removal_policy=self.removal)
+
+    # -- SageMaker ----------------------------------------------------------------------------------------------
+    def _model(self) -> None:
+        cfg = self.config
+        registry = CfnMapping(self, "XgboostImageRegistry",
+                              mapping={region: {"account": account} for region, account in XGBOOST_REGISTRIES.items()})
+        registry_account = registry.find_in_map(Aws.REGION, "account")
+        image = Fn.join("", [registry_account, ".dkr.ecr.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
+                             XGBOOST_REPOSITORY, ":", cfg.xgboost_image_tag])
+
+        self.model_role = iam.Role(
+            self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="SageMaker execution role of the XGBoost model: reads its artifact, pulls the built-in "
+                        "container image, writes the endpoint's logs")
+        self.model_role.add_to_policy(iam.PolicyStatement(
+            sid="PullBuiltInXgboostImage",
+            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            resources=[Fn.join("", ["arn:", Aws.PARTITION, ":ecr:", Aws.REGION, ":", registry_account,
+                                    ":repository/", XGBOOST_REPOSITORY])]))
+        self.model_role.add_to_policy(iam.PolicyStatement(
+            sid="EcrAuthorizationToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        self.model_role.add_to_policy(iam.PolicyStatement(
+            sid="EndpointLogs",
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[self.format_arn(service="logs", resource="log-group",
+                                       resource_name="/aws/sagemaker/Endpoints/*",
+                                       arn_format=ArnFormat.COLON_RESOURCE_NAME)]))
+
+        # One CfnModel per distinct artifact: "Model" for the stack's artifact, "Model<Variant>" for a variant that
+        # brings its own (A/B tests of two model versions).
+        self.model_assets: dict[str, s3_assets.Asset] = {}
+        self.models: dict[str, sagemaker.CfnModel] = {}
+        variant_models: dict[str, sagemaker.CfnModel] = {}
+        for variant in cfg.variants:
+            artifact = variant.model_artifact or cfg.model_artifact
+            if artifact not in self.models:
+                suffix = "" if artifact == cfg.model_artifact else _pascal(variant.name)
+                asset = self._model_asset(f"ModelArtifact{suffix}", artifact)
+                self.model_role.add_to_policy(iam.PolicyStatement(
+                    actions=["s3:GetObject"], resources=[asset.bucket.arn_for_objects(asset.s3_object_key)]))
+                model = sagemaker.CfnModel(
+                    self, f"Model{suffix}", execution_role_arn=self.model_role.role_arn,
+                    primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                        image=image, model_data_url=asset.s3_object_url, mode="SingleModel",
+                        environment={"MODEL_VERSION": cfg.model_version, "FEATURE_SET": cfg.feature_set}))
+                model.node.add_dependency(self.model_role)   # the role's policy exists before the endpoint starts
+                self.model_assets[artifact] = asset
+                self.models[artifact] = model
+            variant_models[variant.name] = self.models[artifact]
+        self.model_asset = self.model_assets[cfg.variants[0].model_artifact or cfg.model_artifact]
+
+        endpoint = cfg.endpoint
+        production_variants = []
+        for variant in cfg.variants:
+            kwargs = dict(variant_name=variant.name, model_name=variant_models[variant.name].attr_model_name,
+                          initial_variant_weight=variant.weight)
+            if endpoint.mode == "serverless":
+                kwargs["serverless_config"] = sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
+                    max_concurrency=endpoint.serverless_max_concurrency,
+                    memory_size_in_mb=endpoint.serverless_memory_mb)
+            else:
+                kwargs.update(instance_type=endpoint.instance_type, initial_instance_count=endpoint.instance_count)
+            production_variants.append(sagemaker.CfnEndpointConfig.ProductionVariantProperty(**kwargs))
+        self.endpoint_config = sagemaker.CfnEndpointConfig(self, "EndpointConfig",
+                                                           production_variants=production_variants)
+        self.endpoint = sagemaker.CfnEndpoint(
+            self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name)
+        self.endpoint_name = self.endpoint.attr_endpoint_name
+        self.endpoint_arn = self.endpoint.ref   # Ref of AWS::SageMaker::Endpoint is its ARN
+
+    def _model_asset(self, construct_id: str, artifact: str) -> s3_assets.Asset:
+        path = resolve_path(artifact)
+        if not path.is_file():
+            raise ConfigError(f"model artifact {artifact} not found ({path}): run `make model` first (it trains the "
+                              "XGBoost model into model/artifacts/model.tar.gz), or point the modelArtifact context "
+                              "at an existing SageMaker XGBoost model.tar.gz")
+        return s3_assets.Asset(self, construct_id, path=str(path))
+
+    # -- Lambda -------------------------------------------------------------------------------------------------
+    def _functions(self) -> None:
+        cfg = self.config
+        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "PowertoolsLayer",
+            f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_ACCOUNT}:layer:"
+            f"AWSLambdaPowertoolsPythonV3-python311-x86_64:{cfg.powertools_layer_version}")
+        self.zip_code = lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=ZIP_EXCLUDE)
+        self.base_environment = {
+            "EVENTS_STREAM_NAME": self.stream.stream_name,
+            "EVENTS_TABLE": self.events_table.table_name,
+            "PREDICTIONS_TABLE": self.predictions_table.table_name,
+            "FEATURES_TABLE": self.features_table.table_name,
+            "COST_TABLE": self.cost_table.table_name,
+            "STATE_TABLE": self.state_table.table_name,
+            "SAGEMAKER_ENDPOINT_NAME": self.endpoint_name,
+            "ARTIFACTS_BUCKET": self.artifacts_bucket.bucket_name,
+            "MODEL_DATA_URL": self.model_asset.s3_object_url,
+            "QUARANTINE_QUEUE_URL": self.quarantine_queue.queue_url,
+            "STREAM_DLQ_URL": self.stream_dlq.queue_url,
+            "BATCH_SIZE": str(cfg.batch_size),
+            "BATCHING_WINDOW_SECONDS": str(cfg.batching_window_seconds),
+            "MIN_BATCH_SIZE": str(cfg.min_batch_size),
+            "MAX_BATCH_SIZE": str(cfg.max_batch_size),
+            "INVOKE_CHUNK_SIZE": str(cfg.invoke_chunk_size),
+            "LATENCY_SLO_SECONDS": _number(cfg.latency_slo_seconds),
+            "MODEL_VERSION": cfg.model_version,
+            "FEATURE_SET": cfg.feature_set,
+            "POWERTOOLS_SERVICE_NAME": cfg.service_name,
+            "POWERTOOLS_METRICS_NAMESPACE": cfg.metrics_namespace,
+            "POWERTOOLS_LOG_LEVEL": cfg.powertools_log_level,
+        }
+        self.functions: dict[str, lambda_.Function] = {}
+        self.roles: dict[str, iam.Role] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        for function_id, handler in ZIP_FUNCTIONS:
+            self.functions[function_id] = lambda_.Function(
+                self, function_id, runtime=lambda_.Runtime.PYTHON_3_11, architecture=lambda_.Architecture.X86_64,
+                handler=handler, code=self.zip_code, layers=[self.powertools_layer],
+                **self._function_options(function_id, handler))
+        for function_id, handler in IMAGE_FUNCTIONS:
+            self.functions[function_id] = lambda_.DockerImageFunction(
+                self, function_id, architecture=lambda_.Architecture.X86_64,
+                code=lambda_.DockerImageCode.from_image_asset(
+                    str(FUNCTIONS_DIR), file="Dockerfile", cmd=[handler], exclude=IMAGE_EXCLUDE,
+                    platform=ecr_assets.Platform.LINUX_AMD64),
+                **self._function_options(function_id, handler))
+
+    def _function_options(self, function_id: str, handler: str) -> dict:
+        short = function_id.removesuffix("Function")
+        settings = self.config.function(function_id)
+        role = iam.Role(self, f"{short}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                        description=f"Execution role of {function_id} (least privilege, see infra/stack.py)")
+        log_group = logs.LogGroup(self, f"{short}Logs", retention=self.retention, removal_policy=self.removal)
+        log_group.grant_write(role)
+        self.roles[function_id] = role
+        self.log_groups[function_id] = log_group
+        return dict(role=role, memory_size=settings.memory_mb, timeout=Duration.seconds(settings.timeout_seconds),
+                    tracing=lambda_.Tracing.ACTIVE, log_group=log_group, environment=dict(self.base_environment),
+                    description=f"{function_id}: {handler}")
+
+    # -- Step Functions -----------------------------------------------------------------------------------------
+    def _state_machine(self) -> None:
+        log_group = logs.LogGroup(
+            self, "InferenceLogs",
+            # Express workflows log through CloudWatch Logs vended delivery: the /aws/vendedlogs/ prefix keeps the
+            # log group's resource policy small. The stack name keeps the name unique per stack.
+            log_group_name=f"/aws/vendedlogs/states/{Aws.STACK_NAME}-inference",
+            retention=self.retention, removal_policy=self.removal)
+        self.state_machine_log_group = log_group
+        self.state_machine = sfn.StateMachine(
+            self, "InferenceStateMachine",
+            state_machine_type=sfn.StateMachineType.EXPRESS,
+            definition_body=sfn.DefinitionBody.from_string(STATE_MACHINE_FILE.read_text()),
+            definition_substitutions={
+                "InvokeModelFunctionArn": self.functions["InvokeModelFunction"].function_arn,
+                "StorePredictionsFunctionArn": self.functions["StorePredictionsFunction"].function_arn,
+                "RecordCostFunctionArn": self.functions["RecordCostFunction"].function_arn,
+                "QuarantineQueueUrl": self.quarantine_queue.queue_url,
+            },
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ERROR, include_execution_data=False),
+            tracing_enabled=True)
+        self.state_machine.add_to_role_policy(iam.PolicyStatement(
+            sid="InvokeTaskFunctions", actions=["lambda:InvokeFunction"],
+            resources=[self.functions[f].function_arn
+                       for f in ("InvokeModelFunction", "StorePredictionsFunction", "RecordCostFunction")]))
+        self.state_machine.add_to_role_policy(iam.PolicyStatement(
+            sid="QuarantineFailedBatches", actions=["sqs:SendMessage"], resources=[self.quarantine_queue.queue_arn]))
+
+    # -- Kinesis -> process_stream ------------------------------------------------------------------------------
+    def _stream_mapping(self) -> None:
+        cfg = self.config
+        process = self.functions["ProcessStreamFunction"]
+        self.stream.grant_read(process)
+        self.stream_mapping = lambda_.EventSourceMapping(
+            self, "EventsStreamMapping", target=process, event_source_arn=self.stream.stream_arn,
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=cfg.batch_size,
+            max_batching_window=Duration.seconds(cfg.batching_window_seconds),
+            bisect_batch_on_error=True,
+            report_batch_item_failures=True,
+            max_record_age=None if cfg.max_record_age_seconds < 0 else Duration.seconds(cfg.max_record_age_seconds),
+            retry_attempts=None if cfg.max_retry_attempts < 0 else cfg.max_retry_attempts,
+            on_failure=event_sources.SqsDlq(self.stream_dlq))
+        # The mapping validates its stream permissions on creation: create it after the role's policy.
+        self.stream_mapping.node.add_dependency(self.roles["ProcessStreamFunction"])
+
+    def _wire_environment(self) -> None:
+        """Values that would form dependency cycles stay off some functions (docs/wiring.md, environment table):
+        the three state-machine task functions get neither STATE_MACHINE_ARN nor EVENT_SOURCE_MAPPING_ID (the
+        state machine references them), and ProcessStreamFunction does not get its own mapping's id."""
+        for function_id in ("ApiFunction", "ProcessStreamFunction", "RetrainBatchSizeFunction",
+                            "MonitorDriftFunction"):
+            self.functions[function_id].add_environment("STATE_MACHINE_ARN", self.state_machine.state_machine_arn)
+        for function_id in ("ApiFunction", "RetrainBatchSizeFunction", "MonitorDriftFunction"):
+            self.functions[function_id].add_environment("EVENT_SOURCE_MAPPING_ID",
+                                                        self.stream_mapping.event_source_mapping_id)
+
+    # -- IAM: least privilege, per function ---------------------------------------------------------------------
+    def _grants(self) -> None:
+        f = self.functions
+        bucket = self.artifacts_bucket
+        invoke_endpoint = iam.PolicyStatement(sid="InvokeEndpoint", actions=["sagemaker:InvokeEndpoint"],
+                                              resources=[self.endpoint_arn])
+
+        api = f["ApiFunction"]                       # ingest to Kinesis, queries, on-demand /predict
+        self.stream.grant_write(api)
+        self.state_table.grant_read_write_data(api)
+        for table in (self.features_table, self.cost_table):
+            table.grant_read_data(api)
+        # Predictions: reads of the table and Query on the one index (grant_read_data would allow index/*).
+        predictions_arn = self.predictions_table.table_arn
+        api.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadPredictions", actions=["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
+                                            "dynamodb:Scan", "dynamodb:DescribeTable"],
+            resources=[predictions_arn, f"{predictions_arn}/index/by_user"]))
+        api.add_to_role_policy(invoke_endpoint)
+        api.add_to_role_policy(iam.PolicyStatement(
+            sid="QueueDepths", actions=["sqs:GetQueueAttributes"],
+            resources=[self.stream_dlq.queue_arn, self.quarantine_queue.queue_arn]))
+
+        process = f["ProcessStreamFunction"]         # ledger + features, large batches to S3, start inference
+        for table in (self.events_table, self.features_table, self.state_table):
+            table.grant_read_write_data(process)
+        process.add_to_role_policy(iam.PolicyStatement(
+            sid="WriteBatchPayloads", actions=["s3:PutObject"], resources=[bucket.arn_for_objects("batches/*")]))
+        self.state_machine.grant_start_execution(process)
+
+        invoke = f["InvokeModelFunction"]            # score on the endpoint; rows may come from S3
+        invoke.add_to_role_policy(invoke_endpoint)
+        invoke.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadBatchPayloads", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("batches/*")]))
+        self.state_table.grant_read_data(invoke)
+
+        store = f["StorePredictionsFunction"]        # writes only the table (grant_write_data would add index/*)
+        store.add_to_role_policy(iam.PolicyStatement(
+            sid="WritePredictions", actions=["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DescribeTable"],
+            resources=[predictions_arn]))
+        self.state_table.grant_read_write_data(store)
+
+        cost = f["RecordCostFunction"]
+        self.cost_table.grant_write_data(cost)
+        self.state_table.grant_read_write_data(cost)
+
+        retrain = f["RetrainBatchSizeFunction"]      # learn from cost records, apply the batch size
+        self.cost_table.grant_read_data(retrain)
+        self.state_table.grant_read_write_data(retrain)
+        retrain.add_to_role_policy(iam.PolicyStatement(
+            sid="WriteOptimizerModels", actions=["s3:PutObject"], resources=[bucket.arn_for_objects("optimizer/*")]))
+        retrain.add_to_role_policy(iam.PolicyStatement(
+            sid="TuneStreamMapping", actions=["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping"],
+            resources=[self.stream_mapping.event_source_mapping_arn]))
+
+        drift = f["MonitorDriftFunction"]            # recent features vs the model's training baseline
+        self.features_table.grant_read_data(drift)
+        drift.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadModelArtifact", actions=["s3:GetObject"],
+            resources=[self.model_asset.bucket.arn_for_objects(self.model_asset.s3_object_key)]))
+
+    # -- EventBridge schedules ----------------------------------------------------------------------------------
+    def _schedules(self) -> None:
+        cfg = self.config
+        for rule_id, function_id, expression, what in (
+                ("RetrainBatchSizeSchedule", "RetrainBatchSizeFunction", cfg.retrain_schedule,
+                 "retrain the batch-size optimizer on the cost records and apply its choice"),
+                ("MonitorDriftSchedule", "MonitorDriftFunction", cfg.drift_schedule,
+                 "compare recent features with the model's training baseline")):
+            events.Rule(self, rule_id, description=f"{expression}: {what}",
+                        schedule=events.Schedule.expression(expression),
+                        targets=[targets.LambdaFunction(self.functions[function_id], retry_attempts=2,
+                                                        max_event_age=Duration.hours(1))])
+
+    # -- HTTP API -----------------------------------------------------------------------------------------------
+    def _http_api(self) -> None:
+        cfg = self.config
+        self.http_api = apigwv2.HttpApi(
+            self, "HttpApi", description="Real-time inference: ingest events, query features and predictions",
+            create_default_stage=False, default_authorizer=authorizers.HttpIamAuthorizer())
+        integration = integrations.HttpLambdaIntegration(
+            "ApiIntegration", self.functions["ApiFunction"],
+            payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0)
+        for method, path in ROUTES:
+            self.http_api.add_routes(path=path, methods=[apigwv2.HttpMethod(method)], integration=integration)
+        self.api_access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=self.retention,
+                                             removal_policy=self.removal)
+        self.api_stage = apigwv2.HttpStage(
+            self.http_api, "DefaultStage", http_api=self.http_api, stage_name="$default", auto_deploy=True,
+            throttle=apigwv2.ThrottleSettings(rate_limit=cfg.api_throttle.rate_limit,
+                                              burst_limit=cfg.api_throttle.burst_limit),
+            access_log_settings=AccessLogSettings(
+                destination=apigwv2.LogGroupLogDestination(self.api_access_logs),
+                format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")))))
+
+    # -- CloudWatch ---------------------------------------------------------------------------------------------
+    def _monitoring(self) -> None:
+        cfg, a = self.config, self.config.alarms
+        period = Duration.seconds(a.period_seconds)
+        key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True, removal_policy=self.removal,
+                      description="Encrypts the alarm notification topic (CloudWatch may use it to publish)")
+        key.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchAlarmsPublish", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"]))
+        self.alarm_topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True,
+                                     display_name="Real-time inference alarms")
+        if cfg.alarm_email:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(cfg.alarm_email))
+        action = cw_actions.SnsAction(self.alarm_topic)
+        self.alarms: dict[str, cw.Alarm] = {}
+
+        def alarm(construct_id: str, metric: cw.IMetric, threshold: float, description: str,
+                  comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD) -> cw.Alarm:
+            created = cw.Alarm(self, construct_id, metric=metric, threshold=threshold, comparison_operator=comparison,
+                               evaluation_periods=a.evaluation_periods, alarm_description=description,
+                               treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+            created.add_alarm_action(action)
+            created.add_ok_action(action)
+            self.alarms[construct_id] = created
+            return created
+
+        def custom(name: str, statistic: str) -> cw.Metric:
+            return cw.Metric(namespace=cfg.metrics_namespace, metric_name=name, statistic=statistic, period=period,
+                             dimensions_map={"service": cfg.service_name})
+
+        process = self.functions["ProcessStreamFunction"]
+        iterator_age = process.metric("IteratorAge", statistic="Maximum", period=period)
+        alarm("AlarmIteratorAge", iterator_age, a.iterator_age_seconds * 1000,
+              f"The stream consumer is more than {a.iterator_age_seconds} s behind (ProcessStreamFunction "
+              "IteratorAge): raise shardCount or the batch size")
+        dlq_depth = self.stream_dlq.metric_approximate_number_of_messages_visible(period=period, statistic="Maximum")
+        alarm("AlarmStreamDlqDepth", dlq_depth, a.dlq_messages,
+              "Kinesis records the stream consumer gave up on (age/retries exhausted) are in StreamDlq")
+        quarantine_depth = self.quarantine_queue.metric_approximate_number_of_messages_visible(
+            period=period, statistic="Maximum")
+        alarm("AlarmQuarantineDepth", quarantine_depth, a.quarantine_messages,
+              "Batches the inference state machine could not score or store are in QuarantineQueue")
+        for function_id, function in self.functions.items():
+            alarm(f"AlarmErrors{function_id.removesuffix('Function')}",
+                  function.metric_errors(period=period, statistic="Sum"), a.function_errors,
+                  f"{function_id} reported errors", cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
+        alarm("AlarmStateMachineFailed", self.state_machine.metric_failed(period=period, statistic="Sum"),
+              a.state_machine_failures, "Inference executions failed (their batches are in QuarantineQueue)",
+              cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
+        latency_metrics = []
+        for variant in cfg.variants:
+            latency = cw.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency", statistic="p90",
+                                period=period, label=f"{variant.name} p90 (µs)",
+                                dimensions_map={"EndpointName": self.endpoint_name, "VariantName": variant.name})
+            latency_metrics.append(latency)
+            alarm(f"AlarmModelLatency{_pascal(variant.name)}", latency, a.model_latency_ms * 1000,
+                  f"SageMaker ModelLatency p90 of variant {variant.name} above {a.model_latency_ms} ms")
+        cost = custom("CostPerThousandEvents", "Average")
+        alarm("AlarmCostPerThousandEvents", cost, a.cost_per_thousand_events_usd,
+              f"Pipeline cost per 1,000 events above {a.cost_per_thousand_events_usd} USD (RecordCostFunction)")
+        drift = custom("FeatureDriftMaxPSI", "Maximum")
+        alarm("AlarmFeatureDrift", drift, a.drift_psi,
+              f"Feature drift: the largest PSI against the training baseline is above {a.drift_psi}")
+
+        ingest = self.stream.metric_incoming_records(period=period, statistic="Sum")
+        stream_age = self.stream.metric_get_records_iterator_age_milliseconds(period=period, statistic="Maximum")
+        dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+
+        def graph(title: str, left: list, right: list | None = None, width: int = 8) -> cw.GraphWidget:
+            return cw.GraphWidget(title=title, left=left, right=right or [], width=width, height=6)
+
+        zip_and_image = list(self.functions.items())
+        dashboard.add_widgets(
+            graph("Ingest: records into Kinesis", [ingest]),
+            graph("Iterator age (ms)", [iterator_age, stream_age]),
+            graph("Events processed / batch size", [custom("EventsProcessed", "Sum")],
+                  [custom("BatchSize", "Average")]),
+        )
+        dashboard.add_widgets(
+            graph("Lambda errors", [fn.metric_errors(period=period, statistic="Sum", label=fid)
+                                    for fid, fn in zip_and_image], width=12),
+            graph("Lambda duration p90 (ms)", [fn.metric_duration(period=period, statistic="p90", label=fid)
+                                               for fid, fn in zip_and_image], width=12),
+        )
+        dashboard.add_widgets(
+            graph("State machine executions", [
+                self.state_machine.metric_succeeded(period=period, statistic="Sum"),
+                self.state_machine.metric_failed(period=period, statistic="Sum")]),
+            graph("Model latency (SageMaker, µs)", latency_metrics),
+            graph("DLQ / quarantine depth", [dlq_depth, quarantine_depth]),
+        )
+        dashboard.add_widgets(
+            graph("Cost per 1,000 events (USD)", [cost], width=12),
+            graph("Feature drift (max PSI)", [drift], width=12),
+        )
+        self.dashboard = dashboard
+
+    # -- outputs ------------------------------------------------------------------------------------------------
+    def _outputs(self) -> None:
+        outputs = {
+            "ApiUrl": (self.api_stage.url, "HTTP API base URL (IAM/SigV4 auth)"),
+            "EventsStreamName": (self.stream.stream_name, "Kinesis stream (partition key: user_id)"),
+            "EndpointName": (self.endpoint_name, "SageMaker endpoint"),
+            "StateMachineArn": (self.state_machine.state_machine_arn, "Inference state machine (Express)"),
+            "EventSourceMappingId": (self.stream_mapping.event_source_mapping_id,
+                                     "Kinesis -> ProcessStreamFunction mapping"),
+            "ArtifactsBucketName": (self.artifacts_bucket.bucket_name, "Artifacts bucket"),
+            "StreamDlqUrl": (self.stream_dlq.queue_url, "Kinesis on-failure destination"),
+            "QuarantineQueueUrl": (self.quarantine_queue.queue_url, "Failed inference batches"),
+            "AlarmTopicArn": (self.alarm_topic.topic_arn, "Alarm notifications"),
+            "DashboardName": (self.dashboard.dashboard_name, "CloudWatch dashboard"),
+        }
+        for table_id, table in self.tables.items():
+            outputs[f"{table_id}Name"] = (table.table_name, f"DynamoDB {table_id}")
+        for output_id, (value, description) in outputs.items():
+            CfnOutput(self, output_id, value=value, description=description)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
