@@ -514,7 +514,8 @@ class RealtimeInferenceStack(Stack):
     def _http_api(self) -> None:
         cfg = self.config
         self.http_api = apigwv2.HttpApi(
-            self, "HttpApi", description="Real-time inference: ingest events, query features and predictions",
+            self, "HttpApi", api_name=f"{self.stack_name}-api",   # API names need not be unique; this one reads well
+            description="Real-time inference: ingest events, query features and predictions",
             create_default_stage=False, default_authorizer=authorizers.HttpIamAuthorizer())
         integration = integrations.HttpLambdaIntegration(
             "ApiIntegration", self.functions["ApiFunction"],
@@ -583,9 +584,9 @@ class RealtimeInferenceStack(Stack):
         latency_metrics = []
         for variant in cfg.variants:
             latency = cw.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency", statistic="p90",
-                                period=period, label=f"{variant.name} p90 (µs)",
+                                period=period,
                                 dimensions_map={"EndpointName": self.endpoint_name, "VariantName": variant.name})
-            latency_metrics.append(latency)
+            latency_metrics.append(latency.with_(label=f"{variant.name} p90 (µs)"))
             alarm(f"AlarmModelLatency{_pascal(variant.name)}", latency, a.model_latency_ms * 1000,
                   f"SageMaker ModelLatency p90 of variant {variant.name} above {a.model_latency_ms} ms")
         cost = custom("CostPerThousandEvents", "Average")

@@ -1,0 +1,109 @@
+"""Infra tests: the CDK app synthesized once per session (in process), with a tiny placeholder model artifact so no
+trained model is needed. Fixtures only (no helpers imported from here)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_placeholder_artifact(path: Path) -> Path:
+    """A model.tar.gz with the layout SageMaker's XGBoost container expects (one file, xgboost-model). Not a
+    model: synthesis only hashes and stages the file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = b"placeholder model for template tests\n"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("xgboost-model")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+@dataclass
+class Synth:
+    """One synthesized stack: the app objects, the cloud assembly directory and the template."""
+    app: Any
+    stack: Any
+    outdir: Path
+    template: dict
+    artifact: Path
+    _assertions: Any = field(default=None, repr=False)
+
+    @property
+    def config(self):
+        return self.stack.config
+
+    @property
+    def resources(self) -> dict[str, dict]:
+        return self.template["Resources"]
+
+    @property
+    def assertions(self):
+        """aws_cdk.assertions.Template of the synthesized template (built on first use)."""
+        if self._assertions is None:
+            from aws_cdk.assertions import Template
+            self._assertions = Template.from_json(self.template)
+        return self._assertions
+
+    def of_type(self, resource_type: str) -> dict[str, dict]:
+        return {lid: r for lid, r in self.resources.items() if r["Type"] == resource_type}
+
+    def logical_id(self, prefix: str, resource_type: str) -> str:
+        """The one resource of ``resource_type`` whose logical id is ``prefix`` + an optional 8-hex-digit hash."""
+        found = [lid for lid, r in self.resources.items()
+                 if r["Type"] == resource_type and re.fullmatch(re.escape(prefix) + r"([0-9A-F]{8})?", lid)]
+        assert len(found) == 1, f"expected one {resource_type} named {prefix}*, found {found}"
+        return found[0]
+
+    def props(self, prefix: str, resource_type: str) -> dict:
+        return self.resources[self.logical_id(prefix, resource_type)].get("Properties", {})
+
+    def function(self, function_id: str) -> dict:
+        return self.props(function_id, "AWS::Lambda::Function")
+
+    def policy_statements(self, role_prefix: str) -> list[dict]:
+        """Statements of the inline policies attached to the role whose logical id starts with ``role_prefix``."""
+        role = self.logical_id(role_prefix, "AWS::IAM::Role")
+        statements = []
+        for policy in self.of_type("AWS::IAM::Policy").values():
+            if {"Ref": role} in policy["Properties"]["Roles"]:
+                statements += policy["Properties"]["PolicyDocument"]["Statement"]
+        return statements
+
+
+def synthesize(outdir: Path, artifact: Path, **kwargs) -> Synth:
+    from app import build_app
+
+    app, stack = build_app(outdir=str(outdir), overrides={"modelArtifact": str(artifact)}, **kwargs)
+    app.synth()
+    template = json.loads((outdir / f"{stack.artifact_id}.template.json").read_text())
+    return Synth(app=app, stack=stack, outdir=outdir, template=template, artifact=artifact)
+
+
+@pytest.fixture(scope="session")
+def placeholder_artifact(tmp_path_factory) -> Path:
+    return write_placeholder_artifact(tmp_path_factory.mktemp("artifacts") / "model.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory, placeholder_artifact) -> Synth:
+    """The app as `make synth` builds it (cdk.json context, cdk-nag checks on), synthesized once."""
+    return synthesize(tmp_path_factory.mktemp("cdk.out"), placeholder_artifact)
+
+
+@pytest.fixture(scope="session")
+def cdk_json() -> dict:
+    return json.loads((ROOT / "cdk.json").read_text())

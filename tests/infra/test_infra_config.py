@@ -1,0 +1,96 @@
+"""infra/config.py: the typed, validated CDK context (no synthesis here)."""
+from __future__ import annotations
+
+import pytest
+
+from infra.config import KNOWN_KEYS, Config, ConfigError, unknown_keys
+
+
+@pytest.fixture
+def context(cdk_json) -> dict:
+    return dict(cdk_json["context"])
+
+
+def test_cdk_json_context_is_valid_and_complete(context):
+    config = Config.from_mapping(context)
+    assert config.stack_name == "RealtimeInference"
+    assert (config.shard_count, config.batch_size, config.batching_window_seconds) == (2, 100, 1)
+    assert (config.min_batch_size, config.max_batch_size, config.invoke_chunk_size) == (10, 500, 100)
+    assert (config.max_record_age_seconds, config.max_retry_attempts, config.latency_slo_seconds) == (3600, 3, 2)
+    assert (config.model_version, config.feature_set, config.xgboost_image_tag) == ("xgb-1", "v1", "3.0-5")
+    assert config.model_artifact == "model/artifacts/model.tar.gz"
+    assert config.endpoint.mode == "serverless"
+    assert (config.endpoint.serverless_memory_mb, config.endpoint.serverless_max_concurrency) == (2048, 5)
+    assert [(v.name, v.weight) for v in config.variants] == [("primary", 1.0)]
+    assert config.retrain_schedule == config.drift_schedule == "rate(1 hour)"
+    assert config.powertools_layer_version >= 1
+    # every setting the stack reads is spelled out in cdk.json (no hidden defaults), and nothing unknown is there
+    assert KNOWN_KEYS <= set(context)
+    assert unknown_keys(context) == []
+
+
+def test_cli_string_values_are_accepted(context):
+    """`cdk -c key=value` passes strings: numbers, JSON objects and lists still work."""
+    context.update(shardCount="4", batchSize="250", latencySloSeconds="1.5", logRetentionDays="30",
+                   endpoint='{"mode": "instance", "instanceType": "ml.c5.large", "instanceCount": 2}',
+                   variants='[{"name": "a", "weight": 0.9}, {"name": "b", "weight": 0.1}]')
+    config = Config.from_mapping(context)
+    assert (config.shard_count, config.batch_size, config.latency_slo_seconds) == (4, 250, 1.5)
+    assert config.log_retention_days == 30
+    assert (config.endpoint.mode, config.endpoint.instance_type, config.endpoint.instance_count) == (
+        "instance", "ml.c5.large", 2)
+    assert [v.name for v in config.variants] == ["a", "b"]
+
+
+def test_every_problem_is_reported_at_once(context):
+    context.update(shardCount=0, batchSize="lots", retrainSchedule="every hour", logRetentionDays=13,
+                   modelArtifact="model/artifacts/model.zip", xgboostImageTag="latest",
+                   variants=[{"name": "bad name", "weight": 1}], maxRecordAgeSeconds=10)
+    del context["featureSet"]
+    with pytest.raises(ConfigError) as error:
+        Config.from_mapping(context)
+    message = str(error.value)
+    for needle in ("shardCount: 0 is out of range", "batchSize: expected an integer", "retrainSchedule",
+                   "logRetentionDays: 13 is not one of", "modelArtifact", "xgboostImageTag", "variants[0].name",
+                   "maxRecordAgeSeconds: 10 is out of range 60..604800 (or -1)", "featureSet: missing"):
+        assert needle in message, needle
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"minBatchSize": 600}, "minBatchSize (600) is larger than maxBatchSize (500)"),
+    ({"batchSize": 5}, "batchSize (5) must lie within minBatchSize..maxBatchSize (10..500)"),
+    ({"invokeChunkSize": 501}, "invokeChunkSize (501) is larger than maxBatchSize"),
+    ({"variants": [{"name": "a", "weight": 1}, {"name": "A", "weight": 1}]}, "duplicate variant name"),
+    ({"variants": [{"name": "a", "weight": 0}]}, "at least one variant needs a weight above 0"),
+    ({"variants": []}, "non-empty list"),
+    ({"endpoint": {"serverlessMemoryMb": 1500}}, "endpoint.serverlessMemoryMb: 1500 is not one of"),
+    ({"endpoint": {"mode": "gpu"}}, "endpoint.mode"),
+    ({"functions": {"ApiFunction": {"timeoutSeconds": 60}}}, "exceeds the HTTP API integration limit"),
+    ({"functions": {"NoSuchFunction": {}}}, "unknown function(s) NoSuchFunction"),
+    ({"alarmEmail": "not-an-address"}, "alarmEmail"),
+    ({"removalPolicy": "snapshot"}, "removalPolicy"),
+])
+def test_rules_across_settings(context, changes, needle):
+    context.update(changes)
+    with pytest.raises(ConfigError, match="invalid CDK context") as error:
+        Config.from_mapping(context)
+    assert needle in str(error.value)
+
+
+def test_infinite_record_age_and_retries(context):
+    context.update(maxRecordAgeSeconds=-1, maxRetryAttempts=-1)
+    config = Config.from_mapping(context)
+    assert (config.max_record_age_seconds, config.max_retry_attempts) == (-1, -1)
+
+
+def test_function_settings_merge_with_defaults(context):
+    context["functions"] = {"ProcessStreamFunction": {"memoryMb": 2048}}
+    config = Config.from_mapping(context)
+    assert config.function("ProcessStreamFunction").memory_mb == 2048
+    assert config.function("ProcessStreamFunction").timeout_seconds == 120   # default kept
+    assert config.function("ApiFunction").timeout_seconds == 29
+
+
+def test_unknown_keys_catch_typos_but_not_cdk_keys(context):
+    context.update({"shardcount": 3, "@aws-cdk/core:newStyleStackSynthesis": True, "aws:cdk:foo": 1})
+    assert unknown_keys(context) == ["shardcount"]
