@@ -187,7 +187,8 @@ class RealtimeInferenceStack(Stack):
         self.stream = kinesis.Stream(
             self, "EventsStream", stream_mode=kinesis.StreamMode.PROVISIONED, shard_count=cfg.shard_count,
             encryption=kinesis.StreamEncryption.MANAGED, retention_period=Duration.hours(24),
-            removal_policy=self.removal)
+            # Always deleted with the stack: records live 24 h anyway, and a retained stream keeps billing shards.
+            removal_policy=RemovalPolicy.DESTROY)
 
         self.events_table = self._table("EventsTable", "event_id", ttl="expires_at")
         self.predictions_table = self._table("PredictionsTable", "event_id", ttl="expires_at")
@@ -536,7 +537,9 @@ class RealtimeInferenceStack(Stack):
     def _monitoring(self) -> None:
         cfg, a = self.config, self.config.alarms
         period = Duration.seconds(a.period_seconds)
-        key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True, removal_policy=self.removal,
+        key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True,
+                      # protects only notifications in flight: scheduled for deletion with the stack
+                      removal_policy=RemovalPolicy.DESTROY, pending_window=Duration.days(7),
                       description="Encrypts the alarm notification topic (CloudWatch may use it to publish)")
         key.add_to_resource_policy(iam.PolicyStatement(
             sid="CloudWatchAlarmsPublish", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],

@@ -377,3 +377,15 @@ def test_outputs(synth):
     synth.assertions.has_output("EndpointName", {"Value": {"Fn::GetAtt": ["Endpoint", "EndpointName"]}})
     synth.assertions.has_output("StateMachineArn", {"Value": {"Ref": Match.string_like_regexp(
         "^InferenceStateMachine")}})
+
+
+def test_removal_policies(synth):
+    """Data is retained by default (removalPolicy "retain"); the stream (24 h of records, billed per shard hour)
+    and the alarm topic key always go with the stack."""
+    assert synth.config.removal_policy == "retain"
+    for prefix, resource_type in (("EventsTable", "AWS::DynamoDB::Table"), ("QuarantineQueue", "AWS::SQS::Queue"),
+                                  ("ArtifactsBucket", "AWS::S3::Bucket")):
+        assert synth.resources[synth.logical_id(prefix, resource_type)]["DeletionPolicy"] == "Retain", prefix
+    assert synth.resources[synth.logical_id("EventsStream", "AWS::Kinesis::Stream")]["DeletionPolicy"] == "Delete"
+    key = synth.resources[synth.logical_id("AlarmTopicKey", "AWS::KMS::Key")]
+    assert key["DeletionPolicy"] == "Delete" and key["Properties"]["PendingWindowInDays"] == 7
