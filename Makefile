@@ -7,7 +7,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := 1
 MODEL := model/artifacts/model.tar.gz
 
-.PHONY: run up test synth model deploy lint bench clean help
+.PHONY: run up test synth model deploy localstack-deploy bench clean help
 
 help:
 	@echo "make run    - local cloud + deploy + demo workload + report (no Docker, no AWS account)"
@@ -16,6 +16,7 @@ help:
 	@echo "make synth  - synthesize the CDK app into cdk.out (cdk-nag checks run on every synth)"
 	@echo "make model  - train the XGBoost model into $(MODEL)"
 	@echo "make deploy - cdk deploy to your AWS account (needs credentials and Docker for the ML image)"
+	@echo "make localstack-deploy - cdklocal deploy into LocalStack (docker compose up -d first)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -51,6 +52,10 @@ bench: synth
 
 deploy: synth node_modules/.installed
 	npx --no-install cdk deploy --require-approval broadening
+
+localstack-deploy: synth node_modules/.installed
+	npx --no-install cdklocal bootstrap
+	npx --no-install cdklocal deploy --require-approval never
 
 clean:
 	rm -rf cdk.out .localcloud .pytest_cache
