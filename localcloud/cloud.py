@@ -374,7 +374,8 @@ class LocalCloud:
             logger.addHandler(file_handler)
             if name == "localcloud":
                 logger.addHandler(console)
-                logger.setLevel(logging.DEBUG)
+                # Every request line at DEBUG costs the gateway measurable time under load: opt in.
+                logger.setLevel(logging.DEBUG if os.environ.get("LOCALCLOUD_DEBUG") else logging.INFO)
             elif logger.level == logging.NOTSET:
                 logger.setLevel(logging.INFO)
 
