@@ -29,13 +29,22 @@ def from_item(value: Any) -> Any:
     return value
 
 
-def batch_get(table_name: str, keys: Iterable[dict]) -> list[dict]:
-    """BatchGetItem in chunks of 100, retrying unprocessed keys. Returns the items found (any order)."""
+def batch_get(table_name: str, keys: Iterable[dict], attributes: Iterable[str] | None = None) -> list[dict]:
+    """BatchGetItem in chunks of 100, retrying unprocessed keys. Returns the items found (any order).
+
+    ``attributes``: read only these (plus the key attributes); the rest of a large item stays on the server.
+    """
     unique = list({json.dumps(k, sort_keys=True): k for k in keys}.values())
     found: list[dict] = []
     dynamodb = aws.resource("dynamodb")
+    projection = {}
+    if attributes is not None and unique:
+        names = sorted(set(attributes) | set(unique[0]))
+        projection = {"ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(names))),
+                      "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(names)}}
     for start in range(0, len(unique), BATCH_GET_LIMIT):
-        request = {table_name: {"Keys": unique[start:start + BATCH_GET_LIMIT], "ConsistentRead": True}}
+        request = {table_name: {"Keys": unique[start:start + BATCH_GET_LIMIT], "ConsistentRead": True,
+                                **projection}}
         for attempt in range(8):
             response = dynamodb.batch_get_item(RequestItems=request)
             found.extend(response["Responses"].get(table_name, []))

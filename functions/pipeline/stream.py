@@ -87,8 +87,8 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
     rejected = [r for r in records if r.event is None]
     valid = [r for r in records if r.event is not None]
 
-    ledger = {item["event_id"]: item for item in
-              store.batch_get(settings.events_table, [{"event_id": r.event.event_id} for r in valid])}
+    ledger = {item["event_id"]: item for item in store.batch_get(
+        settings.events_table, [{"event_id": r.event.event_id} for r in valid], attributes=("seq", "features"))}
     fresh: list[StreamRecord] = []
     replayed: dict[str, list[float]] = {}
     seen_in_batch: set[str] = set()
@@ -100,12 +100,13 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
             continue
         seen_in_batch.add(r.event.event_id)
         if known is not None:
-            replayed[r.event.event_id] = known["features"]
+            replayed[r.event.event_id] = json.loads(known["features"])
         fresh.append(r)
 
     users = {r.event.user_id for r in fresh}
     stored = {item["user_id"]: item for item in store.batch_get(
-        settings.features_table, [{"user_id": u, "feature_set": FEATURE_SET} for u in users])}
+        settings.features_table, [{"user_id": u, "feature_set": FEATURE_SET} for u in users],
+        attributes=("state", "last_seq"))}
     states = {u: FeatureState.from_json(stored.get(u, {}).get("state")) for u in users}
     last_seq = {u: int(stored.get(u, {}).get("last_seq", "-1")) for u in users}
     last_features: dict[str, list[float]] = {}
@@ -130,7 +131,9 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
                      "ingest_ts": event.ingest_ts or r.arrival or now, "features": features})
         if event.event_id not in replayed:
             ledger_items.append({"event_id": event.event_id, "seq": r.sequence, "user_id": event.user_id,
-                                 "status": "accepted", "ts": event.timestamp, "features": features,
+                                 # one string attribute, not a list of numbers: cheaper to write and read back
+                                 "status": "accepted", "ts": event.timestamp,
+                                 "features": json.dumps(features, separators=(",", ":")),
                                  "expires_at": int(now + LEDGER_TTL_SECONDS)})
     for r in rejected:
         ledger_items.append(_rejection(r, now))

@@ -75,7 +75,7 @@ def test_crash_before_inference_starts_is_repaired_by_the_redelivery(aws, lambda
     assert _state(aws)["features"] == crashed["features"]  # nothing applied twice
     executions = aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]
     rows = json.loads(aws["sfn"].describe_execution(executionArn=executions[0]["executionArn"])["input"])["rows"]
-    ledger = {i["event_id"]: i["features"] for i in crashed["events"]}
+    ledger = {i["event_id"]: json.loads(i["features"]) for i in crashed["events"]}
     assert {r["event_id"]: r["features"] for r in rows} == ledger  # scored with the features stored first
 
 
