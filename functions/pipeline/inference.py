@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlparse
 
 from . import aws, costs, model_client, store
+from .features import FeatureSetError, feature_names
 from .settings import Settings
 
 PREDICTION_TTL_SECONDS = 30 * 24 * 3600
@@ -39,6 +40,11 @@ def invoke_model(state: dict, settings: Settings) -> dict:
         raise model_client.ModelError(
             f"batch has feature set {state.get('feature_set')!r}; the model serves {settings.feature_set!r}")
     rows = load_rows(state)
+    width = len(feature_names(settings.feature_set))
+    wrong = [r["event_id"] for r in rows if len(r["features"]) != width]
+    if wrong:  # never send a model vectors of another feature set: it would score them silently
+        raise FeatureSetError(f"{len(wrong)} rows (first {wrong[0]!r}) do not have the {width} features of "
+                              f"feature set {settings.feature_set!r}")
     chunk = current_chunk_size(settings)
     scored = model_client.invoke(settings.endpoint_name, [r["features"] for r in rows], chunk)
     predictions = [{"event_id": r["event_id"], "user_id": r["user_id"], "ts": r["ts"], "ingest_ts": r["ingest_ts"],

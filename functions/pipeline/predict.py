@@ -5,7 +5,7 @@ import time
 
 from . import model_client, store
 from .events import validate_event
-from .features import FEATURE_SET, FeatureState
+from .features import FeatureState
 from .ingest import MAX_EVENTS_PER_REQUEST, BadRequest
 from .settings import Settings
 
@@ -20,10 +20,12 @@ def predict_instances(instances: list, settings: Settings) -> list[dict]:
             raise BadRequest("invalid_instance", f"instance {index}: {'; '.join(errors)}")
         events.append(event)
     stored = {item["user_id"]: item for item in store.batch_get(
-        settings.features_table, [{"user_id": e.user_id, "feature_set": FEATURE_SET} for e in events])}
-    states = {u: FeatureState.from_json(item.get("state")) for u, item in stored.items()}
-    rows = [states.setdefault(e.user_id, FeatureState()).add(e) for e in events]  # local copies only
+        settings.features_table, [{"user_id": e.user_id, "feature_set": settings.feature_set} for e in events],
+        attributes=("state",))}
+    states = {u: FeatureState.from_json(item.get("state"), settings.feature_set) for u, item in stored.items()}
+    rows = [states.setdefault(e.user_id, FeatureState(settings.feature_set)).add(e)  # local copies only
+            for e in events]
     scored = model_client.invoke(settings.endpoint_name, rows, settings.invoke_chunk_size)
-    return [{"event_id": e.event_id, "user_id": e.user_id, "score": s, "variant": v, "feature_set": FEATURE_SET,
+    return [{"event_id": e.event_id, "user_id": e.user_id, "score": s, "variant": v, "feature_set": settings.feature_set,
              "model_version": settings.model_version}
             for e, s, v in zip(events, scored.scores, scored.variants)]

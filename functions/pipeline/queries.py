@@ -9,7 +9,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 
 from . import aws, store
-from .features import FEATURE_NAMES, FEATURE_SET
+from .features import feature_names
 from .settings import Settings
 
 MEDIAN_WINDOW_SECONDS = 300
@@ -23,18 +23,21 @@ class NotFound(Exception):
 
 
 def user_features(settings: Settings, user_id: str) -> dict:
-    item = store.get_item(settings.features_table, {"user_id": user_id, "feature_set": FEATURE_SET})
+    item = store.get_item(settings.features_table, {"user_id": user_id, "feature_set": settings.feature_set})
     if item is None:
         raise NotFound("user_not_found", f"no features for user {user_id!r}")
-    return {"user_id": user_id, "feature_set": FEATURE_SET, "features": item.get("features", {}),
-            "total_events": item.get("total_events", 0), "updated_at": item.get("updated_at")}
+    return {"user_id": user_id, "feature_set": settings.feature_set, "features": item.get("features", {}),
+            "total_events": item.get("total_events", 0), "late_events": item.get("late_events", 0),
+            "updated_at": item.get("updated_at")}
 
 
 def user_feature(settings: Settings, user_id: str, name: str) -> dict:
-    if name not in FEATURE_NAMES:
-        raise NotFound("unknown_feature", f"unknown feature {name!r}; known: {', '.join(FEATURE_NAMES)}")
+    names = feature_names(settings.feature_set)
+    if name not in names:
+        raise NotFound("unknown_feature", f"unknown feature {name!r}; known: {', '.join(names)}")
     features = user_features(settings, user_id)
-    return {"user_id": user_id, "feature_set": FEATURE_SET, "name": name, "value": features["features"].get(name)}
+    return {"user_id": user_id, "feature_set": settings.feature_set, "name": name,
+            "value": features["features"].get(name)}
 
 
 def prediction(settings: Settings, event_id: str) -> dict:
@@ -116,6 +119,7 @@ def stats(settings: Settings) -> dict:
         "events_processed": counters.get("events_processed_by_stream", 0),
         "events_rejected": counters.get("events_rejected", 0),
         "events_duplicate": counters.get("events_duplicate", 0),
+        "events_late": counters.get("events_late", 0),
         "events_predicted": counters.get("events_predicted", 0),
         "users_tracked": len({p["user_id"] for p in predictions}),
         "median_of_medians": median_of_medians(predictions),
@@ -145,7 +149,7 @@ def recent_batches(settings: Settings, limit: int = 20) -> list[dict]:
 def model_status(settings: Settings) -> dict:
     config = store.get_item(settings.state_table, {"pk": "config"}) or {}
     return {
-        "endpoint": settings.endpoint_name, "model_version": settings.model_version, "feature_set": FEATURE_SET,
+        "endpoint": settings.endpoint_name, "model_version": settings.model_version, "feature_set": settings.feature_set,
         "batch_size": config.get("batch_size", settings.batch_size),
         "batching_window_seconds": config.get("batching_window_seconds", settings.batching_window_seconds),
         "invoke_chunk_size": config.get("invoke_chunk_size", settings.invoke_chunk_size),

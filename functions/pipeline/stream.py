@@ -22,7 +22,7 @@ from typing import Any
 
 from . import aws, store
 from .events import Event, validate_event
-from .features import FEATURE_SET, FeatureState, named
+from .features import FeatureState, feature_names, named
 from .settings import Settings
 
 LEDGER_TTL_SECONDS = 7 * 24 * 3600
@@ -70,6 +70,7 @@ class BatchOutcome:
     duplicates: int
     rejected: int
     execution_arn: str | None
+    late: int = 0
 
 
 def batch_id_for(records: list[StreamRecord]) -> str:
@@ -84,6 +85,8 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
     now = time.time()
     if not records:
         return BatchOutcome(None, 0, 0, 0, None)
+    feature_set = settings.feature_set
+    feature_names(feature_set)  # an unknown set fails loudly before anything is written
     rejected = [r for r in records if r.event is None]
     valid = [r for r in records if r.event is not None]
 
@@ -105,27 +108,30 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
 
     users = {r.event.user_id for r in fresh}
     stored = {item["user_id"]: item for item in store.batch_get(
-        settings.features_table, [{"user_id": u, "feature_set": FEATURE_SET} for u in users],
+        settings.features_table, [{"user_id": u, "feature_set": feature_set} for u in users],
         attributes=("state", "last_seq"))}
-    states = {u: FeatureState.from_json(stored.get(u, {}).get("state")) for u in users}
+    states = {u: FeatureState.from_json(stored.get(u, {}).get("state"), feature_set) for u in users}
     last_seq = {u: int(stored.get(u, {}).get("last_seq", "-1")) for u in users}
-    last_features: dict[str, list[float]] = {}
+    touched: set[str] = set()
 
     rows = []
     ledger_items = []
+    late = 0
     for r in fresh:  # sequence order == arrival order within the shard
         event = r.event
-        features = None
+        features, is_late = None, False
         if int(r.sequence) > last_seq[event.user_id]:
-            features = states[event.user_id].add(event)
+            observed = states[event.user_id].observe(event)
+            features, is_late = observed.features, observed.late
+            late += is_late
             last_seq[event.user_id] = int(r.sequence)
-            last_features[event.user_id] = features
+            touched.add(event.user_id)
         if event.event_id in replayed:
             features = replayed[event.event_id]
         elif features is None:
             # Applied to the state but absent from the ledger: cannot happen with the write order above
             # (ledger first). Score it on a throw-away copy rather than lose it.
-            features = FeatureState.from_json(states[event.user_id].to_json()).add(event)
+            features = FeatureState.from_json(states[event.user_id].to_json(), feature_set).add(event)
         features = [round(f, 6) for f in features]
         rows.append({"event_id": event.event_id, "user_id": event.user_id, "ts": event.timestamp,
                      "ingest_ts": event.ingest_ts or r.arrival or now, "features": features})
@@ -133,28 +139,29 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
             ledger_items.append({"event_id": event.event_id, "seq": r.sequence, "user_id": event.user_id,
                                  # one string attribute, not a list of numbers: cheaper to write and read back
                                  "status": "accepted", "ts": event.timestamp,
-                                 "features": json.dumps(features, separators=(",", ":")),
+                                 "features": json.dumps(features, separators=(",", ":")), "late": is_late,
                                  "expires_at": int(now + LEDGER_TTL_SECONDS)})
     for r in rejected:
         ledger_items.append(_rejection(r, now))
 
     store.batch_put(settings.events_table, ledger_items, ("event_id",))
     store.batch_put(settings.features_table, [
-        {"user_id": u, "feature_set": FEATURE_SET, "state": states[u].to_json(), "last_seq": str(last_seq[u]),
-         "features": named(last_features[u]), "total_events": states[u].total_events, "updated_at": now}
-        for u in last_features], ("user_id", "feature_set"))
+        {"user_id": u, "feature_set": feature_set, "state": states[u].to_json(), "last_seq": str(last_seq[u]),
+         "features": named(states[u].latest, feature_set) if states[u].latest else {},
+         "total_events": states[u].total_events, "late_events": states[u].late_events, "updated_at": now}
+        for u in touched], ("user_id", "feature_set"))
     store.add_counters(settings.state_table, "stats", {
         "events_processed_by_stream": len(fresh), "events_rejected": len(rejected),
-        "events_duplicate": duplicates})
+        "events_duplicate": duplicates, "events_late": late})
 
     execution_arn = None
     batch_id = batch_id_for(records)
     if rows:
-        execution_arn = start_inference(rows, batch_id, settings, stream_stats={
+        execution_arn = start_inference(rows, batch_id, settings, feature_set, stream_stats={
             "events": len(records), "bytes": sum(r.size for r in records),
             "seconds": time.time() - started, "memory_mb": _memory_mb(),
-            "ddb_reads": len(valid) + len(users), "ddb_writes": len(ledger_items) + len(last_features) + 1})
-    return BatchOutcome(batch_id, len(rows), duplicates, len(rejected), execution_arn)
+            "ddb_reads": len(valid) + len(users), "ddb_writes": len(ledger_items) + len(touched) + 1})
+    return BatchOutcome(batch_id, len(rows), duplicates, len(rejected), execution_arn, late)
 
 
 def _rejection(r: StreamRecord, now: float) -> dict:
@@ -173,10 +180,11 @@ def _memory_mb() -> int:
     return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
 
 
-def start_inference(rows: list[dict], batch_id: str, settings: Settings, stream_stats: dict) -> str:
+def start_inference(rows: list[dict], batch_id: str, settings: Settings, feature_set: str,
+                    stream_stats: dict) -> str:
     """Start one inference execution for the batch; rows go through S3 when the input would be too large."""
     execution_input: dict[str, Any] = {
-        "batch_id": batch_id, "created_at": time.time(), "feature_set": FEATURE_SET,
+        "batch_id": batch_id, "created_at": time.time(), "feature_set": feature_set,
         "model_version": settings.model_version, "stages": [dict(stream_stats, stage="process_stream")],
         "rows": rows, "rows_s3_uri": None}
     body = json.dumps(execution_input, separators=(",", ":"))

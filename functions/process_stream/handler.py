@@ -29,9 +29,10 @@ def handler(event, context):
     outcome = stream.process(decoded[:first_failure], settings(), started=started)
     logger.info("batch processed", extra={"batch_id": outcome.batch_id, "records": len(event["Records"]),
                                           "events": outcome.events, "duplicates": outcome.duplicates,
-                                          "rejected": outcome.rejected})
+                                          "rejected": outcome.rejected, "late": outcome.late})
     metrics.add_metric(name="EventsProcessed", unit=MetricUnit.Count, value=outcome.events)
     metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=outcome.rejected)
     metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=outcome.duplicates)
+    metrics.add_metric(name="EventsLate", unit=MetricUnit.Count, value=outcome.late)
     metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(event["Records"]))
     return processor.response()
