@@ -75,7 +75,8 @@ def get_feature(user_id: str, name: str):
 
 @app.get("/users/<user_id>/median")
 def get_median(user_id: str):
-    return queries.user_median(settings(), user_id)
+    window = _query_int("window_seconds", queries.MEDIAN_WINDOW_SECONDS, 1, 7 * 24 * 3600)
+    return queries.user_median(settings(), user_id, window_seconds=window)
 
 
 @app.get("/users/<user_id>/history")

@@ -109,7 +109,12 @@ def queue_depth(url: str) -> int:
 
 
 def stats(settings: Settings) -> dict:
-    counters = store.get_item(settings.state_table, {"pk": "stats"}) or {}
+    counters: dict[str, float] = {}
+    for item in store.scan_all(settings.state_table):  # "stats" + one "stream#<shard>" item per shard
+        if item["pk"] == "stats" or item["pk"].startswith("stream#"):
+            for name, value in item.items():
+                if isinstance(value, (int, float)) and name != "counted_seq":
+                    counters[name] = counters.get(name, 0) + value
     config = store.get_item(settings.state_table, {"pk": "config"}) or {}
     predictions = _scan_predictions(settings)
     events_cost = counters.get("cost_events_total", 0)

@@ -67,16 +67,45 @@ def batch_put(table_name: str, items: Iterable[dict], key_names: tuple[str, ...]
     return count
 
 
-def add_counters(table_name: str, pk: str, counters: dict[str, float]) -> None:
-    """Atomically add to numeric counters on one item (one UpdateItem)."""
+def add_counters(table_name: str, pk: str, counters: dict[str, float],
+                 mark: tuple[str, Any, Any] | None = None) -> None:
+    """Atomically add to numeric counters on one item (one UpdateItem).
+
+    ``mark=(attribute, expected, new)``: also set ``attribute`` to ``new``, only if it still equals ``expected``
+    (None: absent). That makes a batch's counts apply exactly once; a failed condition raises
+    ConditionalCheckFailedException (the batch is retried and recounted from the new mark).
+    """
     counters = {k: v for k, v in counters.items() if v}
-    if not counters:
+    if not counters and mark is None:
         return
     names = {f"#c{i}": name for i, name in enumerate(counters)}
     values = {f":v{i}": to_item(value) for i, value in enumerate(counters.values())}
-    expression = "ADD " + ", ".join(f"#c{i} :v{i}" for i in range(len(counters)))
-    aws.table(table_name).update_item(Key={"pk": pk}, UpdateExpression=expression,
-                                      ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+    expression = ("ADD " + ", ".join(f"#c{i} :v{i}" for i in range(len(counters)))) if counters else ""
+    kwargs: dict[str, Any] = {}
+    if mark is not None:
+        attribute, expected, new = mark
+        names["#mark"] = attribute
+        values[":mark"] = to_item(new)
+        expression += " SET #mark = :mark"
+        if expected is None:
+            kwargs["ConditionExpression"] = "attribute_not_exists(#mark)"
+        else:
+            values[":expected"] = to_item(expected)
+            kwargs["ConditionExpression"] = "#mark = :expected"
+    aws.table(table_name).update_item(Key={"pk": pk}, UpdateExpression=expression.strip(),
+                                      ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
+
+
+def scan_all(table_name: str, **kwargs: Any) -> list[dict]:
+    """Every item of a (small) table."""
+    items: list[dict] = []
+    table = aws.table(table_name)
+    while True:
+        response = table.scan(**kwargs)
+        items.extend(response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            return [from_item(item) for item in items]
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def get_item(table_name: str, key: dict) -> dict | None:

@@ -7,7 +7,11 @@ Exactly-once effect on redelivery (a batch retried after a partial failure or a 
 - each user's feature state carries ``last_seq``, the highest sequence number already applied to it. Records of a
   user come from one shard in order (partition key = user_id), so a redelivered record (seq <= last_seq) is
   never applied twice.
-Writes go ledger -> feature state -> StartExecution, so a crash between any two steps is repaired by the retry.
+- the stream counters (processed, rejected, duplicate, late) live on one item per shard with ``counted_seq``,
+  the last sequence number counted; one conditional UpdateItem adds a batch's counts and moves the mark, so a
+  redelivered record is never counted twice (GET /stats sums the shards).
+Writes go ledger -> feature state -> counters -> StartExecution, so a crash between any two steps is repaired by
+the retry.
 """
 from __future__ import annotations
 
@@ -73,6 +77,10 @@ class BatchOutcome:
     late: int = 0
 
 
+def counters_key(shard_id: str) -> str:
+    return f"stream#{shard_id}"
+
+
 def batch_id_for(records: list[StreamRecord]) -> str:
     first, last = records[0], records[-1]
     digest = hashlib.sha256(f"{first.shard_id}:{first.sequence}:{last.sequence}".encode()).hexdigest()
@@ -91,7 +99,12 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
     valid = [r for r in records if r.event is not None]
 
     ledger = {item["event_id"]: item for item in store.batch_get(
-        settings.events_table, [{"event_id": r.event.event_id} for r in valid], attributes=("seq", "features"))}
+        settings.events_table, [{"event_id": r.event.event_id} for r in valid],
+        attributes=("seq", "features", "late"))}
+    counted_mark = (store.get_item(settings.state_table, {"pk": counters_key(records[0].shard_id)}) or {}).get(
+        "counted_seq")
+    counted = int(counted_mark) if counted_mark is not None else -1
+    tally = {"events_processed_by_stream": 0, "events_rejected": 0, "events_duplicate": 0, "events_late": 0}
     fresh: list[StreamRecord] = []
     replayed: dict[str, list[float]] = {}
     seen_in_batch: set[str] = set()
@@ -100,6 +113,7 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
         known = ledger.get(r.event.event_id)
         if r.event.event_id in seen_in_batch or (known is not None and known.get("seq") != r.sequence):
             duplicates += 1  # a client retry of an event we already have
+            tally["events_duplicate"] += int(r.sequence) > counted
             continue
         seen_in_batch.add(r.event.event_id)
         if known is not None:
@@ -128,6 +142,10 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
             touched.add(event.user_id)
         if event.event_id in replayed:
             features = replayed[event.event_id]
+            is_late = bool(ledger[event.event_id].get("late"))
+        if int(r.sequence) > counted:
+            tally["events_processed_by_stream"] += 1
+            tally["events_late"] += is_late
         elif features is None:
             # Applied to the state but absent from the ledger: cannot happen with the write order above
             # (ledger first). Score it on a throw-away copy rather than lose it.
@@ -150,9 +168,10 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
          "features": named(states[u].latest, feature_set) if states[u].latest else {},
          "total_events": states[u].total_events, "late_events": states[u].late_events, "updated_at": now}
         for u in touched], ("user_id", "feature_set"))
-    store.add_counters(settings.state_table, "stats", {
-        "events_processed_by_stream": len(fresh), "events_rejected": len(rejected),
-        "events_duplicate": duplicates, "events_late": late})
+    tally["events_rejected"] = sum(1 for r in rejected if int(r.sequence) > counted)
+    if int(records[-1].sequence) > counted:
+        store.add_counters(settings.state_table, counters_key(records[0].shard_id), tally,
+                           mark=("counted_seq", counted_mark, records[-1].sequence))
 
     execution_arn = None
     batch_id = batch_id_for(records)

@@ -44,7 +44,9 @@ def test_client_duplicates_are_skipped(aws, lambda_context):
     _handler()(kinesis_event([event(1)], first_seq=200), lambda_context)  # a retry by the client
     features = store.get_item("features", {"user_id": "u1", "feature_set": "v1"})
     assert features["total_events"] == 1
-    assert store.get_item("state", {"pk": "stats"})["events_duplicate"] == 2
+    from pipeline import queries
+    from pipeline.settings import settings
+    assert queries.stats(settings())["events_duplicate"] == 2
 
 
 def test_redelivered_batch_leaves_identical_state(aws, lambda_context):
