@@ -10,7 +10,11 @@ import functools
 import boto3
 from botocore.config import Config
 
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=30)
+# parameter_validation=False: botocore's client-side schema check re-walks every request (a third of the handler's
+# boto3 CPU on a 200-record batch, bench/stream_handler.py); the service validates anyway and answers with a
+# ValidationException, and our requests are built by code covered by tests.
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=30,
+                 parameter_validation=False)
 
 
 @functools.cache

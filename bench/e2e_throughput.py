@@ -1,0 +1,52 @@
+"""End-to-end throughput on the embedded local cloud: events/s sustained for 60 s and ingest-to-prediction latency.
+
+    python -m bench.e2e_throughput [--rates 150 300] [--seconds 60]
+
+Each rate is one `make run`-style demo (fresh local cloud, the synthesized cdk.out, the HTTP API in, every
+accepted event accounted for) sending ``rate x seconds`` events at ``rate`` events/s. A rate the pipeline
+sustains shows throughput ~ rate and a flat p95; above it the backlog grows and so does the latency.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts import demo  # noqa: E402
+
+
+def run_rate(rate: float, seconds: float) -> dict:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = demo.main(["--events", str(int(rate * seconds)), "--rate", str(rate), "--users", "400"])
+    text = out.getvalue()
+    latency = re.search(r"p50 / p95 / p99 \(s\)\s+([\d.]+) / ([\d.]+) / ([\d.]+)", text)
+    throughput = re.search(r"throughput \(events/s[^)]*\)\s+(\d+)", text)
+    return {"rate": rate, "exit": code, "throughput": int(throughput.group(1)) if throughput else None,
+            "p50": float(latency.group(1)) if latency else None, "p95": float(latency.group(2)) if latency else None}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", type=float, nargs="+", default=[150.0, 300.0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    results = []
+    print(f"end to end on the embedded local cloud, {args.seconds:g} s per rate (goal: 1000 events/s, p95 <= 2 s)")
+    print(f"  {'offered/s':>9} {'sustained/s':>11} {'p50 s':>7} {'p95 s':>7} {'accounted':>9}")
+    for rate in args.rates:
+        r = run_rate(rate, args.seconds)
+        results.append(r)
+        print(f"  {rate:9.0f} {r['throughput'] or 0:11d} {r['p50'] or 0:7.2f} {r['p95'] or 0:7.2f} "
+              f"{'yes' if r['exit'] == 0 else 'NO':>9}", flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""process_stream handler CPU per event at batch 200, next to the in-process compute floor, measured in one run.
+
+    python -m bench.stream_handler [--batches 30] [--batch-size 200] [--users 400] [--feature-set v1]
+
+- floor: base64 + JSON decode, pydantic validation and the streaming features (FeatureState.observe) of every
+  event, no I/O; "+ predict" adds XGBoost scoring of the batch (inplace_predict, nthread=1) with the trained
+  model, which in the cloud runs in the SageMaker container, not in this Lambda.
+- handler: the real process_stream handler (Powertools BatchProcessor, Logger, Metrics) with its DynamoDB and
+  Step Functions calls served by a moto server in ANOTHER process, so ``time.process_time`` counts only what the
+  Lambda itself spends: our code, boto3 request signing/serialisation and response parsing.
+Both sides process the same records in the same order, warm (a warm-up batch first). Figures are medians of the
+per-batch measurements; the ratio is handler / floor (the goal is <= 2.0).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
+
+from model.synthetic import make_event, make_users  # noqa: E402
+from bench.util import free_port, wait_for_port  # noqa: E402
+
+
+def records(batch_size: int, batches: int, users: int, seed: int = 7) -> list[dict]:
+    """Kinesis event payloads as Lambda builds them, one shard, consecutive sequence numbers."""
+    rng = random.Random(seed)
+    population = make_users(users, rng)
+    clock = time.time() - 3600
+    events, out = [], []
+    for n in range(batch_size * batches):
+        clock += rng.expovariate(2.0)
+        events.append(make_event(rng.choice(population), clock, rng, f"bench-{n:07d}"))
+    for b in range(batches):
+        chunk = events[b * batch_size:(b + 1) * batch_size]
+        out.append({"Records": [{
+            "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": e["user_id"],
+                        "sequenceNumber": str(10_000 + b * batch_size + i),
+                        "data": base64.b64encode(json.dumps(e).encode()).decode(),
+                        "approximateArrivalTimestamp": time.time()},
+            "eventSource": "aws:kinesis", "eventID": f"shardId-000000000000:{10_000 + b * batch_size + i}",
+            "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",
+            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/events"} for i, e in enumerate(chunk)]})
+    return out
+
+
+def floor(batches: list[dict], feature_set: str, booster) -> tuple[list[float], list[float]]:
+    """CPU seconds per batch: decode + validate + features, and the same plus predict."""
+    import numpy as np
+
+    from pipeline.events import validate_event
+    from pipeline.features import FeatureState
+
+    states: dict[str, FeatureState] = {}
+    plain, with_predict = [], []
+    for batch in batches:
+        started = time.process_time()
+        rows = []
+        for record in batch["Records"]:
+            event, _ = validate_event(json.loads(base64.b64decode(record["kinesis"]["data"])))
+            state = states.setdefault(event.user_id, FeatureState(feature_set))
+            rows.append(state.observe(event).features)
+        middle = time.process_time()
+        booster.inplace_predict(np.asarray(rows, dtype=np.float32))
+        ended = time.process_time()
+        plain.append(middle - started)
+        with_predict.append(ended - started)
+    return plain, with_predict
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def deploy_tables(endpoint: str) -> dict[str, str]:
+    """The tables, state machine and bucket process_stream uses (schema as in the stack), in the moto server."""
+    import boto3
+
+    session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1")
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    env = {}
+    for var, name, keys in (("EVENTS_TABLE", "events", ["event_id"]), ("FEATURES_TABLE", "features",
+                            ["user_id", "feature_set"]), ("STATE_TABLE", "state", ["pk"])):
+        dynamodb.create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in zip(keys, ("HASH", "RANGE"))],
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys])
+        env[var] = name
+    session.client("s3", endpoint_url=endpoint).create_bucket(Bucket="artifacts")
+    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    env["STATE_MACHINE_ARN"] = session.client("stepfunctions", endpoint_url=endpoint).create_state_machine(
+        name="inference", definition=definition, type="EXPRESS",
+        roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    env["ARTIFACTS_BUCKET"] = "artifacts"
+    return env
+
+
+class Context:
+    function_name = "ProcessStream"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ProcessStream"
+    aws_request_id = str(uuid.uuid4())
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 120_000
+
+
+def handler_cpu(batches: list[dict], endpoint: str, env: dict[str, str], feature_set: str) -> list[float]:
+    os.environ.update(env, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                      AWS_DEFAULT_REGION="us-east-1", FEATURE_SET=feature_set, POWERTOOLS_TRACE_DISABLED="true",
+                      POWERTOOLS_METRICS_NAMESPACE="Bench", POWERTOOLS_SERVICE_NAME="bench",
+                      POWERTOOLS_LOG_LEVEL="WARNING")
+    from process_stream import handler
+
+    devnull = open(os.devnull, "w")
+    seconds = []
+    for batch in batches:
+        stdout, sys.stdout = sys.stdout, devnull  # the EMF blob of every invocation goes to stdout
+        try:
+            started = time.process_time()
+            response = handler.handler(batch, Context())
+            seconds.append(time.process_time() - started)
+        finally:
+            sys.stdout = stdout
+        assert response == {"batchItemFailures": []}, response
+    return seconds
+
+
+def load_booster():
+    import xgboost
+
+    with tarfile.open(ROOT / "model" / "artifacts" / "model.tar.gz") as archive:
+        data = archive.extractfile("xgboost-model").read()
+    booster = xgboost.Booster(params={"nthread": 1})
+    booster.load_model(bytearray(data))
+    return booster
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--users", type=int, default=400)
+    parser.add_argument("--feature-set", default="v1")
+    args = parser.parse_args(argv)
+    batches = records(args.batch_size, args.batches + 1, args.users)
+    booster = load_booster()
+    if args.feature_set != json.loads((ROOT / "model" / "artifacts" / "metadata.json").read_text())["feature_set"]:
+        booster = None
+    plain, with_predict = floor(batches, args.feature_set, booster) if booster else (floor_no_model(
+        batches, args.feature_set), None)
+    moto, endpoint = start_moto()
+    try:
+        env = deploy_tables(endpoint)
+        handler = handler_cpu(batches, endpoint, env, args.feature_set)
+    finally:
+        moto.terminate()
+    per_event = lambda values: statistics.median(values[1:]) / args.batch_size * 1e6  # noqa: E731 (skip warm-up)
+    result = {"batch_size": args.batch_size, "batches": args.batches, "feature_set": args.feature_set,
+              "floor_us_per_event": per_event(plain),
+              "floor_with_predict_us_per_event": per_event(with_predict) if with_predict else None,
+              "handler_cpu_us_per_event": per_event(handler)}
+    result["ratio_handler_to_floor"] = result["handler_cpu_us_per_event"] / result["floor_us_per_event"]
+    if with_predict:
+        result["ratio_handler_to_floor_with_predict"] = (result["handler_cpu_us_per_event"]
+                                                         / result["floor_with_predict_us_per_event"])
+    print(f"process_stream at batch {args.batch_size} ({args.batches} batches, feature set {args.feature_set}, "
+          "medians, CPU time)")
+    print(f"  floor: decode + validate + features      {result['floor_us_per_event']:8.1f} µs/event")
+    if with_predict:
+        print(f"  floor + XGBoost predict                  {result['floor_with_predict_us_per_event']:8.1f} µs/event")
+    print(f"  handler (Powertools + DynamoDB + SFN)    {result['handler_cpu_us_per_event']:8.1f} µs/event")
+    print(f"  ratio handler / floor                    {result['ratio_handler_to_floor']:8.2f}"
+          + (f"   (vs floor + predict: {result['ratio_handler_to_floor_with_predict']:.2f})" if with_predict else ""))
+    return result
+
+
+def floor_no_model(batches: list[dict], feature_set: str) -> list[float]:
+    class NoModel:
+        @staticmethod
+        def inplace_predict(_rows):
+            return None
+    return floor(batches, feature_set, NoModel())[0]
+
+
+if __name__ == "__main__":
+    main()
