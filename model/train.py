@@ -28,14 +28,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 from model.synthetic import label_probability, make_users, stream  # noqa: E402
 from pipeline.drift import baseline_from_features  # noqa: E402
 from pipeline.events import Event  # noqa: E402
-from pipeline.features import FEATURE_NAMES, FEATURE_SET, FeatureState, named  # noqa: E402
+from pipeline.features import FEATURE_SET, FEATURE_SETS, FeatureState, feature_names, named  # noqa: E402
 
 MODEL_VERSION = "xgb-1"
 PARAMS = {"objective": "binary:logistic", "eval_metric": "auc", "max_depth": 4, "eta": 0.15,
           "subsample": 0.9, "nthread": 1, "seed": 7}
 
 
-def build_dataset(users: int, hours: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def build_dataset(users: int, hours: float, seed: int, feature_set: str = FEATURE_SET) -> tuple[np.ndarray, np.ndarray]:
     rng = random.Random(seed)
     population = make_users(users, rng)
     states: dict[str, FeatureState] = {}
@@ -43,9 +43,9 @@ def build_dataset(users: int, hours: float, seed: int) -> tuple[np.ndarray, np.n
     start = time.time() - hours * 3600
     for raw in stream(population, start, hours * 3600, rng):
         event = Event.model_validate(raw)
-        features = states.setdefault(event.user_id, FeatureState()).add(event)
+        features = states.setdefault(event.user_id, FeatureState(feature_set)).add(event)
         rows.append(features)
-        labels.append(1 if rng.random() < label_probability(named(features)) else 0)
+        labels.append(1 if rng.random() < label_probability(named(features, feature_set)) else 0)
     return np.asarray(rows, dtype=np.float32), np.asarray(labels, dtype=np.float32)
 
 
@@ -62,9 +62,10 @@ def train(x: np.ndarray, y: np.ndarray, seed: int, rounds: int = 150) -> tuple[x
                      "best_iteration": int(booster.best_iteration), "xgboost": xgboost.__version__}
 
 
-def write_artifact(booster: xgboost.Booster, metrics: dict, baseline: dict, out: Path) -> Path:
-    booster.set_attr(feature_set=FEATURE_SET, model_version=MODEL_VERSION,
-                     feature_names=json.dumps(FEATURE_NAMES), metrics=json.dumps(metrics),
+def write_artifact(booster: xgboost.Booster, metrics: dict, baseline: dict, out: Path,
+                   feature_set: str = FEATURE_SET) -> Path:
+    booster.set_attr(feature_set=feature_set, model_version=MODEL_VERSION,
+                     feature_names=json.dumps(feature_names(feature_set)), metrics=json.dumps(metrics),
                      baseline=json.dumps(baseline))
     out.mkdir(parents=True, exist_ok=True)
     raw = bytes(booster.save_raw(raw_format="json"))
@@ -74,7 +75,7 @@ def write_artifact(booster: xgboost.Booster, metrics: dict, baseline: dict, out:
         info.size, info.mtime = len(raw), 0
         archive.addfile(info, io.BytesIO(raw))
     (out / "metadata.json").write_text(json.dumps(
-        {"model_version": MODEL_VERSION, "feature_set": FEATURE_SET, "feature_names": FEATURE_NAMES,
+        {"model_version": MODEL_VERSION, "feature_set": feature_set, "feature_names": feature_names(feature_set),
          "container": "sagemaker-xgboost:3.0-5", "metrics": metrics}, indent=2) + "\n")
     return artifact
 
@@ -85,14 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=800)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--feature-set", choices=sorted(FEATURE_SETS), default=FEATURE_SET,
+                        help="the feature set the model is trained on and declares (must match cdk.json featureSet)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     print(f"generating a synthetic stream: {args.users} users over {args.hours:g} h (seed {args.seed}) ...",
           flush=True)
-    x, y = build_dataset(args.users, args.hours, args.seed)
+    x, y = build_dataset(args.users, args.hours, args.seed, args.feature_set)
     print(f"training XGBoost on {len(y)} events ({int(y.sum())} positives) ...", flush=True)
     booster, metrics = train(x, y, args.seed)
-    artifact = write_artifact(booster, metrics, baseline_from_features(x), args.out)
+    artifact = write_artifact(booster, metrics, baseline_from_features(x), args.out, args.feature_set)
     print(f"holdout AUC {metrics['holdout_auc']:.4f}; wrote {artifact} "
           f"({artifact.stat().st_size / 1024:.0f} KiB) in {time.perf_counter() - started:.1f} s")
     return 0

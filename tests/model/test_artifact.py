@@ -23,3 +23,13 @@ def test_artifact_round_trip_gives_the_in_memory_scores(tmp_path):
     assert loaded.attr("feature_set") == "v1"
     assert json.loads(loaded.attr("feature_names")) == list(FEATURE_NAMES)
     assert 0.5 < metrics["holdout_auc"] <= 1.0
+
+
+def test_a_v2_model_declares_its_feature_set(tmp_path):
+    x, y = train.build_dataset(users=40, hours=4, seed=2, feature_set="v2")
+    assert x.shape[1] == 25
+    booster, metrics = train.train(x, y, seed=2, rounds=5)
+    train.write_artifact(booster, metrics, {}, tmp_path, feature_set="v2")
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    assert metadata["feature_set"] == "v2" and len(metadata["feature_names"]) == 25
+    assert booster.num_features() == 25 and booster.attr("feature_set") == "v2"
