@@ -347,6 +347,12 @@ class RealtimeInferenceStack(Stack):
             "LATENCY_SLO_SECONDS": _number(cfg.latency_slo_seconds),
             "MODEL_VERSION": cfg.model_version,
             "FEATURE_SET": cfg.feature_set,
+            # what the cost model needs to price a batch (pipeline/costs.py Deployment)
+            "COST_PROFILE": json.dumps({
+                "shards": cfg.shard_count, "endpoint_mode": cfg.endpoint.mode,
+                "endpoint_memory_mb": cfg.endpoint.serverless_memory_mb,
+                "instance_type": cfg.endpoint.instance_type, "instance_count": cfg.endpoint.instance_count,
+                "variants": len(cfg.variants)}, separators=(",", ":")),
             "POWERTOOLS_SERVICE_NAME": cfg.service_name,
             "POWERTOOLS_METRICS_NAMESPACE": cfg.metrics_namespace,
             "POWERTOOLS_LOG_LEVEL": cfg.powertools_log_level,

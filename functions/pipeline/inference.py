@@ -67,35 +67,59 @@ def store_predictions(state: dict, settings: Settings) -> dict:
                   expires_at=int(now + PREDICTION_TTL_SECONDS)) for p in predictions]
     store.batch_put(settings.predictions_table, items, ("event_id",))
     latencies = sorted(now - p["ingest_ts"] for p in predictions)
+    ingest = [p["ingest_ts"] for p in predictions]
     store.add_counters(settings.state_table, "stats", {"events_predicted": len(items), "batches": 1})
     return {
         "batch_id": state["batch_id"], "created_at": state["created_at"], "events": len(items),
         "latency_p50": statistics.median(latencies) if latencies else 0.0,
         "latency_max": latencies[-1] if latencies else 0.0,
+        # workload figures for the cost record: arrival span and ingest requests (the API stamps one ingest_ts
+        # per request, so distinct stamps count the requests that carried this batch)
+        "ingest_first": min(ingest) if ingest else None, "ingest_last": max(ingest) if ingest else None,
+        "api_requests": len(set(ingest)),
         "stages": state["stages"] + [_stage("store_predictions", started, ddb_writes=len(items) + 1)],
     }
 
 
 def record_cost(state: dict, settings: Settings) -> dict:
-    """One cost record per batch (COST_TABLE) and the figures for the EMF metrics."""
-    stages = state["stages"] + [_stage("record_cost", time.perf_counter(), ddb_writes=2)]
+    """One cost record per batch (COST_TABLE): settings in force, workload, measured durations per stage,
+    $ per cost line, $ per event, latency. Also the figures for the EMF metrics (the handler emits them)."""
+    started = time.perf_counter()
+    config = store.get_item(settings.state_table, {"pk": "config"}) or {}
+    stages = state["stages"]
     stream = next((s for s in stages if s["stage"] == "process_stream"), {})
     invoke = next((s for s in stages if s["stage"] == "invoke_model"), {})
     events = state["events"]
+    window = float(config.get("batching_window_seconds", settings.batching_window_seconds))
+    first, last = state.get("ingest_first"), state.get("ingest_last")
+    span = costs.span_seconds(events, first, last, window)
     now = time.time()
-    cost = costs.batch_cost(
-        stages=stages, events=events, event_bytes=stream.get("bytes", 0),
+    # this function's own duration as measured up to here (its two writes below are not in it)
+    stages = stages + [_stage("record_cost", started, ddb_reads=1, ddb_writes=2)]
+    usage = costs.BatchUsage(
+        events=events, event_bytes=stream.get("bytes", 0), lambda_stages=stages,
         sfn_seconds=now - state["created_at"], model_seconds=invoke.get("model_seconds", 0.0),
         model_bytes=invoke.get("model_bytes", 0),
-        ddb_reads=sum(s.get("ddb_reads", 0) for s in stages), ddb_writes=sum(s.get("ddb_writes", 0) for s in stages))
+        ddb_reads=sum(s.get("ddb_reads", 0) for s in stages), ddb_writes=sum(s.get("ddb_writes", 0) for s in stages),
+        span_seconds=span, api_requests=int(state.get("api_requests", 0)))
+    cost = costs.batch_cost(usage, costs.Deployment.from_env())
     day = datetime.fromtimestamp(now, tz=timezone.utc)
+    per_event = max(events, 1)
     record = {
         "day": day.strftime("%Y-%m-%d"), "batch_key": f"{day.isoformat()}#{state['batch_id']}",
-        "batch_id": state["batch_id"], "batch_size": stream.get("events", events), "events": events,
+        "batch_id": state["batch_id"],
+        # settings in force (the optimizer's decision variables) and what the batch turned out to be
+        "configured_batch_size": int(config.get("batch_size", settings.batch_size)),
+        "configured_window_seconds": window,
+        "batch_size": stream.get("events", events), "events": events,
         "bytes": stream.get("bytes", 0), "chunk_size": invoke.get("chunk_size", 0),
+        # workload: per-shard arrival rate over the batch's span, event size, ingest requests
+        "span_seconds": round(span, 6), "arrival_rate": round(events / span, 6) if span else 0.0,
+        "api_requests": usage.api_requests,
         "stage_seconds": {s["stage"]: s["seconds"] for s in stages},
         "cost_usd": {k: round(v, 12) for k, v in cost.items()},
-        "cost_per_event_usd": cost["total"] / max(events, 1),
+        "cost_per_event_usd": cost["total"] / per_event,
+        "tunable_cost_per_event_usd": cost["tunable"] / per_event,
         "latency_p50": state["latency_p50"], "latency_max": state["latency_max"],
         "pipeline_seconds": now - state["created_at"], "recorded_at": now,
     }

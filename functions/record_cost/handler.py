@@ -13,8 +13,13 @@ def handler(event, context):
     record = inference.record_cost(event, settings())
     metrics.add_metric(name="CostPerThousandEvents", unit=MetricUnit.NoUnit,
                        value=1000 * record["cost_per_event_usd"])
+    metrics.add_metric(name="TunableCostPerThousandEvents", unit=MetricUnit.NoUnit,
+                       value=1000 * record["tunable_cost_per_event_usd"])
     metrics.add_metric(name="BatchEvents", unit=MetricUnit.Count, value=record["events"])
+    metrics.add_metric(name="ConfiguredBatchSize", unit=MetricUnit.Count, value=record["configured_batch_size"])
     metrics.add_metric(name="PipelineSeconds", unit=MetricUnit.Seconds, value=record["pipeline_seconds"])
-    logger.info("cost recorded", extra={"batch_id": record["batch_id"], "cost_usd": record["cost_usd"]["total"]})
+    metrics.add_metric(name="BatchLatencyMax", unit=MetricUnit.Seconds, value=record["latency_max"])
+    logger.info("cost recorded", extra={"batch_id": record["batch_id"], "cost_usd": record["cost_usd"]["total"],
+                                        "events": record["events"]})
     return {"batch_id": record["batch_id"], "events": record["events"],
             "cost_per_event_usd": record["cost_per_event_usd"]}

@@ -38,7 +38,7 @@ SHARED_ENV = {"EVENTS_STREAM_NAME", "EVENTS_TABLE", "PREDICTIONS_TABLE", "FEATUR
               "SAGEMAKER_ENDPOINT_NAME", "ARTIFACTS_BUCKET", "QUARANTINE_QUEUE_URL", "STREAM_DLQ_URL", "BATCH_SIZE",
               "BATCHING_WINDOW_SECONDS", "MIN_BATCH_SIZE", "MAX_BATCH_SIZE", "INVOKE_CHUNK_SIZE",
               "LATENCY_SLO_SECONDS", "MODEL_VERSION", "FEATURE_SET", "POWERTOOLS_SERVICE_NAME",
-              "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "MODEL_DATA_URL"}
+              "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "MODEL_DATA_URL", "COST_PROFILE"}
 
 
 def test_resource_counts(synth):
@@ -252,6 +252,8 @@ def test_function_environment(synth):
         assert env["INVOKE_CHUNK_SIZE"] == str(cfg.invoke_chunk_size)
         assert float(env["LATENCY_SLO_SECONDS"]) == cfg.latency_slo_seconds
         assert (env["MODEL_VERSION"], env["FEATURE_SET"]) == (cfg.model_version, cfg.feature_set)
+        profile = json.loads(env["COST_PROFILE"])
+        assert (profile["shards"], profile["endpoint_mode"]) == (cfg.shard_count, cfg.endpoint.mode)
         assert env["POWERTOOLS_SERVICE_NAME"] == cfg.service_name
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == cfg.metrics_namespace
         for name, (prefix, resource_type, kind) in ENV_REFERENCES.items():

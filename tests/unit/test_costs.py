@@ -1,0 +1,68 @@
+"""The cost model: every price line has a source and a check status; lines add up; attribution by time sums to
+the bill."""
+import pytest
+
+from pipeline import costs
+
+
+def test_every_price_line_names_its_source_date_and_how_it_was_checked():
+    table = costs.price_table()
+    assert table["region"] == "us-east-1" and table["checked"]
+    for name, item in table["items"].items():
+        assert item["usd"] > 0 and item["source"].startswith("https://"), name
+        assert item["as_of"] and item["verified"] in ("aws-doc", "aws-page-structure", "third-party", "unverified")
+
+
+def _usage(events=100, **kw):
+    stages = [{"stage": "process_stream", "seconds": 0.25, "memory_mb": 1024},
+              {"stage": "invoke_model", "seconds": 0.05, "memory_mb": 512}]
+    return costs.BatchUsage(events=events, event_bytes=250 * events, lambda_stages=stages, sfn_seconds=0.35,
+                            model_seconds=0.03, model_bytes=300 * events, ddb_reads=events + 20,
+                            ddb_writes=2 * events + 5, span_seconds=2.0, api_requests=10, **kw)
+
+
+def test_batch_cost_prices_each_line_from_the_table():
+    p = costs.prices()
+    cost = costs.batch_cost(_usage())
+    assert cost["lambda_process_stream"] == pytest.approx(p["lambda_request"] + 0.25 * 1.0 * p["lambda_gb_second"])
+    assert cost["stepfunctions"] == pytest.approx(p["sfn_express_request"] + 0.4 * (64 / 1024)
+                                                  * p["sfn_express_gb_second"])     # 0.35 s billed as 0.4 s
+    assert cost["kinesis_put"] == pytest.approx(100 * p["kinesis_put_payload_unit"])
+    assert cost["kinesis_shard"] == pytest.approx(2.0 / 3600 * p["kinesis_shard_hour"])
+    assert cost["apigateway"] == pytest.approx(10 * p["apigateway_http_request"])
+    assert cost["dynamodb"] == pytest.approx(120 * p["dynamodb_read_request_unit"]
+                                             + 205 * p["dynamodb_write_request_unit"])
+    assert cost["sagemaker_serverless"] == pytest.approx(0.03 * 2 * p["sagemaker_serverless_gb_second"]
+                                                         + 30_000 / 1e9 * p["sagemaker_data_processed_gb"])
+    assert cost["total"] == pytest.approx(cost["tunable"] + cost["attributed"])
+    lines = {k: v for k, v in cost.items() if k not in ("tunable", "attributed", "total")}
+    assert cost["total"] == pytest.approx(sum(lines.values()))
+
+
+def test_instance_mode_attributes_instance_hours_by_time():
+    deployment = costs.Deployment(shards=2, endpoint_mode="instance", instance_type="ml.m5.large",
+                                  instance_count=1, variants=2)
+    cost = costs.batch_cost(_usage(), deployment)
+    # 2 s of one of two shards = 1 s of the endpoint, which has two variants of one instance
+    assert cost["sagemaker_instance"] == pytest.approx(1.0 / 3600 * 0.115 * 2)
+    with pytest.raises(KeyError, match="no instance-hour price"):
+        costs.batch_cost(_usage(), costs.Deployment(endpoint_mode="instance", instance_type="ml.p5.48xlarge"))
+
+
+def test_shard_hours_attributed_by_span_add_up_to_the_shards_time():
+    """An hour of one shard at 20 events/s, cut into batches of 50: the batches' shard lines sum to one
+    shard-hour, whatever the batch size."""
+    rate, hour = 20.0, 3600.0
+    for size in (10, 50, 400):
+        total, t = 0.0, 0.0
+        while t < hour:
+            first, last = t, t + (size - 1) / rate
+            total += costs.span_seconds(size, first, last, window_seconds=1) / 3600 * costs.prices()["kinesis_shard_hour"]
+            t += size / rate
+        assert total == pytest.approx(costs.prices()["kinesis_shard_hour"], rel=0.02), size
+
+
+def test_larger_batches_cost_less_per_event_in_the_per_batch_lines():
+    small = costs.batch_cost(_usage(events=10))
+    large = costs.batch_cost(_usage(events=500))
+    assert large["stepfunctions"] / 500 < small["stepfunctions"] / 10

@@ -1,0 +1,167 @@
+"""The batch-size optimizer: known optimum, SLO, fallback, step bound, apply, rollback (moto in-process)."""
+import json
+import random
+import time
+
+import boto3
+import pytest
+
+from pipeline import optimizer, store
+from pipeline.settings import settings
+
+NOW = 1_795_000_000.0
+
+
+def _records(sizes, optimum=240, seed=1, n=400, start=NOW - 3600, rate=1000.0, configured=None, cost_scale=1.0):
+    """Cost records on a synthetic surface: tunable cost per event is a bowl with its floor at ``optimum``;
+    latency grows with the batch size."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        size = rng.choice(sizes)
+        cost = cost_scale * 1e-6 * (1 + ((size - optimum) / 200) ** 2) * rng.uniform(0.97, 1.03)
+        records.append({"batch_size": size, "events": size, "bytes": 200 * size, "recorded_at": start + i,
+                        "configured_batch_size": configured or size, "arrival_rate": rate,
+                        "stage_seconds": {"process_stream": 0.001 * size, "invoke_model": 0.0002 * size},
+                        "cost_per_event_usd": cost + 5e-7, "tunable_cost_per_event_usd": cost,
+                        "latency_max": 0.2 + size / 1000 + rng.uniform(0, 0.01)})
+    return records
+
+
+def test_optimizer_picks_the_known_optimum_on_a_synthetic_cost_surface(monkeypatch):
+    monkeypatch.setenv("MAX_BATCH_SIZE", "500")
+    decision, models = optimizer.choose(_records(list(range(10, 501, 10))), settings(), current=200, now=NOW)
+    assert models is not None and decision.status == "trained" and decision.r2_cost > 0.8
+    assert 220 <= decision.batch_size <= 260, decision
+    assert decision.r2_latency > 0.8 and decision.latency_margin_seconds >= 0
+    assert "cheapest predicted" in decision.reason
+
+
+def test_optimizer_picks_a_different_optimum_when_the_surface_moves(monkeypatch):
+    decision, _ = optimizer.choose(_records(list(range(10, 501, 10)), optimum=380), settings(), current=300,
+                                   now=NOW)
+    assert 350 <= decision.batch_size <= 410, decision
+
+
+def test_optimizer_respects_the_latency_slo(monkeypatch):
+    monkeypatch.setenv("LATENCY_SLO_SECONDS", "0.38")  # latency 0.2 + size/1000 (+ up to 10 ms) -> size <= ~170
+    decision, _ = optimizer.choose(_records(list(range(10, 501, 10))), settings(), current=200, now=NOW)
+    assert decision.batch_size <= 175, decision
+    assert decision.predicted_latency + decision.latency_margin_seconds <= 0.38
+
+
+def test_the_step_per_retrain_is_bounded():
+    decision, _ = optimizer.choose(_records(list(range(10, 501, 10))), settings(), current=60, now=NOW)
+    assert 100 <= decision.batch_size <= 120, decision    # the optimum 240 is beyond x2: go (nearly) as far as allowed
+
+
+def test_the_batch_cannot_be_bigger_than_what_arrives_in_the_window(monkeypatch):
+    # 50 events/s per shard, SLO 2 s -> window <= 2 s -> at most ~100 events per batch: a larger BatchSize
+    # buys nothing and the window is set to let the chosen batch fill
+    decision, _ = optimizer.choose(_records(list(range(10, 501, 10)), rate=50.0), settings(), current=200, now=NOW)
+    assert decision.batching_window_seconds <= 2
+    assert decision.workload["arrival_rate"] == 50.0
+
+
+def test_optimizer_falls_back_to_the_configured_default_with_too_little_data(monkeypatch):
+    monkeypatch.setenv("BATCH_SIZE", "100")
+    decision, models = optimizer.choose(_records([100, 200])[:10], settings(), current=300, now=NOW)
+    assert models is None and decision.status == "fallback" and decision.batch_size == 100
+    assert "too little data" in decision.reason
+    decision, models = optimizer.choose(_records([100, 200]), settings(), current=300, now=NOW)
+    assert models is None and "2 batch sizes" in decision.reason      # plenty of records, too few sizes
+
+
+@pytest.fixture
+def mapping(aws, monkeypatch):
+    """A real (moto) event source mapping Kinesis -> function, like the stack's EventsStreamMapping."""
+    iam = boto3.client("iam")
+    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam = boto3.client("lambda")
+    import io
+    import zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("handler.py", "def handler(e, c):\n    return None\n")
+    lam.create_function(FunctionName="process", Runtime="python3.11", Role=role, Handler="handler.handler",
+                        Code={"ZipFile": buffer.getvalue()})
+    stream_arn = aws["kinesis"].describe_stream(StreamName="events")["StreamDescription"]["StreamARN"]
+    uuid = lam.create_event_source_mapping(EventSourceArn=stream_arn, FunctionName="process", BatchSize=200,
+                                           MaximumBatchingWindowInSeconds=1,
+                                           StartingPosition="TRIM_HORIZON")["UUID"]
+    monkeypatch.setenv("EVENT_SOURCE_MAPPING_ID", uuid)
+    monkeypatch.setenv("BATCH_SIZE", "200")
+    return lam, uuid
+
+
+def _seed(records):
+    for r in records:
+        day = time.strftime("%Y-%m-%d", time.gmtime(r["recorded_at"]))
+        store.put_item("cost", r | {"day": day, "batch_key": f"{r['recorded_at']:.3f}#{id(r)}"})
+
+
+def test_retrain_applies_the_mapping_chunk_size_and_saves_the_model(mapping):
+    lam, uuid = mapping
+    now = time.time()
+    _seed(_records(list(range(10, 501, 10)), start=now - 1000))
+    result = optimizer.retrain_and_apply(settings(), now=now)
+    assert result["status"] == "trained" and result["applied"] and 220 <= result["batch_size"] <= 260
+    esm = lam.get_event_source_mapping(UUID=uuid)
+    assert esm["BatchSize"] == result["batch_size"]
+    assert esm["MaximumBatchingWindowInSeconds"] == result["batching_window_seconds"]
+    config = store.get_item("state", {"pk": "config"})
+    assert config["batch_size"] == result["batch_size"]
+    assert config["invoke_chunk_size"] == min(result["batch_size"], settings().invoke_chunk_size)
+    assert config["optimizer_state"]["last_change"]["previous_batch_size"] == 200
+    s3 = boto3.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="artifacts", Prefix="optimizer/")["Contents"]]
+    assert result["model_s3_key"] in keys
+    metrics = json.loads(s3.get_object(Bucket="artifacts", Key=result["model_s3_key"].replace(
+        "model.pkl", "metrics.json"))["Body"].read())
+    assert metrics["r2_cost_oob"] == pytest.approx(result["r2_cost"]) and metrics["records"] == 400
+
+
+def _change_applied(now, old=200, new=400):
+    store.put_item("state", {"pk": "config", "batch_size": new, "batching_window_seconds": 1,
+                             "invoke_chunk_size": 100,
+                             "optimizer_state": {"last_change": {"applied_at": now - 500, "batch_size": new,
+                                                                 "previous_batch_size": old,
+                                                                 "previous_window_seconds": 1,
+                                                                 "evaluated": False}}})
+
+
+def test_a_bad_retrain_is_rolled_back(mapping):
+    lam, uuid = mapping
+    now = time.time()
+    # under 200 the measured cost was 1.0e-6/event; under the new 400 it is 1.3e-6: 30 % dearer
+    _seed(_records([200], n=60, start=now - 1000, configured=200, optimum=200))
+    _seed(_records([400], n=60, start=now - 400, configured=400, optimum=400, cost_scale=1.3))
+    _change_applied(now)
+    result = optimizer.retrain_and_apply(settings(), now=now)
+    assert result["status"] == "rollback" and result["batch_size"] == 200, result
+    assert "rose 30" in result["reason"] and "rolled back" in result["reason"]
+    assert lam.get_event_source_mapping(UUID=uuid)["BatchSize"] == 200
+    state = store.get_item("state", {"pk": "config"})["optimizer_state"]
+    assert state["rollbacks"][-1]["from"] == 200 and state["rollbacks"][-1]["to"] == 400
+    assert "400" in state["rejected"]
+    # the next retrain keeps the rolled-back size (and its neighbours) out of the candidates
+    decision, _ = optimizer.choose(_records(list(range(10, 501, 10)), optimum=400), settings(), current=200,
+                                   rejected=state["rejected"], now=now)
+    assert abs(decision.batch_size - 400) > 40 and "excluded after rollback" in decision.reason
+
+
+def test_a_good_change_is_kept_and_a_young_one_waits(mapping):
+    lam, uuid = mapping
+    now = time.time()
+    _seed(_records([200], n=60, start=now - 1000, configured=200, optimum=300))
+    _seed(_records([400], n=5, start=now - 400, configured=400, optimum=300))
+    _change_applied(now)
+    result = optimizer.retrain_and_apply(settings(), now=now)
+    assert result["status"] == "waiting" and result["batch_size"] == 400 and not result["applied"]
+    _seed(_records([400], n=60, start=now - 300, seed=2, configured=400, optimum=300))
+    result = optimizer.retrain_and_apply(settings(), now=now)
+    state = store.get_item("state", {"pk": "config"})["optimizer_state"]
+    assert state["last_evaluation"]["verdict"] == "kept", state["last_evaluation"]
+    assert abs(state["last_evaluation"]["change"]) < 0.05
+    # only two batch sizes in the records: not enough to train, so the configured default comes back
+    assert result["status"] == "fallback" and result["batch_size"] == 200
