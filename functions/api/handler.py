@@ -106,12 +106,18 @@ def get_stats():
     return queries.stats(settings())
 
 
-@app.get("/batches/recent")
+@app.get("/batches/recent", summary="Newest cost records and the batch-size optimizer's current setting",
+         description="One cost record per batch (settings in force, events, bytes, stage seconds, $ per cost line, "
+                     "$ per event, latency), newest first; `optimizer`: batch size, window, chunk size, status, "
+                     "reason and training R² of the last retrain.")
 def get_recent_batches():
-    return {"batches": queries.recent_batches(settings(), _query_int("limit", 20, 1, 500))}
+    return queries.recent_batches_view(settings(), _query_int("limit", 20, 1, 500))
 
 
-@app.get("/model/status")
+@app.get("/model/status", summary="Model and batch-size optimizer status",
+         description="Model version and feature set; batch settings in force; the optimizer's last decision "
+                     "(status trained/fallback/waiting/rollback, reason, out-of-bag R² of the cost and latency "
+                     "models, predicted cost curve), the last change and its evaluation, rollbacks, history.")
 def get_model_status():
     return queries.model_status(settings())
 

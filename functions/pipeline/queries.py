@@ -151,6 +151,36 @@ def recent_batches(settings: Settings, limit: int = 20) -> list[dict]:
     return batches
 
 
+def _optimizer_view(settings: Settings, config: dict) -> dict:
+    """The optimizer's state as the API shows it: settings in force, last decision and why, training R²,
+    guard rails (last change and its evaluation, rollbacks), decisions over time."""
+    decision = config.get("optimizer")
+    state = config.get("optimizer_state") or {}
+    view = {
+        "batch_size": config.get("batch_size", settings.batch_size),
+        "batching_window_seconds": config.get("batching_window_seconds", settings.batching_window_seconds),
+        "invoke_chunk_size": config.get("invoke_chunk_size", settings.invoke_chunk_size),
+        "latency_slo_seconds": settings.latency_slo_seconds,
+        "range": [settings.min_batch_size, settings.max_batch_size],
+    }
+    if not decision:
+        return view | {"status": "not trained yet", "reason": "no retrain has run; the deployed defaults apply"}
+    return view | {
+        "status": decision.get("status"), "reason": decision.get("reason"),
+        "trained_at": decision.get("trained_at"), "records": decision.get("records"),
+        "r2_cost": decision.get("r2_cost"), "r2_latency": decision.get("r2_latency"),
+        "latency_margin_seconds": decision.get("latency_margin_seconds"),
+        "predicted_cost_per_event_usd": decision.get("predicted_cost_per_event"),
+        "predicted_latency_seconds": decision.get("predicted_latency"),
+        "previous_batch_size": decision.get("previous_batch_size"), "applied": decision.get("applied"),
+        "workload": decision.get("workload"), "predicted_curve": decision.get("candidates"),
+        "model_s3_key": decision.get("model_s3_key"),
+        "last_change": state.get("last_change"), "last_evaluation": state.get("last_evaluation"),
+        "rollbacks": state.get("rollbacks", []), "excluded_sizes": state.get("rejected", {}),
+        "history": config.get("history", []),
+    }
+
+
 def model_status(settings: Settings) -> dict:
     config = store.get_item(settings.state_table, {"pk": "config"}) or {}
     return {
@@ -158,5 +188,14 @@ def model_status(settings: Settings) -> dict:
         "batch_size": config.get("batch_size", settings.batch_size),
         "batching_window_seconds": config.get("batching_window_seconds", settings.batching_window_seconds),
         "invoke_chunk_size": config.get("invoke_chunk_size", settings.invoke_chunk_size),
-        "optimizer": config.get("optimizer", {"status": "not trained yet"}),
+        "optimizer": _optimizer_view(settings, config),
     }
+
+
+def recent_batches_view(settings: Settings, limit: int = 20) -> dict:
+    """GET /batches/recent: the newest cost records and the optimizer's current setting and last decision."""
+    config = store.get_item(settings.state_table, {"pk": "config"}) or {}
+    optimizer = _optimizer_view(settings, config)
+    keys = ("batch_size", "batching_window_seconds", "invoke_chunk_size", "status", "reason", "r2_cost",
+            "r2_latency", "trained_at")
+    return {"batches": recent_batches(settings, limit), "optimizer": {k: optimizer.get(k) for k in keys}}

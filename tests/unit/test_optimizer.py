@@ -165,3 +165,30 @@ def test_a_good_change_is_kept_and_a_young_one_waits(mapping):
     assert abs(state["last_evaluation"]["change"]) < 0.05
     # only two batch sizes in the records: not enough to train, so the configured default comes back
     assert result["status"] == "fallback" and result["batch_size"] == 200
+
+
+def test_the_api_shows_the_optimizer_state_r2_chosen_size_and_why(mapping, lambda_context):
+    from conftest import http_event
+    from api import handler
+
+    def get(path, **query):
+        response = handler.handler(http_event("GET", path, query=query or None), lambda_context)
+        return response["statusCode"], json.loads(response["body"])
+
+    status, body = get("/model/status")
+    assert status == 200 and body["optimizer"]["status"] == "not trained yet"
+    now = time.time()
+    _seed(_records(list(range(10, 501, 10)), start=now - 1000))
+    result = optimizer.retrain_and_apply(settings(), now=now)
+    status, body = get("/model/status")
+    view = body["optimizer"]
+    assert view["status"] == "trained" and view["batch_size"] == result["batch_size"] == body["batch_size"]
+    assert view["r2_cost"] == pytest.approx(result["r2_cost"]) and view["r2_cost"] > 0.8
+    assert "cheapest predicted" in view["reason"] and view["history"][-1]["batch_size"] == result["batch_size"]
+    assert view["last_change"]["previous_batch_size"] == 200
+    status, body = get("/batches/recent", limit="5")
+    assert status == 200 and len(body["batches"]) == 5
+    assert body["optimizer"]["batch_size"] == result["batch_size"] and body["optimizer"]["r2_cost"] > 0.8
+    status, body = get("/openapi.json")
+    assert "optimizer" in body["paths"]["/model/status"]["get"]["summary"]
+    assert "optimizer" in body["paths"]["/batches/recent"]["get"]["summary"]
