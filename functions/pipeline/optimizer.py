@@ -13,7 +13,7 @@ workload is e = min(B, arrival rate x max(window, process_stream time)) (the map
 full or when the window passes, and records queue while process_stream runs); predict cost and latency at e,
 keep candidates whose predicted latency plus the 99th percentile of the latency model's out-of-bag error is
 within the SLO, take the cheapest. The window is the shortest that lets the chosen batch fill at the current
-rate, at most the SLO.
+rate, at most the configured window (and the SLO): the records only show latencies under windows up to it.
 
 Guard rails: a retrain moves BatchSize by at most MAX_STEP_FACTOR; too little data -> the configured default;
 after a change, the next retrain compares the measured cost per event under the new setting with the setting
@@ -133,7 +133,9 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
     workload[3] = datetime.fromtimestamp(now, tz=timezone.utc).hour
     stream_per_event = float(workload[4])
     slo = settings.latency_slo_seconds
-    max_window = int(min(MAX_WINDOW_SECONDS, max(0, math.floor(slo))))
+    # the configured window is the upper bound: a longer one would add its length to every quiet-time batch's
+    # latency, which the records (all taken under windows up to it) cannot predict
+    max_window = int(min(MAX_WINDOW_SECONDS, settings.batching_window_seconds, max(0, math.floor(slo))))
 
     low = max(settings.min_batch_size, int(current / MAX_STEP_FACTOR))
     high = min(settings.max_batch_size, int(current * MAX_STEP_FACTOR))

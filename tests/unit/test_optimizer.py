@@ -56,10 +56,12 @@ def test_the_step_per_retrain_is_bounded():
 
 
 def test_the_batch_cannot_be_bigger_than_what_arrives_in_the_window(monkeypatch):
-    # 50 events/s per shard, SLO 2 s -> window <= 2 s -> at most ~100 events per batch: a larger BatchSize
-    # buys nothing and the window is set to let the chosen batch fill
+    # 50 events/s per shard, configured window 1 s -> about 50 events per batch: a larger BatchSize buys
+    # nothing (same predicted batch), so the optimizer stays nearest the current size among the equals
     decision, _ = optimizer.choose(_records(list(range(10, 501, 10)), rate=50.0), settings(), current=200, now=NOW)
-    assert decision.batching_window_seconds <= 2
+    assert decision.batching_window_seconds == 1
+    assert len({round(c["cost_per_event"], 15) for c in decision.candidates.values()}) == 1
+    assert decision.batch_size == 200
     assert decision.workload["arrival_rate"] == 50.0
 
 
