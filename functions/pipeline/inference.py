@@ -121,6 +121,9 @@ def record_cost(state: dict, settings: Settings) -> dict:
         "cost_per_event_usd": cost["total"] / per_event,
         "tunable_cost_per_event_usd": cost["tunable"] / per_event,
         "latency_p50": state["latency_p50"], "latency_max": state["latency_max"],
+        # what the oldest event waited before process_stream started (batching window, poll, backlog)
+        "wait_seconds": round(max(0.0, state["created_at"] - stream.get("seconds", 0.0) - first), 6)
+        if first is not None else None,
         "pipeline_seconds": now - state["created_at"], "recorded_at": now,
     }
     store.put_item(settings.cost_table, record)

@@ -6,14 +6,14 @@ Model: two scikit-learn RandomForests on the cost records, features = FEATURES (
 batch size it turned out to have, and the workload: per-shard arrival rate, bytes per event, hour of day, recent
 process_stream and invoke_model seconds per event). Targets: the tunable cost per event (the cost lines a batch
 setting can change, see costs.py; shard-hours and other attributed lines do not depend on it) and the batch's
-latency (oldest event: ingest -> prediction stored).
+processing latency (latency of its oldest event minus what that event waited before process_stream started).
 
-Choice: for each candidate BatchSize B within the step bound, the batch it would produce under the current
-workload is e = min(B, arrival rate x max(window, process_stream time)) (the mapping closes a batch when it is
-full or when the window passes, and records queue while process_stream runs); predict cost and latency at e,
-keep candidates whose predicted latency plus the 99th percentile of the latency model's out-of-bag error is
-within the SLO, take the cheapest. The window is the shortest that lets the chosen batch fill at the current
-rate, at most the configured window (and the SLO): the records only show latencies under windows up to it.
+Choice: over every (BatchSize B within the step bound, window W in 0..floor(SLO) s), the batch the mapping would
+produce at the current arrival rate is worked out from how a shard is read (predicted_batch: an idle shard is
+polled once per second, a busy one as soon as process_stream returns; the window adds what arrives within it, up
+to B), with its p99 wait. Predicted latency = wait + predicted processing + the 99th percentile of the latency
+model's out-of-bag error. Keep candidates within the SLO whose throughput keeps up with the arrival rate; take the
+cheapest predicted cost per event; among equals, stay nearest the current BatchSize, then the shorter window.
 
 Guard rails: a retrain moves BatchSize by at most MAX_STEP_FACTOR; too little data -> the configured default;
 after a change, the next retrain compares the measured cost per event under the new setting with the setting
@@ -49,6 +49,8 @@ ROLLBACK_TOLERANCE = 0.05      # roll back when the new setting's measured cost 
 REJECT_SECONDS = 24 * 3600     # a rolled-back size stays out of the candidates this long
 REJECT_BAND = 0.10             # ... and so do sizes within +-10 % of it
 MAX_WINDOW_SECONDS = 300       # Kinesis MaximumBatchingWindowInSeconds limit
+POLL_INTERVAL_S = 1.0          # Lambda polls an idle shard once per second
+LAMBDA_OVERHEAD_S = 0.02       # invoke overhead between two process_stream invocations of a shard (estimate)
 FEATURES = ("events", "arrival_rate", "bytes_per_event", "hour", "stream_seconds_per_event",
             "model_seconds_per_event")
 
@@ -110,10 +112,43 @@ def fallback(settings: Settings, reason: str, records: int) -> Decision:
                     reason + f"; using the configured default BatchSize {size}", records, status="fallback")
 
 
+def wait_seconds(r: dict) -> float:
+    """What the batch's oldest event waited before process_stream started (in the record since this version;
+    0 for older records, which makes their processing latency the whole latency: conservative)."""
+    return max(0.0, float(r.get("wait_seconds") or 0.0))
+
+
+def processing_seconds(r: dict) -> float:
+    return max(0.0, float(r["latency_max"]) - wait_seconds(r))
+
+
+def predicted_batch(size: np.ndarray, window: int, rate: float, ps_fixed: float, ps_per_event: float):
+    """The batch a (BatchSize, window) produces at ``rate`` events/s per shard, and the p99 wait of its oldest
+    event before process_stream starts. An idle shard is polled once per second (records gather for up to a
+    poll interval, the oldest waits up to one); a busy one is read as soon as process_stream returns (records
+    gather during the previous invocation). Then the window adds what arrives within it, up to BatchSize.
+    Returns (events, wait99, stable) arrays."""
+    size = np.asarray(size, dtype=float)
+    if rate <= 0:
+        return np.ones_like(size), np.full_like(size, POLL_INTERVAL_S + window), np.ones_like(size, dtype=bool)
+    cycle = ps_fixed + LAMBDA_OVERHEAD_S
+    # busy fixed point: a batch gathers what arrived during the previous batch's processing
+    busy_events = rate * cycle / max(1e-9, 1 - rate * ps_per_event) if rate * ps_per_event < 1 else np.inf
+    busy = rate * (cycle + ps_per_event * np.minimum(size, max(1.0, rate * POLL_INTERVAL_S))) >= 1.0
+    gathered = np.where(busy, busy_events, rate * POLL_INTERVAL_S / 2)          # mean, for the cost
+    events = np.maximum(1.0, np.minimum(size, np.floor(gathered + rate * window)))
+    fill = np.minimum(window, np.maximum(0.0, (events - gathered) / rate))
+    wait99 = np.where(busy, ps_fixed + ps_per_event * events + LAMBDA_OVERHEAD_S, 0.99 * POLL_INTERVAL_S) + fill
+    throughput = events / (ps_fixed + ps_per_event * events + LAMBDA_OVERHEAD_S)
+    stable = throughput >= 1.1 * rate       # else the shard falls behind and the backlog (and latency) grows
+    return events, wait99, stable
+
+
 def choose(records: list[dict], settings: Settings, current: int, rejected: dict | None = None,
-           now: float | None = None) -> tuple[Decision, dict | None]:
+           now: float | None = None, current_window: int | None = None) -> tuple[Decision, dict | None]:
     """Pure decision logic (no AWS calls): the decision and the fitted models (None when it fell back)."""
     now = time.time() if now is None else now
+    current_window = settings.batching_window_seconds if current_window is None else current_window
     records = [r for r in records if int(r.get("events", 0)) > 0][-MAX_TRAIN_RECORDS:]
     sizes = {int(r["events"]) for r in records}
     if len(records) < MIN_RECORDS or len(sizes) < MIN_DISTINCT_SIZES:
@@ -121,65 +156,77 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
                                   f"(need {MIN_RECORDS} over {MIN_DISTINCT_SIZES})", len(records)), None
     x = feature_matrix(records)
     cost = np.asarray([_target_cost(r) for r in records])
-    latency = np.asarray([float(r["latency_max"]) for r in records])
+    processing = np.asarray([processing_seconds(r) for r in records])
     cost_model = _forest().fit(x, cost)
-    latency_model = _forest().fit(x, latency)
-    residuals = latency - latency_model.oob_prediction_
+    latency_model = _forest().fit(x, processing)
+    residuals = processing - latency_model.oob_prediction_
     margin = max(0.0, float(np.quantile(residuals, 0.99)))
+    # process_stream seconds = a + b x events (it paces the shard: the next batch waits for it)
+    slope, intercept = np.polyfit(x[:, 0], x[:, 0] * x[:, 4], 1)
+    ps_fixed, ps_per_event = max(float(intercept), 0.0), max(float(slope), 0.0)
 
     recent = x[-RECENT_RECORDS:]
     rate = float(np.median(recent[:, 1]))
     workload = np.median(recent, axis=0)
     workload[3] = datetime.fromtimestamp(now, tz=timezone.utc).hour
-    stream_per_event = float(workload[4])
     slo = settings.latency_slo_seconds
-    # the configured window is the upper bound: a longer one would add its length to every quiet-time batch's
-    # latency, which the records (all taken under windows up to it) cannot predict
-    max_window = int(min(MAX_WINDOW_SECONDS, settings.batching_window_seconds, max(0, math.floor(slo))))
+    max_window = int(min(MAX_WINDOW_SECONDS, max(0, math.floor(slo))))
 
     low = max(settings.min_batch_size, int(current / MAX_STEP_FACTOR))
     high = min(settings.max_batch_size, int(current * MAX_STEP_FACTOR))
-    candidates = np.arange(low, high + 1)
+    sizes_grid = np.arange(low, high + 1)
     active_rejections = {int(s): until for s, until in (rejected or {}).items() if float(until) > now}
     for size in active_rejections:
-        candidates = candidates[np.abs(candidates - size) > REJECT_BAND * size]
-    if len(candidates) == 0:
-        candidates = np.asarray([current])
-    # the batch each BatchSize would produce now: full, or what arrives within the longest window / while
-    # the previous batch is processed
-    reachable = rate * np.maximum(max(max_window, 1.0), stream_per_event * candidates) if rate > 0 else candidates
-    effective = np.maximum(1, np.minimum(candidates, np.floor(reachable)))
-    grid = np.tile(workload, (len(candidates), 1))
-    grid[:, 0] = effective
-    predicted_cost = cost_model.predict(grid)          # vectorised: one call for every candidate
-    predicted_latency = latency_model.predict(grid)
-    ok = predicted_latency + margin <= slo
+        sizes_grid = sizes_grid[np.abs(sizes_grid - size) > REJECT_BAND * size]
+    if len(sizes_grid) == 0:
+        sizes_grid = np.asarray([current])
+    windows = np.arange(0, max_window + 1)
+    cand_size = np.repeat(sizes_grid, len(windows))
+    cand_window = np.tile(windows, len(sizes_grid))
+    events = np.empty(len(cand_size))
+    wait99 = np.empty(len(cand_size))
+    stable = np.empty(len(cand_size), dtype=bool)
+    for w in windows:
+        mask = cand_window == w
+        events[mask], wait99[mask], stable[mask] = predicted_batch(cand_size[mask], int(w), rate, ps_fixed,
+                                                                   ps_per_event)
+    grid = np.tile(workload, (len(cand_size), 1))
+    grid[:, 0] = events
+    predicted_cost = cost_model.predict(grid)              # vectorised: one call for every candidate
+    predicted_latency = wait99 + latency_model.predict(grid) + margin
+    ok = stable & (predicted_latency <= slo)
     if ok.any():
-        best = int(np.flatnonzero(ok)[np.argmin(predicted_cost[ok])])
-        # among equally cheap candidates (the forest is flat beyond the data) prefer the one closest to current
-        near = np.flatnonzero(ok & (predicted_cost <= predicted_cost[best] * (1 + 1e-9)))
-        best = int(near[np.argmin(np.abs(candidates[near] - current))])
-        reason = (f"cheapest predicted tunable cost per event among BatchSize {low}..{high} whose predicted "
-                  f"latency + {margin:.3f}s (p99 out-of-bag error) is within the {slo:g}s SLO, at "
-                  f"{rate:.1f} events/s per shard")
+        cheapest = predicted_cost[ok].min()
+        near = np.flatnonzero(ok & (predicted_cost <= cheapest * (1 + 1e-9)))
+        # among equally cheap candidates (the forest is flat beyond its data) stay nearest the current setting
+        best = int(near[np.lexsort((cand_window[near], np.abs(cand_size[near] - current)))[0]])
+        reason = (f"cheapest predicted tunable cost per event among BatchSize {low}..{high} x window "
+                  f"0..{max_window}s whose predicted p99 latency (wait {wait99[best]:.2f}s + processing, "
+                  f"+{margin:.3f}s out-of-bag error) is within the {slo:g}s SLO, at {rate:.1f} events/s per shard")
+        status = "trained"
     else:
-        best = int(np.argmin(predicted_latency))
-        reason = (f"no BatchSize in {low}..{high} is predicted within the {slo:g}s SLO (+{margin:.3f}s margin) "
-                  f"at {rate:.1f} events/s per shard; chose the lowest predicted latency")
+        best = int(np.argmin(np.where(stable, predicted_latency, np.inf)) if stable.any()
+                   else np.argmax(cand_size))
+        reason = (f"no (BatchSize, window) in {low}..{high} x 0..{max_window}s is predicted within the {slo:g}s "
+                  f"SLO at {rate:.1f} events/s per shard; chose the lowest predicted latency")
+        status = "trained"
     if active_rejections:
         reason += f"; excluded after rollback: {sorted(active_rejections)}"
-    size = int(candidates[best])
-    window = max_window if rate <= 0 else int(min(max_window, math.ceil(size / rate)))
-    step = max(1, len(candidates) // 8)
-    curve = {str(int(candidates[i])): {"cost_per_event": float(predicted_cost[i]),
-                                       "latency": float(predicted_latency[i])}
-             for i in sorted(set(range(0, len(candidates), step)) | {best})}
+    size, window = int(cand_size[best]), int(cand_window[best])
+    sel = np.flatnonzero(cand_window == window)
+    step = max(1, len(sel) // 8)
+    curve = {str(int(cand_size[i])): {"events": float(events[i]), "cost_per_event": float(predicted_cost[i]),
+                                      "latency_p99": float(predicted_latency[i]), "stable": bool(stable[i])}
+             for i in sorted(set(sel[::step]) | {best})}
     decision = Decision(
-        size, window, min(size, settings.invoke_chunk_size), reason, len(records),
+        size, window, min(size, settings.invoke_chunk_size), reason, len(records), status=status,
         r2_cost=float(cost_model.oob_score_), r2_latency=float(latency_model.oob_score_),
         latency_margin_seconds=margin, predicted_cost_per_event=float(predicted_cost[best]),
         predicted_latency=float(predicted_latency[best]),
-        workload=dict(zip(FEATURES[1:], (float(v) for v in workload[1:]))), candidates=curve)
+        workload=dict(zip(FEATURES[1:], (float(v) for v in workload[1:])))
+        | {"process_stream_fixed_seconds": ps_fixed, "process_stream_seconds_per_event": ps_per_event,
+           "predicted_events_per_batch": float(events[best])},
+        candidates=curve)
     return decision, {"cost": cost_model, "latency": latency_model, "features": FEATURES}
 
 
@@ -242,7 +289,8 @@ def decide(records: list[dict], settings: Settings, config: dict, now: float) ->
                                 min(old, settings.invoke_chunk_size), rollback["reason"], len(records),
                                 status="rollback")
             return decision, None, state | {"rejected": rejected}
-    decision, models = choose(records, settings, current, rejected=rejected, now=now)
+    decision, models = choose(records, settings, current, rejected=rejected, now=now,
+                              current_window=current_window)
     return decision, models, state | {"rejected": rejected}
 
 

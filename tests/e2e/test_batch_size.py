@@ -10,7 +10,7 @@ from conftest import wait_for
 
 def _seed_cost_records(resources, optimum: int, n: int = 300) -> None:
     """Cost records on a surface whose cheapest batch is ``optimum`` events (tunable cost per event is a bowl),
-    latency well within the SLO, at 1,000 events/s per shard."""
+    latency well within the SLO, at 100 events/s per shard."""
     table = resources["session"].resource("dynamodb", endpoint_url=resources["endpoint"]).Table(
         resources["env"]["COST_TABLE"])
     rng = random.Random(5)
@@ -24,7 +24,7 @@ def _seed_cost_records(resources, optimum: int, n: int = 300) -> None:
             writer.put_item(Item={
                 "day": stamp.strftime("%Y-%m-%d"), "batch_key": f"{stamp.isoformat()}#seeded-{i}",
                 "batch_id": f"seeded-{i}", "configured_batch_size": size, "configured_window_seconds": 1,
-                "batch_size": size, "events": size, "bytes": 250 * size, "arrival_rate": Decimal(1000),
+                "batch_size": size, "events": size, "bytes": 250 * size, "arrival_rate": Decimal(100),
                 "stage_seconds": {"process_stream": Decimal(str(0.001 * size)),
                                   "invoke_model": Decimal(str(0.0002 * size))},
                 "cost_per_event_usd": Decimal(str(cost)), "tunable_cost_per_event_usd": Decimal(str(cost)),
