@@ -34,7 +34,7 @@ from .gateway import Gateway, json_response
 from .httpapi import HttpApiServer
 from .kinesis import KinesisPollers
 from .lambdahost import InvokeResult, LambdaHost
-from .sagemaker import SageMakerRuntime
+from .sagemaker import SageMakerRuntime, _SageMakerError
 from .schedules import Scheduler
 
 log = logging.getLogger("localcloud")
@@ -177,6 +177,7 @@ class LocalCloud:
                                           account_id=self.account_id)
         self.gateway.lambda_host = self.lambda_host
         self.gateway.sagemaker = self.sagemaker
+        self.gateway.sagemaker_control = self._update_endpoint
         self.http_api.host = self.lambda_host
         atexit.register(self.stop)
         log.info("local cloud for %s: AWS endpoint %s, HTTP API %s", self.stack.stack_name, self.endpoint_url,
@@ -282,6 +283,24 @@ class LocalCloud:
         """Fire a schedule now (rule logical id, name, logical-id prefix, or its target function)."""
         self._require_deployed()
         return self.scheduler.run(rule)
+
+    def _update_endpoint(self, request: Request) -> Response:
+        """SageMaker UpdateEndpoint (JSON protocol): the stand-in serves the new endpoint config; moto records it."""
+        try:
+            body = json.loads(request.get_data() or b"{}")
+            name, config_name = body.get("EndpointName", ""), body.get("EndpointConfigName", "")
+            control = self.client("sagemaker")
+            endpoint = self.sagemaker.update_endpoint(
+                name, config_name, lambda n: control.describe_endpoint_config(EndpointConfigName=n),
+                lambda n: control.describe_model(ModelName=n))
+            config = control.describe_endpoint_config(EndpointConfigName=config_name)
+            arn = mototools.set_endpoint_config(name, config_name, config["ProductionVariants"])
+        except _SageMakerError as exc:
+            return Response(json.dumps({"__type": exc.code, "message": str(exc)}), status=400,
+                            content_type="application/x-amz-json-1.1", headers={"X-Amzn-ErrorType": exc.code})
+        log.info("UpdateEndpoint %s -> %s (%s)", name, config_name,
+                 ", ".join(f"{v.name}={v.model_name}" for v in endpoint.variants))
+        return Response(json.dumps({"EndpointArn": arn}), status=200, content_type="application/x-amz-json-1.1")
 
     def set_model_fault(self, error: str = "ThrottlingException", count: int = 1, endpoint: str = "*",
                         message: str | None = None) -> None:

@@ -64,6 +64,7 @@ class Gateway:
         self.lambda_host = lambda_host
         self.sagemaker = sagemaker
         self.control = control
+        self.sagemaker_control: Callable[[Request], Response] | None = None  # UpdateEndpoint (not in moto)
         self.other_hosts: Callable[[], list] = lambda: []  # Lambda hosts of other clouds in this process
         self.server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -80,6 +81,9 @@ class Gateway:
             elif path.startswith("/endpoints/") and self.sagemaker is not None:
                 name = path[len("/endpoints/"):-len("/invocations")]
                 return self.sagemaker.wsgi_invoke(name, Request(environ))(environ, start_response)
+        if (method == "POST" and self.sagemaker is not None and self.sagemaker_control is not None
+                and environ.get("HTTP_X_AMZ_TARGET") == "SageMaker.UpdateEndpoint"):
+            return self.sagemaker_control(Request(environ))(environ, start_response)
         if path.startswith("/_localcloud/") and self.control is not None:
             try:
                 response = self.control(Request(environ))

@@ -153,3 +153,17 @@ def shard_tips(stream_arn: str) -> dict[str, int]:
             if stream.arn == stream_arn:
                 return {shard.shard_id: shard.get_max_sequence_number() for shard in stream.shards.values()}
     return {}
+
+
+def set_endpoint_config(endpoint_name: str, config_name: str, production_variants: list[dict]) -> str:
+    """Record an UpdateEndpoint in moto's SageMaker control plane (moto 5.2.5 has no UpdateEndpoint): DescribeEndpoint
+    then shows the new EndpointConfigName and variants. Returns the endpoint ARN."""
+    from moto.core.utils import utcnow
+    from moto.sagemaker.models import sagemaker_backends
+
+    endpoint = sagemaker_backends[ACCOUNT_ID][REGION].endpoints[endpoint_name]
+    endpoint.endpoint_config_name = config_name
+    endpoint.production_variants = endpoint._process_production_variants(production_variants)
+    endpoint.endpoint_status = "InService"
+    endpoint.last_modified_time = utcnow()
+    return endpoint.arn

@@ -1,6 +1,9 @@
-"""Train the XGBoost model on a seeded synthetic stream and write a SageMaker artifact.
+"""Train the models on a seeded synthetic stream and write SageMaker artifacts.
 
-    python model/train.py [--out model/artifacts] [--users 1500] [--hours 48] [--seed 7]
+    python model/train.py [--out model/artifacts] [--users 800] [--hours 24] [--seed 7] [--kinds xgboost,pytorch]
+
+Both kinds learn the same task from the same dataset and split: XGBoost (below) and a small PyTorch MLP
+(model/train_pytorch.py -> <out>/pytorch/model.tar.gz for the SageMaker PyTorch inference container).
 
 Writes <out>/model.tar.gz holding one file, ``xgboost-model`` (XGBoost JSON), which the SageMaker XGBoost
 built-in container 3.0-5 (xgboost 3.0.5, the version pinned in requirements.txt) loads. The feature set, model
@@ -88,16 +91,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--feature-set", choices=sorted(FEATURE_SETS), default=FEATURE_SET,
                         help="the feature set the model is trained on and declares (must match cdk.json featureSet)")
+    parser.add_argument("--kinds", default="xgboost,pytorch",
+                        help="comma-separated model kinds to train: xgboost (<out>/model.tar.gz), "
+                             "pytorch (<out>/pytorch/model.tar.gz)")
     args = parser.parse_args(argv)
+    kinds = {k.strip() for k in args.kinds.split(",") if k.strip()}
+    if not kinds or kinds - {"xgboost", "pytorch"}:
+        parser.error(f"--kinds: choose from xgboost, pytorch (got {args.kinds!r})")
     started = time.perf_counter()
     print(f"generating a synthetic stream: {args.users} users over {args.hours:g} h (seed {args.seed}) ...",
           flush=True)
     x, y = build_dataset(args.users, args.hours, args.seed, args.feature_set)
-    print(f"training XGBoost on {len(y)} events ({int(y.sum())} positives) ...", flush=True)
-    booster, metrics = train(x, y, args.seed)
-    artifact = write_artifact(booster, metrics, baseline_from_features(x), args.out, args.feature_set)
-    print(f"holdout AUC {metrics['holdout_auc']:.4f}; wrote {artifact} "
-          f"({artifact.stat().st_size / 1024:.0f} KiB) in {time.perf_counter() - started:.1f} s")
+    baseline = baseline_from_features(x)
+    if "xgboost" in kinds:
+        print(f"training XGBoost on {len(y)} events ({int(y.sum())} positives) ...", flush=True)
+        booster, metrics = train(x, y, args.seed)
+        artifact = write_artifact(booster, metrics, baseline, args.out, args.feature_set)
+        print(f"XGBoost: holdout AUC {metrics['holdout_auc']:.4f}; wrote {artifact} "
+              f"({artifact.stat().st_size / 1024:.0f} KiB)", flush=True)
+    if "pytorch" in kinds:
+        from model import train_pytorch
+
+        print(f"training the PyTorch MLP on {len(y)} events ...", flush=True)
+        train_pytorch.main_step(x, y, args.seed, args.out / "pytorch", args.feature_set,
+                                feature_names(args.feature_set), baseline)
+    print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
 
