@@ -6,6 +6,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := 1
 MODEL := model/artifacts/model.tar.gz
+TORCH_MODEL := model/artifacts/pytorch/model.tar.gz
 
 .PHONY: run up test synth model deploy localstack-deploy bench clean help
 
@@ -14,7 +15,7 @@ help:
 	@echo "make test   - the whole test suite"
 	@echo "make up     - serve the HTTP API on http://127.0.0.1:8000 until Ctrl-C"
 	@echo "make synth  - synthesize the CDK app into cdk.out (cdk-nag checks run on every synth)"
-	@echo "make model  - train the XGBoost model into $(MODEL)"
+	@echo "make model  - train the XGBoost model into $(MODEL) and the PyTorch model into $(TORCH_MODEL)"
 	@echo "make deploy - cdk deploy to your AWS account (needs credentials and Docker for the ML image)"
 	@echo "make localstack-deploy - cdklocal deploy into LocalStack (docker compose up -d first)"
 
@@ -30,11 +31,14 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 $(MODEL): $(VENV)/.installed model/train.py model/synthetic.py functions/pipeline/features.py
-	$(PY) model/train.py
+	$(PY) model/train.py --kinds xgboost
 
-model: $(MODEL)
+$(TORCH_MODEL): $(VENV)/.installed model/train.py model/train_pytorch.py model/code/inference.py model/synthetic.py functions/pipeline/features.py
+	$(PY) model/train.py --kinds pytorch
 
-synth: $(VENV)/.installed $(MODEL)
+model: $(MODEL) $(TORCH_MODEL)
+
+synth: $(VENV)/.installed $(MODEL) $(TORCH_MODEL)
 	@echo "synthesizing the CDK app (cdk-nag AwsSolutions checks included) ..."
 	@$(PY) app.py
 
@@ -44,7 +48,7 @@ run: synth
 up: synth
 	$(PY) -m localcloud up --cdk-out cdk.out --api-port 8000
 
-test: $(VENV)/.installed node_modules/.installed $(MODEL)
+test: $(VENV)/.installed node_modules/.installed $(MODEL) $(TORCH_MODEL)
 	$(PY) -m pytest
 
 bench: synth

@@ -23,9 +23,12 @@ _SCHEDULE_RE = re.compile(r"^(rate\(\s*\d+\s+(minute|minutes|hour|hours|day|days
 _VARIANT_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _STACK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _IMAGE_TAG_RE = re.compile(r"^\d+\.\d+-\d+$")
+_PYTORCH_TAG_RE = re.compile(r"^\d+\.\d+(\.\d+)?-cpu-py3\d+$")   # CPU, Python 3 images only
+MODEL_KINDS = ("xgboost", "pytorch")
 _INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_./#:-]{1,255}$")
 _ARTIFACT_RE = re.compile(r"^.+\.tar\.gz$")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -48,10 +51,13 @@ DEFAULT_FUNCTIONS: dict[str, dict[str, int]] = {
 
 @dataclass(frozen=True)
 class Variant:
-    """One SageMaker production variant (A/B testing: several variants share traffic by weight)."""
+    """One SageMaker production variant (A/B testing: several variants share traffic by weight; invoke_model
+    assigns each user to one variant, sticky, by a hash of the user id and these weights)."""
     name: str
     weight: float
-    model_artifact: str | None = None   # a different model.tar.gz for this variant; None = the stack's artifact
+    model_artifact: str | None = None   # a different model.tar.gz for this variant; None = the kind's artifact
+    kind: str = "xgboost"               # "xgboost" (built-in container) or "pytorch" (PyTorch inference container)
+    model_version: str | None = None    # recorded with each prediction of this variant; None = modelVersion
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,21 @@ class Config:
     functions: dict[str, FunctionSettings] = field(default_factory=dict)
     api_throttle: ApiThrottle = ApiThrottle(200, 400)
     removal_policy: str = "retain"
+    model_kind: str = "xgboost"                                   # default kind of a variant
+    pytorch_model_artifact: str = "model/artifacts/pytorch/model.tar.gz"
+    pytorch_image_tag: str = "2.6.0-cpu-py312"
+
+    def artifact_of(self, variant: Variant) -> str:
+        """The model.tar.gz a variant serves: its own, else the stack's artifact of its kind."""
+        if variant.model_artifact:
+            return variant.model_artifact
+        return self.pytorch_model_artifact if variant.kind == "pytorch" else self.model_artifact
+
+    def version_of(self, variant: Variant) -> str:
+        return variant.model_version or self.model_version
+
+    def image_tag(self, kind: str) -> str:
+        return self.pytorch_image_tag if kind == "pytorch" else self.xgboost_image_tag
 
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -130,6 +151,7 @@ class Config:
         alarms_raw = r.mapping("alarms", {})
         functions_raw = r.mapping("functions", {})
         throttle_raw = r.mapping("apiThrottle", {})
+        model_kind = r.choice("modelKind", MODEL_KINDS, cast=lambda v: str(v).lower(), default="xgboost")
         config = cls(
             stack_name=r.string("stackName", pattern=_STACK_NAME_RE, hint="letters, digits and hyphens, "
                                 "starting with a letter"),
@@ -148,7 +170,7 @@ class Config:
                                     hint="a SageMaker model archive path ending in .tar.gz"),
             xgboost_image_tag=r.string("xgboostImageTag", pattern=_IMAGE_TAG_RE, hint='e.g. "3.0-5"'),
             endpoint=_endpoint(reader, endpoint_raw),
-            variants=_variants(reader, r.value("variants")),
+            variants=_variants(reader, r.value("variants"), model_kind),
             retrain_schedule=r.string("retrainSchedule", pattern=_SCHEDULE_RE,
                                       hint='"rate(1 hour)" or "cron(...)"'),
             drift_schedule=r.string("driftSchedule", pattern=_SCHEDULE_RE, hint='"rate(1 hour)" or "cron(...)"'),
@@ -167,6 +189,13 @@ class Config:
                 burst_limit=reader.nested_integer("apiThrottle", throttle_raw, "burstLimit", 400, 1, 100_000)),
             removal_policy=r.choice("removalPolicy", ("retain", "destroy"), cast=lambda v: str(v).lower(),
                                     default="retain"),
+            model_kind=model_kind,
+            pytorch_model_artifact=r.string("pytorchModelArtifact", pattern=_ARTIFACT_RE,
+                                            hint="a SageMaker PyTorch model archive path ending in .tar.gz",
+                                            default="model/artifacts/pytorch/model.tar.gz"),
+            pytorch_image_tag=r.string("pytorchImageTag", pattern=_PYTORCH_TAG_RE,
+                                       hint='a CPU, Python 3 pytorch-inference tag, e.g. "2.6.0-cpu-py312"',
+                                       default="2.6.0-cpu-py312"),
         )
         reader.check(config)
         if reader.errors:
@@ -187,7 +216,8 @@ KNOWN_KEYS = frozenset({
     "invokeChunkSize", "maxRecordAgeSeconds", "maxRetryAttempts", "latencySloSeconds", "modelVersion",
     "featureSet", "modelArtifact", "xgboostImageTag", "endpoint", "variants", "retrainSchedule", "driftSchedule",
     "alarms", "alarmEmail", "logRetentionDays", "powertoolsLayerVersion", "powertoolsLogLevel", "serviceName",
-    "metricsNamespace", "functions", "apiThrottle", "removalPolicy"})
+    "metricsNamespace", "functions", "apiThrottle", "removalPolicy", "modelKind", "pytorchModelArtifact",
+    "pytorchImageTag"})
 
 
 def unknown_keys(context: Mapping[str, Any]) -> list[str]:
@@ -336,7 +366,7 @@ def _endpoint(r: _Reader, raw: Mapping) -> EndpointSettings:
         instance_count=r.nested_integer("endpoint", raw, "instanceCount", 1, 1, 100))
 
 
-def _variants(r: _Reader, raw: Any) -> tuple[Variant, ...]:
+def _variants(r: _Reader, raw: Any, default_kind: str = "xgboost") -> tuple[Variant, ...]:
     if raw is None:
         raw = [{"name": "primary", "weight": 1.0}]
     if isinstance(raw, str):
@@ -365,7 +395,15 @@ def _variants(r: _Reader, raw: Any) -> tuple[Variant, ...]:
         if artifact is not None and (not isinstance(artifact, str) or not _ARTIFACT_RE.match(artifact)):
             r.errors.append(f"{label}.modelArtifact: expected a path ending in .tar.gz, got {artifact!r}")
             artifact = None
-        variants.append(Variant(name=name, weight=weight, model_artifact=artifact))
+        kind = str(item.get("kind", default_kind)).lower()
+        if kind not in MODEL_KINDS:
+            r.errors.append(f"{label}.kind: {item.get('kind')!r} is not one of {', '.join(MODEL_KINDS)}")
+            kind = default_kind
+        version = item.get("modelVersion")
+        if version is not None and (not isinstance(version, str) or not _VERSION_RE.match(version)):
+            r.errors.append(f"{label}.modelVersion: {version!r} is not a model version (letters, digits, . _ -)")
+            version = None
+        variants.append(Variant(name=name, weight=weight, model_artifact=artifact, kind=kind, model_version=version))
     if variants and not any(v.weight > 0 for v in variants):
         r.errors.append("variants: at least one variant needs a weight above 0")
     return tuple(variants) or (Variant("primary", 1.0),)

@@ -58,7 +58,12 @@ def acknowledge_stack(stack: "RealtimeInferenceStack") -> list[Ack]:
 
     # IAM5 Resource::* on the function roles: X-Ray only (everything else is scoped to a resource ARN).
     for function_id, role in stack.roles.items():
-        acknowledge(role, "AwsSolutions-IAM5[Resource::*]", f"{function_id}: {XRAY}")
+        reason = f"{function_id}: {XRAY}"
+        if function_id == "MonitorDriftFunction":
+            reason += (". Also cloudwatch:PutMetricData (the drift metrics AlarmFeatureDrift watches): it has no "
+                       "resource-level permissions; the statement is limited to the stack's metrics namespace by "
+                       "the cloudwatch:namespace condition key")
+        acknowledge(role, "AwsSolutions-IAM5[Resource::*]", reason)
 
     bucket = _arn_token(stack, stack.artifacts_bucket)
     batch_payloads = ("Large batches (input over 200 KB) travel between process_stream and the state machine as "
@@ -68,6 +73,13 @@ def acknowledge_stack(stack: "RealtimeInferenceStack") -> list[Ack]:
                 f"s3:PutObject only. {batch_payloads}")
     acknowledge(stack.roles["InvokeModelFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/batches/*]",
                 f"s3:GetObject only. {batch_payloads}")
+    promoted = ("promoted model versions are uploaded by scripts/promote.py to models/<version>/model.tar.gz, "
+                "keys known only when a version is promoted; the wildcard is limited to that prefix of the stack's "
+                "own artifacts bucket")
+    acknowledge(stack.roles["MonitorDriftFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/models/*]",
+                f"s3:GetObject only: the drift baseline travels inside the live model's artifact, and {promoted}")
+    acknowledge(stack.model_role, f"AwsSolutions-IAM5[Resource::{bucket}/models/*]",
+                f"s3:GetObject only: SageMaker loads the model a promoted endpoint config names; {promoted}")
     acknowledge(stack.roles["RetrainBatchSizeFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/optimizer/*]",
                 "s3:PutObject only: each retrain writes its fitted optimizer models to optimizer/<timestamp>.pkl, "
                 "a key known only at run time; the wildcard is limited to that prefix of the artifacts bucket")
@@ -76,7 +88,8 @@ def acknowledge_stack(stack: "RealtimeInferenceStack") -> list[Ack]:
     acknowledge(stack.model_role, "AwsSolutions-IAM5[Resource::*]",
                 "ecr:GetAuthorizationToken only: it is an account-level ECR call without resource-level "
                 "permissions. The image pull itself (BatchGetImage, GetDownloadUrlForLayer, "
-                "BatchCheckLayerAvailability) is limited to the regional sagemaker-xgboost repository")
+                "BatchCheckLayerAvailability) is limited to the regional repositories of the deployed model kinds "
+                "(sagemaker-xgboost, pytorch-inference)")
     acknowledge(stack.model_role,
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
                 "/aws/sagemaker/Endpoints/*]",

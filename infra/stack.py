@@ -51,26 +51,12 @@ from constructs import Construct
 
 from . import nag
 from .config import Config, ConfigError
+from .images import REGISTRIES, REPOSITORIES, XGBOOST_REGISTRIES, XGBOOST_REPOSITORY  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
 STATE_MACHINE_FILE = ROOT / "statemachines" / "inference.asl.json"
 
-# Registry accounts of the SageMaker built-in XGBoost container (repository "sagemaker-xgboost", versions 0.90-1 and
-# later), per region. Source: the SageMaker Python SDK, src/sagemaker/image_uri_config/xgboost.json.
-XGBOOST_REGISTRIES = {
-    "af-south-1": "510948584623", "ap-east-1": "651117190479", "ap-northeast-1": "354813040037",
-    "ap-northeast-2": "366743142698", "ap-northeast-3": "867004704886", "ap-south-1": "720646828776",
-    "ap-south-2": "628508329040", "ap-southeast-1": "121021644041", "ap-southeast-2": "783357654285",
-    "ap-southeast-3": "951798379941", "ap-southeast-4": "106583098589", "ca-central-1": "341280168497",
-    "ca-west-1": "190319476487", "eu-central-1": "492215442770", "eu-central-2": "680994064768",
-    "eu-north-1": "662702820516", "eu-south-1": "978288397137", "eu-south-2": "104374241257",
-    "eu-west-1": "141502667606", "eu-west-2": "764974769150", "eu-west-3": "659782779980",
-    "il-central-1": "898809789911", "me-central-1": "272398656194", "me-south-1": "801668240914",
-    "sa-east-1": "737474898029", "us-east-1": "683313688378", "us-east-2": "257758044811",
-    "us-west-1": "746614075791", "us-west-2": "246618743249",
-}
-XGBOOST_REPOSITORY = "sagemaker-xgboost"
 POWERTOOLS_ACCOUNT = "017000801446"   # publisher of the public Powertools for AWS Lambda (Python) layers
 
 # The HTTP API contract (DESIGN.md "HTTP API contract"); every route is served by ApiFunction.
@@ -245,21 +231,26 @@ class RealtimeInferenceStack(Stack):
     # -- SageMaker ----------------------------------------------------------------------------------------------
     def _model(self) -> None:
         cfg = self.config
-        registry = CfnMapping(self, "XgboostImageRegistry",
-                              mapping={region: {"account": account} for region, account in XGBOOST_REGISTRIES.items()})
-        registry_account = registry.find_in_map(Aws.REGION, "account")
-        image = Fn.join("", [registry_account, ".dkr.ecr.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
-                             XGBOOST_REPOSITORY, ":", cfg.xgboost_image_tag])
-
+        kinds = list(dict.fromkeys(v.kind for v in cfg.variants))
+        # Container image per kind and region: <registry account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>
+        # (registry accounts in infra/images.py; XGBoost built-in container, PyTorch inference DLC, CPU, py3).
+        images: dict[str, str] = {}
         self.model_role = iam.Role(
             self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description="SageMaker execution role of the XGBoost model: reads its artifact, pulls the built-in "
-                        "container image, writes the endpoint's logs")
-        self.model_role.add_to_policy(iam.PolicyStatement(
-            sid="PullBuiltInXgboostImage",
-            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-            resources=[Fn.join("", ["arn:", Aws.PARTITION, ":ecr:", Aws.REGION, ":", registry_account,
-                                    ":repository/", XGBOOST_REPOSITORY])]))
+            description=f"SageMaker execution role of the models ({', '.join(kinds)}): reads their artifacts, "
+                        "pulls the container images, writes the endpoint's logs")
+        for kind in kinds:
+            registry = CfnMapping(self, f"{_pascal(kind)}ImageRegistry",
+                                  mapping={region: {"account": account} for region, account in REGISTRIES[kind].items()})
+            registry_account = registry.find_in_map(Aws.REGION, "account")
+            images[kind] = Fn.join("", [registry_account, ".dkr.ecr.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
+                                        REPOSITORIES[kind], ":", cfg.image_tag(kind)])
+            self.model_role.add_to_policy(iam.PolicyStatement(
+                sid=f"Pull{_pascal(kind)}Image",
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=[Fn.join("", ["arn:", Aws.PARTITION, ":ecr:", Aws.REGION, ":", registry_account,
+                                        ":repository/", REPOSITORIES[kind]])]))
+        self.model_images = images
         self.model_role.add_to_policy(iam.PolicyStatement(
             sid="EcrAuthorizationToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
         self.model_role.add_to_policy(iam.PolicyStatement(
@@ -268,29 +259,41 @@ class RealtimeInferenceStack(Stack):
             resources=[self.format_arn(service="logs", resource="log-group",
                                        resource_name="/aws/sagemaker/Endpoints/*",
                                        arn_format=ArnFormat.COLON_RESOURCE_NAME)]))
+        # Versions promoted later (scripts/promote.py) live in the artifacts bucket under models/<version>/.
+        self.model_role.add_to_policy(iam.PolicyStatement(
+            sid="ReadPromotedModels", actions=["s3:GetObject"],
+            resources=[self.artifacts_bucket.arn_for_objects("models/*")]))
 
-        # One CfnModel per distinct artifact: "Model" for the stack's artifact, "Model<Variant>" for a variant that
-        # brings its own (A/B tests of two model versions).
+        # One CfnModel per distinct (kind, artifact): "Model" for the stack's default kind and artifact,
+        # "Model<Variant>" for a variant of another kind or with its own artifact (A/B tests).
         self.model_assets: dict[str, s3_assets.Asset] = {}
-        self.models: dict[str, sagemaker.CfnModel] = {}
+        self.models: dict[tuple[str, str], sagemaker.CfnModel] = {}
         variant_models: dict[str, sagemaker.CfnModel] = {}
+        default_artifact = cfg.pytorch_model_artifact if cfg.model_kind == "pytorch" else cfg.model_artifact
         for variant in cfg.variants:
-            artifact = variant.model_artifact or cfg.model_artifact
-            if artifact not in self.models:
-                suffix = "" if artifact == cfg.model_artifact else _pascal(variant.name)
-                asset = self._model_asset(f"ModelArtifact{suffix}", artifact)
-                self.model_role.add_to_policy(iam.PolicyStatement(
-                    actions=["s3:GetObject"], resources=[asset.bucket.arn_for_objects(asset.s3_object_key)]))
+            artifact = cfg.artifact_of(variant)
+            key = (variant.kind, artifact)
+            if key not in self.models:
+                suffix = "" if key == (cfg.model_kind, default_artifact) else _pascal(variant.name)
+                if artifact not in self.model_assets:
+                    asset = self._model_asset(f"ModelArtifact{suffix}", artifact, variant.kind)
+                    self.model_role.add_to_policy(iam.PolicyStatement(
+                        actions=["s3:GetObject"], resources=[asset.bucket.arn_for_objects(asset.s3_object_key)]))
+                    self.model_assets[artifact] = asset
+                asset = self.model_assets[artifact]
+                environment = {"MODEL_VERSION": cfg.version_of(variant), "FEATURE_SET": cfg.feature_set}
+                if variant.kind == "pytorch":   # the serving toolkit imports code/<SAGEMAKER_PROGRAM>
+                    environment.update(SAGEMAKER_PROGRAM="inference.py",
+                                       SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="text/csv")
                 model = sagemaker.CfnModel(
                     self, f"Model{suffix}", execution_role_arn=self.model_role.role_arn,
                     primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                        image=image, model_data_url=asset.s3_object_url, mode="SingleModel",
-                        environment={"MODEL_VERSION": cfg.model_version, "FEATURE_SET": cfg.feature_set}))
+                        image=images[variant.kind], model_data_url=asset.s3_object_url, mode="SingleModel",
+                        environment=environment))
                 model.node.add_dependency(self.model_role)   # the role's policy exists before the endpoint starts
-                self.model_assets[artifact] = asset
-                self.models[artifact] = model
-            variant_models[variant.name] = self.models[artifact]
-        self.model_asset = self.model_assets[cfg.variants[0].model_artifact or cfg.model_artifact]
+                self.models[key] = model
+            variant_models[variant.name] = self.models[key]
+        self.model_asset = self.model_assets[cfg.artifact_of(cfg.variants[0])]
 
         endpoint = cfg.endpoint
         production_variants = []
@@ -311,12 +314,13 @@ class RealtimeInferenceStack(Stack):
         self.endpoint_name = self.endpoint.attr_endpoint_name
         self.endpoint_arn = self.endpoint.ref   # Ref of AWS::SageMaker::Endpoint is its ARN
 
-    def _model_asset(self, construct_id: str, artifact: str) -> s3_assets.Asset:
+    def _model_asset(self, construct_id: str, artifact: str, kind: str = "xgboost") -> s3_assets.Asset:
         path = resolve_path(artifact)
         if not path.is_file():
-            raise ConfigError(f"model artifact {artifact} not found ({path}): run `make model` first (it trains the "
-                              "XGBoost model into model/artifacts/model.tar.gz), or point the modelArtifact context "
-                              "at an existing SageMaker XGBoost model.tar.gz")
+            key = "pytorchModelArtifact" if kind == "pytorch" else "modelArtifact"
+            raise ConfigError(f"{kind} model artifact {artifact} not found ({path}): run `make model` first (it "
+                              "trains both kinds into model/artifacts/), or point the variant's modelArtifact "
+                              f"(or {key}) context at an existing SageMaker {kind} model.tar.gz")
         return s3_assets.Asset(self, construct_id, path=str(path))
 
     # -- Lambda -------------------------------------------------------------------------------------------------
@@ -347,6 +351,11 @@ class RealtimeInferenceStack(Stack):
             "LATENCY_SLO_SECONDS": _number(cfg.latency_slo_seconds),
             "MODEL_VERSION": cfg.model_version,
             "FEATURE_SET": cfg.feature_set,
+            # A/B: the endpoint's production variants; invoke_model assigns each user to one, sticky, by a hash of
+            # the user id and these weights (pipeline/variants.py), and records the variant's model version
+            "MODEL_VARIANTS": json.dumps([
+                {"name": v.name, "weight": v.weight, "kind": v.kind, "model_version": cfg.version_of(v)}
+                for v in cfg.variants], separators=(",", ":")),
             # what the cost model needs to price a batch (pipeline/costs.py Deployment)
             "COST_PROFILE": json.dumps({
                 "shards": cfg.shard_count, "endpoint_mode": cfg.endpoint.mode,
@@ -500,9 +509,14 @@ class RealtimeInferenceStack(Stack):
 
         drift = f["MonitorDriftFunction"]            # recent features vs the model's training baseline
         self.features_table.grant_read_data(drift)
+        self.state_table.grant_read_data(drift)     # the live model (STATE_TABLE "model", set by promotions)
         drift.add_to_role_policy(iam.PolicyStatement(
             sid="ReadModelArtifact", actions=["s3:GetObject"],
-            resources=[self.model_asset.bucket.arn_for_objects(self.model_asset.s3_object_key)]))
+            resources=[self.model_asset.bucket.arn_for_objects(self.model_asset.s3_object_key),
+                       bucket.arn_for_objects("models/*")]))
+        drift.add_to_role_policy(iam.PolicyStatement(   # the drift metrics the drift alarm watches
+            sid="PublishDriftMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": self.config.metrics_namespace}}))
 
     # -- EventBridge schedules ----------------------------------------------------------------------------------
     def _schedules(self) -> None:

@@ -13,12 +13,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "model" / "artifacts" / "model.tar.gz"
+TORCH_MODEL = ROOT / "model" / "artifacts" / "pytorch" / "model.tar.gz"
 
 
 @pytest.fixture(scope="session")
 def cdk_out(tmp_path_factory):
-    if not MODEL.exists():  # `make test` trains it; a bare pytest run gets a small one
-        subprocess.run([sys.executable, "model/train.py", "--users", "100", "--hours", "6"], cwd=ROOT, check=True)
+    missing = [kind for kind, path in (("xgboost", MODEL), ("pytorch", TORCH_MODEL)) if not path.exists()]
+    if missing:  # `make test` trains them; a bare pytest run gets small ones
+        subprocess.run([sys.executable, "model/train.py", "--users", "100", "--hours", "6", "--kinds",
+                        ",".join(missing)], cwd=ROOT, check=True)
     out = tmp_path_factory.mktemp("cdk.out")
     env = dict(os.environ, CDK_OUTDIR=str(out), JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
     subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, check=True, capture_output=True)

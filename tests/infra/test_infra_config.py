@@ -21,7 +21,12 @@ def test_cdk_json_context_is_valid_and_complete(context):
     assert config.model_artifact == "model/artifacts/model.tar.gz"
     assert config.endpoint.mode == "serverless"
     assert (config.endpoint.serverless_memory_mb, config.endpoint.serverless_max_concurrency) == (2048, 5)
-    assert [(v.name, v.weight) for v in config.variants] == [("primary", 1.0)]
+    # A/B: the XGBoost model and the PyTorch model of the same task, each with its container image and version
+    assert [(v.name, v.weight, v.kind, config.version_of(v)) for v in config.variants] == [
+        ("primary", 0.8, "xgboost", "xgb-1"), ("challenger", 0.2, "pytorch", "torch-1")]
+    assert [config.artifact_of(v) for v in config.variants] == [
+        "model/artifacts/model.tar.gz", "model/artifacts/pytorch/model.tar.gz"]
+    assert (config.model_kind, config.pytorch_image_tag) == ("xgboost", "2.6.0-cpu-py312")
     assert config.retrain_schedule == config.drift_schedule == "rate(1 hour)"
     assert config.powertools_layer_version >= 1
     # every setting the stack reads is spelled out in cdk.json (no hidden defaults), and nothing unknown is there
@@ -40,6 +45,15 @@ def test_cli_string_values_are_accepted(context):
     assert (config.endpoint.mode, config.endpoint.instance_type, config.endpoint.instance_count) == (
         "instance", "ml.c5.large", 2)
     assert [v.name for v in config.variants] == ["a", "b"]
+    assert [v.kind for v in config.variants] == [config.model_kind] * 2   # a variant's kind defaults to modelKind
+
+
+def test_model_kind_is_the_default_kind_of_every_variant(context):
+    context.update(modelKind="pytorch", variants=[{"name": "a", "weight": 1}, {"name": "b", "weight": 1,
+                                                                               "kind": "xgboost"}])
+    config = Config.from_mapping(context)
+    assert [(v.kind, config.artifact_of(v)) for v in config.variants] == [
+        ("pytorch", context["pytorchModelArtifact"]), ("xgboost", context["modelArtifact"])]
 
 
 def test_every_problem_is_reported_at_once(context):
@@ -69,6 +83,11 @@ def test_every_problem_is_reported_at_once(context):
     ({"functions": {"NoSuchFunction": {}}}, "unknown function(s) NoSuchFunction"),
     ({"alarmEmail": "not-an-address"}, "alarmEmail"),
     ({"removalPolicy": "snapshot"}, "removalPolicy"),
+    ({"modelKind": "sklearn"}, "modelKind: 'sklearn' is not one of xgboost, pytorch"),
+    ({"variants": [{"name": "a", "weight": 1, "kind": "onnx"}]}, "variants[0].kind: 'onnx' is not one of"),
+    ({"variants": [{"name": "a", "weight": 1, "modelVersion": "v 2"}]}, "variants[0].modelVersion"),
+    ({"pytorchImageTag": "2.6.0-gpu-py312-cu124"}, "pytorchImageTag"),   # CPU images only
+    ({"pytorchModelArtifact": "model.pth"}, "pytorchModelArtifact"),
 ])
 def test_rules_across_settings(context, changes, needle):
     context.update(changes)

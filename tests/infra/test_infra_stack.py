@@ -38,7 +38,8 @@ SHARED_ENV = {"EVENTS_STREAM_NAME", "EVENTS_TABLE", "PREDICTIONS_TABLE", "FEATUR
               "SAGEMAKER_ENDPOINT_NAME", "ARTIFACTS_BUCKET", "QUARANTINE_QUEUE_URL", "STREAM_DLQ_URL", "BATCH_SIZE",
               "BATCHING_WINDOW_SECONDS", "MIN_BATCH_SIZE", "MAX_BATCH_SIZE", "INVOKE_CHUNK_SIZE",
               "LATENCY_SLO_SECONDS", "MODEL_VERSION", "FEATURE_SET", "POWERTOOLS_SERVICE_NAME",
-              "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "MODEL_DATA_URL", "COST_PROFILE"}
+              "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "MODEL_DATA_URL", "COST_PROFILE",
+              "MODEL_VARIANTS"}
 
 
 def test_resource_counts(synth):
@@ -46,7 +47,7 @@ def test_resource_counts(synth):
     expected = {
         "AWS::Lambda::Function": 7, "AWS::Lambda::EventSourceMapping": 1, "AWS::Kinesis::Stream": 1,
         "AWS::DynamoDB::Table": 5, "AWS::SQS::Queue": 2, "AWS::S3::Bucket": 2, "AWS::StepFunctions::StateMachine": 1,
-        "AWS::SageMaker::Model": 1, "AWS::SageMaker::EndpointConfig": 1, "AWS::SageMaker::Endpoint": 1,
+        "AWS::SageMaker::Model": 2, "AWS::SageMaker::EndpointConfig": 1, "AWS::SageMaker::Endpoint": 1,
         "AWS::Events::Rule": 2, "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Route": 12,
         "AWS::ApiGatewayV2::Integration": 1, "AWS::ApiGatewayV2::Stage": 1, "AWS::CloudWatch::Dashboard": 1,
         "AWS::SNS::Topic": 1, "AWS::KMS::Key": 1,
@@ -252,6 +253,9 @@ def test_function_environment(synth):
         assert env["INVOKE_CHUNK_SIZE"] == str(cfg.invoke_chunk_size)
         assert float(env["LATENCY_SLO_SECONDS"]) == cfg.latency_slo_seconds
         assert (env["MODEL_VERSION"], env["FEATURE_SET"]) == (cfg.model_version, cfg.feature_set)
+        assert json.loads(env["MODEL_VARIANTS"]) == [
+            {"name": "primary", "weight": 0.8, "kind": "xgboost", "model_version": "xgb-1"},
+            {"name": "challenger", "weight": 0.2, "kind": "pytorch", "model_version": "torch-1"}]
         profile = json.loads(env["COST_PROFILE"])
         assert (profile["shards"], profile["endpoint_mode"]) == (cfg.shard_count, cfg.endpoint.mode)
         assert env["POWERTOOLS_SERVICE_NAME"] == cfg.service_name
@@ -275,6 +279,7 @@ def test_sagemaker_model_endpoint(synth):
     image = container["Image"]["Fn::Join"][1]
     assert image[0] == {"Fn::FindInMap": ["XgboostImageRegistry", {"Ref": "AWS::Region"}, "account"]}
     assert image[-1] == f"/sagemaker-xgboost:{cfg.xgboost_image_tag}" == "/sagemaker-xgboost:3.0-5"
+    assert container["Environment"] == {"MODEL_VERSION": "xgb-1", "FEATURE_SET": cfg.feature_set}
     assert re.fullmatch(r"s3://cdk-[a-z0-9]+-assets-\$\{AWS::AccountId\}-\$\{AWS::Region\}/[0-9a-f]{64}\.gz",
                         container["ModelDataUrl"]["Fn::Sub"])
     registry = synth.template["Mappings"]["XgboostImageRegistry"]
@@ -282,10 +287,26 @@ def test_sagemaker_model_endpoint(synth):
                             "eu-west-1": "141502667606", "eu-central-1": "492215442770",
                             "ap-southeast-1": "121021644041", "ap-northeast-1": "354813040037"}.items():
         assert registry[region] == {"account": account}
+    # the PyTorch variant: the Deep Learning Containers pytorch-inference image (CPU, py3) of the region
+    torch_model = synth.props("ModelChallenger", "AWS::SageMaker::Model")["PrimaryContainer"]
+    image = torch_model["Image"]["Fn::Join"][1]
+    assert image[0] == {"Fn::FindInMap": ["PytorchImageRegistry", {"Ref": "AWS::Region"}, "account"]}
+    assert image[-1] == "/pytorch-inference:2.6.0-cpu-py312"
+    assert torch_model["Environment"] == {"MODEL_VERSION": "torch-1", "FEATURE_SET": cfg.feature_set,
+                                          "SAGEMAKER_PROGRAM": "inference.py",
+                                          "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}
+    assert torch_model["ModelDataUrl"] != container["ModelDataUrl"]
+    registry = synth.template["Mappings"]["PytorchImageRegistry"]
+    for region, account in {"us-east-1": "763104351884", "eu-west-1": "763104351884", "af-south-1": "626614931356",
+                            "ap-east-1": "871362719292", "eu-south-1": "692866216735",
+                            "me-south-1": "217643126080"}.items():
+        assert registry[region] == {"account": account}
     config = synth.props("EndpointConfig", "AWS::SageMaker::EndpointConfig")
-    assert [v["VariantName"] for v in config["ProductionVariants"]] == [v.name for v in cfg.variants]
+    assert [(v["VariantName"], v["InitialVariantWeight"]) for v in config["ProductionVariants"]] == [
+        (v.name, v.weight) for v in cfg.variants] == [("primary", 0.8), ("challenger", 0.2)]
+    assert [v["ModelName"] for v in config["ProductionVariants"]] == [
+        {"Fn::GetAtt": ["Model", "ModelName"]}, {"Fn::GetAtt": ["ModelChallenger", "ModelName"]}]
     for variant in config["ProductionVariants"]:
-        assert variant["ModelName"] == {"Fn::GetAtt": ["Model", "ModelName"]}
         assert variant["ServerlessConfig"] == {"MaxConcurrency": cfg.endpoint.serverless_max_concurrency,
                                                "MemorySizeInMB": cfg.endpoint.serverless_memory_mb}
     assert synth.props("Endpoint", "AWS::SageMaker::Endpoint") == {
@@ -295,12 +316,18 @@ def test_sagemaker_model_endpoint(synth):
 def test_sagemaker_role_least_privilege(synth):
     statements = synth.policy_statements("ModelRole")
     by_sid = {s.get("Sid"): s for s in statements}
-    assert by_sid["PullBuiltInXgboostImage"]["Action"] == [
-        "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-    assert "repository/sagemaker-xgboost" in json.dumps(by_sid["PullBuiltInXgboostImage"]["Resource"])
-    [read] = [s for s in statements if s["Action"] == "s3:GetObject"]
-    key = synth.props("Model", "AWS::SageMaker::Model")["PrimaryContainer"]["ModelDataUrl"]["Fn::Sub"].rsplit("/")[-1]
-    assert json.dumps(read["Resource"]).endswith(f'"/{key}"]]}}')     # the artifact object only, not the bucket
+    for sid, repository in (("PullXgboostImage", "sagemaker-xgboost"), ("PullPytorchImage", "pytorch-inference")):
+        assert by_sid[sid]["Action"] == [
+            "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+        assert f"repository/{repository}" in json.dumps(by_sid[sid]["Resource"])
+    [read] = [s for s in statements if s["Action"] == "s3:GetObject" and "Sid" not in s]
+    keys = [synth.props(m, "AWS::SageMaker::Model")["PrimaryContainer"]["ModelDataUrl"]["Fn::Sub"].rsplit("/")[-1]
+            for m in ("Model", "ModelChallenger")]
+    resources = read["Resource"] if isinstance(read["Resource"], list) else [read["Resource"]]
+    # each artifact object only, not the bucket
+    assert sorted(r["Fn::Join"][1][-1] for r in resources) == sorted(f"/{k}" for k in keys)
+    promoted = json.dumps(by_sid["ReadPromotedModels"]["Resource"])   # promoted versions: models/ prefix only
+    assert synth.logical_id("ArtifactsBucket", "AWS::S3::Bucket") in promoted and promoted.endswith('"/models/*"]]}')
     assert synth.resources["Model"]["DependsOn"]   # the role's policy exists before the model
 
 
