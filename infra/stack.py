@@ -69,6 +69,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/predictions/{event_id}"),
     ("POST", "/predict"),
     ("GET", "/stats"),
+    ("GET", "/variants/stats"),
     ("GET", "/batches/recent"),
     ("GET", "/model/status"),
     ("GET", "/health"),

@@ -106,6 +106,14 @@ def get_stats():
     return queries.stats(settings())
 
 
+@app.get("/variants/stats", summary="A/B variants and per-variant prediction counts and mean scores",
+         description="The endpoint's production variants (name, weight, kind, model version; users are assigned "
+                     "to one sticky variant by a hash of their id) and, per variant and model version, predictions, "
+                     "share of all predictions and mean score.")
+def get_variant_stats():
+    return queries.variant_stats(settings())
+
+
 @app.get("/batches/recent", summary="Newest cost records and the batch-size optimizer's current setting",
          description="One cost record per batch (settings in force, events, bytes, stage seconds, $ per cost line, "
                      "$ per event, latency), newest first; `optimizer`: batch size, window, chunk size, status, "

@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 from urllib.parse import urlparse
 
-from . import aws, costs, model_client, store
+from . import aws, costs, model_client, store, variants
 from .features import FeatureSetError, feature_names
 from .settings import Settings
 
@@ -34,6 +34,35 @@ def current_chunk_size(settings: Settings) -> int:
     return int(config.get("invoke_chunk_size") or settings.invoke_chunk_size)
 
 
+def score_rows(rows: list[dict], settings: Settings, chunk: int) -> tuple[list[dict], int, float]:
+    """Score rows on the endpoint, each user on their sticky A/B variant (pipeline/variants.py): one group of
+    chunked InvokeEndpoint calls with TargetVariant per variant. Predictions keep the rows' order and carry the
+    variant that answered and its model version. (predictions, calls, model seconds)"""
+    live = variants.live_variants(settings)
+    groups: dict[str, list[int]] = {}
+    chosen: dict[str, variants.VariantSpec] = {}
+    for index, row in enumerate(rows):
+        variant = variants.assign(row["user_id"], live) if len(live) > 1 else (live[0] if live else None)
+        name = variant.name if variant else ""
+        chosen[name] = variant
+        groups.setdefault(name, []).append(index)
+    predictions: list[dict | None] = [None] * len(rows)
+    calls, seconds = 0, 0.0
+    for name, indexes in groups.items():
+        # one variant: no TargetVariant needed (the endpoint has nothing else to pick)
+        scored = model_client.invoke(settings.endpoint_name, [rows[i]["features"] for i in indexes], chunk,
+                                     target_variant=name if len(live) > 1 else None)
+        calls += scored.calls
+        seconds += scored.seconds
+        version = chosen[name].model_version if chosen[name] else settings.model_version
+        for i, score, answered in zip(indexes, scored.scores, scored.variants):
+            r = rows[i]
+            predictions[i] = {"event_id": r["event_id"], "user_id": r["user_id"], "ts": r["ts"],
+                              "ingest_ts": r["ingest_ts"], "score": round(score, 6), "variant": answered or name,
+                              "model_version": version or settings.model_version}
+    return predictions, calls, seconds
+
+
 def invoke_model(state: dict, settings: Settings) -> dict:
     started = time.perf_counter()
     if state.get("feature_set") != settings.feature_set:
@@ -46,16 +75,13 @@ def invoke_model(state: dict, settings: Settings) -> dict:
         raise FeatureSetError(f"{len(wrong)} rows (first {wrong[0]!r}) do not have the {width} features of "
                               f"feature set {settings.feature_set!r}")
     chunk = current_chunk_size(settings)
-    scored = model_client.invoke(settings.endpoint_name, [r["features"] for r in rows], chunk)
-    predictions = [{"event_id": r["event_id"], "user_id": r["user_id"], "ts": r["ts"], "ingest_ts": r["ingest_ts"],
-                    "score": round(score, 6), "variant": variant}
-                   for r, score, variant in zip(rows, scored.scores, scored.variants)]
+    predictions, calls, model_seconds = score_rows(rows, settings, chunk)
     model_bytes = sum(len(model_client.to_csv([r["features"]])) for r in rows)
     return {
         "batch_id": state["batch_id"], "created_at": state["created_at"], "model_version": settings.model_version,
         "predictions": predictions,
-        "stages": state.get("stages", []) + [_stage("invoke_model", started, chunk_size=chunk, calls=scored.calls,
-                                                    model_seconds=scored.seconds, model_bytes=model_bytes)],
+        "stages": state.get("stages", []) + [_stage("invoke_model", started, chunk_size=chunk, calls=calls,
+                                                    model_seconds=model_seconds, model_bytes=model_bytes)],
     }
 
 
@@ -63,12 +89,13 @@ def store_predictions(state: dict, settings: Settings) -> dict:
     started = time.perf_counter()
     now = time.time()
     predictions = state["predictions"]
-    items = [dict(p, model_version=state["model_version"], batch_id=state["batch_id"], predicted_at=now,
-                  expires_at=int(now + PREDICTION_TTL_SECONDS)) for p in predictions]
+    items = [{"model_version": state["model_version"], **p, "batch_id": state["batch_id"], "predicted_at": now,
+              "expires_at": int(now + PREDICTION_TTL_SECONDS)} for p in predictions]
     store.batch_put(settings.predictions_table, items, ("event_id",))
     latencies = sorted(now - p["ingest_ts"] for p in predictions)
     ingest = [p["ingest_ts"] for p in predictions]
-    store.add_counters(settings.state_table, "stats", {"events_predicted": len(items), "batches": 1})
+    store.add_counters(settings.state_table, "stats", {"events_predicted": len(items), "batches": 1,
+                                                       **variant_counters(items)})
     return {
         "batch_id": state["batch_id"], "created_at": state["created_at"], "events": len(items),
         "latency_p50": statistics.median(latencies) if latencies else 0.0,
@@ -79,6 +106,17 @@ def store_predictions(state: dict, settings: Settings) -> dict:
         "api_requests": len(set(ingest)),
         "stages": state["stages"] + [_stage("store_predictions", started, ddb_writes=len(items) + 1)],
     }
+
+
+def variant_counters(items: list[dict]) -> dict[str, float]:
+    """Per (variant, model version): predictions and the sum of their scores, as "variant#<name>#<version>#n|sum"
+    counters on the STATE_TABLE "stats" item (same UpdateItem as events_predicted; GET /variants/stats reads them)."""
+    counters: dict[str, float] = {}
+    for p in items:
+        key = f"variant#{p.get('variant') or 'default'}#{p.get('model_version') or ''}"
+        counters[f"{key}#n"] = counters.get(f"{key}#n", 0) + 1
+        counters[f"{key}#sum"] = round(counters.get(f"{key}#sum", 0.0) + float(p["score"]), 6)
+    return counters
 
 
 def record_cost(state: dict, settings: Settings) -> dict:

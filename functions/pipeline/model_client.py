@@ -47,8 +47,9 @@ class Scored:
     calls: int
 
 
-def invoke(endpoint_name: str, rows: list[list[float]], chunk_size: int) -> Scored:
-    """Score rows in chunks of ``chunk_size`` (one InvokeEndpoint call per chunk)."""
+def invoke(endpoint_name: str, rows: list[list[float]], chunk_size: int, target_variant: str | None = None) -> Scored:
+    """Score rows in chunks of ``chunk_size`` (one InvokeEndpoint call per chunk), on ``target_variant`` if given
+    (TargetVariant), else on the variant the endpoint picks by its weights."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
     runtime = aws.client("sagemaker-runtime")
@@ -56,11 +57,12 @@ def invoke(endpoint_name: str, rows: list[list[float]], chunk_size: int) -> Scor
     variants: list[str] = []
     started = time.perf_counter()
     calls = 0
+    target = {"TargetVariant": target_variant} if target_variant else {}
     for start in range(0, len(rows), chunk_size):
         chunk = rows[start:start + chunk_size]
         try:
             response = runtime.invoke_endpoint(EndpointName=endpoint_name, ContentType="text/csv",
-                                               Accept="text/csv", Body=to_csv(chunk))
+                                               Accept="text/csv", Body=to_csv(chunk), **target)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import time
 
-from . import model_client, store
+from . import store
 from .events import validate_event
+from .inference import score_rows
 from .features import FeatureState
 from .ingest import MAX_EVENTS_PER_REQUEST, BadRequest
 from .settings import Settings
@@ -25,7 +26,8 @@ def predict_instances(instances: list, settings: Settings) -> list[dict]:
     states = {u: FeatureState.from_json(item.get("state"), settings.feature_set) for u, item in stored.items()}
     rows = [states.setdefault(e.user_id, FeatureState(settings.feature_set)).add(e)  # local copies only
             for e in events]
-    scored = model_client.invoke(settings.endpoint_name, rows, settings.invoke_chunk_size)
-    return [{"event_id": e.event_id, "user_id": e.user_id, "score": s, "variant": v, "feature_set": settings.feature_set,
-             "model_version": settings.model_version}
-            for e, s, v in zip(events, scored.scores, scored.variants)]
+    # each user on their sticky A/B variant, as in the pipeline (pipeline/variants.py)
+    scored, _, _ = score_rows([{"event_id": e.event_id, "user_id": e.user_id, "ts": 0.0, "ingest_ts": 0.0,
+                                "features": row} for e, row in zip(events, rows)], settings, settings.invoke_chunk_size)
+    return [{"event_id": p["event_id"], "user_id": p["user_id"], "score": p["score"], "variant": p["variant"],
+             "feature_set": settings.feature_set, "model_version": p["model_version"]} for p in scored]

@@ -199,3 +199,32 @@ def recent_batches_view(settings: Settings, limit: int = 20) -> dict:
     keys = ("batch_size", "batching_window_seconds", "invoke_chunk_size", "status", "reason", "r2_cost",
             "r2_latency", "trained_at")
     return {"batches": recent_batches(settings, limit), "optimizer": {k: optimizer.get(k) for k in keys}}
+
+
+def variant_stats(settings: Settings) -> dict:
+    """GET /variants/stats: the A/B variants (live configuration) and, per variant and model version, the number
+    of predictions and their mean score (counters kept by store_predictions on the "stats" item)."""
+    from . import variants
+
+    stats_item = store.get_item(settings.state_table, {"pk": "stats"}) or {}
+    by_key: dict[tuple[str, str], dict] = {}
+    for name, value in stats_item.items():
+        if not name.startswith("variant#") or not isinstance(value, (int, float)):
+            continue
+        _, variant, version, field = name.split("#", 3)
+        entry = by_key.setdefault((variant, version), {"variant": variant, "model_version": version,
+                                                       "predictions": 0, "score_sum": 0.0})
+        entry["predictions" if field == "n" else "score_sum"] = value
+    rows = []
+    for entry in sorted(by_key.values(), key=lambda e: (e["variant"], e["model_version"])):
+        n = entry.pop("predictions")
+        total = entry.pop("score_sum")
+        rows.append(entry | {"predictions": int(n), "mean_score": round(total / n, 6) if n else None})
+    total = sum(r["predictions"] for r in rows)
+    for row in rows:
+        row["share"] = round(row["predictions"] / total, 6) if total else None
+    live = variants.live_variants(settings)
+    return {"assignment": "sticky per user: sha256(user_id) against the cumulative variant weights",
+            "variants": [{"name": v.name, "weight": v.weight, "kind": v.kind, "model_version": v.model_version}
+                         for v in live],
+            "stats": rows, "predictions": total}

@@ -35,6 +35,7 @@ class Settings:
     model_version: str
     feature_set: str
     model_data_url: str
+    model_variants: str = ""     # MODEL_VARIANTS: JSON [{name, weight, kind, model_version}] (A/B, pipeline/variants.py)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -60,6 +61,7 @@ class Settings:
             model_version=_env("MODEL_VERSION", "xgb-1"),
             feature_set=_env("FEATURE_SET", "v1"),
             model_data_url=_env("MODEL_DATA_URL", ""),
+            model_variants=_env("MODEL_VARIANTS", ""),
         )
 
 

@@ -1,0 +1,66 @@
+"""A/B assignment: each user is served by one production variant, chosen deterministically (sticky) from a hash of
+the user id and the variants' weights, and sent to the endpoint as TargetVariant.
+
+The variants come from the stack (env MODEL_VARIANTS, JSON [{name, weight, kind, model_version}], docs/wiring.md);
+a promotion (scripts/promote.py) records the endpoint's live variants in STATE_TABLE item "model", which then takes
+precedence, so predictions carry the model version that actually scored them.
+
+Assignment: u = first 8 bytes of SHA-256(user_id) as an integer / 2**64, uniform on [0, 1); the user gets the
+variant whose slice of the cumulative normalized weights contains u. The same user always lands on the same
+variant while the weights stay; changing a weight moves only the users whose u falls in the moved boundary.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from . import store
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    weight: float
+    kind: str = "xgboost"
+    model_version: str = ""
+    model_data_url: str = ""
+
+
+def parse(raw: str | list | None, default_version: str = "") -> list[VariantSpec]:
+    """MODEL_VARIANTS (JSON text or a list of dicts) -> variants; an empty value gives []."""
+    if not raw:
+        return []
+    items = json.loads(raw) if isinstance(raw, str) else raw
+    return [VariantSpec(name=str(i["name"]), weight=float(i.get("weight", 1.0)), kind=str(i.get("kind", "xgboost")),
+                        model_version=str(i.get("model_version") or default_version),
+                        model_data_url=str(i.get("model_data_url") or "")) for i in items]
+
+
+def user_point(user_id: str) -> float:
+    """The user's fixed point on [0, 1)."""
+    return int.from_bytes(hashlib.sha256(user_id.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
+
+
+def assign(user_id: str, variants: list[VariantSpec]) -> VariantSpec:
+    """The variant serving ``user_id`` (variants with weight 0 get nobody, unless all weights are 0)."""
+    if not variants:
+        raise ValueError("no variants to assign")
+    weights = [max(v.weight, 0.0) for v in variants]
+    if sum(weights) <= 0:
+        weights = [1.0] * len(variants)
+    point = user_point(user_id) * sum(weights)
+    cumulative = 0.0
+    for variant, weight in zip(variants, weights):
+        cumulative += weight
+        if point < cumulative and weight > 0:
+            return variant
+    return next(v for v, w in zip(reversed(variants), reversed(weights)) if w > 0)
+
+
+def live_variants(settings) -> list[VariantSpec]:
+    """The endpoint's variants: STATE_TABLE "model" (written by promotions) if present, else the stack's."""
+    item = store.get_item(settings.state_table, {"pk": "model"}) if settings.state_table else None
+    if item and item.get("variants"):
+        return parse(item["variants"], settings.model_version)
+    return parse(settings.model_variants, settings.model_version)
