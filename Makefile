@@ -30,10 +30,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(MODEL): $(VENV)/.installed model/train.py model/synthetic.py functions/pipeline/features.py
+$(MODEL): $(VENV)/.installed model/train.py model/synthetic.py functions/pipeline/features.py functions/pipeline/drift.py
 	$(PY) model/train.py --kinds xgboost
 
-$(TORCH_MODEL): $(VENV)/.installed model/train.py model/train_pytorch.py model/code/inference.py model/synthetic.py functions/pipeline/features.py
+$(TORCH_MODEL): $(VENV)/.installed model/train.py model/train_pytorch.py model/code/inference.py model/synthetic.py functions/pipeline/features.py functions/pipeline/drift.py
 	$(PY) model/train.py --kinds pytorch
 
 model: $(MODEL) $(TORCH_MODEL)

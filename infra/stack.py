@@ -509,7 +509,7 @@ class RealtimeInferenceStack(Stack):
             resources=[self.stream_mapping.event_source_mapping_arn]))
 
         drift = f["MonitorDriftFunction"]            # recent features vs the model's training baseline
-        self.features_table.grant_read_data(drift)
+        self.events_table.grant_read_data(drift)    # recent events' feature vectors (the ledger)
         self.state_table.grant_read_data(drift)     # the live model (STATE_TABLE "model", set by promotions)
         drift.add_to_role_policy(iam.PolicyStatement(
             sid="ReadModelArtifact", actions=["s3:GetObject"],

@@ -284,6 +284,23 @@ class LocalCloud:
         self._require_deployed()
         return self.scheduler.run(rule)
 
+    def evaluate_alarm(self, alarm: str, now: float | None = None) -> dict:
+        """Evaluate a CloudWatch alarm (logical id, name or name prefix) against the published metrics and record
+        its state (moto never evaluates alarms; localcloud/alarms.py)."""
+        from .alarms import evaluate_alarm
+
+        self._require_deployed()
+        name = self.resources.get(alarm, alarm)
+        cloudwatch = self.client("cloudwatch")
+        names = [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix=name)["MetricAlarms"]]
+        if name not in names:
+            candidates = [n for n in names if n.startswith(name)] or [
+                n for n in (a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"]) if alarm in n]
+            if len(candidates) != 1:
+                raise LocalCloudError(f"alarm {alarm!r}: {len(candidates)} alarms match ({candidates[:5]})")
+            name = candidates[0]
+        return evaluate_alarm(cloudwatch, name, now)
+
     def _update_endpoint(self, request: Request) -> Response:
         """SageMaker UpdateEndpoint (JSON protocol): the stand-in serves the new endpoint config; moto records it."""
         try:

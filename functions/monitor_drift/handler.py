@@ -1,17 +1,17 @@
-"""Scheduled: compare recent features with the model's training baseline (PSI, KS) and publish the result."""
-from aws_lambda_powertools.metrics import MetricUnit
+"""Scheduled: compare recent features with the live model's training baseline (PSI, KS) and publish the result as
+CloudWatch metrics (PutMetricData; AlarmFeatureDrift watches FeatureDriftMaxPSI)."""
+import os
 
 from pipeline import drift
-from pipeline.observability import logger, metrics, tracer
+from pipeline.observability import logger, tracer
 from pipeline.settings import settings
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def handler(event, context):
     result = drift.monitor(settings())
-    if result["samples"]:
-        metrics.add_metric(name="FeatureDriftMaxPSI", unit=MetricUnit.NoUnit, value=result["max_psi"])
+    result["datapoints"] = drift.publish(result, os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "RealtimeInference"),
+                                         os.environ.get("POWERTOOLS_SERVICE_NAME", "realtime-inference"))
     logger.info("drift check", extra={k: v for k, v in result.items() if k != "features"})
     return result

@@ -1,5 +1,6 @@
 """Feature drift: PSI (and a KS distance for continuous features) between recent features and the training
-baseline stored inside the model artifact (xgboost Booster attribute "baseline")."""
+baseline stored inside the live model's artifact (XGBoost: Booster attribute "baseline"; PyTorch: baseline.json),
+published as CloudWatch metrics (PutMetricData) that AlarmFeatureDrift watches."""
 from __future__ import annotations
 
 import io
@@ -15,6 +16,10 @@ from .settings import Settings
 
 EPSILON = 1e-4
 SAMPLE_LIMIT = 5000
+WINDOW_SECONDS = 24 * 3600
+# Calendar features: their distribution is set by the window the sample covers (a 1-hour sample has one
+# hour_of_day), not by a change in the data, so they are reported but do not count towards the max PSI / KS.
+CALENDAR_FEATURES = frozenset({"hour_of_day", "is_weekend"})
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -31,12 +36,14 @@ def histogram(values: np.ndarray, edges: list[float]) -> np.ndarray:
     return counts / max(len(values), 1)
 
 
-def ks_distance(values: np.ndarray, quantiles: list[float]) -> float:
-    """Max gap between the empirical CDF of ``values`` and the baseline CDF known at its quantiles."""
+def ks_distance(values: np.ndarray, quantiles: list[float], cdf: list[float] | None = None) -> float:
+    """Max gap between the empirical CDF of ``values`` and the baseline CDF, both taken at the baseline's
+    quantile points. ``cdf``: the baseline's CDF at those points (exact with ties, e.g. a mass of zeros); without
+    it (older baselines) the quantile levels are used, which overstates the gap at a point mass."""
     if len(values) == 0:
         return 0.0
     qs = np.asarray(quantiles, dtype=float)
-    levels = np.linspace(0, 1, len(qs))
+    levels = np.asarray(cdf, dtype=float) if cdf is not None else np.linspace(0, 1, len(qs))
     sorted_values = np.sort(values)
     empirical = np.searchsorted(sorted_values, qs, side="right") / len(values)
     return float(np.max(np.abs(empirical - levels)))
@@ -51,7 +58,8 @@ def baseline_from_features(matrix: np.ndarray, bins: int = 10) -> dict:
         if len(edges) < 3:
             edges = np.array([column.min() - 0.5, column.min() + 0.5, column.max() + 1.0])
         baseline[name] = {"edges": edges.tolist(), "fractions": histogram(column, edges.tolist()).tolist(),
-                          "quantiles": np.quantile(column, np.linspace(0, 1, 21)).tolist(),
+                          "quantiles": (quantiles := np.quantile(column, np.linspace(0, 1, 21))).tolist(),
+                          "cdf": (np.searchsorted(np.sort(column), quantiles, side="right") / len(column)).tolist(),
                           "continuous": bool(len(np.unique(column)) > 20)}
     return baseline
 
@@ -63,43 +71,108 @@ def compare(baseline: dict, matrix: np.ndarray) -> dict[str, dict]:
         column = matrix[:, i]
         entry = {"psi": psi(b["fractions"], histogram(column, b["edges"]))}
         if b.get("continuous"):
-            entry["ks"] = ks_distance(column, b["quantiles"])
+            entry["ks"] = ks_distance(column, b["quantiles"], b.get("cdf"))
         report[name] = entry
     return report
 
 
-def load_baseline(model_data_url: str) -> dict:
+def baseline_from_tarball(body: bytes) -> dict:
+    """The training baseline inside a model.tar.gz of either kind."""
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        names = archive.getnames()
+        if "baseline.json" in names:                      # PyTorch artifact (model/train_pytorch.py)
+            return json.loads(archive.extractfile("baseline.json").read())
+        raw = archive.extractfile("xgboost-model").read()  # XGBoost artifact: a Booster attribute
     import xgboost
 
-    uri = urlparse(model_data_url)
-    body = aws.client("s3").get_object(Bucket=uri.netloc, Key=uri.path.lstrip("/"))["Body"].read()
-    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
-        raw = archive.extractfile("xgboost-model").read()
     booster = xgboost.Booster()
     booster.load_model(bytearray(raw))
     return json.loads(booster.attr("baseline"))
 
 
-def recent_features(settings: Settings, limit: int = SAMPLE_LIMIT) -> np.ndarray:
-    """Latest feature vector of up to ``limit`` users (Scan of the features table)."""
-    table = aws.table(settings.features_table)
-    rows, kwargs = [], {"ProjectionExpression": "features, feature_set"}
+def load_baseline(model_data_url: str) -> dict:
+    uri = urlparse(model_data_url)
+    body = aws.client("s3").get_object(Bucket=uri.netloc, Key=uri.path.lstrip("/"))["Body"].read()
+    return baseline_from_tarball(body)
+
+
+def live_model_data_url(settings: Settings) -> str:
+    """The artifact of the live primary variant (recorded by a promotion in STATE_TABLE "model"), else the
+    deployed one (MODEL_DATA_URL)."""
+    from . import variants
+
+    for variant in variants.live_variants(settings):
+        if variant.model_data_url:
+            return variant.model_data_url
+    return settings.model_data_url
+
+
+def recent_features(settings: Settings, limit: int = SAMPLE_LIMIT, window_seconds: float = WINDOW_SECONDS,
+                    now: float | None = None) -> np.ndarray:
+    """Feature vectors of up to ``limit`` accepted events of the last ``window_seconds`` (the EVENTS_TABLE
+    ledger keeps each event's vector as scored).
+
+    Per EVENT, like the training baseline (one row per training event): comparing the baseline with one latest
+    vector per user (the features table) reports drift on unshifted data, because per-user sampling re-weights
+    busy and quiet users (measured: PSI 0.5 on events_24h for a stream drawn from the training distribution)."""
+    import time as _time
+
+    since = (now if now is not None else _time.time()) - window_seconds
+    width = len(FEATURE_NAMES)
+    table = aws.table(settings.events_table)
+    rows: list[list[float]] = []
+    kwargs = {"ProjectionExpression": "features", "FilterExpression": "#s = :accepted AND #ts >= :since",
+              "ExpressionAttributeNames": {"#s": "status", "#ts": "ts"},
+              "ExpressionAttributeValues": {":accepted": "accepted", ":since": store.to_item(since)}}
     while len(rows) < limit:
         response = table.scan(**kwargs)
-        for item in store.from_item(response.get("Items", [])):
-            if item.get("feature_set") == FEATURE_SET and item.get("features"):
-                rows.append([item["features"].get(n, 0.0) for n in FEATURE_NAMES])
+        for item in response.get("Items", []):
+            vector = json.loads(item["features"]) if isinstance(item.get("features"), str) else None
+            if vector and len(vector) == width:
+                rows.append(vector)
         if "LastEvaluatedKey" not in response:
             break
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-    return np.asarray(rows, dtype=float).reshape(-1, len(FEATURE_NAMES))
+    return np.asarray(rows[:limit], dtype=float).reshape(-1, width)
 
 
 def monitor(settings: Settings) -> dict:
     matrix = recent_features(settings)
     if len(matrix) == 0:
         return {"status": "no recent features", "samples": 0}
-    report = compare(load_baseline(settings.model_data_url), matrix)
-    worst = max(report, key=lambda n: report[n]["psi"])
+    model_data_url = live_model_data_url(settings)
+    report = compare(load_baseline(model_data_url), matrix)
+    watched = [n for n in report if n not in CALENDAR_FEATURES]
+    worst = max(watched, key=lambda n: report[n]["psi"])
+    ks = {n: report[n]["ks"] for n in watched if "ks" in report[n]}
+    worst_ks = max(ks, key=ks.get) if ks else None
     return {"status": "ok", "samples": int(len(matrix)), "max_psi": report[worst]["psi"], "max_psi_feature": worst,
-            "features": report}
+            "max_ks": ks[worst_ks] if worst_ks else None, "max_ks_feature": worst_ks,
+            "model_data_url": model_data_url, "features": report}
+
+
+def publish(result: dict, namespace: str, service: str) -> int:
+    """PutMetricData: FeatureDriftMaxPSI and FeatureDriftMaxKS (dimension service, what AlarmFeatureDrift watches)
+    and per-feature FeatureDriftPSI / FeatureDriftKS (dimensions service, feature). Returns the datapoints sent.
+
+    PutMetricData rather than Powertools EMF: the metrics reach CloudWatch the same way in AWS and in the local cloud
+    (which does not turn EMF log lines into metrics), so the drift alarm can be evaluated locally."""
+    if not result.get("samples"):
+        return 0
+    service_dim = [{"Name": "service", "Value": service}]
+    data = [{"MetricName": "FeatureDriftMaxPSI", "Dimensions": service_dim, "Value": float(result["max_psi"]),
+             "Unit": "None"}]
+    if result.get("max_ks") is not None:
+        data.append({"MetricName": "FeatureDriftMaxKS", "Dimensions": service_dim, "Value": float(result["max_ks"]),
+                     "Unit": "None"})
+    for name, entry in result["features"].items():
+        dims = service_dim + [{"Name": "feature", "Value": name}]
+        data.append({"MetricName": "FeatureDriftPSI", "Dimensions": dims, "Value": float(entry["psi"]),
+                     "Unit": "None"})
+        if "ks" in entry:
+            data.append({"MetricName": "FeatureDriftKS", "Dimensions": dims, "Value": float(entry["ks"]),
+                         "Unit": "None"})
+    cloudwatch = aws.client("cloudwatch")
+    for start in range(0, len(data), 1000):               # PutMetricData takes up to 1000 datums per call
+        cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start:start + 1000])
+    return len(data)

@@ -1,0 +1,29 @@
+"""Feature vectors for drift tests: per-event vectors of a synthetic stream, drawn from the training distribution
+(model/synthetic.py, another seed) or from a shifted population (more purchase intent, three times the event rate,
+desktop users)."""
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+
+from model.synthetic import make_users, stream
+from pipeline.events import Event
+from pipeline.features import FeatureState
+
+
+def event_features(users: int, hours: float, seed: int, shifted: bool = False) -> np.ndarray:
+    rng = random.Random(seed)
+    population = make_users(users, rng, prefix="drift")
+    if shifted:
+        for user in population:
+            user.intent = min(1.0, user.intent + 0.4)
+            user.rate_per_hour *= 3
+            user.device = "desktop"
+    states: dict[str, FeatureState] = {}
+    rows = []
+    for raw in stream(population, time.time() - hours * 3600, hours * 3600, rng):
+        event = Event.model_validate(raw)
+        rows.append(states.setdefault(event.user_id, FeatureState("v1")).add(event))
+    return np.asarray(rows, dtype=float)
