@@ -1,0 +1,190 @@
+"""Versioned model artifacts in S3 with a manifest, promotion (new SageMaker Model + EndpointConfig +
+UpdateEndpoint) and rollback. Plain boto3: the same code runs against AWS and the embedded local cloud
+(scripts/promote.py is the command line).
+
+Layout in the artifacts bucket:
+    models/<version>/model.tar.gz
+    models/manifest.json   {"versions": {<version>: {kind, sha256, s3_uri, size, metrics, feature_set,
+                            created_at}}, "live": {<variant>: <version>}, "history": [{action, at, variant,
+                            version, previous_version, endpoint_config, previous_endpoint_config}]}
+The live variants are also written to STATE_TABLE item "model" (pipeline/variants.py): invoke_model records the
+promoted version with each prediction and monitor_drift reads the promoted model's baseline.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST_KEY = "models/manifest.json"
+_NAME_RE = re.compile(r"[^a-zA-Z0-9-]+")
+
+
+class PromotionError(Exception):
+    pass
+
+
+def artifact_info(path: Path) -> dict:
+    """kind, metrics and feature set read from the artifact itself."""
+    data = Path(path).read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        names = archive.getnames()
+        if "model.json" in names and "code/inference.py" in names:
+            config = json.loads(archive.extractfile("model.json").read())
+            return {"kind": "pytorch", "metrics": config.get("metrics", {}), "feature_set": config.get("feature_set")}
+        if "xgboost-model" in names:
+            import xgboost
+
+            booster = xgboost.Booster()
+            booster.load_model(bytearray(archive.extractfile("xgboost-model").read()))
+            return {"kind": "xgboost", "metrics": json.loads(booster.attr("metrics") or "{}"),
+                    "feature_set": booster.attr("feature_set")}
+    raise PromotionError(f"{path}: neither a SageMaker XGBoost nor a PyTorch artifact (files {names})")
+
+
+def read_manifest(s3, bucket: str) -> dict:
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=MANIFEST_KEY)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return {"versions": {}, "live": {}, "history": []}
+
+
+def write_manifest(s3, bucket: str, manifest: dict) -> None:
+    s3.put_object(Bucket=bucket, Key=MANIFEST_KEY, Body=json.dumps(manifest, indent=2).encode(),
+                  ContentType="application/json")
+
+
+def upload(s3, bucket: str, path: Path, version: str) -> dict:
+    """Upload an artifact as ``version`` (idempotent for the same bytes; a different artifact under an existing
+    version is refused)."""
+    data = Path(path).read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    manifest = read_manifest(s3, bucket)
+    known = manifest["versions"].get(version)
+    if known and known["sha256"] != sha256:
+        raise PromotionError(f"version {version} already exists with another artifact (sha256 {known['sha256']})")
+    if known:
+        return known
+    key = f"models/{version}/model.tar.gz"
+    s3.put_object(Bucket=bucket, Key=key, Body=data)
+    entry = {"version": version, **artifact_info(path), "sha256": sha256, "size": len(data),
+             "s3_uri": f"s3://{bucket}/{key}", "created_at": time.time()}
+    manifest["versions"][version] = entry
+    write_manifest(s3, bucket, manifest)
+    return entry
+
+
+def _image(kind: str, region: str, current_models: list[dict]) -> str:
+    """The image of a deployed model of the same kind, else the stack's image for the region (cdk.json tags)."""
+    from infra.images import image_uri, kind_of_image
+
+    for model in current_models:
+        image = model["PrimaryContainer"]["Image"]
+        if kind_of_image(image) == kind:
+            return image
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    tag = context["pytorchImageTag"] if kind == "pytorch" else context["xgboostImageTag"]
+    return image_uri(kind, region, tag)
+
+
+def _variant_fields(v: dict) -> dict:
+    keys = ("VariantName", "ModelName", "InitialInstanceCount", "InstanceType", "InitialVariantWeight",
+            "ServerlessConfig")
+    return {k: v[k] for k in keys if k in v}
+
+
+def _record_live(ddb, state_table: str | None, sm, config_name: str, manifest: dict) -> list[dict]:
+    """STATE_TABLE "model": the endpoint config's variants with kind, live version and artifact."""
+    config = sm.describe_endpoint_config(EndpointConfigName=config_name)
+    live = []
+    for v in config["ProductionVariants"]:
+        model = sm.describe_model(ModelName=v["ModelName"])["PrimaryContainer"]
+        env = model.get("Environment", {})
+        from infra.images import kind_of_image
+
+        live.append({"name": v["VariantName"], "weight": float(v.get("InitialVariantWeight", 1.0)),
+                     "kind": kind_of_image(model["Image"]) or "xgboost",
+                     "model_version": manifest["live"].get(v["VariantName"]) or env.get("MODEL_VERSION", ""),
+                     "model_data_url": model["ModelDataUrl"]})
+    if state_table:
+        from decimal import Decimal
+
+        ddb.put_item(TableName=state_table, Item={
+            "pk": {"S": "model"}, "endpoint_config": {"S": config_name}, "updated_at": {"N": repr(time.time())},
+            "variants": {"L": [{"M": {"name": {"S": v["name"]}, "weight": {"N": str(Decimal(repr(v["weight"])))},
+                                      "kind": {"S": v["kind"]}, "model_version": {"S": v["model_version"]},
+                                      "model_data_url": {"S": v["model_data_url"]}}} for v in live]}})
+    return live
+
+
+def promote(*, sm, s3, ddb, bucket: str, endpoint: str, version: str, variant: str | None = None,
+            state_table: str | None = None, region: str = "us-east-1", wait: bool = True) -> dict:
+    manifest = read_manifest(s3, bucket)
+    entry = manifest["versions"].get(version)
+    if entry is None:
+        raise PromotionError(f"version {version} is not in s3://{bucket}/{MANIFEST_KEY}: upload it first")
+    current_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    current = [_variant_fields(v) for v in
+               sm.describe_endpoint_config(EndpointConfigName=current_name)["ProductionVariants"]]
+    target = variant or current[0]["VariantName"]
+    if target not in [v["VariantName"] for v in current]:
+        raise PromotionError(f"endpoint {endpoint} has no variant {target}")
+    models = [sm.describe_model(ModelName=v["ModelName"]) for v in current]
+    role = next(m["ExecutionRoleArn"] for m, v in zip(models, current) if v["VariantName"] == target)
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + f"{int(time.time() * 1000) % 1000:03d}"
+    base = _NAME_RE.sub("-", f"{endpoint[:24]}-{version[:16]}").strip("-")
+    model_name = f"{base}-{stamp}"[:63]
+    environment = {"MODEL_VERSION": version, "FEATURE_SET": entry.get("feature_set") or "v1"}
+    if entry["kind"] == "pytorch":
+        environment.update(SAGEMAKER_PROGRAM="inference.py", SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="text/csv")
+    sm.create_model(ModelName=model_name, ExecutionRoleArn=role, PrimaryContainer={
+        "Image": _image(entry["kind"], region, models), "ModelDataUrl": entry["s3_uri"], "Mode": "SingleModel",
+        "Environment": environment})
+    variants = [dict(v, ModelName=model_name) if v["VariantName"] == target else v for v in current]
+    config_name = f"{_NAME_RE.sub('-', endpoint[:40]).strip('-')}-{stamp}"[:63]
+    sm.create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=variants)
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
+    if wait:
+        sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig={"Delay": 15, "MaxAttempts": 80})
+    previous_version = manifest["live"].get(target)
+    manifest["live"][target] = version
+    record = {"action": "promote", "at": time.time(), "variant": target, "version": version,
+              "previous_version": previous_version, "endpoint_config": config_name,
+              "previous_endpoint_config": current_name, "model": model_name}
+    manifest["history"].append(record)
+    write_manifest(s3, bucket, manifest)
+    record["live"] = _record_live(ddb, state_table, sm, config_name, manifest)
+    return record
+
+
+def rollback(*, sm, s3, ddb, bucket: str, endpoint: str, state_table: str | None = None, wait: bool = True) -> dict:
+    """Undo the latest promotion not yet rolled back: UpdateEndpoint to the endpoint config it replaced."""
+    manifest = read_manifest(s3, bucket)
+    undone = {h["undoes"] for h in manifest["history"] if h["action"] == "rollback"}
+    candidates = [(i, h) for i, h in enumerate(manifest["history"]) if h["action"] == "promote" and i not in undone]
+    if not candidates:
+        raise PromotionError("nothing to roll back: no promotion in the manifest history")
+    index, last = candidates[-1]
+    current_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    if current_name != last["endpoint_config"]:
+        raise PromotionError(f"endpoint {endpoint} serves {current_name}, not {last['endpoint_config']} (the "
+                             "latest promotion): changed outside this tool, refusing to roll back")
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=last["previous_endpoint_config"])
+    if wait:
+        sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig={"Delay": 15, "MaxAttempts": 80})
+    if last["previous_version"]:
+        manifest["live"][last["variant"]] = last["previous_version"]
+    else:
+        manifest["live"].pop(last["variant"], None)
+    record = {"action": "rollback", "at": time.time(), "undoes": index, "variant": last["variant"],
+              "version": last["previous_version"], "previous_version": last["version"],
+              "endpoint_config": last["previous_endpoint_config"], "previous_endpoint_config": current_name}
+    manifest["history"].append(record)
+    write_manifest(s3, bucket, manifest)
+    record["live"] = _record_live(ddb, state_table, sm, last["previous_endpoint_config"], manifest)
+    return record

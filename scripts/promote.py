@@ -1,0 +1,82 @@
+"""Model versions: upload, promote (new Model + EndpointConfig + UpdateEndpoint), roll back, show.
+
+    python scripts/promote.py --local upload model/artifacts/pytorch/model.tar.gz --version torch-2
+    python scripts/promote.py --local promote torch-2 [--variant challenger]
+    python scripts/promote.py --local rollback
+    python scripts/promote.py --local status
+    python scripts/promote.py --stack RealtimeInference promote xgb-2        (AWS: credentials from the environment)
+
+--local reads the running `make up` local cloud (.localcloud/localcloud.json); --stack reads the CloudFormation
+outputs (EndpointName, ArtifactsBucketName, StateTableName). The same model/registry.py code runs in both cases.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from model import registry  # noqa: E402
+
+
+def clients(args):
+    import boto3
+
+    if args.local:
+        state = json.loads((Path(args.state_dir) / "localcloud.json").read_text())
+        session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
+                                        region_name="us-east-1")
+        make = lambda s: session.client(s, endpoint_url=state["endpoint_url"])  # noqa: E731
+        outputs = state.get("outputs", {})
+    else:
+        session = boto3.session.Session()
+        make = session.client
+        stack = make("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    return make, outputs, session.region_name
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="the running local cloud")
+    where.add_argument("--stack", help="a deployed CloudFormation stack")
+    parser.add_argument("--state-dir", default=str(ROOT / ".localcloud"))
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for the endpoint to be InService")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("upload")
+    up.add_argument("artifact", type=Path)
+    up.add_argument("--version", required=True)
+    pr = sub.add_parser("promote")
+    pr.add_argument("version")
+    pr.add_argument("--variant", help="production variant to switch (default: the first)")
+    sub.add_parser("rollback")
+    sub.add_parser("status")
+    args = parser.parse_args(argv)
+    make, outputs, region = clients(args)
+    sm, s3, ddb = make("sagemaker"), make("s3"), make("dynamodb")
+    bucket, endpoint, table = outputs["ArtifactsBucketName"], outputs["EndpointName"], outputs.get("StateTableName")
+    try:
+        if args.command == "upload":
+            result = registry.upload(s3, bucket, args.artifact, args.version)
+        elif args.command == "promote":
+            result = registry.promote(sm=sm, s3=s3, ddb=ddb, bucket=bucket, endpoint=endpoint, version=args.version,
+                                      variant=args.variant, state_table=table, region=region, wait=not args.no_wait)
+        elif args.command == "rollback":
+            result = registry.rollback(sm=sm, s3=s3, ddb=ddb, bucket=bucket, endpoint=endpoint, state_table=table,
+                                       wait=not args.no_wait)
+        else:
+            result = registry.read_manifest(s3, bucket) | {
+                "endpoint_config": sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]}
+    except registry.PromotionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
