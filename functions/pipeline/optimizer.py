@@ -17,8 +17,8 @@ cheapest predicted cost per event; among equals, stay nearest the current BatchS
 
 Guard rails: a retrain moves BatchSize by at most MAX_STEP_FACTOR; too little data -> the configured default;
 after a change, the next retrain compares the measured cost per event under the new setting with the setting
-before (at least MIN_COMPARE batches each); if the new one is more than ROLLBACK_TOLERANCE dearer it rolls back,
-records why, and keeps that size out of the candidates for REJECT_SECONDS.
+before at comparable arrival rates (at least MIN_COMPARE batches each); if the new one is more than
+ROLLBACK_TOLERANCE dearer it rolls back, records why, and keeps that size out of the candidates for REJECT_SECONDS.
 
 Needs scikit-learn and numpy (the retrain function runs from the ML container image).
 """
@@ -42,13 +42,17 @@ MIN_RECORDS = 30
 MIN_DISTINCT_SIZES = 3
 MAX_STEP_FACTOR = 2.0          # a retrain moves the batch size by at most x2 or /2
 HISTORY_DAYS = 7
+RECORDS_PER_HOUR = 150         # newest records read per hour of history
 MAX_TRAIN_RECORDS = 5000       # newest records used for training
 RECENT_RECORDS = 100           # the workload now = medians over the newest records
 MIN_COMPARE = 20               # batches needed on each side before judging a change
 ROLLBACK_TOLERANCE = 0.05      # roll back when the new setting's measured cost is > 5 % above the old one
 REJECT_SECONDS = 24 * 3600     # a rolled-back size stays out of the candidates this long
 REJECT_BAND = 0.10             # ... and so do sizes within +-10 % of it
+EVALUATION_SECONDS = 3 * 3600  # a change that found no comparable load within this long is left as inconclusive
 MAX_WINDOW_SECONDS = 300       # Kinesis MaximumBatchingWindowInSeconds limit
+HEADROOM = 1.25               # throughput a setting must have over the arrival rate (queues build near 1.0)
+RATE_QUANTILES = (0.1, 0.9)   # arrival-rate quantiles the SLO must hold at
 POLL_INTERVAL_S = 1.0          # Lambda polls an idle shard once per second
 LAMBDA_OVERHEAD_S = 0.02       # invoke overhead between two process_stream invocations of a shard (estimate)
 FEATURES = ("events", "arrival_rate", "bytes_per_event", "hour", "stream_seconds_per_event",
@@ -72,16 +76,21 @@ class Decision:
     candidates: dict = field(default_factory=dict)   # a few predicted points of the cost curve, for the status
 
 
-def load_cost_records(settings: Settings, days: int = HISTORY_DAYS, limit: int = 20_000) -> list[dict]:
+def load_cost_records(settings: Settings, days: int = HISTORY_DAYS, per_hour: int = RECORDS_PER_HOUR,
+                      now: float | None = None) -> list[dict]:
+    """The newest ``per_hour`` cost records of every hour of the last ``days`` days, oldest first: a busy hour
+    writes thousands of records, and the newest 20,000 would all come from the last minutes of one setting.
+    One Query per hour on the day partition (sort key = ISO time#batch id)."""
+    now = time.time() if now is None else now
     records: list[dict] = []
-    today = datetime.now(tz=timezone.utc)
-    for back in range(days):
-        day = (today - timedelta(days=back)).strftime("%Y-%m-%d")
-        records += store.query(settings.cost_table, limit=limit - len(records), ScanIndexForward=False,
-                               KeyConditionExpression=Key("day").eq(day))
-        if len(records) >= limit:
-            break
-    return sorted(records, key=lambda r: r["recorded_at"])
+    end = datetime.fromtimestamp(now, tz=timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    for back in range(days * 24, 0, -1):
+        start = end - timedelta(hours=back)
+        stop = start + timedelta(hours=1)
+        records += store.query(settings.cost_table, limit=per_hour, ScanIndexForward=False,
+                               KeyConditionExpression=Key("day").eq(start.strftime("%Y-%m-%d"))
+                               & Key("batch_key").between(start.isoformat(), stop.isoformat()))
+    return sorted(records, key=lambda r: float(r["recorded_at"]))
 
 
 def _target_cost(r: dict) -> float:
@@ -106,6 +115,49 @@ def _forest():
     return RandomForestRegressor(n_estimators=60, min_samples_leaf=3, oob_score=True, random_state=0, n_jobs=1)
 
 
+class Hybrid:
+    """A physical baseline fitted by least squares, plus a RandomForest on its residuals. The baseline carries the
+    trend beyond the batch sizes seen so far (a forest alone is flat outside its data, so it would never learn
+    that a larger batch is cheaper until it had tried one); the forest learns what the baseline misses (workload,
+    hour, non-linear effects). Cost per event: c0 / events + c1. Processing latency: l0 + l1 x events."""
+
+    def __init__(self, basis):
+        self.basis = basis
+        self.coef = None
+        self.forest = _forest()
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "Hybrid":
+        b = self.basis(x[:, 0])
+        self.coef, *_ = np.linalg.lstsq(b, y, rcond=None)
+        self.forest.fit(x, y - b @ self.coef)
+        oob = b @ self.coef + self.forest.oob_prediction_
+        self.oob_prediction_ = oob
+        self.oob_score_ = float(1 - np.sum((y - oob) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-300))
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.basis(x[:, 0]) @ self.coef + self.forest.predict(x)
+
+
+def _per_batch_basis(events: np.ndarray) -> np.ndarray:
+    return np.column_stack([1 / np.maximum(events, 1), np.ones(len(events))])
+
+
+def _linear_basis(events: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(len(events)), events])
+
+
+def training_sample(records: list[dict], limit: int = MAX_TRAIN_RECORDS, seed: int = 0) -> list[dict]:
+    """The newest RECENT_RECORDS, and an even sample of the older ones (so the model keeps the settings and
+    hours it saw before, not only the last few minutes of one setting). Oldest first."""
+    if len(records) <= limit:
+        return records
+    rng = np.random.default_rng(seed)
+    older = records[:-RECENT_RECORDS]
+    keep = np.sort(rng.choice(len(older), size=limit - RECENT_RECORDS, replace=False))
+    return [older[i] for i in keep] + records[-RECENT_RECORDS:]
+
+
 def fallback(settings: Settings, reason: str, records: int) -> Decision:
     size = settings.batch_size
     return Decision(size, settings.batching_window_seconds, min(size, settings.invoke_chunk_size),
@@ -123,33 +175,52 @@ def processing_seconds(r: dict) -> float:
 
 
 def predicted_batch(size: np.ndarray, window: int, rate: float, ps_fixed: float, ps_per_event: float):
-    """The batch a (BatchSize, window) produces at ``rate`` events/s per shard, and the p99 wait of its oldest
-    event before process_stream starts. An idle shard is polled once per second (records gather for up to a
-    poll interval, the oldest waits up to one); a busy one is read as soon as process_stream returns (records
-    gather during the previous invocation). Then the window adds what arrives within it, up to BatchSize.
+    """The batch a (BatchSize, window) produces at ``rate`` events/s per shard, the p99 wait of its oldest event
+    before process_stream starts, and whether the shard keeps up.
+
+    A shard's reader waits for process_stream before reading again, so a batch opens with the records that arrived
+    during the previous invocation (g = rate x cycle). If none arrived (probability exp(-g)) the shard idles and
+    is polled once per second, so the next record may wait up to a poll. The window then adds what arrives within
+    it: the batch closes when BatchSize is reached or the window passes. The shard keeps up when BatchSize leaves
+    HEADROOM over the equilibrium batch (backlog closes batches at once, so the window does not matter there).
     Returns (events, wait99, stable) arrays."""
     size = np.asarray(size, dtype=float)
-    if rate <= 0:
-        return np.ones_like(size), np.full_like(size, POLL_INTERVAL_S + window), np.ones_like(size, dtype=bool)
     cycle = ps_fixed + LAMBDA_OVERHEAD_S
-    # busy fixed point: a batch gathers what arrived during the previous batch's processing
-    busy_events = rate * cycle / max(1e-9, 1 - rate * ps_per_event) if rate * ps_per_event < 1 else np.inf
-    busy = rate * (cycle + ps_per_event * np.minimum(size, max(1.0, rate * POLL_INTERVAL_S))) >= 1.0
-    gathered = np.where(busy, busy_events, rate * POLL_INTERVAL_S / 2)          # mean, for the cost
-    events = np.maximum(1.0, np.minimum(size, np.floor(gathered + rate * window)))
-    fill = np.minimum(window, np.maximum(0.0, (events - gathered) / rate))
-    wait99 = np.where(busy, ps_fixed + ps_per_event * events + LAMBDA_OVERHEAD_S, 0.99 * POLL_INTERVAL_S) + fill
-    throughput = events / (ps_fixed + ps_per_event * events + LAMBDA_OVERHEAD_S)
-    stable = throughput >= 1.1 * rate       # else the shard falls behind and the backlog (and latency) grows
+    if rate <= 0:
+        return (np.ones_like(size), np.full_like(size, 0.99 * POLL_INTERVAL_S + window),
+                np.ones_like(size, dtype=bool))
+    if HEADROOM * rate * ps_per_event >= 1:     # even an endless batch cannot keep up
+        return np.array(size), np.full_like(size, np.inf), np.zeros_like(size, dtype=bool)
+    events = np.clip(rate * cycle / (1 - rate * ps_per_event) + rate * window, 1, size)
+    for _ in range(3):                          # batch <-> processing time of the previous batch
+        busy_cycle = cycle + ps_per_event * events
+        gathered = rate * busy_cycle
+        p_idle = np.exp(-gathered)
+        gathered = gathered + p_idle * rate * POLL_INTERVAL_S / 2     # idle shards gather during the poll wait
+        full = gathered + rate * window >= size
+        fill = np.where(full, np.clip((size - gathered) / rate, 0.0, window), float(window))
+        events = np.where(full, size, np.clip(np.floor(gathered + rate * window), 1, size))
+    # p99 of the oldest event's wait: busy, one processing cycle and the fill; when the shard idles more than 1 %
+    # of the time, the poll wait u at the quantile that leaves 1 % overall, during which the batch gathers too
+    # (so it then fills sooner: the oldest waits max(u, min(u + window, time for BatchSize - 1 more records)))
+    u = POLL_INTERVAL_S * np.clip(1 - 0.01 / np.maximum(p_idle, 1e-12), 0.0, 1.0)
+    idle_wait = np.where(p_idle > 0.01, np.maximum(u, np.minimum(u + window, (size - 1) / rate)), 0.0)
+    wait99 = np.maximum(busy_cycle + fill, idle_wait)
+    stable = size >= HEADROOM * rate * cycle / (1 - HEADROOM * rate * ps_per_event)
     return events, wait99, stable
+
+
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, quantiles) -> list[float]:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order]) / max(weights.sum(), 1e-12)
+    return [float(values[order][min(np.searchsorted(cumulative, q), len(values) - 1)]) for q in quantiles]
 
 
 def choose(records: list[dict], settings: Settings, current: int, rejected: dict | None = None,
            now: float | None = None, current_window: int | None = None) -> tuple[Decision, dict | None]:
     """Pure decision logic (no AWS calls): the decision and the fitted models (None when it fell back)."""
     now = time.time() if now is None else now
-    current_window = settings.batching_window_seconds if current_window is None else current_window
-    records = [r for r in records if int(r.get("events", 0)) > 0][-MAX_TRAIN_RECORDS:]
+    records = training_sample([r for r in records if int(r.get("events", 0)) > 0])
     sizes = {int(r["events"]) for r in records}
     if len(records) < MIN_RECORDS or len(sizes) < MIN_DISTINCT_SIZES:
         return fallback(settings, f"too little data: {len(records)} cost records over {len(sizes)} batch sizes "
@@ -157,18 +228,28 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
     x = feature_matrix(records)
     cost = np.asarray([_target_cost(r) for r in records])
     processing = np.asarray([processing_seconds(r) for r in records])
-    cost_model = _forest().fit(x, cost)
-    latency_model = _forest().fit(x, processing)
-    residuals = processing - latency_model.oob_prediction_
-    margin = max(0.0, float(np.quantile(residuals, 0.99)))
+    cost_model = Hybrid(_per_batch_basis).fit(x, cost)
+    latency_model = Hybrid(_linear_basis).fit(x, processing)
+    margin = max(0.0, float(np.quantile(processing - latency_model.oob_prediction_, 0.99)))
     # process_stream seconds = a + b x events (it paces the shard: the next batch waits for it)
     slope, intercept = np.polyfit(x[:, 0], x[:, 0] * x[:, 4], 1)
     ps_fixed, ps_per_event = max(float(intercept), 0.0), max(float(slope), 0.0)
 
     recent = x[-RECENT_RECORDS:]
-    rate = float(np.median(recent[:, 1]))
     workload = np.median(recent, axis=0)
-    workload[3] = datetime.fromtimestamp(now, tz=timezone.utc).hour
+    hour = datetime.fromtimestamp(now, tz=timezone.utc).hour
+    workload[3] = hour
+    # rate scenarios the setting must hold the SLO under until the next retrain: now, and what the records say
+    # about this hour and the next hour of the day (the daily profile, once there is a day of records)
+    # (10th and 90th percentiles, weighted by events: a two-event batch measures its rate poorly; the setting must
+    # hold when the load runs below or above its median)
+    rates = {}
+    history = x[:-RECENT_RECORDS] if len(x) > RECENT_RECORDS else x[:0]
+    for name, rows in (("now", recent), ("this hour", history[history[:, 3] == hour]),
+                       ("next hour", history[history[:, 3] == (hour + 1) % 24])):
+        if name == "now" or len(rows) >= MIN_RECORDS:
+            for q, value in zip(RATE_QUANTILES, weighted_quantiles(rows[:, 1], rows[:, 0], RATE_QUANTILES)):
+                rates[f"{name} p{int(100 * q)}"] = value
     slo = settings.latency_slo_seconds
     max_window = int(min(MAX_WINDOW_SECONDS, max(0, math.floor(slo))))
 
@@ -183,49 +264,63 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
     windows = np.arange(0, max_window + 1)
     cand_size = np.repeat(sizes_grid, len(windows))
     cand_window = np.tile(windows, len(sizes_grid))
-    events = np.empty(len(cand_size))
-    wait99 = np.empty(len(cand_size))
-    stable = np.empty(len(cand_size), dtype=bool)
-    for w in windows:
-        mask = cand_window == w
-        events[mask], wait99[mask], stable[mask] = predicted_batch(cand_size[mask], int(w), rate, ps_fixed,
-                                                                   ps_per_event)
-    grid = np.tile(workload, (len(cand_size), 1))
-    grid[:, 0] = events
-    predicted_cost = cost_model.predict(grid)              # vectorised: one call for every candidate
-    predicted_latency = wait99 + latency_model.predict(grid) + margin
-    ok = stable & (predicted_latency <= slo)
+    ok = np.ones(len(cand_size), dtype=bool)
+    keeps_up = np.ones(len(cand_size), dtype=bool)
+    predicted_cost = np.zeros(len(cand_size))
+    predicted_latency = np.zeros(len(cand_size))
+    events_now = np.zeros(len(cand_size))
+    for scenario, rate in rates.items():
+        events = np.empty(len(cand_size))
+        wait99 = np.empty(len(cand_size))
+        stable = np.empty(len(cand_size), dtype=bool)
+        for w in windows:
+            mask = cand_window == w
+            events[mask], wait99[mask], stable[mask] = predicted_batch(cand_size[mask], int(w), rate, ps_fixed,
+                                                                       ps_per_event)
+        grid = np.tile(workload, (len(cand_size), 1))
+        grid[:, 0], grid[:, 1] = events, rate
+        latency = wait99 + latency_model.predict(grid) + margin   # vectorised: one call for every candidate
+        ok &= stable & (latency <= slo)
+        keeps_up &= stable
+        predicted_cost += cost_model.predict(grid) / len(rates)
+        predicted_latency = np.maximum(predicted_latency, latency)
+        if scenario == "now p90":
+            events_now = events
+    rate_text = ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
     if ok.any():
         cheapest = predicted_cost[ok].min()
-        near = np.flatnonzero(ok & (predicted_cost <= cheapest * (1 + 1e-9)))
-        # among equally cheap candidates (the forest is flat beyond its data) stay nearest the current setting
+        near = np.flatnonzero(ok & (predicted_cost <= cheapest * (1 + 1e-6)))
+        # among equally cheap candidates stay nearest the current setting, then prefer the shorter window
         best = int(near[np.lexsort((cand_window[near], np.abs(cand_size[near] - current)))[0]])
         reason = (f"cheapest predicted tunable cost per event among BatchSize {low}..{high} x window "
-                  f"0..{max_window}s whose predicted p99 latency (wait {wait99[best]:.2f}s + processing, "
-                  f"+{margin:.3f}s out-of-bag error) is within the {slo:g}s SLO, at {rate:.1f} events/s per shard")
-        status = "trained"
-    else:
-        best = int(np.argmin(np.where(stable, predicted_latency, np.inf)) if stable.any()
-                   else np.argmax(cand_size))
+                  f"0..{max_window}s whose predicted p99 latency (wait + processing + {margin:.3f}s out-of-bag "
+                  f"error) is within the {slo:g}s SLO and whose throughput keeps up, at arrival rates per shard "
+                  f"({rate_text} events/s)")
+    elif keeps_up.any():
+        best = int(np.flatnonzero(keeps_up)[np.argmin(predicted_latency[keeps_up])])
         reason = (f"no (BatchSize, window) in {low}..{high} x 0..{max_window}s is predicted within the {slo:g}s "
-                  f"SLO at {rate:.1f} events/s per shard; chose the lowest predicted latency")
-        status = "trained"
+                  f"SLO at arrival rates per shard ({rate_text} events/s); chose the lowest predicted latency "
+                  "among those that keep up with the load")
+    else:
+        best = int(np.flatnonzero(cand_window == 0)[-1])
+        reason = (f"no BatchSize in {low}..{high} keeps up with the load at arrival rates per shard ({rate_text} "
+                  "events/s); chose the largest with no window")
     if active_rejections:
         reason += f"; excluded after rollback: {sorted(active_rejections)}"
     size, window = int(cand_size[best]), int(cand_window[best])
     sel = np.flatnonzero(cand_window == window)
     step = max(1, len(sel) // 8)
-    curve = {str(int(cand_size[i])): {"events": float(events[i]), "cost_per_event": float(predicted_cost[i]),
-                                      "latency_p99": float(predicted_latency[i]), "stable": bool(stable[i])}
-             for i in sorted(set(sel[::step]) | {best})}
+    curve = {str(int(cand_size[i])): {"events": float(events_now[i]), "cost_per_event": float(predicted_cost[i]),
+                                      "latency_p99": float(predicted_latency[i]), "feasible": bool(ok[i])}
+             for i in sorted(set(sel[::step].tolist()) | {best})}
     decision = Decision(
-        size, window, min(size, settings.invoke_chunk_size), reason, len(records), status=status,
-        r2_cost=float(cost_model.oob_score_), r2_latency=float(latency_model.oob_score_),
+        size, window, min(size, settings.invoke_chunk_size), reason, len(records),
+        r2_cost=cost_model.oob_score_, r2_latency=latency_model.oob_score_,
         latency_margin_seconds=margin, predicted_cost_per_event=float(predicted_cost[best]),
         predicted_latency=float(predicted_latency[best]),
         workload=dict(zip(FEATURES[1:], (float(v) for v in workload[1:])))
-        | {"process_stream_fixed_seconds": ps_fixed, "process_stream_seconds_per_event": ps_per_event,
-           "predicted_events_per_batch": float(events[best])},
+        | {"rates": rates, "process_stream_fixed_seconds": ps_fixed,
+           "process_stream_seconds_per_event": ps_per_event, "predicted_events_per_batch": float(events_now[best])},
         candidates=curve)
     return decision, {"cost": cost_model, "latency": latency_model, "features": FEATURES}
 
@@ -237,19 +332,40 @@ def measured_cost(records: list[dict]) -> float | None:
     return sum(_target_cost(r) * int(r["events"]) for r in records) / events
 
 
-def evaluate_change(records: list[dict], last_change: dict) -> dict:
-    """Compare the measured cost per event under the new setting with the setting before it.
-    Returns {"verdict": "pending"|"kept"|"rollback", ...figures}."""
+def evaluate_change(records: list[dict], last_change: dict, now: float | None = None) -> dict:
+    """Compare the measured cost per event under the new setting with the setting before it, at comparable load:
+    batches are grouped by arrival rate (bins x1.5 wide) and only bins both settings saw are compared, weighted
+    by the new setting's events (a change that happened as the load fell would otherwise look dearer).
+    Returns {"verdict": "pending"|"kept"|"rollback"|"inconclusive", ...figures}."""
+    now = time.time() if now is None else now
     applied_at = float(last_change["applied_at"])
     new, old = int(last_change["batch_size"]), int(last_change["previous_batch_size"])
     after = [r for r in records if float(r["recorded_at"]) >= applied_at
              and int(r.get("configured_batch_size", -1)) == new]
     before = [r for r in records if float(r["recorded_at"]) < applied_at
               and int(r.get("configured_batch_size", -1)) == old]
-    result = {"batches_before": len(before), "batches_after": len(after), "from": old, "to": new}
-    if len(after) < MIN_COMPARE or len(before) < MIN_COMPARE:
+
+    def by_bin(rows):
+        bins: dict[int, list[dict]] = {}
+        for r in rows:
+            rate = float(r.get("arrival_rate") or 0.0)
+            bins.setdefault(int(math.floor(math.log(rate) / math.log(1.5))) if rate > 0 else -99, []).append(r)
+        return bins
+
+    b_before, b_after = by_bin(before), by_bin(after)
+    shared = sorted(set(b_before) & set(b_after))
+    matched_before = [r for k in shared for r in b_before[k]]
+    matched_after = [r for k in shared for r in b_after[k]]
+    result = {"batches_before": len(before), "batches_after": len(after), "matched_before": len(matched_before),
+              "matched_after": len(matched_after), "from": old, "to": new}
+    if len(matched_after) < MIN_COMPARE or len(matched_before) < MIN_COMPARE:
+        if now - applied_at > EVALUATION_SECONDS:
+            return result | {"verdict": "inconclusive"}
         return result | {"verdict": "pending"}
-    cost_before, cost_after = measured_cost(before[-len(after) * 4:]), measured_cost(after)
+    weights = {k: sum(int(r["events"]) for r in b_after[k]) for k in shared}
+    total = sum(weights.values())
+    cost_before = sum(weights[k] * measured_cost(b_before[k]) for k in shared) / total
+    cost_after = sum(weights[k] * measured_cost(b_after[k]) for k in shared) / total
     result |= {"cost_per_event_before": cost_before, "cost_per_event_after": cost_after,
                "change": cost_after / cost_before - 1 if cost_before else None}
     if cost_before and cost_after > cost_before * (1 + ROLLBACK_TOLERANCE):
@@ -265,7 +381,7 @@ def decide(records: list[dict], settings: Settings, config: dict, now: float) ->
     current_window = int(config.get("batching_window_seconds", settings.batching_window_seconds))
     last_change = state.get("last_change")
     if last_change and not last_change.get("evaluated"):
-        verdict = evaluate_change(records, last_change)
+        verdict = evaluate_change(records, last_change, now)
         if verdict["verdict"] == "pending":
             decision = Decision(current, current_window, int(config.get("invoke_chunk_size")
                                                              or min(current, settings.invoke_chunk_size)),
@@ -299,7 +415,7 @@ def retrain_and_apply(settings: Settings, now: float | None = None) -> dict:
     config = store.get_item(settings.state_table, {"pk": "config"}) or {}
     current = int(config.get("batch_size") or settings.batch_size)
     current_window = int(config.get("batching_window_seconds", settings.batching_window_seconds))
-    records = load_cost_records(settings)
+    records = load_cost_records(settings, now=now)
     decision, models, state = decide(records, settings, config, now)
     model_key = None
     if models is not None:
