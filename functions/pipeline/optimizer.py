@@ -119,7 +119,8 @@ class Hybrid:
     """A physical baseline fitted by least squares, plus a RandomForest on its residuals. The baseline carries the
     trend beyond the batch sizes seen so far (a forest alone is flat outside its data, so it would never learn
     that a larger batch is cheaper until it had tried one); the forest learns what the baseline misses (workload,
-    hour, non-linear effects). Cost per event: c0 / events + c1. Processing latency: l0 + l1 x events."""
+    hour, non-linear effects). Cost per event: c0 / events + c1. Processing latency: l0 + l1 x events. The
+    coefficients are fitted non-negative (a per-batch cost, a per-event cost, a fixed time, a time per event)."""
 
     def __init__(self, basis):
         self.basis = basis
@@ -128,7 +129,11 @@ class Hybrid:
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "Hybrid":
         b = self.basis(x[:, 0])
-        self.coef, *_ = np.linalg.lstsq(b, y, rcond=None)
+        from scipy.optimize import nnls   # (scipy comes with scikit-learn)
+
+        scale = max(float(np.abs(y).max()), 1e-300)       # both terms are physical: neither may be negative
+        coef, _ = nnls(b, y / scale)
+        self.coef = coef * scale
         self.forest.fit(x, y - b @ self.coef)
         oob = b @ self.coef + self.forest.oob_prediction_
         self.oob_prediction_ = oob
@@ -289,7 +294,7 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
     rate_text = ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
     if ok.any():
         cheapest = predicted_cost[ok].min()
-        near = np.flatnonzero(ok & (predicted_cost <= cheapest * (1 + 1e-6)))
+        near = np.flatnonzero(ok & (predicted_cost <= cheapest + 1e-6 * abs(cheapest)))
         # among equally cheap candidates stay nearest the current setting, then prefer the shorter window
         best = int(near[np.lexsort((cand_window[near], np.abs(cand_size[near] - current)))[0]])
         reason = (f"cheapest predicted tunable cost per event among BatchSize {low}..{high} x window "
