@@ -172,8 +172,12 @@ def measure(repeats: int) -> dict:
         n = np.asarray([p[0] for p in points], dtype=float)
         s = np.asarray([p[1] for p in points])
         slope, intercept = np.polyfit(n, s, 1)
+        if slope < 0:                       # no growth with the batch: a constant (the mean), not a clipped line
+            slope, intercept = 0.0, float(np.mean(s))
+        elif intercept < 0:                 # through the origin
+            slope, intercept = float(np.sum(n * s) / np.sum(n * n)), 0.0
         medians = {size: statistics.median(v for k, v in points if k == size) for size in SIZES}
-        fits[name] = {"a": max(float(intercept), 0.0), "b": max(float(slope), 0.0), "medians": medians}
+        fits[name] = {"a": float(intercept), "b": float(slope), "medians": medians}
     return {"fits": fits, "model_bytes_per_row": statistics.median(row_bytes), "repeats": repeats}
 
 
