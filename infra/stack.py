@@ -648,7 +648,11 @@ class RealtimeInferenceStack(Stack):
             graph("DLQ / quarantine depth", [dlq_depth, quarantine_depth]),
         )
         dashboard.add_widgets(
-            graph("Cost per 1,000 events (USD)", [cost], width=12),
+            graph("Cost per 1,000 events (USD): all lines / tunable by the batch size", [cost],
+                  [custom("TunableCostPerThousandEvents", "Average")], width=6),
+            graph("Batch: configured BatchSize / events / latency (s)",
+                  [custom("ConfiguredBatchSize", "Average"), custom("BatchEvents", "Average")],
+                  [custom("BatchLatencyMax", "p99")], width=6),
             graph("Feature drift (max PSI)", [drift], width=12),
         )
         self.dashboard = dashboard

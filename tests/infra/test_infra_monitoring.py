@@ -80,5 +80,6 @@ def test_dashboard_widgets(synth):
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
     for needle in ("IncomingRecords", "IteratorAge", "Errors", "Duration", "ExecutionsFailed", "ModelLatency",
                    "ApproximateNumberOfMessagesVisible", "EventsProcessed", "CostPerThousandEvents", "BatchSize",
-                   "FeatureDriftMaxPSI", synth.config.metrics_namespace):
+                   "FeatureDriftMaxPSI", "TunableCostPerThousandEvents", "ConfiguredBatchSize", "BatchEvents",
+                   "BatchLatencyMax", synth.config.metrics_namespace):
         assert needle in body, needle
