@@ -1,6 +1,10 @@
 """The cost model: every price line has a source and a check status; lines add up; attribution by time sums to
 the bill."""
+import json
+import time
+
 import pytest
+from boto3.dynamodb.conditions import Key
 
 from pipeline import costs
 
@@ -66,3 +70,35 @@ def test_larger_batches_cost_less_per_event_in_the_per_batch_lines():
     small = costs.batch_cost(_usage(events=10))
     large = costs.batch_cost(_usage(events=500))
     assert large["stepfunctions"] / 500 < small["stepfunctions"] / 10
+
+
+def test_record_cost_writes_one_record_per_batch_and_emf_metrics(aws, lambda_context, capsys):
+    from pipeline import store
+    from record_cost import handler
+
+    now = time.time()
+    state = {"batch_id": "b1", "created_at": now - 0.2, "events": 4, "latency_p50": 0.5, "latency_max": 0.9,
+             "ingest_first": now - 1.2, "ingest_last": now - 0.9, "api_requests": 2,
+             "stages": [{"stage": "process_stream", "seconds": 0.05, "memory_mb": 1024, "events": 4, "bytes": 1000,
+                         "ddb_reads": 6, "ddb_writes": 7},
+                        {"stage": "invoke_model", "seconds": 0.02, "memory_mb": 512, "chunk_size": 4, "calls": 1,
+                         "model_seconds": 0.01, "model_bytes": 600},
+                        {"stage": "store_predictions", "seconds": 0.03, "memory_mb": 512, "ddb_writes": 5}]}
+    store.put_item("state", {"pk": "config", "batch_size": 150, "batching_window_seconds": 0})
+    out = handler.handler(state, lambda_context)
+    [record] = store.query("cost", KeyConditionExpression=Key("day").eq(
+        time.strftime("%Y-%m-%d", time.gmtime(now))))
+    assert out["batch_id"] == "b1" and record["events"] == 4 and record["bytes"] == 1000
+    assert (record["configured_batch_size"], record["configured_window_seconds"]) == (150, 0)
+    assert record["span_seconds"] == pytest.approx(4 / (3 / 0.3), rel=1e-3)      # 4 events at 10 events/s
+    assert record["arrival_rate"] == pytest.approx(10.0, rel=1e-3)
+    # execution started 0.2 s ago after 0.05 s of process_stream; the oldest event was ingested 1.2 s ago
+    assert record["wait_seconds"] == pytest.approx(1.2 - 0.2 - 0.05, abs=1e-3)
+    assert record["cost_usd"]["apigateway"] == pytest.approx(2 * costs.prices()["apigateway_http_request"])
+    assert record["cost_per_event_usd"] == pytest.approx(record["cost_usd"]["total"] / 4)
+    assert 0 < record["tunable_cost_per_event_usd"] < record["cost_per_event_usd"]
+    assert set(record["stage_seconds"]) == {"process_stream", "invoke_model", "store_predictions", "record_cost"}
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    names = {m["Name"] for blob in emf for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"CostPerThousandEvents", "TunableCostPerThousandEvents", "ConfiguredBatchSize", "BatchEvents",
+            "BatchLatencyMax"} <= names
