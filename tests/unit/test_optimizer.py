@@ -103,6 +103,11 @@ def mapping(aws, monkeypatch):
     return lam, uuid
 
 
+def _last_full_hour() -> float:
+    """Start of the last full hour: tests that seed records in one hour do not depend on the clock."""
+    return (time.time() // 3600 - 1) * 3600
+
+
 def _seed(records):
     """As record_cost writes them: partition = UTC day, sort key = ISO time#batch id."""
     for n, r in enumerate(records):
@@ -112,7 +117,7 @@ def _seed(records):
 
 def test_retrain_applies_the_mapping_chunk_size_and_saves_the_model(mapping):
     lam, uuid = mapping
-    now = time.time()
+    now = _last_full_hour() + 3600 + 10               # 400 records inside one hour: the newest 150 are read
     _seed(_records(list(range(10, 501, 10)), start=now - 1000))
     result = optimizer.retrain_and_apply(settings(), now=now)
     assert result["status"] == "trained" and result["applied"] and 220 <= result["batch_size"] <= 260
@@ -186,7 +191,7 @@ def test_the_api_shows_the_optimizer_state_r2_chosen_size_and_why(mapping, lambd
 
     status, body = get("/model/status")
     assert status == 200 and body["optimizer"]["status"] == "not trained yet"
-    now = time.time()
+    now = _last_full_hour() + 3600 + 10               # 400 records inside one hour: the newest 150 are read
     _seed(_records(list(range(10, 501, 10)), start=now - 1000))
     result = optimizer.retrain_and_apply(settings(), now=now)
     status, body = get("/model/status")
@@ -217,10 +222,11 @@ def test_the_model_extrapolates_the_per_batch_trend_beyond_the_sizes_seen():
 
 
 def test_cost_records_are_read_across_the_hours_of_the_history(aws):
-    now = time.time()
+    hour = _last_full_hour()
+    now = hour + 3600 + 10
     # a busy recent hour (500 records) must not crowd out the hours before it
-    _seed(_records([100], n=500, start=now - 600, configured=100))
-    _seed(_records([300], n=50, start=now - 3 * 3600, configured=300))
+    _seed(_records([100], n=500, start=hour + 60, configured=100))
+    _seed(_records([300], n=50, start=hour - 2 * 3600 + 60, configured=300))
     records = optimizer.load_cost_records(settings(), now=now)
     assert {r["batch_size"] for r in records} == {100, 300}
     assert sum(r["batch_size"] == 100 for r in records) == optimizer.RECORDS_PER_HOUR
