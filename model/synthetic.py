@@ -16,6 +16,7 @@ EVENT_MIX_HIGH_INTENT = {"view": 0.35, "click": 0.2, "add_to_cart": 0.2, "purcha
                          "logout": 0.05}
 DEVICES = ("mobile", "desktop", "tablet")
 CATEGORIES = ("grocery", "electronics", "fashion", "travel", "games")
+RATE_PER_HOUR = (0.5, 12.0)  # each user's event rate is uniform in this range: 6.25 events/h on average
 
 
 @dataclass
@@ -28,7 +29,13 @@ class User:
 
 def make_users(count: int, rng: random.Random, prefix: str = "user") -> list[User]:
     return [User(f"{prefix}-{i:05d}", rng.betavariate(2, 5), rng.choices(DEVICES, (0.6, 0.3, 0.1))[0],
-                 rng.uniform(0.5, 12.0)) for i in range(count)]
+                 rng.uniform(*RATE_PER_HOUR)) for i in range(count)]
+
+
+def users_for(events: int, hours: float) -> int:
+    """How many users send about ``events`` events in ``hours`` hours (10 % headroom, so a stream cut at
+    ``events`` covers nearly the whole span)."""
+    return max(1, math.ceil(1.1 * events / (sum(RATE_PER_HOUR) / 2 * hours)))
 
 
 def make_event(user: User, ts: float, rng: random.Random, event_id: str) -> dict:

@@ -1,7 +1,7 @@
 """`make run`: start the embedded local cloud, deploy the synthesized stack into it, drive a workload through
 the HTTP API end to end and print a report. Exits 0 only when every accepted event is accounted for.
 
-    python scripts/demo.py [--events 6000] [--rate 600] [--users 400] [--seed 7] [--cdk-out cdk.out]
+    python scripts/demo.py [--events 6000] [--rate 600] [--users N] [--history-hours 24] [--seed 7] [--cdk-out cdk.out]
 """
 from __future__ import annotations
 
@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=6000)
     parser.add_argument("--rate", type=float, default=600.0, help="events per second sent to the API")
-    parser.add_argument("--users", type=int, default=400)
+    parser.add_argument("--users", type=int, help="default: as many as send --events in --history-hours")
+    parser.add_argument("--history-hours", type=float, default=24.0,
+                        help="hours of event time the load replays (see scripts/loadgen.py)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cdk-out", default=str(ROOT / "cdk.out"))
     parser.add_argument("--api-port", type=int, default=0, help="0 = any free port")
@@ -107,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{cloud.endpoint_url} (function logs in .localcloud/logs/)")
         pipeline = Pipeline(cloud)
 
-        log(f"sending {args.events} events at {args.rate:g}/s from {args.users} users "
-            "(2% invalid, 2% duplicates) ...")
-        load = loadgen.run(cloud.api_url, args.events, args.rate, users=args.users, seed=args.seed,
+        users = args.users or (loadgen.users_for(args.events, args.history_hours) if args.history_hours else 300)
+        log(f"sending {args.events} events at {args.rate:g}/s from {users} users, replaying {args.history_hours:g} h "
+            "of event time (2% invalid, 2% duplicates) ...")
+        load = loadgen.run(cloud.api_url, args.events, args.rate, users=users, seed=args.seed,
+                           history_hours=args.history_hours,
                            progress=lambda done, n: done % 1000 == 0 and log(f"  sent {done}/{n}"))
         log(f"sent {load.sent} in {load.seconds:.1f} s: accepted {load.accepted}, rejected {load.rejected}, "
             f"failed {load.failed}")

@@ -1,11 +1,18 @@
 """Load generator: synthetic events to the HTTP API at a target rate.
 
-    python scripts/loadgen.py --url http://127.0.0.1:8000 --rate 500 --duration 10 --users 300 \
-        --bad-fraction 0.02 --duplicate-fraction 0.02 --seed 7
+    python scripts/loadgen.py --url http://127.0.0.1:8000 --rate 500 --events 5000 --seed 7
 
-Events come from the same seeded synthetic stream the model was trained on (model/synthetic.py), stamped with
-the current time. A fraction are deliberately invalid (the API must reject them with reasons) and a fraction are
-resent with an event_id already sent (client retries: the pipeline must count them once).
+Events come from the same seeded synthetic stream the model was trained on (model/synthetic.py). By default the
+generator replays ``--history-hours`` (24) of event time: a population of users sized to send ``--events`` events
+in that span, each event stamped with its place in the span, sent in event-time order as fast as ``--rate`` allows.
+The per-user features (events in the last hour and day, gaps between events) then have the distribution the model
+was trained on, so the drift monitor has nothing to report; stamping every event with the current time instead
+(``--history-hours 0``) packs a day of activity into seconds and does drift. Latency is measured from the API's
+ingest time, not the event timestamp, so a replay does not distort it.
+
+A fraction are deliberately invalid (the API must reject them with reasons) and a fraction are resent with an
+event_id already sent (client retries: the pipeline must count them once). User ids carry the seed, so a run with
+another seed does not arrive as late events for the users of an earlier run.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from model.synthetic import make_event, make_users  # noqa: E402
+from model.synthetic import make_event, make_users, stream, users_for  # noqa: E402
 
 BAD_EVENT_KINDS = (
     lambda e: {k: v for k, v in e.items() if k != "user_id"},
@@ -50,18 +57,36 @@ class LoadResult:
         return len(self.accepted_ids)
 
 
-def generate(count: int, users: int, seed: int, bad_fraction: float, duplicate_fraction: float,
-             id_prefix: str = "evt"):
-    """Yield (event, kind) with kind in {"good", "bad", "duplicate"}; deterministic for a seed."""
+def generate(count: int, users: int | None, seed: int, bad_fraction: float, duplicate_fraction: float,
+             id_prefix: str = "evt", history_hours: float = 24.0, now: float | None = None):
+    """Yield ``count`` (event, kind) pairs with kind in {"good", "bad", "duplicate"}; deterministic for a seed
+    (and ``now``).
+
+    ``history_hours`` > 0 replays that span of event time ending at ``now``; ``users`` defaults to as many as send
+    ``count`` events in the span (more users fill it sooner, and the replay stops at ``count``). With
+    ``history_hours`` = 0 every event is stamped with the time it is generated."""
     rng = random.Random(seed)
-    population = make_users(users, rng)
+    now = time.time() if now is None else now
+    if history_hours > 0:
+        users = users or users_for(count, history_hours)
+        timed = ((e["timestamp"], e) for e in stream(make_users(users, rng, f"user{seed}"),
+                                                       now - history_hours * 3600, history_hours * 3600, rng))
+    else:
+        population = make_users(users or 300, rng, f"user{seed}")
+        timed = ((None, make_event(rng.choice(population), 0.0, rng, "")) for _ in range(count))
     sent_good: list[dict] = []
     for n in range(count):
         roll = rng.random()
         if sent_good and roll < duplicate_fraction:
             yield dict(rng.choice(sent_good)), "duplicate"
             continue
-        event = make_event(rng.choice(population), time.time(), rng, f"{id_prefix}-{seed}-{n:07d}")
+        try:
+            ts, event = next(timed)
+        except StopIteration:
+            raise ValueError(f"{users} users send fewer than {count} events in {history_hours:g} h of event time: "
+                             "use more users (or leave --users out to size the population)") from None
+        event = event | {"event_id": f"{id_prefix}-{seed}-{n:07d}",
+                         "timestamp": round(time.time() if ts is None else ts, 3)}
         if roll < duplicate_fraction + bad_fraction:
             yield rng.choice(BAD_EVENT_KINDS)(event), "bad"
         else:
@@ -76,15 +101,15 @@ def post_events(url: str, events: list[dict], timeout: float = 30.0) -> dict:
         return json.loads(response.read())
 
 
-def run(url: str, events: int, rate: float, users: int = 300, seed: int = 7, bad_fraction: float = 0.02,
-        duplicate_fraction: float = 0.02, per_request: int = 50, concurrency: int = 4,
+def run(url: str, events: int, rate: float, users: int | None = None, seed: int = 7, bad_fraction: float = 0.02,
+        duplicate_fraction: float = 0.02, per_request: int = 50, concurrency: int = 4, history_hours: float = 24.0,
         progress=None) -> LoadResult:
     """Send ``events`` events at ``rate`` events/s in requests of ``per_request`` events."""
     result = LoadResult()
     lock = threading.Lock()
     batches: list[list[tuple[dict, str]]] = []
     current: list[tuple[dict, str]] = []
-    for item in generate(events, users, seed, bad_fraction, duplicate_fraction):
+    for item in generate(events, users, seed, bad_fraction, duplicate_fraction, history_hours=history_hours):
         current.append(item)
         if len(current) == per_request:
             batches.append(current)
@@ -137,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="events per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (events = rate x duration)")
     parser.add_argument("--events", type=int, help="number of events (overrides --duration)")
-    parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--users", type=int,
+                        help="users in the population (default: as many as send --events in --history-hours; 300 "
+                             "with --history-hours 0)")
+    parser.add_argument("--history-hours", type=float, default=24.0,
+                        help="hours of event time to replay (0: stamp each event with the current time)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--bad-fraction", type=float, default=0.02)
     parser.add_argument("--duplicate-fraction", type=float, default=0.02)
@@ -149,9 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.per_request <= 500:
         parser.error("--per-request must be 1..500")
     total = args.events or int(args.rate * args.duration)
-    result = run(args.url, total, args.rate, args.users, args.seed, args.bad_fraction, args.duplicate_fraction,
-                 args.per_request, args.concurrency,
-                 progress=lambda done, n: print(f"\rsent {done}/{n}", end="", file=sys.stderr, flush=True))
+    if args.history_hours < 0:
+        parser.error("--history-hours must be >= 0")
+    try:
+        result = run(args.url, total, args.rate, args.users, args.seed, args.bad_fraction, args.duplicate_fraction,
+                     args.per_request, args.concurrency, args.history_hours,
+                     progress=lambda done, n: print(f"\rsent {done}/{n}", end="", file=sys.stderr, flush=True))
+    except ValueError as exc:
+        parser.error(str(exc))
     print(file=sys.stderr)
     print(json.dumps({"sent": result.sent, "accepted": result.accepted, "unique_accepted": result.unique_accepted,
                       "rejected": result.rejected, "failed": result.failed, "bad_sent": result.bad_sent,

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         events = load_file(args.file)
     else:
         events = [e for e, _ in generate(args.count, users=5, seed=args.seed, bad_fraction=0, duplicate_fraction=0,
-                                         id_prefix="manual")]
+                                         id_prefix="manual", history_hours=0)]
         if args.user:
             events = [e | {"user_id": args.user} for e in events]
     accepted = 0

@@ -71,9 +71,14 @@ class Decision:
     r2_latency: float | None = None
     latency_margin_seconds: float | None = None
     predicted_cost_per_event: float | None = None
-    predicted_latency: float | None = None
+    predicted_latency: float | None = None    # None: no bound (the chosen setting does not keep up)
     workload: dict = field(default_factory=dict)
     candidates: dict = field(default_factory=dict)   # a few predicted points of the cost curve, for the status
+
+
+def _finite(value: float) -> float | None:
+    """None for a latency with no bound (a setting that does not keep up: its queue grows without limit)."""
+    return float(value) if math.isfinite(value) else None
 
 
 def load_cost_records(settings: Settings, days: int = HISTORY_DAYS, per_hour: int = RECORDS_PER_HOUR,
@@ -316,13 +321,13 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
     sel = np.flatnonzero(cand_window == window)
     step = max(1, len(sel) // 8)
     curve = {str(int(cand_size[i])): {"events": float(events_now[i]), "cost_per_event": float(predicted_cost[i]),
-                                      "latency_p99": float(predicted_latency[i]), "feasible": bool(ok[i])}
+                                      "latency_p99": _finite(predicted_latency[i]), "feasible": bool(ok[i])}
              for i in sorted(set(sel[::step].tolist()) | {best})}
     decision = Decision(
         size, window, min(size, settings.invoke_chunk_size), reason, len(records),
         r2_cost=cost_model.oob_score_, r2_latency=latency_model.oob_score_,
         latency_margin_seconds=margin, predicted_cost_per_event=float(predicted_cost[best]),
-        predicted_latency=float(predicted_latency[best]),
+        predicted_latency=_finite(predicted_latency[best]),
         workload=dict(zip(FEATURES[1:], (float(v) for v in workload[1:])))
         | {"rates": rates, "process_stream_fixed_seconds": ps_fixed,
            "process_stream_seconds_per_event": ps_per_event, "predicted_events_per_batch": float(events_now[best])},

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from decimal import Decimal
 from typing import Any, Iterable
@@ -12,8 +13,19 @@ BATCH_GET_LIMIT = 100
 
 
 def to_item(value: Any) -> Any:
-    """Python data -> DynamoDB resource types (floats become Decimal)."""
-    return json.loads(json.dumps(value), parse_float=Decimal)
+    """Python data -> DynamoDB resource types (floats become Decimal). DynamoDB has no NaN or infinity: a
+    non-finite number is a bug upstream, reported with where it is."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False), parse_float=Decimal)
+    except ValueError:
+        raise ValueError(f"DynamoDB cannot store a non-finite number (at {_non_finite(value)})") from None
+
+
+def _non_finite(value: Any, path: str = "item") -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path} = {value}"
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    return next((found for key, child in children if (found := _non_finite(child, f"{path}[{key!r}]"))), None)
 
 
 def from_item(value: Any) -> Any:

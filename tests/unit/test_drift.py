@@ -14,7 +14,9 @@ from drift_data import event_features
 from localcloud.alarms import evaluate_alarm
 from model import train
 from pipeline import drift, store
-from pipeline.features import FEATURE_NAMES
+from pipeline.events import Event
+from pipeline.features import FEATURE_NAMES, FeatureState
+from scripts import loadgen
 
 THRESHOLD = 0.25      # cdk.json alarms.driftPsi
 
@@ -96,6 +98,21 @@ def test_monitor_drift_publishes_and_the_alarm_changes_state(aws, monkeypatch, b
     # (the no-drift run's datapoint is in the same 5-minute period: Maximum is the shifted run's)
 
 
+def test_the_recent_sample_is_uniform_over_the_window_not_the_oldest_events(aws):
+    # moto scans in insertion order: the first 1,500 ledger rows (events_1h = 0) arrived before the last 1,500
+    # (events_1h = 1); a sample of 1,000 must hold both about equally
+    width = len(FEATURE_NAMES)
+    old = _ledger(np.zeros((1500, width)), "old")
+    new = _ledger(np.ones((1500, width)), "new")
+    store.batch_put("events", old, ("event_id",))
+    store.batch_put("events", new, ("event_id",))
+    from pipeline.settings import settings
+
+    matrix = drift.recent_features(settings(), limit=1000, rng=np.random.default_rng(3))
+    assert matrix.shape == (1000, width)
+    assert 0.4 < matrix[:, 0].mean() < 0.6
+
+
 def test_pytorch_artifacts_carry_the_baseline_too(baseline, tmp_path):
     from model import train_pytorch
 
@@ -103,3 +120,24 @@ def test_pytorch_artifacts_carry_the_baseline_too(baseline, tmp_path):
     model, metrics = train_pytorch.train(x, y, seed=2, epochs=1)
     artifact = train_pytorch.write_artifact(model, metrics, baseline, tmp_path, "v1", list(FEATURE_NAMES))
     assert drift.baseline_from_tarball(artifact.read_bytes()) == json.loads(json.dumps(baseline))
+
+
+def _features_of(events) -> np.ndarray:
+    states: dict[str, FeatureState] = {}
+    rows = []
+    for raw, kind in events:
+        if kind == "good":
+            event = Event.model_validate(raw)
+            rows.append(states.setdefault(event.user_id, FeatureState("v1")).add(event))
+    return np.asarray(rows, dtype=float)
+
+
+def test_the_demo_load_replays_event_time_and_does_not_drift(baseline):
+    """`make run` sends loadgen's default workload; a replay of 24 h of event time has the training distribution,
+    while stamping every event with the current time (a day of activity in seconds) is drift."""
+    replay = _features_of(loadgen.generate(6000, None, seed=7, bad_fraction=0.02, duplicate_fraction=0.02))
+    live = _features_of(loadgen.generate(6000, None, seed=7, bad_fraction=0.02, duplicate_fraction=0.02,
+                                         history_hours=0))
+    assert len(replay) > 5500 and len(live) > 5500
+    assert _max(drift.compare(baseline, replay), "psi") < THRESHOLD
+    assert _max(drift.compare(baseline, live), "psi") > THRESHOLD

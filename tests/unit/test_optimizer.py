@@ -2,6 +2,7 @@
 import json
 import random
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 import boto3
@@ -54,7 +55,17 @@ def test_optimizer_respects_the_latency_slo(monkeypatch):
     loose, _ = optimizer.choose(_records(list(range(10, 501, 10))), settings(), current=200, now=NOW)
     assert tight.predicted_latency <= 1.0 < loose.predicted_latency <= 2.0, (tight, loose)
     assert tight.workload["predicted_events_per_batch"] < loose.workload["predicted_events_per_batch"]
-    assert all(c["latency_p99"] > 1.0 for c in tight.candidates.values() if not c["feasible"])
+    assert all(c["latency_p99"] is None or c["latency_p99"] > 1.0 for c in tight.candidates.values()
+               if not c["feasible"])
+
+
+def test_when_no_setting_keeps_up_the_largest_is_chosen_and_the_decision_can_be_stored():
+    # processing takes 1 ms per event (at most ~1,000 events/s per shard) and 5,000 events/s arrive: every
+    # setting's queue grows without bound, so no latency is predicted (None, not infinity: DynamoDB stores no inf)
+    decision, _ = optimizer.choose(_records(list(range(10, 501, 10)), rate=5000.0), settings(), current=200, now=NOW)
+    assert "keeps up" in decision.reason and decision.batch_size == 400, decision
+    assert decision.predicted_latency is None
+    store.to_item(asdict(decision))
 
 
 def test_the_step_per_retrain_is_bounded():
