@@ -343,16 +343,13 @@ class Adaptive:
                   for r in [r for r in self.buckets[hour] if r["recorded_at"] <= now][-optimizer.RECORDS_PER_HOUR:]]
         decision, _, state = optimizer.decide(recent, self.settings, self.config, now)
         self.fit_seconds.append(time.process_time() - started)
-        current = int(self.config["batch_size"])
-        if decision.status != "rollback" and decision.batch_size != current:
-            state["last_change"] = {"applied_at": now, "batch_size": decision.batch_size,
-                                    "previous_batch_size": current,
-                                    "previous_window_seconds": self.config["batching_window_seconds"],
-                                    "evaluated": False}
+        state = optimizer.record_change(state, decision, int(self.config["batch_size"]),
+                                        int(self.config["batching_window_seconds"]), now)
         self.config = {"batch_size": decision.batch_size, "batching_window_seconds": decision.batching_window_seconds,
                        "optimizer_state": state}
         self.decisions.append({"t": t, "batch_size": decision.batch_size, "window": decision.batching_window_seconds,
-                               "status": decision.status, "r2_cost": decision.r2_cost,
+                               "status": decision.status, "purpose": decision.purpose, "reason": decision.reason,
+                               "r2_cost": decision.r2_cost,
                                "r2_latency": decision.r2_latency})
 
 

@@ -15,7 +15,9 @@ to B), with its p99 wait. Predicted latency = wait + predicted processing + the 
 model's out-of-bag error. Keep candidates within the SLO whose throughput keeps up with the arrival rate; take the
 cheapest predicted cost per event; among equals, stay nearest the current BatchSize, then the shorter window.
 
-Guard rails: a retrain moves BatchSize by at most MAX_STEP_FACTOR; too little data -> the configured default;
+Guard rails: a retrain moves BatchSize by at most MAX_STEP_FACTOR, measured down from the batches the current
+setting reaches (p90 of its recent batches: a BatchSize they never reach is not binding) and up from BatchSize,
+unless no setting within that bound is predicted to hold the SLO (then the nearest one that is); too little data -> the configured default;
 after a change, the next retrain compares the measured cost per event under the new setting with the setting
 before at comparable arrival rates (at least MIN_COMPARE batches each); if the new one is more than
 ROLLBACK_TOLERANCE dearer it rolls back, records why, and keeps that size out of the candidates for REJECT_SECONDS.
@@ -34,6 +36,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 from boto3.dynamodb.conditions import Key
+from scipy.special import gammaincinv
 
 from . import aws, store
 from .settings import Settings
@@ -67,6 +70,7 @@ class Decision:
     reason: str
     records: int
     status: str = "trained"              # trained | fallback | rollback | waiting
+    purpose: str = "cost"                # cost: the cheapest within the step bound | slo: moved to hold the SLO
     r2_cost: float | None = None
     r2_latency: float | None = None
     latency_margin_seconds: float | None = None
@@ -184,6 +188,15 @@ def processing_seconds(r: dict) -> float:
     return max(0.0, float(r["latency_max"]) - wait_seconds(r))
 
 
+def arrival_time99(count: np.ndarray, rate: float) -> np.ndarray:
+    """The 99th percentile of the time Poisson arrivals at ``rate``/s take to bring ``count`` more records (a
+    Gamma(count, 1/rate) quantile). The mean, count / rate, is what a window is filled in half the time: the p99
+    wait of a batch that closes when full must use the slow fills (measured in bench.cost_optimizer: with the mean,
+    BatchSize 25 and a 2 s window at ~20 events/s held a 2 s SLO in 59-91 % of an hour's batches)."""
+    count = np.maximum(np.asarray(count, dtype=float), 0.0)
+    return np.where(count > 0, gammaincinv(np.maximum(count, 1e-9), 0.99) / rate, 0.0)
+
+
 def predicted_batch(size: np.ndarray, window: int, rate: float, ps_fixed: float, ps_per_event: float):
     """The batch a (BatchSize, window) produces at ``rate`` events/s per shard, the p99 wait of its oldest event
     before process_stream starts, and whether the shard keeps up.
@@ -208,13 +221,13 @@ def predicted_batch(size: np.ndarray, window: int, rate: float, ps_fixed: float,
         p_idle = np.exp(-gathered)
         gathered = gathered + p_idle * rate * POLL_INTERVAL_S / 2     # idle shards gather during the poll wait
         full = gathered + rate * window >= size
-        fill = np.where(full, np.clip((size - gathered) / rate, 0.0, window), float(window))
+        fill = np.where(full, np.clip(arrival_time99(size - gathered, rate), 0.0, window), float(window))
         events = np.where(full, size, np.clip(np.floor(gathered + rate * window), 1, size))
     # p99 of the oldest event's wait: busy, one processing cycle and the fill; when the shard idles more than 1 %
     # of the time, the poll wait u at the quantile that leaves 1 % overall, during which the batch gathers too
     # (so it then fills sooner: the oldest waits max(u, min(u + window, time for BatchSize - 1 more records)))
     u = POLL_INTERVAL_S * np.clip(1 - 0.01 / np.maximum(p_idle, 1e-12), 0.0, 1.0)
-    idle_wait = np.where(p_idle > 0.01, np.maximum(u, np.minimum(u + window, (size - 1) / rate)), 0.0)
+    idle_wait = np.where(p_idle > 0.01, np.maximum(u, np.minimum(u + window, arrival_time99(size - 1, rate))), 0.0)
     wait99 = np.maximum(busy_cycle + fill, idle_wait)
     stable = size >= HEADROOM * rate * cycle / (1 - HEADROOM * rate * ps_per_event)
     return events, wait99, stable
@@ -263,9 +276,15 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
     slo = settings.latency_slo_seconds
     max_window = int(min(MAX_WINDOW_SECONDS, max(0, math.floor(slo))))
 
-    low = max(settings.min_batch_size, int(current / MAX_STEP_FACTOR))
+    # the step bound is measured from the batches the current setting makes: a BatchSize above the batches it
+    # never reaches (a window or the load closes them first) is not binding, and lowering it to them changes nothing
+    window_now = settings.batching_window_seconds if current_window is None else current_window
+    in_force = [r["events"] for r in records[-RECENT_RECORDS:] if int(r.get("configured_batch_size", -1)) == current
+                and int(r.get("configured_window_seconds", window_now)) == window_now]
+    reached = min(current, float(np.quantile(in_force, 0.9))) if in_force else current
+    low = max(settings.min_batch_size, int(reached / MAX_STEP_FACTOR))
     high = min(settings.max_batch_size, int(current * MAX_STEP_FACTOR))
-    sizes_grid = np.arange(low, high + 1)
+    sizes_grid = np.arange(settings.min_batch_size, settings.max_batch_size + 1)
     active_rejections = {int(s): until for s, until in (rejected or {}).items() if float(until) > now}
     for size in active_rejections:
         sizes_grid = sizes_grid[np.abs(sizes_grid - size) > REJECT_BAND * size]
@@ -297,34 +316,46 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
         if scenario == "now p90":
             events_now = events
     rate_text = ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
-    if ok.any():
-        cheapest = predicted_cost[ok].min()
-        near = np.flatnonzero(ok & (predicted_cost <= cheapest + 1e-6 * abs(cheapest)))
+    in_step = (cand_size >= low) & (cand_size <= high)
+    purpose = "cost"
+    if (ok & in_step).any():
+        cheapest = predicted_cost[ok & in_step].min()
+        near = np.flatnonzero(ok & in_step & (predicted_cost <= cheapest + 1e-6 * abs(cheapest)))
         # among equally cheap candidates stay nearest the current setting, then prefer the shorter window
         best = int(near[np.lexsort((cand_window[near], np.abs(cand_size[near] - current)))[0]])
         reason = (f"cheapest predicted tunable cost per event among BatchSize {low}..{high} x window "
                   f"0..{max_window}s whose predicted p99 latency (wait + processing + {margin:.3f}s out-of-bag "
                   f"error) is within the {slo:g}s SLO and whose throughput keeps up, at arrival rates per shard "
                   f"({rate_text} events/s)")
+    elif ok.any():
+        # holding the SLO outranks the step bound: take the feasible setting nearest the bound, then the cheapest
+        distance = np.maximum(np.log(low / cand_size), np.log(cand_size / high)).clip(0.0)
+        near = np.flatnonzero(ok & (distance <= distance[ok].min() + 1e-9))
+        best, purpose = int(near[np.argmin(predicted_cost[near])]), "slo"
+        reason = (f"no (BatchSize, window) in the step bound {low}..{high} x 0..{max_window}s is predicted within "
+                  f"the {slo:g}s SLO at arrival rates per shard ({rate_text} events/s); moved beyond it to the "
+                  "nearest setting that is (the cheapest of those)")
     elif keeps_up.any():
         best = int(np.flatnonzero(keeps_up)[np.argmin(predicted_latency[keeps_up])])
-        reason = (f"no (BatchSize, window) in {low}..{high} x 0..{max_window}s is predicted within the {slo:g}s "
-                  f"SLO at arrival rates per shard ({rate_text} events/s); chose the lowest predicted latency "
-                  "among those that keep up with the load")
+        purpose = "slo"
+        reason = (f"no (BatchSize, window) in {settings.min_batch_size}..{settings.max_batch_size} x "
+                  f"0..{max_window}s is predicted within the {slo:g}s SLO at arrival rates per shard ({rate_text} "
+                  "events/s); chose the lowest predicted latency among those that keep up with the load")
     else:
-        best = int(np.flatnonzero(cand_window == 0)[-1])
-        reason = (f"no BatchSize in {low}..{high} keeps up with the load at arrival rates per shard ({rate_text} "
-                  "events/s); chose the largest with no window")
+        best, purpose = int(np.flatnonzero(cand_window == 0)[-1]), "slo"
+        reason = (f"no BatchSize in {settings.min_batch_size}..{settings.max_batch_size} keeps up with the load at "
+                  f"arrival rates per shard ({rate_text} events/s); chose the largest with no window")
     if active_rejections:
         reason += f"; excluded after rollback: {sorted(active_rejections)}"
     size, window = int(cand_size[best]), int(cand_window[best])
     sel = np.flatnonzero(cand_window == window)
     step = max(1, len(sel) // 8)
     curve = {str(int(cand_size[i])): {"events": float(events_now[i]), "cost_per_event": float(predicted_cost[i]),
-                                      "latency_p99": _finite(predicted_latency[i]), "feasible": bool(ok[i])}
+                                      "latency_p99": _finite(predicted_latency[i]), "keeps_up": bool(keeps_up[i]),
+                                      "feasible": bool(ok[i])}
              for i in sorted(set(sel[::step].tolist()) | {best})}
     decision = Decision(
-        size, window, min(size, settings.invoke_chunk_size), reason, len(records),
+        size, window, min(size, settings.invoke_chunk_size), reason, len(records), purpose=purpose,
         r2_cost=cost_model.oob_score_, r2_latency=latency_model.oob_score_,
         latency_margin_seconds=margin, predicted_cost_per_event=float(predicted_cost[best]),
         predicted_latency=_finite(predicted_latency[best]),
@@ -391,8 +422,19 @@ def decide(records: list[dict], settings: Settings, config: dict, now: float) ->
     current_window = int(config.get("batching_window_seconds", settings.batching_window_seconds))
     last_change = state.get("last_change")
     if last_change and not last_change.get("evaluated"):
-        verdict = evaluate_change(records, last_change, now)
+        if last_change.get("purpose") == "slo":
+            # a move made to hold the SLO or keep up with the load is not undone for costing more
+            verdict = {"verdict": "kept", "reason": "made to hold the SLO: not judged on cost",
+                       "from": int(last_change["previous_batch_size"]), "to": int(last_change["batch_size"])}
+        else:
+            verdict = evaluate_change(records, last_change, now)
         if verdict["verdict"] == "pending":
+            decision, models = choose(records, settings, current, rejected=rejected, now=now,
+                                      current_window=current_window)
+            if decision.purpose == "slo":       # the load changed: holding the SLO cannot wait for the verdict
+                state["last_change"] = dict(last_change, evaluated=True,
+                                            evaluation=verdict | {"verdict": "superseded"})
+                return decision, models, state | {"rejected": rejected}
             decision = Decision(current, current_window, int(config.get("invoke_chunk_size")
                                                              or min(current, settings.invoke_chunk_size)),
                                 f"waiting for {MIN_COMPARE} batches under BatchSize {verdict['to']} and under "
@@ -418,6 +460,16 @@ def decide(records: list[dict], settings: Settings, config: dict, now: float) ->
     decision, models = choose(records, settings, current, rejected=rejected, now=now,
                               current_window=current_window)
     return decision, models, state | {"rejected": rejected}
+
+
+def record_change(state: dict, decision: Decision, current: int, current_window: int, now: float) -> dict:
+    """The optimizer state after applying ``decision``: a new BatchSize chosen by the model becomes the change
+    the next retrain judges (a rollback is not itself judged)."""
+    if decision.status != "rollback" and decision.batch_size != current:
+        state = state | {"last_change": {"applied_at": now, "batch_size": decision.batch_size,
+                                         "previous_batch_size": current, "previous_window_seconds": current_window,
+                                         "purpose": decision.purpose, "evaluated": False}}
+    return state
 
 
 def retrain_and_apply(settings: Settings, now: float | None = None) -> dict:
@@ -446,10 +498,7 @@ def retrain_and_apply(settings: Settings, now: float | None = None) -> dict:
         aws.client("lambda").update_event_source_mapping(
             UUID=settings.event_source_mapping_id, BatchSize=decision.batch_size,
             MaximumBatchingWindowInSeconds=decision.batching_window_seconds)
-    if changed and decision.status != "rollback" and decision.batch_size != current:
-        state["last_change"] = {"applied_at": now, "batch_size": decision.batch_size,
-                                "previous_batch_size": current, "previous_window_seconds": current_window,
-                                "evaluated": False}
+    state = record_change(state, decision, current, current_window, now)
     optimizer = asdict(decision) | {"trained_at": now, "model_s3_key": model_key, "previous_batch_size": current,
                                     "applied": changed}
     history = (config.get("history") or [])[-47:] + [{"at": now, "batch_size": decision.batch_size,

@@ -3,6 +3,7 @@
 CSV bodies invoke_model sends (pipeline/model_client.to_csv) and the answers it parses (parse_scores)."""
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +42,22 @@ def test_xgboost_artifact_through_the_stand_in_scores_like_the_in_memory_booster
     assert content_type == "text/csv"
     expected = booster.predict(xgboost.DMatrix(x[:300]))
     assert np.allclose(parse_scores(body), expected, rtol=0, atol=1e-6)
+
+
+def test_the_xgboost_artifact_is_json_written_by_the_xgboost_of_the_deployed_container(dataset, tmp_path):
+    """How we know the built-in container loads it: the container tag names its xgboost (3.0-5 = xgboost 3.0.5) and
+    the artifact is XGBoost JSON (which any xgboost >= 1.0 reads) written by that very version."""
+    from infra.config import Config
+
+    x, y = dataset
+    booster, metrics = train.train(x, y, seed=3, rounds=2)
+    artifact = train.write_artifact(booster, metrics, {}, tmp_path)
+    with tarfile.open(artifact) as archive:
+        assert archive.getnames() == ["xgboost-model"]
+        model = json.load(archive.extractfile("xgboost-model"))
+    context = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
+    tag = Config.from_mapping(context).xgboost_image_tag      # cdk.json xgboostImageTag
+    assert ".".join(str(part) for part in model["version"]) == xgboost.__version__ == tag.replace("-", ".")
 
 
 def test_pytorch_artifact_layout(torch_model):

@@ -55,15 +55,15 @@ def test_optimizer_respects_the_latency_slo(monkeypatch):
     loose, _ = optimizer.choose(_records(list(range(10, 501, 10))), settings(), current=200, now=NOW)
     assert tight.predicted_latency <= 1.0 < loose.predicted_latency <= 2.0, (tight, loose)
     assert tight.workload["predicted_events_per_batch"] < loose.workload["predicted_events_per_batch"]
-    assert all(c["latency_p99"] is None or c["latency_p99"] > 1.0 for c in tight.candidates.values()
-               if not c["feasible"])
+    assert all(not c["keeps_up"] or c["latency_p99"] > 1.0 for c in tight.candidates.values() if not c["feasible"])
 
 
 def test_when_no_setting_keeps_up_the_largest_is_chosen_and_the_decision_can_be_stored():
     # processing takes 1 ms per event (at most ~1,000 events/s per shard) and 5,000 events/s arrive: every
-    # setting's queue grows without bound, so no latency is predicted (None, not infinity: DynamoDB stores no inf)
+    # setting's queue grows without bound, so no latency is predicted (None, not infinity: DynamoDB stores no inf),
+    # and the largest batch drains fastest: the step bound does not hold it back
     decision, _ = optimizer.choose(_records(list(range(10, 501, 10)), rate=5000.0), settings(), current=200, now=NOW)
-    assert "keeps up" in decision.reason and decision.batch_size == 400, decision
+    assert "keeps up" in decision.reason and decision.batch_size == settings().max_batch_size, decision
     assert decision.predicted_latency is None
     store.to_item(asdict(decision))
 
@@ -147,13 +147,13 @@ def test_retrain_applies_the_mapping_chunk_size_and_saves_the_model(mapping):
     assert metrics["r2_cost_oob"] == pytest.approx(result["r2_cost"]) and metrics["records"] == result["records"] >= 150
 
 
-def _change_applied(now, old=200, new=400):
+def _change_applied(now, old=200, new=400, purpose="cost"):
     store.put_item("state", {"pk": "config", "batch_size": new, "batching_window_seconds": 1,
                              "invoke_chunk_size": 100,
                              "optimizer_state": {"last_change": {"applied_at": now - 500, "batch_size": new,
                                                                  "previous_batch_size": old,
                                                                  "previous_window_seconds": 1,
-                                                                 "evaluated": False}}})
+                                                                 "purpose": purpose, "evaluated": False}}})
 
 
 def test_a_bad_retrain_is_rolled_back(mapping):
@@ -174,6 +174,32 @@ def test_a_bad_retrain_is_rolled_back(mapping):
     decision, _ = optimizer.choose(_records(list(range(10, 501, 10)), optimum=400), settings(), current=200,
                                    rejected=state["rejected"], now=now)
     assert abs(decision.batch_size - 400) > 40 and "excluded after rollback" in decision.reason
+
+
+def test_a_change_made_to_hold_the_slo_is_not_rolled_back_for_costing_more(mapping):
+    lam, uuid = mapping
+    now = time.time()
+    _seed(_records([200], n=60, start=now - 1000, configured=200, optimum=200))
+    _seed(_records([400], n=60, start=now - 400, configured=400, optimum=400, cost_scale=1.3))
+    _change_applied(now, purpose="slo")         # 30 % dearer, but it was made because 200 would not keep up
+    result = optimizer.retrain_and_apply(settings(), now=now)
+    assert result["status"] != "rollback", result
+    state = store.get_item("state", {"pk": "config"})["optimizer_state"]
+    assert state["last_evaluation"]["verdict"] == "kept" and "SLO" in state["last_evaluation"]["reason"]
+    assert not state.get("rollbacks")
+
+
+def test_holding_the_slo_does_not_wait_for_the_verdict_on_the_last_change():
+    # the last change (20 -> 10) has 50 batches under 10 and none under 20 at this load: its verdict is pending,
+    # but 600 events/s arrive and 10 cannot keep up: the move to hold the SLO is made now
+    records = _records(list(range(10, 501, 10)), start=NOW - 7200, rate=600.0) + _in_force(10, 0, 10, rate=600.0)
+    config = {"batch_size": 10, "batching_window_seconds": 0,
+              "optimizer_state": {"last_change": {"applied_at": NOW - 550, "batch_size": 10, "previous_batch_size": 20,
+                                                  "previous_window_seconds": 0, "purpose": "cost",
+                                                  "evaluated": False}}}
+    decision, _, state = optimizer.decide(records, settings(), config, NOW)
+    assert decision.status == "trained" and decision.purpose == "slo" and decision.batch_size > 20, decision
+    assert state["last_change"]["evaluation"]["verdict"] == "superseded"
 
 
 def test_a_good_change_is_kept_and_a_young_one_waits(mapping):
@@ -242,3 +268,31 @@ def test_cost_records_are_read_across_the_hours_of_the_history(aws):
     assert {r["batch_size"] for r in records} == {100, 300}
     assert sum(r["batch_size"] == 100 for r in records) == optimizer.RECORDS_PER_HOUR
     assert [r["recorded_at"] for r in records] == sorted(r["recorded_at"] for r in records)
+
+
+def _in_force(size: int, window: int, events: int, n: int = 100, start: float = NOW - 600, rate: float = 20.0):
+    """The newest records: what the setting in force made of the load."""
+    return [{"batch_size": events, "events": events, "bytes": 200 * events, "recorded_at": start + i,
+             "configured_batch_size": size, "configured_window_seconds": window, "arrival_rate": rate,
+             "stage_seconds": {"process_stream": 0.001 * events, "invoke_model": 0.0002 * events},
+             "cost_per_event_usd": 1e-6, "tunable_cost_per_event_usd": 1e-6 * (1 + ((events - 240) / 200) ** 2),
+             "latency_max": 0.2 + events / 1000} for i in range(n)]
+
+
+def test_the_step_bound_counts_from_the_batches_the_setting_reaches_not_an_unreached_batch_size(monkeypatch):
+    # BatchSize 448 with no window at 20 events/s makes batches of ~5 events: 448 is never reached, so the step
+    # bound counts down from 5 and the optimizer may take a small BatchSize with a window (bigger batches, cheaper)
+    monkeypatch.setenv("LATENCY_SLO_SECONDS", "2")
+    records = _records(list(range(10, 501, 10)), start=NOW - 7200, rate=20.0) + _in_force(448, 0, 5)
+    decision, _ = optimizer.choose(records, settings(), current=448, now=NOW, current_window=0)
+    assert "among BatchSize 10..896" in decision.reason or "among BatchSize 10..500" in decision.reason, decision
+    assert decision.batching_window_seconds >= 1 and decision.batch_size < 224, decision
+    assert decision.predicted_latency <= 2.0
+
+
+def test_holding_the_slo_outranks_the_step_bound():
+    # BatchSize 10 at 600 events/s: nothing within 10..20 keeps up; move to the nearest size that holds the SLO
+    records = _records(list(range(10, 501, 10)), start=NOW - 7200, rate=600.0) + _in_force(10, 0, 10, rate=600.0)
+    decision, _ = optimizer.choose(records, settings(), current=10, now=NOW, current_window=0)
+    assert "moved beyond it" in decision.reason and decision.batch_size > 20, decision
+    assert decision.predicted_latency <= settings().latency_slo_seconds
