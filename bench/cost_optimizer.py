@@ -387,8 +387,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default=str(ROOT / ".bench" / "cost_optimizer.json"))
     parser.add_argument("--max-step", type=float, default=None,
                         help="ablation: override the optimizer's step bound per retrain (default: its own, x2)")
+    parser.add_argument("--rate-quantiles", default=None,
+                        help="ablation: the arrival-rate quantiles the SLO must hold at, e.g. 0.25,0.9 (default: the "
+                             "optimizer's own, 0.1,0.9)")
     args = parser.parse_args(argv)
     from pipeline import optimizer
+    if args.rate_quantiles:
+        optimizer.RATE_QUANTILES = tuple(float(q) for q in args.rate_quantiles.split(","))
+        print(f"ablation: SLO held at arrival-rate quantiles {optimizer.RATE_QUANTILES}")
     if args.max_step:
         optimizer.MAX_STEP_FACTOR = args.max_step
         print(f"ablation: step bound per retrain x{args.max_step:g} (the optimizer's own is x2)")
