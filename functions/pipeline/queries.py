@@ -166,7 +166,7 @@ def _optimizer_view(settings: Settings, config: dict) -> dict:
     if not decision:
         return view | {"status": "not trained yet", "reason": "no retrain has run; the deployed defaults apply"}
     return view | {
-        "status": decision.get("status"), "reason": decision.get("reason"),
+        "status": decision.get("status"), "purpose": decision.get("purpose"), "reason": decision.get("reason"),
         "trained_at": decision.get("trained_at"), "records": decision.get("records"),
         "r2_cost": decision.get("r2_cost"), "r2_latency": decision.get("r2_latency"),
         "latency_margin_seconds": decision.get("latency_margin_seconds"),

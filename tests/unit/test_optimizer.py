@@ -235,7 +235,8 @@ def test_the_api_shows_the_optimizer_state_r2_chosen_size_and_why(mapping, lambd
     view = body["optimizer"]
     assert view["status"] == "trained" and view["batch_size"] == result["batch_size"] == body["batch_size"]
     assert view["r2_cost"] == pytest.approx(result["r2_cost"]) and view["r2_cost"] > 0.8
-    assert "cheapest predicted" in view["reason"] and view["history"][-1]["batch_size"] == result["batch_size"]
+    assert "cheapest predicted" in view["reason"] and view["purpose"] == "cost"
+    assert view["history"][-1]["batch_size"] == result["batch_size"]
     assert view["last_change"]["previous_batch_size"] == 200
     status, body = get("/batches/recent", limit="5")
     assert status == 200 and len(body["batches"]) == 5
