@@ -71,7 +71,7 @@ def cloud(tmp_path_factory):
     out.add("AgeMapping", "AWS::Lambda::EventSourceMapping", {
         "FunctionName": {"Ref": "AgeFunction"}, "EventSourceArn": {"Fn::GetAtt": ["StreamC", "Arn"]},
         "BatchSize": 10, "StartingPosition": "TRIM_HORIZON", "MaximumRetryAttempts": -1,
-        "MaximumRecordAgeInSeconds": 1,
+        "MaximumRecordAgeInSeconds": 3,   # > the 1 s idle poll: the first read comes before expiry
         "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": ["AgeDlq", "Arn"]}}}})
     with LocalCloud(cdk_out=out.write(), state_dir=root / "state", api_port=0, run_schedules=False,
                     retry_base=0.02) as c:
