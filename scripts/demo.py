@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{cloud.endpoint_url} (function logs in .localcloud/logs/)")
         pipeline = Pipeline(cloud)
 
-        users = args.users or (loadgen.users_for(args.events, args.history_hours) if args.history_hours else 300)
+        users = loadgen.population_size(args.events, args.users, args.history_hours)
         log(f"sending {args.events} events at {args.rate:g}/s from {users} users, replaying {args.history_hours:g} h "
             "of event time (2% invalid, 2% duplicates) ...")
         load = loadgen.run(cloud.api_url, args.events, args.rate, users=users, seed=args.seed,

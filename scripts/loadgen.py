@@ -57,6 +57,12 @@ class LoadResult:
         return len(self.accepted_ids)
 
 
+def population_size(count: int, users: int | None, history_hours: float) -> int:
+    """``users`` if given, else as many as send ``count`` events in a replay of ``history_hours`` (300 when every
+    event is stamped with the current time)."""
+    return users or (users_for(count, history_hours) if history_hours > 0 else 300)
+
+
 def generate(count: int, users: int | None, seed: int, bad_fraction: float, duplicate_fraction: float,
              id_prefix: str = "evt", history_hours: float = 24.0, now: float | None = None):
     """Yield ``count`` (event, kind) pairs with kind in {"good", "bad", "duplicate"}; deterministic for a seed
@@ -67,13 +73,12 @@ def generate(count: int, users: int | None, seed: int, bad_fraction: float, dupl
     ``history_hours`` = 0 every event is stamped with the time it is generated."""
     rng = random.Random(seed)
     now = time.time() if now is None else now
+    users = population_size(count, users, history_hours)
+    population = make_users(users, rng, f"user{seed}")
     if history_hours > 0:
-        users = users or users_for(count, history_hours)
-        timed = ((e["timestamp"], e) for e in stream(make_users(users, rng, f"user{seed}"),
-                                                       now - history_hours * 3600, history_hours * 3600, rng))
+        events = stream(population, now - history_hours * 3600, history_hours * 3600, rng)
     else:
-        population = make_users(users or 300, rng, f"user{seed}")
-        timed = ((None, make_event(rng.choice(population), 0.0, rng, "")) for _ in range(count))
+        events = (make_event(rng.choice(population), time.time(), rng, "") for _ in range(count))
     sent_good: list[dict] = []
     for n in range(count):
         roll = rng.random()
@@ -81,12 +86,10 @@ def generate(count: int, users: int | None, seed: int, bad_fraction: float, dupl
             yield dict(rng.choice(sent_good)), "duplicate"
             continue
         try:
-            ts, event = next(timed)
+            event = next(events) | {"event_id": f"{id_prefix}-{seed}-{n:07d}"}
         except StopIteration:
             raise ValueError(f"{users} users send fewer than {count} events in {history_hours:g} h of event time: "
                              "use more users (or leave --users out to size the population)") from None
-        event = event | {"event_id": f"{id_prefix}-{seed}-{n:07d}",
-                         "timestamp": round(time.time() if ts is None else ts, 3)}
         if roll < duplicate_fraction + bad_fraction:
             yield rng.choice(BAD_EVENT_KINDS)(event), "bad"
         else:

@@ -21,9 +21,14 @@ def event_features(users: int, hours: float, seed: int, shifted: bool = False) -
             user.intent = min(1.0, user.intent + 0.4)
             user.rate_per_hour *= 3
             user.device = "desktop"
+    return features_of(stream(population, time.time() - hours * 3600, hours * 3600, rng))
+
+
+def features_of(events) -> np.ndarray:
+    """Per-event feature vectors of raw events, in the order given, as the pipeline computes them."""
     states: dict[str, FeatureState] = {}
     rows = []
-    for raw in stream(population, time.time() - hours * 3600, hours * 3600, rng):
+    for raw in events:
         event = Event.model_validate(raw)
         rows.append(states.setdefault(event.user_id, FeatureState("v1")).add(event))
     return np.asarray(rows, dtype=float)

@@ -128,14 +128,15 @@ def recent_features(settings: Settings, limit: int = SAMPLE_LIMIT, window_second
     since = (now if now is not None else _time.time()) - window_seconds
     width = len(FEATURE_NAMES)
     table = aws.table(settings.events_table)
+    query = {"ProjectionExpression": "features", "FilterExpression": "#s = :accepted AND #ts >= :since",
+             "ExpressionAttributeNames": {"#s": "status", "#ts": "ts"},
+             "ExpressionAttributeValues": {":accepted": "accepted", ":since": store.to_item(since)},
+             "TotalSegments": SCAN_SEGMENTS}
     rows: list[list[float]] = []
     for segment in rng.permutation(SCAN_SEGMENTS):
         if len(rows) >= limit:
             break
-        kwargs = {"ProjectionExpression": "features", "FilterExpression": "#s = :accepted AND #ts >= :since",
-                  "ExpressionAttributeNames": {"#s": "status", "#ts": "ts"},
-                  "ExpressionAttributeValues": {":accepted": "accepted", ":since": store.to_item(since)},
-                  "Segment": int(segment), "TotalSegments": SCAN_SEGMENTS}
+        kwargs = query | {"Segment": int(segment)}
         while True:
             response = table.scan(**kwargs)
             for item in response.get("Items", []):

@@ -10,12 +10,11 @@ import boto3
 import numpy as np
 import pytest
 
-from drift_data import event_features
+from drift_data import event_features, features_of
 from localcloud.alarms import evaluate_alarm
 from model import train
 from pipeline import drift, store
-from pipeline.events import Event
-from pipeline.features import FEATURE_NAMES, FeatureState
+from pipeline.features import FEATURE_NAMES
 from scripts import loadgen
 
 THRESHOLD = 0.25      # cdk.json alarms.driftPsi
@@ -123,13 +122,7 @@ def test_pytorch_artifacts_carry_the_baseline_too(baseline, tmp_path):
 
 
 def _features_of(events) -> np.ndarray:
-    states: dict[str, FeatureState] = {}
-    rows = []
-    for raw, kind in events:
-        if kind == "good":
-            event = Event.model_validate(raw)
-            rows.append(states.setdefault(event.user_id, FeatureState("v1")).add(event))
-    return np.asarray(rows, dtype=float)
+    return features_of(raw for raw, kind in events if kind == "good")
 
 
 def test_the_demo_load_replays_event_time_and_does_not_drift(baseline):
