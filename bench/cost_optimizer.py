@@ -216,7 +216,7 @@ class Pipeline:
             usage = costs.BatchUsage(
                 events=k, event_bytes=250 * k, lambda_stages=stages, sfn_seconds=self.sfn[k],
                 model_seconds=self.model[k], model_bytes=int(self.model_bytes_per_row * k),
-                ddb_reads=int(k + users[k]) + 1, ddb_writes=int(k + users[k] + 1) + (k + 1) + 2)
+                ddb_rru=int(k + users[k]) + 1, ddb_wru=int(k + users[k] + 1) + (k + 1) + 2)
             cost = costs.batch_cost(usage, deployment)
             self.tunable[k] = cost["tunable"]
             for line, value in cost.items():

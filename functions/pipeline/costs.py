@@ -18,9 +18,14 @@ then add up to the shard's wall-clock time, so the attributed shard cost sums to
 shared by the shards the same way (span / shard count). Neither changes with the batch size at a given arrival
 rate, which is why they are not in the optimizer's target.
 
+DynamoDB is priced by request units as the functions meter them (pipeline/store.py ``metered``): 1 WRU per
+started 1 KB of each item written (twice for a prediction: the table and its by_user index), 1 RRU per started
+4 KB of each item read strongly consistent, half that eventually consistent. S3 requests of the batch journal and
+of large payloads are priced per request.
+
 Not modelled: free tiers, volume tiers, data transfer out, the API function's own duration (not measured per
-batch), DynamoDB item sizes above 1 KB (one WRU per item written, one RRU per item read), CloudWatch custom
-metric-months and alarms (monthly fixed costs).
+batch), S3 storage of the journal (days of retention), CloudWatch custom metric-months and alarms (monthly fixed
+costs).
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ SFN_BILLING_INCREMENT_S = 0.1              # Express: duration rounded up to 100
 LAMBDA_BILLING_INCREMENT_S = 0.001         # Lambda: 1 ms
 SHARD_POLL_INTERVAL_S = 1.0                # Lambda polls an idle shard once per second
 LOG_BYTES_PER_INVOCATION = 1500            # START/END/REPORT + one Powertools log line + one EMF blob (estimate)
-TUNABLE = ("lambda", "stepfunctions", "sagemaker_serverless", "dynamodb", "cloudwatch")
+TUNABLE = ("lambda", "stepfunctions", "sagemaker_serverless", "dynamodb", "cloudwatch", "s3_requests")
 ATTRIBUTED = ("kinesis_put", "kinesis_shard", "apigateway", "sagemaker_instance")
 
 
@@ -78,8 +83,10 @@ class BatchUsage:
     sfn_seconds: float = 0.0
     model_seconds: float = 0.0
     model_bytes: int = 0
-    ddb_reads: int = 0
-    ddb_writes: int = 0
+    ddb_rru: float = 0.0                       # read request units (pipeline/store.py meters them)
+    ddb_wru: float = 0.0                       # write request units
+    s3_puts: int = 0
+    s3_gets: int = 0
     span_seconds: float = 0.0                  # stream time the batch covers on its shard (see module doc)
     api_requests: int = 0                      # ingest requests that carried the batch's events
     log_bytes: int | None = None               # None: LOG_BYTES_PER_INVOCATION per Lambda invocation
@@ -113,8 +120,9 @@ def batch_cost(usage: BatchUsage, deployment: Deployment | None = None) -> dict[
         cost["sagemaker_serverless"] = data_gb * p["sagemaker_data_processed_gb"]   # data processed still applies
         cost["sagemaker_instance"] = (usage.span_seconds / max(d.shards, 1) / 3600
                                       * hour_price * d.instance_count * d.variants)
-    cost["dynamodb"] = (usage.ddb_reads * p["dynamodb_read_request_unit"]
-                        + usage.ddb_writes * p["dynamodb_write_request_unit"])
+    cost["dynamodb"] = (usage.ddb_rru * p["dynamodb_read_request_unit"]
+                        + usage.ddb_wru * p["dynamodb_write_request_unit"])
+    cost["s3_requests"] = usage.s3_puts * p["s3_put_request"] + usage.s3_gets * p["s3_get_request"]
     log_bytes = usage.log_bytes if usage.log_bytes is not None \
         else LOG_BYTES_PER_INVOCATION * max(len(usage.lambda_stages), 1)
     cost["cloudwatch"] = log_bytes / 1e9 * p["cloudwatch_logs_ingestion_gb"]

@@ -18,7 +18,7 @@ MAX_FUTURE_SKEW_SECONDS = 300
 
 
 class Event(BaseModel):
-    """One user event. ``timestamp`` is normalised to epoch seconds (float, UTC)."""
+    """One user event. ``timestamp`` is normalised to epoch seconds (float, UTC, to the millisecond)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -61,7 +61,7 @@ def parse_timestamp(value: Any) -> float:
         raise ValueError("timestamp must be ISO-8601 or epoch seconds")
     if not math.isfinite(ts) or ts < 0:
         raise ValueError("timestamp must be a finite, non-negative epoch time")
-    return ts
+    return round(ts, 3)  # event time is kept to the millisecond (the feature tiles store milliseconds)
 
 
 def error_messages(exc: ValidationError) -> list[str]:

@@ -1,33 +1,50 @@
-"""Per-user streaming features, versioned as named feature sets.
+"""Per-user streaming features, versioned as named feature sets, kept as bounded time tiles.
 
 - ``v1`` (15 features): 1 h / 24 h windows, the event itself, time since the previous event.
-- ``v2`` (v1 + 10): adds 6 h and 7 d windows, gap-based sessions and an engagement score. v1 keeps working:
-  a v2 vector starts with the v1 vector, and each set has its own state (the features table is keyed by
-  user and feature set), so a model trained on v1 is served v1 while a v2 model is rolled out.
+- ``v2`` (v1 + 10): adds 6 h and 7 d windows, gap-based sessions and an engagement score. A v2 vector starts
+  with the v1 vector, and each set has its own state (the features table is keyed by user and feature set).
 
-Semantics (event time, README "Event time"):
-- A user's state holds their events of the retention window (the longest window + the allowed lateness),
-  sorted by event time. An event's feature vector describes the windows that END AT THE EVENT'S OWN TIME,
-  (ts - w, ts], over the user's events that arrived before it or with it. An out-of-order event lands in the
-  right place: later events see it in their windows by its event time.
+Both sets are at revision ``FEATURE_REVISION`` 2, "tiled" (README "Features"): a user's state is a fixed set of
+time tiles, not a list of events, so its size and the work per event do not grow with the user's activity.
+
+State: pre-aggregated tiles (Chronon's sawtooth windows, Tecton's and Feast's tiled aggregations).
+- fine tiles of 5 minutes for the recent hours (the "hot" part, rewritten on every batch), rolled up into
+- hourly tiles for the rest of the retention (the "cold" part, rewritten about once an hour).
+A tile holds counts (events, purchases, views, clicks), the purchase amount sum, engagement points, the devices
+seen (bit mask), its first and last event time, and for hourly tiles the session gaps inside it.
+
+Semantics (event time; timestamps are kept to the millisecond, pipeline/events.py):
+- Window w of an event at time ts covers the tiles from ``floor(ts - w, r)`` up to and including the event's own
+  5-minute tile, with r = 5 minutes for the 1 h window and 1 hour for the 6 h, 24 h and 7 d windows. So a window
+  starts at tile resolution (it is between w and w + r long: a sawtooth) and, for an event that arrives out of
+  order, also counts the events of its own 5-minute tile that are later than it. For events in order (the usual
+  case) the window end is exact.
+- Every window counts the user's on-time events that arrived before the event, and the event itself.
 - Allowed lateness: an event older than ``ALLOWED_LATENESS_SECONDS`` relative to the newest event time seen for
-  the user is LATE. It is still scored (on the windows as they are) and reported (counted, flagged in the
-  ledger and the prediction), but it does not change the state, so it never makes other events' windows
-  depend on how late it came.
-- seconds_since_prev: to the previous event by event time, if it is within the set's longest window (24 h for
-  v1, 7 d for v2); otherwise, and for a user's first event, 7 days.
-- Sessions: consecutive events (by event time) less than ``SESSION_GAP_SECONDS`` apart form a session.
+  the user is LATE. It is still scored (on the tiles as they are, its own event counted, as a session of its own)
+  and reported, but it does not change the state.
+- seconds_since_prev: ts minus the newest event time seen before it, when that is earlier and within the set's
+  longest window (24 h for v1, 7 d for v2); 0 for an event that arrives after a newer one (out of order);
+  7 days for a user's first event or after a longer gap.
+- Sessions: consecutive events (by event time) less than ``SESSION_GAP_SECONDS`` apart form a session. A 5-minute
+  tile can hold no gap that long, so session boundaries are found exactly between tiles, and inside hourly tiles
+  when they are rolled up. session_events / session_seconds describe the session of the event's own tile (all of
+  its events), over the tiles up to it; sessions_24h counts the sessions in the 24 h window.
 - Engagement score (0-100, over 24 h): 100 * (1 - exp(-points / 50)) with points = 1 per view, 2 per click,
-  5 per add_to_cart, 10 per purchase, 0 for login/logout. 50 points (e.g. 5 purchases) give 63.
+  5 per add_to_cart, 10 per purchase, 0 for login/logout.
 Training (model/train.py) and serving both call ``FeatureState.observe``: one definition, no train/serve skew.
 """
 from __future__ import annotations
 
-import bisect
-import json
 import math
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+import struct
+import zlib
+from array import array
+from bisect import bisect_left, bisect_right, insort
+from dataclasses import dataclass
+from functools import reduce
+from itertools import accumulate
+from operator import or_
 
 from .events import DEVICE_TYPES, EVENT_TYPES, PRIORITIES, Event
 
@@ -63,6 +80,7 @@ V2_EXTRA_NAMES = (
 FEATURE_SETS: dict[str, tuple[str, ...]] = {"v1": V1_NAMES, "v2": V1_NAMES + V2_EXTRA_NAMES}
 FEATURE_SET = "v1"  # the default set (cdk.json "featureSet" chooses the deployed one)
 FEATURE_NAMES = FEATURE_SETS[FEATURE_SET]
+FEATURE_REVISION = 2  # 1: exact windows over every event kept; 2: tiled windows (this module). Models record it.
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -71,12 +89,36 @@ ALLOWED_LATENESS_SECONDS = HOUR
 LONGEST_WINDOW = {"v1": DAY, "v2": WEEK}
 SESSION_GAP_SECONDS = 30 * 60
 NO_PREVIOUS_EVENT = 7 * DAY  # seconds_since_prev for a user's first event
-ENGAGEMENT_POINTS = {"view": 1.0, "click": 2.0, "add_to_cart": 5.0, "purchase": 10.0, "login": 0.0, "logout": 0.0}
+ENGAGEMENT_POINTS = {"view": 1, "click": 2, "add_to_cart": 5, "purchase": 10, "login": 0, "logout": 0}
 ENGAGEMENT_SCALE = 50.0
+
+FINE_SECONDS = 300            # 5-minute tiles for the recent hours
+HOURLY_SECONDS = 3600         # hourly tiles for the rest of the retention
+# (window seconds, resolution seconds) of each window
+WINDOW_1H, WINDOW_6H, WINDOW_24H, WINDOW_7D = (3600, 300), (6 * 3600, 3600), (24 * 3600, 3600), (7 * 24 * 3600, 3600)
+
+_MS = 1000
+_FINE_MS = FINE_SECONDS * _MS
+_HOUR_MS = HOURLY_SECONDS * _MS
+_PER_HOUR = HOURLY_SECONDS // FINE_SECONDS
+_LATE_MS = int(ALLOWED_LATENESS_SECONDS * _MS)
+_GAP_MS = SESSION_GAP_SECONDS * _MS
+# Fine tiles are kept while an on-time event's 1 h window can reach them: an on-time event is at most the
+# lateness older than the newest event, and its 1 h window starts up to 1 h + 5 min before it.
+_FINE_KEEP_MS = _LATE_MS + WINDOW_1H[0] * _MS
 _PURCHASE = EVENT_TYPES.index("purchase")
 _VIEW = EVENT_TYPES.index("view")
 _CLICK = EVENT_TYPES.index("click")
 _POINTS = tuple(ENGAGEMENT_POINTS[t] for t in EVENT_TYPES)
+_SET_CODES = {"v1": 1, "v2": 2}
+_FORMAT = 1  # binary layout version of to_bytes / cold_bytes
+
+# Tile columns (fine and hourly tiles share the first nine; hourly tiles add the session columns).
+N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES, FIRST, LAST = range(9)
+GAPS, TAIL_N, TAIL_FIRST = 9, 10, 11
+_FINE_COLUMNS = 9
+_HOURLY_COLUMNS = 12
+_INT_COLUMNS = (N, PURCHASES, VIEWS, CLICKS, POINTS, DEVICES, GAPS, TAIL_N)
 
 
 class FeatureSetError(ValueError):
@@ -91,12 +133,24 @@ def feature_names(feature_set: str) -> tuple[str, ...]:
 
 
 def retention_seconds(feature_set: str) -> float:
+    """How far back (event time, from the newest event) a user's tiles reach: the longest window, its tile
+    resolution and the allowed lateness."""
     feature_names(feature_set)
-    return LONGEST_WINDOW[feature_set] + ALLOWED_LATENESS_SECONDS
+    return LONGEST_WINDOW[feature_set] + HOURLY_SECONDS + ALLOWED_LATENESS_SECONDS
+
+
+def to_millis(ts: float) -> int:
+    return int(round(ts * _MS))
 
 
 def _code(values: tuple[str, ...], value: str | None) -> int:
     return values.index(value) if value is not None else -1
+
+
+def _window_start_fine(ts_ms: int, window: tuple[int, int]) -> int:
+    """The first 5-minute tile of a window: floor(ts - w, r), as a fine tile index."""
+    width, resolution = window[0] * _MS, window[1] * _MS
+    return (ts_ms - width) // resolution * resolution // _FINE_MS
 
 
 @dataclass
@@ -105,121 +159,402 @@ class Observation:
     late: bool
 
 
-@dataclass
+class _Tier:
+    """Tiles of one resolution as parallel columns sorted by tile index (a few dozen to ~200 tiles)."""
+
+    __slots__ = ("keys", "cols", "_prefix")
+
+    def __init__(self, columns: int):
+        self.keys: list[int] = []
+        self.cols: list[list] = [[] for _ in range(columns)]
+        self._prefix: dict | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def insert(self, position: int, key: int, row: list) -> None:
+        self.keys.insert(position, key)
+        for column, value in zip(self.cols, row):
+            column.insert(position, value)
+        self._prefix = None
+
+    def drop_first(self, count: int) -> None:
+        del self.keys[:count]
+        for column in self.cols:
+            del column[:count]
+        self._prefix = None
+
+    def window(self, lo: int, hi: int) -> tuple:
+        """(events, purchases, views, clicks, amount, points, devices) over tiles [lo, hi), cached until the tier
+        changes: for the hourly tier the same few windows are asked for by every event of an hour."""
+        found = self._cache().get((lo, hi))
+        if found is None:
+            cols = self.cols
+            found = self._prefix[(lo, hi)] = (
+                sum(cols[N][lo:hi]), sum(cols[PURCHASES][lo:hi]), sum(cols[VIEWS][lo:hi]), sum(cols[CLICKS][lo:hi]),
+                sum(cols[AMOUNT][lo:hi]), sum(cols[POINTS][lo:hi]), reduce(or_, cols[DEVICES][lo:hi], 0))
+        return found
+
+
+    def session_back(self) -> tuple[int, int]:
+        """(events, first time) of the session that the newest hourly tile's last event belongs to."""
+        key = ("session",)
+        found = self._cache().get(key)
+        if found is None:
+            cols, j = self.cols, len(self.keys) - 1
+            count, first = 0, None
+            while j >= 0:
+                if cols[GAPS][j]:
+                    count, first = count + cols[TAIL_N][j], cols[TAIL_FIRST][j]
+                    break
+                count, first = count + cols[N][j], cols[FIRST][j]
+                if j == 0 or cols[FIRST][j] - cols[LAST][j - 1] >= _GAP_MS:
+                    break
+                j -= 1
+            found = self._prefix[key] = (count, first)
+        return found
+
+    def gaps_from(self, lo: int) -> int:
+        """Session gaps inside the hourly tiles from ``lo`` to the newest and between them."""
+        key = ("gaps", lo)
+        found = self._cache().get(key)
+        if found is None:
+            cols = self.cols
+            found = sum(cols[GAPS][lo:]) + sum(
+                cols[FIRST][k] - cols[LAST][k - 1] >= _GAP_MS for k in range(lo + 1, len(self.keys)))
+            self._prefix[key] = found
+        return found
+
+    def _cache(self) -> dict:
+        if self._prefix is None:
+            self._prefix = {}
+        return self._prefix
+
+
 class FeatureState:
-    """What we keep per user and feature set. ``recent`` rows are (ts, event_type_code, amount, device_code)."""
+    """What we keep per user and feature set: bounded tiles, a few counters and the newest vector."""
 
-    feature_set: str = FEATURE_SET
-    recent: list[tuple[float, int, float, int]] = field(default_factory=list)
-    total_events: int = 0
-    late_events: int = 0
-    last_seen: float = 0.0
-    latest: list[float] = field(default_factory=list)  # the vector of the newest (by arrival) on-time event
+    def __init__(self, feature_set: str = FEATURE_SET):
+        self._names = feature_names(feature_set)
+        self.feature_set = feature_set
+        self._v2 = feature_set == "v2"
+        self._longest_ms = int(LONGEST_WINDOW[feature_set] * _MS)
+        self._retention_ms = int(retention_seconds(feature_set) * _MS)
+        self.fine = _Tier(_FINE_COLUMNS)
+        self.hourly = _Tier(_HOURLY_COLUMNS)
+        self.total_events = 0
+        self.late_events = 0
+        self.last_seen_ms = -1
+        self.latest: list[float] = []       # the vector of the newest (by arrival) on-time event
+        self.cold_version = 0               # bumped whenever the hourly tiles change (they are stored apart)
+        self.cold_changed = False
 
-    def __post_init__(self) -> None:
-        self._names = feature_names(self.feature_set)
-        self._retention = retention_seconds(self.feature_set)
-        self._window = LONGEST_WINDOW[self.feature_set]
+    @property
+    def last_seen(self) -> float:
+        return self.last_seen_ms / _MS if self.last_seen_ms >= 0 else 0.0
 
     def add(self, event: Event) -> list[float]:
         """Add one event and return its feature vector (ordered as the feature set's names)."""
         return self.observe(event).features
 
     def observe(self, event: Event) -> Observation:
-        row = (event.timestamp, _code(EVENT_TYPES, event.event_type), event.amount or 0.0,
-               _code(DEVICE_TYPES, event.device_type))
-        late = self.total_events > 0 and event.timestamp < self.last_seen - ALLOWED_LATENESS_SECONDS
-        times = [r[0] for r in self.recent]
-        position = bisect.bisect_right(times, event.timestamp)
-        rows = self.recent[:position] + [row]  # the events at or before this one, by event time
-        times = times[:position] + [event.timestamp]
-        features = self._vector(event, row, rows, times)
-        if late:
+        ts_ms = to_millis(event.timestamp)
+        type_code = _code(EVENT_TYPES, event.event_type)
+        device = _code(DEVICE_TYPES, event.device_type)
+        amount = event.amount or 0.0
+        purchase_amount = amount if type_code == _PURCHASE else 0.0
+        if self.total_events and ts_ms < self.last_seen_ms - _LATE_MS:
             self.late_events += 1
-        else:
-            self.recent.insert(position, row)
-            self.total_events += 1
-            self.last_seen = max(self.last_seen, event.timestamp)
-            self.latest = features
-            self._prune()
-        return Observation(features, late)
+            own = (1, int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK),
+                   purchase_amount, _POINTS[type_code], (1 << device) if device >= 0 else 0)
+            features = self._vector(event, ts_ms, type_code, device, amount, own=own, previous_ms=None)
+            return Observation(features, True)
+        previous_ms = self.last_seen_ms if self.total_events else None
+        self._apply(ts_ms, type_code, device, purchase_amount)
+        features = self._vector(event, ts_ms, type_code, device, amount, own=None, previous_ms=previous_ms)
+        self.total_events += 1
+        if ts_ms > self.last_seen_ms:
+            self.last_seen_ms = ts_ms
+            self._roll_up()
+        self.latest = features
+        return Observation(features, False)
 
-    def _vector(self, event: Event, row: tuple, rows: list[tuple], times: list[float]) -> list[float]:
-        ts = event.timestamp
-        end = len(rows)
-        start_24h = bisect.bisect_right(times, ts - DAY)
-        start_1h = bisect.bisect_right(times, ts - HOUR)
-        day = rows[start_24h:end]
-        purchases = sum(1 for r in day if r[1] == _PURCHASE)
-        views = sum(1 for r in day if r[1] == _VIEW)
-        amounts = [r[2] for r in day if r[1] == _PURCHASE]
-        when = datetime.fromtimestamp(ts, tz=timezone.utc)
-        previous_ts = times[-2] if end > 1 else None
+    # -- the tiles ------------------------------------------------------------------------------------------
+    def _apply(self, ts_ms: int, type_code: int, device: int, purchase_amount: float) -> None:
+        key = ts_ms // _FINE_MS
+        fine = self.fine
+        position = bisect_left(fine.keys, key)
+        if position == len(fine.keys) or fine.keys[position] != key:
+            fine.insert(position, key, [0, 0, 0, 0, 0.0, 0, 0, ts_ms, ts_ms])
+        cols = fine.cols
+        cols[N][position] += 1
+        if type_code == _PURCHASE:
+            cols[PURCHASES][position] += 1
+            cols[AMOUNT][position] += purchase_amount
+        elif type_code == _VIEW:
+            cols[VIEWS][position] += 1
+        elif type_code == _CLICK:
+            cols[CLICKS][position] += 1
+        cols[POINTS][position] += _POINTS[type_code]
+        if device >= 0:
+            cols[DEVICES][position] |= 1 << device
+        if ts_ms < cols[FIRST][position]:
+            cols[FIRST][position] = ts_ms
+        if ts_ms > cols[LAST][position]:
+            cols[LAST][position] = ts_ms
+        fine._prefix = None
+
+    def _roll_up(self) -> None:
+        """Fine tiles that no on-time event can reach any more become hourly tiles (whole hours at a time);
+        hourly tiles past the retention are dropped."""
+        fine, hourly = self.fine, self.hourly
+        keep_from = (self.last_seen_ms - _FINE_KEEP_MS) // _FINE_MS
+        while fine.keys and (fine.keys[0] // _PER_HOUR + 1) * _PER_HOUR <= keep_from:
+            hour = fine.keys[0] // _PER_HOUR
+            count = bisect_left(fine.keys, (hour + 1) * _PER_HOUR)
+            c = [column[:count] for column in fine.cols]
+            gaps, tail_n, tail_first = 0, c[N][0], c[FIRST][0]
+            for i in range(1, count):
+                if c[FIRST][i] - c[LAST][i - 1] >= _GAP_MS:
+                    gaps, tail_n, tail_first = gaps + 1, c[N][i], c[FIRST][i]
+                else:
+                    tail_n += c[N][i]
+            row = [sum(c[N]), sum(c[PURCHASES]), sum(c[VIEWS]), sum(c[CLICKS]), sum(c[AMOUNT]), sum(c[POINTS]),
+                   reduce(or_, c[DEVICES]), c[FIRST][0], c[LAST][-1], gaps, tail_n, tail_first]
+            hourly.insert(len(hourly.keys), hour, row)
+            fine.drop_first(count)
+            self.cold_changed = True
+        oldest = (self.last_seen_ms - self._retention_ms) // _HOUR_MS
+        drop = bisect_left(hourly.keys, oldest)
+        if drop:
+            hourly.drop_first(drop)
+            self.cold_changed = True
+
+    # -- the vector -----------------------------------------------------------------------------------------
+    def _count(self, start: int, end: int) -> int:
+        """Events in the tiles [start, end] (fine tile indexes)."""
+        fine, hourly = self.fine, self.hourly
+        count = sum(fine.cols[N][bisect_left(fine.keys, start):bisect_right(fine.keys, end)])
+        if hourly.keys and hourly.keys[-1] * _PER_HOUR >= start:
+            count += hourly.window(bisect_left(hourly.keys, -(-start // _PER_HOUR)),
+                                   bisect_right(hourly.keys, end // _PER_HOUR))[N]
+        return count
+
+    def _sums(self, start: int, end: int) -> list:
+        """(events, purchases, views, clicks, amount, points, devices) over the tiles [start, end]."""
+        fine, hourly = self.fine, self.hourly
+        lo, hi = bisect_left(fine.keys, start), bisect_right(fine.keys, end)
+        sums = list(fine.window(lo, hi)) if hi - lo > 1 else (
+            [c[lo] for c in fine.cols[:DEVICES + 1]] if hi > lo else [0, 0, 0, 0, 0.0, 0, 0])
+        if hourly.keys and hourly.keys[-1] * _PER_HOUR >= start:
+            more = hourly.window(bisect_left(hourly.keys, -(-start // _PER_HOUR)),
+                                 bisect_right(hourly.keys, end // _PER_HOUR))
+            sums = [a + b for a, b in zip(sums[:DEVICES], more)] + [sums[DEVICES] | more[DEVICES]]
+        return sums
+
+    def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float,
+                own: tuple | None, previous_ms: int | None) -> list[float]:
+        """The event's feature vector. ``own``: the event's contributions when it is not in the tiles (late)."""
+        end = ts_ms // _FINE_MS
+        extra = own or (0, 0, 0, 0, 0.0, 0, 0)
+        day = self._sums(_window_start_fine(ts_ms, WINDOW_24H), end)
+        events_24h, purchases, views = day[N] + extra[N], day[PURCHASES] + extra[PURCHASES], day[VIEWS] + extra[VIEWS]
+        amount_sum = day[AMOUNT] + extra[AMOUNT]
+        devices = day[DEVICES] | extra[DEVICES]
+        if own is not None or previous_ms is None:
+            since_prev = NO_PREVIOUS_EVENT if own is None else 0.0
+        elif ts_ms < previous_ms:
+            since_prev = 0.0
+        else:
+            since_prev = (ts_ms - previous_ms) / _MS if ts_ms - previous_ms < self._longest_ms else NO_PREVIOUS_EVENT
+        days = ts_ms // 86_400_000
         vector = [
-            float(end - start_1h),
-            float(len(day)),
+            float(self._count(_window_start_fine(ts_ms, WINDOW_1H), end) + extra[N]),
+            float(events_24h),
             float(purchases),
             float(views),
-            float(sum(amounts)),
-            float(sum(amounts) / len(amounts)) if amounts else 0.0,
-            float(ts - previous_ts) if previous_ts is not None and ts - previous_ts < self._window
-            else NO_PREVIOUS_EVENT,
-            float(when.hour),
-            1.0 if when.weekday() >= 5 else 0.0,
-            float(row[1]),
-            float(row[2]),
-            float(row[3]),
+            float(amount_sum),
+            float(amount_sum / purchases) if purchases else 0.0,
+            float(since_prev),
+            float(ts_ms // _HOUR_MS % 24),
+            1.0 if (days + 3) % 7 >= 5 else 0.0,   # 1970-01-01 was a Thursday (weekday 3)
+            float(type_code),
+            float(amount),
+            float(device),
             float(_code(PRIORITIES, event.priority)),
             float(purchases / views) if views else float(purchases),
-            float(len({r[3] for r in day if r[3] >= 0})),
+            float(bin(devices).count("1")),
         ]
-        if self.feature_set == "v1":
+        if not self._v2:
             return vector
-        start_6h = bisect.bisect_right(times, ts - 6 * HOUR)
-        week = rows[bisect.bisect_right(times, ts - WEEK):end]
-        week_amounts = [r[2] for r in week if r[1] == _PURCHASE]
-        session_start = end - 1
-        while session_start > 0 and times[session_start] - times[session_start - 1] < SESSION_GAP_SECONDS:
-            session_start -= 1
-        day_times = times[start_24h:end]
-        sessions = 1 + sum(1 for a, b in zip(day_times, day_times[1:]) if b - a >= SESSION_GAP_SECONDS)
-        points = sum(_POINTS[r[1]] for r in day if r[1] >= 0)
+        week = self._sums(_window_start_fine(ts_ms, WINDOW_7D), end)
+        week_purchases, week_amount = week[PURCHASES] + extra[PURCHASES], week[AMOUNT] + extra[AMOUNT]
+        if own is None:
+            session_events, session_ms, sessions = self._sessions(ts_ms, end)
+        else:
+            session_events, session_ms, sessions = 1, 0, 1
         vector += [
-            float(end - start_6h),
-            float(len(week)),
-            float(len(week_amounts)),
-            float(sum(week_amounts)),
-            float(sum(week_amounts) / len(week_amounts)) if week_amounts else 0.0,
-            float(sum(1 for r in day if r[1] == _CLICK)),
-            float(end - session_start),
-            float(ts - times[session_start]),
+            float(self._count(_window_start_fine(ts_ms, WINDOW_6H), end) + extra[N]),
+            float(week[N] + extra[N]),
+            float(week_purchases),
+            float(week_amount),
+            float(week_amount / week_purchases) if week_purchases else 0.0,
+            float(day[CLICKS] + extra[CLICKS]),
+            float(session_events),
+            session_ms / _MS,
             float(sessions),
-            100.0 * (1.0 - math.exp(-points / ENGAGEMENT_SCALE)),
+            100.0 * (1.0 - math.exp(-(day[POINTS] + extra[POINTS]) / ENGAGEMENT_SCALE)),
         ]
         return vector
 
-    def _prune(self) -> None:
-        cutoff = self.last_seen - self._retention
-        drop = bisect.bisect_left([r[0] for r in self.recent], cutoff)
-        if drop:
-            del self.recent[:drop]
+    def _sessions(self, ts_ms: int, end: int) -> tuple[int, int, int]:
+        """(events in the session of the event's tile, its length in ms, sessions in the 24 h window).
 
-    def to_json(self) -> str:
-        return json.dumps({"feature_set": self.feature_set, "recent": self.recent, "total_events": self.total_events,
-                           "late_events": self.late_events, "last_seen": self.last_seen, "latest": self.latest},
-                          separators=(",", ":"))
+        One backward pass over the fine tiles from the event's own tile; hourly tiles only when the window or
+        the session reaches them."""
+        fine, hourly = self.fine, self.hourly
+        first, last, n = fine.cols[FIRST], fine.cols[LAST], fine.cols[N]
+        own = bisect_right(fine.keys, end) - 1            # the event's own tile (it holds the event)
+        start = _window_start_fine(ts_ms, WINDOW_24H)
+        lo = bisect_left(fine.keys, start)
+        chain_n, chain_first, in_session, gaps = n[own], first[own], True, 0
+        for i in range(own - 1, -1, -1):
+            apart = first[i + 1] - last[i] >= _GAP_MS
+            if i >= lo:
+                gaps += apart
+            if in_session:
+                if apart:
+                    in_session = False
+                else:
+                    chain_n, chain_first = chain_n + n[i], first[i]
+            if i < lo and not in_session:
+                break
+        h_last = hourly.cols[LAST]
+        top = len(hourly.keys) - 1
+        if in_session and top >= 0 and first[0] - h_last[top] < _GAP_MS:  # the session reaches the hourly tiles
+            back_n, back_first = hourly.session_back()
+            chain_n, chain_first = chain_n + back_n, back_first
+        hlo = bisect_left(hourly.keys, -(-start // _PER_HOUR))
+        if top >= hlo:  # the 24 h window reaches the hourly tiles
+            if lo <= own:
+                gaps += first[lo] - h_last[top] >= _GAP_MS
+            gaps += hourly.gaps_from(hlo)
+        return chain_n, last[own] - chain_first, 1 + gaps
+
+    # -- storage ----------------------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The hot part (counters, newest vector, fine tiles), compact: it is rewritten on every batch."""
+        fine = self.fine
+        header = struct.pack("<BBqIIHBI", _FORMAT, _SET_CODES[self.feature_set], self.last_seen_ms,
+                             self.total_events, self.late_events, len(fine.keys), len(self.latest),
+                             self.cold_version)
+        return zlib.compress(header + array("d", self.latest).tobytes() + _pack(fine, _FINE_COLUMNS), 6)
+
+    def cold_bytes(self) -> bytes:
+        """The cold part: the hourly tiles (changes about once an hour)."""
+        return zlib.compress(struct.pack("<BBIH", _FORMAT, _SET_CODES[self.feature_set], self.cold_version,
+                                         len(self.hourly.keys)) + _pack(self.hourly, _HOURLY_COLUMNS), 6)
 
     @classmethod
-    def from_json(cls, text: str | None, feature_set: str = FEATURE_SET) -> "FeatureState":
-        if not text:
-            return cls(feature_set=feature_set)
-        data = json.loads(text)
-        stored_set = data.get("feature_set", "v1")
-        if stored_set != feature_set:
-            raise FeatureSetError(f"stored state is for feature set {stored_set!r}, not {feature_set!r}")
-        return cls(feature_set=stored_set, recent=[tuple(r) for r in data["recent"]],
-                   total_events=data["total_events"], late_events=data.get("late_events", 0),
-                   last_seen=data["last_seen"], latest=data.get("latest", []))
+    def from_bytes(cls, hot: bytes | None, cold: bytes | None = None, feature_set: str = FEATURE_SET,
+                   hot_only: bool = False) -> "FeatureState":
+        """A state read back. ``hot_only``: without the hourly tiles (enough for the counters and the newest
+        vector; ``attach_cold`` adds them later)."""
+        state = cls(feature_set)
+        if not hot:
+            return state
+        data = zlib.decompress(hot)
+        size = struct.calcsize("<BBqIIHBI")
+        (fmt, code, state.last_seen_ms, state.total_events, state.late_events, tiles, width,
+         state.cold_version) = struct.unpack_from("<BBqIIHBI", data)
+        _check(fmt, code, feature_set)
+        latest = array("d")
+        latest.frombytes(data[size:size + 8 * width])
+        state.latest = latest.tolist()
+        _unpack(state.fine, data[size + 8 * width:], tiles, _FINE_COLUMNS)
+        if not hot_only:
+            state.attach_cold(cold)
+        return state
+
+    def attach_cold(self, cold: bytes | None) -> None:
+        """Add the hourly tiles the hot part names (its cold version); a stale copy raises StaleColdState."""
+        if not self.cold_version:
+            return
+        if not cold:
+            raise StaleColdState(f"the hot state names cold tiles version {self.cold_version} but none were read")
+        data = zlib.decompress(cold)
+        fmt, code, version, tiles = struct.unpack_from("<BBIH", data)
+        _check(fmt, code, self.feature_set)
+        if version != self.cold_version:
+            raise StaleColdState(f"cold tiles version {version}, the hot state needs {self.cold_version}")
+        _unpack(self.hourly, data[struct.calcsize("<BBIH"):], tiles, _HOURLY_COLUMNS)
+
+    def mark_stored(self) -> bool:
+        """Call before storing: returns whether the cold part changed (and so must be written), bumping its
+        version so a reader can tell a stale copy of it."""
+        changed, self.cold_changed = self.cold_changed, False
+        if changed:
+            self.cold_version += 1
+        return changed
+
+
+class StaleColdState(ValueError):
+    """An eventually consistent read returned an older cold part than the hot part names: read it again."""
+
+
+_SET_NAMES = {code: name for name, code in _SET_CODES.items()}
+
+
+def _check(fmt: int, code: int, feature_set: str) -> None:
+    if fmt != _FORMAT:
+        raise ValueError(f"stored state has format {fmt}; this code reads {_FORMAT}")
+    if _SET_NAMES.get(code) != feature_set:
+        raise FeatureSetError(f"stored state is for feature set {_SET_NAMES.get(code, code)!r}, not {feature_set!r}")
+
+
+def _pack(tier: _Tier, columns: int) -> bytes:
+    """Columns one after the other: tile indexes as deltas, times as offsets in the tile, counts as int32,
+    amounts as float64 (zlib then squeezes the runs of small numbers)."""
+    keys = tier.keys
+    deltas = [b - a for a, b in zip([keys[0]] + keys, keys)] if keys else []
+    base = [k * (_FINE_MS if columns == _FINE_COLUMNS else _HOUR_MS) for k in keys]
+    parts = [array("q", keys[:1]).tobytes(), array("i", deltas).tobytes()]
+    for c in range(columns):
+        column = tier.cols[c]
+        if c == AMOUNT:
+            parts.append(array("d", column).tobytes())
+        elif c in (FIRST, LAST, TAIL_FIRST):
+            parts.append(array("i", [t - b for t, b in zip(column, base)]).tobytes())
+        else:
+            parts.append(array("i", column).tobytes())
+    return b"".join(parts)
+
+
+def _unpack(tier: _Tier, data: bytes, tiles: int, columns: int) -> None:
+    if not tiles:
+        return
+    offset = 0
+
+    def take(code: str, count: int) -> list:
+        nonlocal offset
+        values = array(code)
+        end = offset + values.itemsize * count
+        values.frombytes(data[offset:end])
+        offset = end
+        return values.tolist()
+
+    first_key = take("q", 1)[0]
+    keys = list(accumulate(take("i", tiles), initial=first_key))[1:]
+    base = [k * (_FINE_MS if columns == _FINE_COLUMNS else _HOUR_MS) for k in keys]
+    tier.keys = keys
+    for c in range(columns):
+        if c == AMOUNT:
+            tier.cols[c] = take("d", tiles)
+        elif c in (FIRST, LAST, TAIL_FIRST):
+            tier.cols[c] = [t + b for t, b in zip(take("i", tiles), base)]
+        else:
+            tier.cols[c] = take("i", tiles)
+    tier._prefix = None
 
 
 def named(features: list[float], feature_set: str | None = None) -> dict[str, float]:

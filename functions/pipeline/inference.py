@@ -8,11 +8,12 @@ import time
 from datetime import datetime, timezone
 from urllib.parse import urlparse
 
-from . import aws, costs, model_client, store, variants
+from . import aws, costs, medians, model_client, store, variants
 from .features import FeatureSetError, feature_names
 from .settings import Settings
 
 PREDICTION_TTL_SECONDS = 30 * 24 * 3600
+MAX_INLINE_OUTPUT_BYTES = 200_000  # Step Functions caps state output at 256 KB; larger predictions go through S3
 
 
 def _stage(name: str, started: float, **extra) -> dict:
@@ -20,12 +21,23 @@ def _stage(name: str, started: float, **extra) -> dict:
             "memory_mb": int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0), **extra}
 
 
+def _read_s3(uri: str):
+    parsed = urlparse(uri)
+    return json.loads(aws.client("s3").get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read())
+
+
 def load_rows(state: dict) -> list[dict]:
+    """The batch's rows: inline, or in the batch journal (or a plain rows object) on S3."""
     if state.get("rows_s3_uri"):
-        uri = urlparse(state["rows_s3_uri"])
-        body = aws.client("s3").get_object(Bucket=uri.netloc, Key=uri.path.lstrip("/"))["Body"].read()
-        return json.loads(body)
+        body = _read_s3(state["rows_s3_uri"])
+        return body["rows"] if isinstance(body, dict) else body
     return state["rows"]
+
+
+def load_predictions(state: dict) -> list[dict]:
+    if state.get("predictions_s3_uri"):
+        return _read_s3(state["predictions_s3_uri"])
+    return state["predictions"]
 
 
 def current_chunk_size(settings: Settings) -> int:
@@ -77,25 +89,35 @@ def invoke_model(state: dict, settings: Settings) -> dict:
     chunk = current_chunk_size(settings)
     predictions, calls, model_seconds = score_rows(rows, settings, chunk)
     model_bytes = sum(len(model_client.to_csv([r["features"]])) for r in rows)
-    return {
+    output = {
         "batch_id": state["batch_id"], "created_at": state["created_at"], "model_version": settings.model_version,
-        "predictions": predictions,
+        "predictions": predictions, "predictions_s3_uri": None,
         "stages": state.get("stages", []) + [_stage("invoke_model", started, chunk_size=chunk, calls=calls,
                                                     model_seconds=model_seconds, model_bytes=model_bytes)],
     }
+    body = json.dumps(predictions, separators=(",", ":"))
+    if len(body) > MAX_INLINE_OUTPUT_BYTES:  # keep the state under Step Functions' 256 KB
+        key = f"predictions/{state['batch_id']}.json"
+        aws.client("s3").put_object(Bucket=settings.artifacts_bucket, Key=key, Body=body.encode())
+        output.update(predictions=[], predictions_s3_uri=f"s3://{settings.artifacts_bucket}/{key}")
+        output["stages"][-1]["s3_puts"] = 1
+    return output
 
 
 def store_predictions(state: dict, settings: Settings) -> dict:
     started = time.perf_counter()
     now = time.time()
-    predictions = state["predictions"]
+    predictions = load_predictions(state)
     items = [{"model_version": state["model_version"], **p, "batch_id": state["batch_id"], "predicted_at": now,
               "expires_at": int(now + PREDICTION_TTL_SECONDS)} for p in predictions]
-    store.batch_put(settings.predictions_table, items, ("event_id",))
+    with store.metered() as meter:
+        store.batch_put(settings.predictions_table, items, ("event_id",))
+        meter.wru *= 2  # the by_user index (projection ALL) is written as well
+        store.add_counters(settings.state_table, "stats", {"events_predicted": len(items), "batches": 1,
+                                                           **variant_counters(items)})
+        sampled = medians.update_sample(settings, {p["user_id"] for p in predictions})
     latencies = sorted(now - p["ingest_ts"] for p in predictions)
     ingest = [p["ingest_ts"] for p in predictions]
-    store.add_counters(settings.state_table, "stats", {"events_predicted": len(items), "batches": 1,
-                                                       **variant_counters(items)})
     return {
         "batch_id": state["batch_id"], "created_at": state["created_at"], "events": len(items),
         "latency_p50": statistics.median(latencies) if latencies else 0.0,
@@ -104,7 +126,8 @@ def store_predictions(state: dict, settings: Settings) -> dict:
         # per request, so distinct stamps count the requests that carried this batch)
         "ingest_first": min(ingest) if ingest else None, "ingest_last": max(ingest) if ingest else None,
         "api_requests": len(set(ingest)),
-        "stages": state["stages"] + [_stage("store_predictions", started, ddb_writes=len(items) + 1)],
+        "stages": state["stages"] + [_stage("store_predictions", started, ddb_rru=meter.rru, ddb_wru=meter.wru,
+                                            sampled_users=sampled)],
     }
 
 
@@ -123,7 +146,8 @@ def record_cost(state: dict, settings: Settings) -> dict:
     """One cost record per batch (COST_TABLE): settings in force, workload, measured durations per stage,
     $ per cost line, $ per event, latency. Also the figures for the EMF metrics (the handler emits them)."""
     started = time.perf_counter()
-    config = store.get_item(settings.state_table, {"pk": "config"}) or {}
+    with store.metered() as reads:
+        config = store.get_item(settings.state_table, {"pk": "config"}) or {}
     stages = state["stages"]
     stream = next((s for s in stages if s["stage"] == "process_stream"), {})
     invoke = next((s for s in stages if s["stage"] == "invoke_model"), {})
@@ -133,12 +157,14 @@ def record_cost(state: dict, settings: Settings) -> dict:
     span = costs.span_seconds(events, first, last, window)
     now = time.time()
     # this function's own duration as measured up to here (its two writes below are not in it)
-    stages = stages + [_stage("record_cost", started, ddb_reads=1, ddb_writes=2)]
+    stages = stages + [_stage("record_cost", started, ddb_rru=reads.rru, ddb_wru=3)]
     usage = costs.BatchUsage(
         events=events, event_bytes=stream.get("bytes", 0), lambda_stages=stages,
         sfn_seconds=now - state["created_at"], model_seconds=invoke.get("model_seconds", 0.0),
         model_bytes=invoke.get("model_bytes", 0),
-        ddb_reads=sum(s.get("ddb_reads", 0) for s in stages), ddb_writes=sum(s.get("ddb_writes", 0) for s in stages),
+        ddb_rru=sum(s.get("ddb_rru", 0) for s in stages), ddb_wru=sum(s.get("ddb_wru", 0) for s in stages),
+        s3_puts=sum(s.get("s3_puts", 0) for s in stages), s3_gets=int(bool(state.get("rows_s3_uri")))
+        + int(bool(state.get("predictions_s3_uri"))),
         span_seconds=span, api_requests=int(state.get("api_requests", 0)))
     cost = costs.batch_cost(usage, costs.Deployment.from_env())
     day = datetime.fromtimestamp(now, tz=timezone.utc)

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import time
 
-from . import store
 from .events import validate_event
 from .inference import score_rows
-from .features import FeatureState
+from .stream import load_users
 from .ingest import MAX_EVENTS_PER_REQUEST, BadRequest
 from .settings import Settings
 
@@ -20,12 +19,9 @@ def predict_instances(instances: list, settings: Settings) -> list[dict]:
         if event is None:
             raise BadRequest("invalid_instance", f"instance {index}: {'; '.join(errors)}")
         events.append(event)
-    stored = {item["user_id"]: item for item in store.batch_get(
-        settings.features_table, [{"user_id": e.user_id, "feature_set": settings.feature_set} for e in events],
-        attributes=("state",))}
-    states = {u: FeatureState.from_json(item.get("state"), settings.feature_set) for u, item in stored.items()}
-    rows = [states.setdefault(e.user_id, FeatureState(settings.feature_set)).add(e)  # local copies only
-            for e in events]
+    states = {u: user.features for u, user in load_users(settings, {e.user_id for e in events},
+                                                          settings.feature_set).items()}
+    rows = [states[e.user_id].add(e) for e in events]  # local copies only: nothing is written back
     # each user on their sticky A/B variant, as in the pipeline (pipeline/variants.py)
     scored, _, _ = score_rows([{"event_id": e.event_id, "user_id": e.user_id, "ts": 0.0, "ingest_ts": 0.0,
                                 "features": row} for e, row in zip(events, rows)], settings, settings.invoke_chunk_size)

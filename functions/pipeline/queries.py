@@ -8,12 +8,11 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from . import aws, store
-from .features import feature_names
+from . import aws, medians, store
+from .features import FeatureState, feature_names, named
 from .settings import Settings
 
-MEDIAN_WINDOW_SECONDS = 300
-STATS_SCAN_LIMIT = 50_000
+MEDIAN_WINDOW_SECONDS = medians.WINDOW_SECONDS
 
 
 class NotFound(Exception):
@@ -24,11 +23,12 @@ class NotFound(Exception):
 
 def user_features(settings: Settings, user_id: str) -> dict:
     item = store.get_item(settings.features_table, {"user_id": user_id, "feature_set": settings.feature_set})
-    if item is None:
+    if item is None or not item.get("hot"):
         raise NotFound("user_not_found", f"no features for user {user_id!r}")
-    return {"user_id": user_id, "feature_set": settings.feature_set, "features": item.get("features", {}),
-            "total_events": item.get("total_events", 0), "late_events": item.get("late_events", 0),
-            "updated_at": item.get("updated_at")}
+    state = FeatureState.from_bytes(item["hot"], None, settings.feature_set, hot_only=True)
+    return {"user_id": user_id, "feature_set": settings.feature_set,
+            "features": named(state.latest, settings.feature_set) if state.latest else {},
+            "total_events": state.total_events, "late_events": state.late_events, "updated_at": item.get("at")}
 
 
 def user_feature(settings: Settings, user_id: str, name: str) -> dict:
@@ -76,30 +76,6 @@ def user_median(settings: Settings, user_id: str, window_seconds: float = MEDIAN
             "count": len(scores), "window_end": end}
 
 
-def _scan_predictions(settings: Settings) -> list[dict]:
-    table = aws.table(settings.predictions_table)
-    items: list[dict] = []
-    kwargs: dict[str, Any] = {"ProjectionExpression": "user_id, ts, score"}
-    while len(items) < STATS_SCAN_LIMIT:
-        response = table.scan(**kwargs)
-        items.extend(response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            break
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-    return store.from_item(items)
-
-
-def median_of_medians(predictions: list[dict], window_seconds: float = MEDIAN_WINDOW_SECONDS) -> float | None:
-    by_user: dict[str, list[tuple[float, float]]] = {}
-    for p in predictions:
-        by_user.setdefault(p["user_id"], []).append((p["ts"], p["score"]))
-    medians = []
-    for rows in by_user.values():
-        end = max(ts for ts, _ in rows)
-        medians.append(statistics.median(s for ts, s in rows if ts > end - window_seconds))
-    return statistics.median(medians) if medians else None
-
-
 def queue_depth(url: str) -> int:
     if not url:
         return 0
@@ -110,13 +86,15 @@ def queue_depth(url: str) -> int:
 
 def stats(settings: Settings) -> dict:
     counters: dict[str, float] = {}
-    for item in store.scan_all(settings.state_table):  # "stats" + one "stream#<shard>" item per shard
+    # "stats" + one "stream#<shard>" item per shard: a constant number of small items
+    for item in store.scan_all(settings.state_table, FilterExpression="pk = :s OR begins_with(pk, :stream)",
+                               ExpressionAttributeValues={":s": "stats", ":stream": "stream#"}):
         if item["pk"] == "stats" or item["pk"].startswith("stream#"):
             for name, value in item.items():
-                if isinstance(value, (int, float)) and name != "counted_seq":
+                if isinstance(value, (int, float)) and name not in ("counted_seq",):
                     counters[name] = counters.get(name, 0) + value
     config = store.get_item(settings.state_table, {"pk": "config"}) or {}
-    predictions = _scan_predictions(settings)
+    median_of_medians, sampled = medians.median_of_medians(settings)
     events_cost = counters.get("cost_events_total", 0)
     return {
         "events_ingested": counters.get("events_ingested", 0),
@@ -126,9 +104,10 @@ def stats(settings: Settings) -> dict:
         "events_duplicate": counters.get("events_duplicate", 0),
         "events_late": counters.get("events_late", 0),
         "events_predicted": counters.get("events_predicted", 0),
-        "users_tracked": len({p["user_id"] for p in predictions}),
-        "median_of_medians": median_of_medians(predictions),
-        "median_of_medians_sampled": len(predictions) >= STATS_SCAN_LIMIT,
+        "users_tracked": counters.get("users_tracked", 0),
+        "median_of_medians": median_of_medians,
+        "median_of_medians_sampled": sampled,
+        "median_of_medians_sample_size": medians.SAMPLE_USERS,
         "batches": counters.get("batches", 0),
         "cost_per_1k_events_usd": (1000 * counters.get("cost_usd_total", 0) / events_cost) if events_cost else None,
         "current_batch_size": config.get("batch_size", settings.batch_size),

@@ -1,24 +1,106 @@
-"""DynamoDB access, batched: every call costs milliseconds locally and money in the cloud."""
+"""DynamoDB access, batched: every call costs milliseconds locally and money in the cloud.
+
+Every call is metered in request units as DynamoDB bills them (``metered``): a write costs 1 WRU per started
+1 KB of the item (UpdateItem: the item as stored after the update, see ``add_counters``), a strongly consistent
+read 1 RRU per started 4 KB, an eventually consistent read half that. The cost record of each batch is priced
+from these units (pipeline/costs.py).
+"""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
 import time
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+from boto3.dynamodb.types import Binary
 
 from . import aws
 
 BATCH_GET_LIMIT = 100
+WRITE_UNIT_BYTES = 1024
+READ_UNIT_BYTES = 4096
+
+
+@dataclass
+class Meter:
+    """Request units used while it is current (see ``metered``)."""
+    rru: float = 0.0
+    wru: float = 0.0
+
+
+_meter: contextvars.ContextVar[Meter | None] = contextvars.ContextVar("meter", default=None)
+
+
+@contextlib.contextmanager
+def metered() -> Iterator[Meter]:
+    """Count the request units of the DynamoDB calls made inside the block."""
+    meter = Meter()
+    token = _meter.set(meter)
+    try:
+        yield meter
+    finally:
+        _meter.reset(token)
+
+
+def _charge(rru: float = 0.0, wru: float = 0.0) -> None:
+    meter = _meter.get()
+    if meter is not None:
+        meter.rru += rru
+        meter.wru += wru
+
+
+def item_size(item: dict) -> int:
+    """An item's size as DynamoDB counts it: attribute names plus values (strings and binary by length, numbers
+    about one byte per two digits plus one, 1 byte for booleans and null, 3 bytes per list or map plus 1 per
+    element) (DynamoDB Developer Guide, "Item sizes and formats")."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, Binary):
+        return len(value.value)
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, (int, float, Decimal)):
+        digits = len(str(abs(value)).replace(".", "").lstrip("0")) or 1
+        return (digits + 1) // 2 + 1
+    if isinstance(value, dict):
+        return 3 + sum(1 + len(k.encode()) + _value_size(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return 3 + sum(1 + _value_size(v) for v in value)
+    return len(str(value))
+
+
+def write_units(item: dict) -> int:
+    return max(1, math.ceil(item_size(item) / WRITE_UNIT_BYTES))
+
+
+def read_units(item: dict | None, consistent: bool = True) -> float:
+    units = max(1, math.ceil(item_size(item or {}) / READ_UNIT_BYTES))
+    return units if consistent else units / 2
 
 
 def to_item(value: Any) -> Any:
-    """Python data -> DynamoDB resource types (floats become Decimal). DynamoDB has no NaN or infinity: a
-    non-finite number is a bug upstream, reported with where it is."""
+    """Python data -> DynamoDB resource types (floats become Decimal, top-level bytes stay binary). DynamoDB has
+    no NaN or infinity: a non-finite number is a bug upstream, reported with where it is."""
+    binary = {}
+    if isinstance(value, dict):
+        binary = {k: v for k, v in value.items() if isinstance(v, (bytes, bytearray))}
+        if binary:
+            value = {k: v for k, v in value.items() if k not in binary}
     try:
-        return json.loads(json.dumps(value, allow_nan=False), parse_float=Decimal)
+        converted = json.loads(json.dumps(value, allow_nan=False), parse_float=Decimal)
     except ValueError:
         raise ValueError(f"DynamoDB cannot store a non-finite number (at {_non_finite(value)})") from None
+    return converted | binary if binary else converted
 
 
 def _non_finite(value: Any, path: str = "item") -> str | None:
@@ -29,7 +111,9 @@ def _non_finite(value: Any, path: str = "item") -> str | None:
 
 
 def from_item(value: Any) -> Any:
-    """DynamoDB resource types -> plain JSON-able Python (Decimal -> int or float)."""
+    """DynamoDB resource types -> plain Python (Decimal -> int or float, Binary -> bytes)."""
+    if isinstance(value, Binary):
+        return value.value
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
@@ -41,10 +125,12 @@ def from_item(value: Any) -> Any:
     return value
 
 
-def batch_get(table_name: str, keys: Iterable[dict], attributes: Iterable[str] | None = None) -> list[dict]:
+def batch_get(table_name: str, keys: Iterable[dict], attributes: Iterable[str] | None = None,
+              consistent: bool = True) -> list[dict]:
     """BatchGetItem in chunks of 100, retrying unprocessed keys. Returns the items found (any order).
 
-    ``attributes``: read only these (plus the key attributes); the rest of a large item stays on the server.
+    ``attributes``: read only these (plus the key attributes). Units are charged on the whole item size, as
+    DynamoDB does (a projection saves bandwidth, not units); this meters the projected size, a lower bound.
     """
     unique = list({json.dumps(k, sort_keys=True): k for k in keys}.values())
     found: list[dict] = []
@@ -55,11 +141,13 @@ def batch_get(table_name: str, keys: Iterable[dict], attributes: Iterable[str] |
         projection = {"ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(names))),
                       "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(names)}}
     for start in range(0, len(unique), BATCH_GET_LIMIT):
-        request = {table_name: {"Keys": unique[start:start + BATCH_GET_LIMIT], "ConsistentRead": True,
+        request = {table_name: {"Keys": unique[start:start + BATCH_GET_LIMIT], "ConsistentRead": consistent,
                                 **projection}}
         for attempt in range(8):
             response = dynamodb.batch_get_item(RequestItems=request)
-            found.extend(response["Responses"].get(table_name, []))
+            items = response["Responses"].get(table_name, [])
+            found.extend(items)
+            _charge(rru=sum(read_units(i, consistent) for i in items))
             request = response.get("UnprocessedKeys") or {}
             if not request:
                 break
@@ -72,23 +160,27 @@ def batch_get(table_name: str, keys: Iterable[dict], attributes: Iterable[str] |
 def batch_put(table_name: str, items: Iterable[dict], key_names: tuple[str, ...]) -> int:
     """BatchWriteItem (25 per call; boto3's batch_writer retries unprocessed items). Last write of a key wins."""
     count = 0
+    units = 0
     with aws.table(table_name).batch_writer(overwrite_by_pkeys=list(key_names)) as writer:
         for item in items:
-            writer.put_item(Item=to_item(item))
+            converted = to_item(item)
+            writer.put_item(Item=converted)
+            units += write_units(converted)
             count += 1
+    _charge(wru=units)
     return count
 
 
 def add_counters(table_name: str, pk: str, counters: dict[str, float],
-                 mark: tuple[str, Any, Any] | None = None) -> None:
+                 mark: tuple[str, Any, Any] | None = None, set_values: dict[str, Any] | None = None) -> None:
     """Atomically add to numeric counters on one item (one UpdateItem).
 
     ``mark=(attribute, expected, new)``: also set ``attribute`` to ``new``, only if it still equals ``expected``
-    (None: absent). That makes a batch's counts apply exactly once; a failed condition raises
+    (None: absent). ``set_values``: other attributes set in the same update. That makes a batch's counts apply exactly once; a failed condition raises
     ConditionalCheckFailedException (the batch is retried and recounted from the new mark).
     """
     counters = {k: v for k, v in counters.items() if v}
-    if not counters and mark is None:
+    if not counters and mark is None and not set_values:
         return
     names = {f"#c{i}": name for i, name in enumerate(counters)}
     values = {f":v{i}": to_item(value) for i, value in enumerate(counters.values())}
@@ -104,8 +196,14 @@ def add_counters(table_name: str, pk: str, counters: dict[str, float],
         else:
             values[":expected"] = to_item(expected)
             kwargs["ConditionExpression"] = "#mark = :expected"
-    aws.table(table_name).update_item(Key={"pk": pk}, UpdateExpression=expression.strip(),
-                                      ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
+    for i, (name, value) in enumerate((set_values or {}).items()):
+        names[f"#s{i}"] = name
+        values[f":s{i}"] = to_item(value)
+        expression += (", " if " SET " in f" {expression}" else " SET ") + f"#s{i} = :s{i}"
+    response = aws.table(table_name).update_item(
+        Key={"pk": pk}, UpdateExpression=expression.strip(), ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values, ReturnValues="ALL_NEW", **kwargs)
+    _charge(wru=write_units(response.get("Attributes", {})))  # the larger of before and after: after, here
 
 
 def scan_all(table_name: str, **kwargs: Any) -> list[dict]:
@@ -122,11 +220,14 @@ def scan_all(table_name: str, **kwargs: Any) -> list[dict]:
 
 def get_item(table_name: str, key: dict) -> dict | None:
     item = aws.table(table_name).get_item(Key=key, ConsistentRead=True).get("Item")
+    _charge(rru=read_units(item))
     return from_item(item) if item is not None else None
 
 
-def put_item(table_name: str, item: dict) -> None:
-    aws.table(table_name).put_item(Item=to_item(item))
+def put_item(table_name: str, item: dict, **kwargs: Any) -> None:
+    converted = to_item(item)
+    aws.table(table_name).put_item(Item=converted, **kwargs)
+    _charge(wru=write_units(converted))
 
 
 def query(table_name: str, limit: int | None = None, **kwargs: Any) -> list[dict]:
@@ -138,6 +239,9 @@ def query(table_name: str, limit: int | None = None, **kwargs: Any) -> list[dict
             kwargs["Limit"] = max(1, limit - len(items))
         response = table.query(**kwargs)
         items.extend(response.get("Items", []))
+        # a Query is billed on the total size it read, rounded up to 4 KB (eventually consistent: half)
+        size = sum(item_size(i) for i in response.get("Items", []))
+        _charge(rru=max(1, math.ceil(size / READ_UNIT_BYTES)) / (1 if kwargs.get("ConsistentRead") else 2))
         start = response.get("LastEvaluatedKey")
         if not start or (limit is not None and len(items) >= limit):
             break

@@ -1,37 +1,52 @@
 """process_stream: Kinesis records -> validated events -> dedupe -> per-user features -> one inference run.
 
-Exactly-once effect on redelivery (a batch retried after a partial failure or a crash):
-- the ledger (EVENTS_TABLE) remembers each event_id with the Kinesis sequence number that carried it and the
-  features computed for it. The same event_id under another sequence number is a client duplicate: skipped.
-  The same event_id under the same sequence number is a redelivery: its stored features are reused.
-- each user's feature state carries ``last_seq``, the highest sequence number already applied to it. Records of a
-  user come from one shard in order (partition key = user_id), so a redelivered record (seq <= last_seq) is
-  never applied twice.
-- the stream counters (processed, rejected, duplicate, late) live on one item per shard with ``counted_seq``,
-  the last sequence number counted; one conditional UpdateItem adds a batch's counts and moves the mark, so a
+Storage per batch (README "Exactly once" and "Storage"): no item per event.
+- each user's feature state is two items of the features table (pipeline/features.py): the "hot" part (fine
+  tiles, counters, newest vector), rewritten on every batch that touches the user and about 1 KB at most, and the
+  "cold" part (hourly tiles), rewritten only when tiles roll up (about once an hour). The hot item also carries
+  the dedupe ring (short hashes of the user's last ``DEDUPE_RING`` event ids) and the position (shard, sequence
+  number) of the last record applied to the user.
+- the batch journal: one S3 object per batch (``journal/<hour>/<shard>/<batch_id>.json``) with every record's
+  outcome (its row and features, a duplicate, late) — the execution's input when the rows are too large to pass
+  inline, the source a redelivered record is scored from, and the drift monitor's sample.
+- the stream counters (processed, rejected, duplicate, late, users) live on one item per shard with
+  ``counted_seq`` (the last sequence number counted) and ``journal`` (the last batches' journal keys and sequence
+  ranges). One conditional UpdateItem adds a batch's counts, moves the mark and records the journal, so a
   redelivered record is never counted twice (GET /stats sums the shards).
-Writes go ledger -> feature state -> counters -> StartExecution, so a crash between any two steps is repaired by
-the retry.
+
+Exactly-once effect on redelivery (a batch retried after a partial failure or a crash):
+- a record at or before the position already applied to its user (same shard) is a redelivery: its outcome and
+  features are read back from the journal of the batch that applied it; the state is not touched again.
+- an event id in the user's dedupe ring (or twice in one batch) under a new record is a client duplicate: skipped.
+  The ring is the dedupe horizon: a client retry of one of the user's last ``DEDUPE_RING`` events is caught.
+Writes go journal (S3) -> counters and journal list -> feature states -> StartExecution, so a crash between any two
+steps is repaired by the retry.
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import os
 import hashlib
 import json
+import os
 import time
-from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+
+from dataclasses import dataclass, field
 
 from . import aws, store
 from .events import Event, validate_event
-from .features import FeatureState, feature_names, named
+from .features import FeatureState, StaleColdState, feature_names
 from .settings import Settings
 
-LEDGER_TTL_SECONDS = 7 * 24 * 3600
+REJECTED_TTL_SECONDS = 7 * 24 * 3600
 MAX_INLINE_INPUT_BYTES = 200_000  # Step Functions caps state input at 256 KB
 RAW_KEEP_BYTES = 2048
+DEDUPE_RING = 24                  # event ids remembered per user (8-byte hashes in the hot item)
+ID_HASH_BYTES = 8
+JOURNAL_KEEP = 16                 # batches of a shard whose journal keys the counters item remembers
+COLD_SUFFIX = "#cold"
 
 
 @dataclass
@@ -87,6 +102,104 @@ def batch_id_for(records: list[StreamRecord]) -> str:
     return f"b-{digest[:32]}"  # deterministic: a redelivered batch gets the same id
 
 
+def id_hash(event_id: str) -> bytes:
+    return hashlib.blake2b(event_id.encode(), digest_size=ID_HASH_BYTES).digest()
+
+
+@dataclass
+class UserState:
+    """One user's stored state, as read from the features table and written back."""
+    features: FeatureState
+    shard: str = ""
+    applied_seq: int = -1                       # the last record applied to this user (on ``shard``)
+    ring: list[bytes] = field(default_factory=list)
+    new: bool = True                            # no state was stored for the user before this batch
+
+    def applied(self, record: "StreamRecord") -> bool:
+        return record.shard_id == self.shard and int(record.sequence) <= self.applied_seq
+
+    def remember(self, record: "StreamRecord", event_id: str) -> None:
+        self.shard, self.applied_seq = record.shard_id, int(record.sequence)
+        self.ring.append(id_hash(event_id))
+        del self.ring[:-DEDUPE_RING]
+
+
+def hot_key(user_id: str, feature_set: str) -> dict:
+    return {"user_id": user_id, "feature_set": feature_set}
+
+
+def cold_key(user_id: str, feature_set: str) -> dict:
+    return {"user_id": user_id, "feature_set": feature_set + COLD_SUFFIX}
+
+
+def load_users(settings: Settings, users: set[str], feature_set: str) -> dict[str, UserState]:
+    """The users' hot items (strongly consistent), then the cold items the hot ones name (eventually consistent:
+    a cold item changes about once an hour; a stale copy is detected by its version and read again strongly)."""
+    states: dict[str, UserState] = {u: UserState(FeatureState(feature_set)) for u in users}
+    for item in store.batch_get(settings.features_table, [hot_key(u, feature_set) for u in users],
+                                attributes=("hot", "sh", "seq", "ids")):
+        ring = item.get("ids") or b""
+        states[item["user_id"]] = UserState(
+            FeatureState.from_bytes(item.get("hot"), None, feature_set, hot_only=True), shard=item.get("sh", ""),
+            applied_seq=int(item.get("seq", "-1")),
+            ring=[ring[i:i + ID_HASH_BYTES] for i in range(0, len(ring), ID_HASH_BYTES)], new=False)
+    need_cold = [u for u, state in states.items() if state.features.cold_version]
+    cold = {item["user_id"]: item.get("cold") for item in store.batch_get(
+        settings.features_table, [cold_key(u, feature_set) for u in need_cold], attributes=("cold",),
+        consistent=False)}
+    for user in need_cold:
+        try:
+            states[user].features.attach_cold(cold.get(user))
+        except StaleColdState:
+            fresh = store.get_item(settings.features_table, cold_key(user, feature_set)) or {}
+            states[user].features.attach_cold(fresh.get("cold"))
+    return states
+
+
+def user_items(user_id: str, user: UserState, feature_set: str, now: float) -> list[dict]:
+    """The items to write for one user: the hot item always, the cold item when its tiles changed."""
+    cold_changed = user.features.mark_stored()
+    items = [hot_key(user_id, feature_set) | {
+        "hot": user.features.to_bytes(), "sh": user.shard, "seq": str(user.applied_seq),
+        "ids": b"".join(user.ring), "at": int(now)}]
+    if cold_changed:
+        items.append(cold_key(user_id, feature_set) | {"cold": user.features.cold_bytes()})
+    return items
+
+
+def journal_key(shard_id: str, batch_id: str, now: float) -> str:
+    hour = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H")
+    return f"journal/{hour}/{shard_id}/{batch_id}.json"
+
+
+class Journals:
+    """The journals of earlier batches of a shard, read on demand (only redelivered records need them)."""
+
+    def __init__(self, settings: Settings, entries: list[dict]):
+        self._settings, self._entries, self._loaded = settings, entries, {}
+
+    def outcome(self, sequence: str) -> dict | None:
+        seq = int(sequence)
+        for entry in reversed(self._entries):
+            if int(entry["first"]) <= seq <= int(entry["last"]):
+                if entry["key"] not in self._loaded:
+                    self._loaded[entry["key"]] = read_journal(self._settings, entry["key"])
+                found = self._loaded[entry["key"]]
+                if found is not None and sequence in found["records"]:
+                    return found["records"][sequence] | (
+                        {"row": found["rows"][found["records"][sequence]["row"]]}
+                        if "row" in found["records"][sequence] else {})
+        return None
+
+
+def read_journal(settings: Settings, key: str) -> dict | None:
+    s3 = aws.client("s3")
+    try:
+        return json.loads(s3.get_object(Bucket=settings.artifacts_bucket, Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
 def process(records: list[StreamRecord], settings: Settings, started: float | None = None) -> BatchOutcome:
     """Everything after decoding, for the records of one batch, in sequence order."""
     started = started if started is not None else time.time()
@@ -95,104 +208,109 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
         return BatchOutcome(None, 0, 0, 0, None)
     feature_set = settings.feature_set
     feature_names(feature_set)  # an unknown set fails loudly before anything is written
-    rejected = [r for r in records if r.event is None]
-    valid = [r for r in records if r.event is not None]
+    shard_id = records[0].shard_id
+    batch_id = batch_id_for(records)
+    with store.metered() as meter:
+        counters = store.get_item(settings.state_table, {"pk": counters_key(shard_id)}) or {}
+        counted_mark = counters.get("counted_seq")
+        counted = int(counted_mark) if counted_mark is not None else -1
+        journals = Journals(settings, counters.get("journal", []))
+        valid = [r for r in records if r.event is not None]
+        users = load_users(settings, {r.event.user_id for r in valid}, feature_set)
 
-    ledger = {item["event_id"]: item for item in store.batch_get(
-        settings.events_table, [{"event_id": r.event.event_id} for r in valid],
-        attributes=("seq", "features", "late"))}
-    counted_mark = (store.get_item(settings.state_table, {"pk": counters_key(records[0].shard_id)}) or {}).get(
-        "counted_seq")
-    counted = int(counted_mark) if counted_mark is not None else -1
-    tally = {"events_processed_by_stream": 0, "events_rejected": 0, "events_duplicate": 0, "events_late": 0}
-    fresh: list[StreamRecord] = []
-    replayed: dict[str, list[float]] = {}
-    seen_in_batch: set[str] = set()
-    duplicates = 0
-    for r in valid:
-        known = ledger.get(r.event.event_id)
-        if r.event.event_id in seen_in_batch or (known is not None and known.get("seq") != r.sequence):
-            duplicates += 1  # a client retry of an event we already have
-            tally["events_duplicate"] += int(r.sequence) > counted
-            continue
-        seen_in_batch.add(r.event.event_id)
-        if known is not None:
-            replayed[r.event.event_id] = json.loads(known["features"])
-        fresh.append(r)
+        tally = {"events_processed_by_stream": 0, "events_rejected": 0, "events_duplicate": 0, "events_late": 0,
+                 "users_tracked": 0}
+        rows: list[dict] = []
+        outcomes: dict[str, dict] = {}
+        touched: set[str] = set()
+        seen_in_batch: set[str] = set()
+        duplicates = late = replayed = 0
+        for r in records:  # sequence order == arrival order within the shard
+            new_record = int(r.sequence) > counted
+            if r.event is None:
+                tally["events_rejected"] += new_record
+                continue
+            event = r.event
+            user = users[event.user_id]
+            if user.applied(r):  # redelivered: reuse what the first delivery decided
+                before = journals.outcome(r.sequence)
+                if before is None:
+                    before = _rescore(event, user, r)
+                replayed += 1
+            elif event.event_id in seen_in_batch or id_hash(event.event_id) in user.ring:
+                before = {"duplicate": True}  # a client retry of an event we already have
+                user.shard, user.applied_seq = r.shard_id, int(r.sequence)
+                touched.add(event.user_id)
+            else:
+                tally["users_tracked"] += new_record and user.new and event.user_id not in touched
+                observed = user.features.observe(event)
+                user.remember(r, event.event_id)
+                touched.add(event.user_id)
+                before = {"late": observed.late, "row": {
+                    "event_id": event.event_id, "user_id": event.user_id, "ts": event.timestamp,
+                    "ingest_ts": event.ingest_ts or r.arrival or now,
+                    "features": [round(f, 6) for f in observed.features]}}
+            seen_in_batch.add(event.event_id)
+            if before.get("duplicate"):
+                duplicates += 1
+                tally["events_duplicate"] += new_record
+                outcomes[r.sequence] = {"duplicate": True}
+                continue
+            late += bool(before.get("late"))
+            tally["events_processed_by_stream"] += new_record
+            tally["events_late"] += new_record and bool(before.get("late"))
+            outcomes[r.sequence] = {"row": len(rows), "late": bool(before.get("late"))}
+            rows.append(before["row"])
 
-    users = {r.event.user_id for r in fresh}
-    stored = {item["user_id"]: item for item in store.batch_get(
-        settings.features_table, [{"user_id": u, "feature_set": feature_set} for u in users],
-        attributes=("state", "last_seq"))}
-    states = {u: FeatureState.from_json(stored.get(u, {}).get("state"), feature_set) for u in users}
-    last_seq = {u: int(stored.get(u, {}).get("last_seq", "-1")) for u in users}
-    touched: set[str] = set()
-
-    rows = []
-    ledger_items = []
-    late = 0
-    for r in fresh:  # sequence order == arrival order within the shard
-        event = r.event
-        features, is_late = None, False
-        if int(r.sequence) > last_seq[event.user_id]:
-            observed = states[event.user_id].observe(event)
-            features, is_late = observed.features, observed.late
-            late += is_late
-            last_seq[event.user_id] = int(r.sequence)
-            touched.add(event.user_id)
-        if event.event_id in replayed:
-            features = replayed[event.event_id]
-            is_late = bool(ledger[event.event_id].get("late"))
-        if int(r.sequence) > counted:
-            tally["events_processed_by_stream"] += 1
-            tally["events_late"] += is_late
-        elif features is None:
-            # Applied to the state but absent from the ledger: cannot happen with the write order above
-            # (ledger first). Score it on a throw-away copy rather than lose it.
-            features = FeatureState.from_json(states[event.user_id].to_json(), feature_set).add(event)
-        features = [round(f, 6) for f in features]
-        rows.append({"event_id": event.event_id, "user_id": event.user_id, "ts": event.timestamp,
-                     "ingest_ts": event.ingest_ts or r.arrival or now, "features": features})
-        if event.event_id not in replayed:
-            ledger_items.append({"event_id": event.event_id, "seq": r.sequence, "user_id": event.user_id,
-                                 # one string attribute, not a list of numbers: cheaper to write and read back
-                                 "status": "accepted", "ts": event.timestamp,
-                                 "features": json.dumps(features, separators=(",", ":")), "late": is_late,
-                                 "expires_at": int(now + LEDGER_TTL_SECONDS)})
-    for r in rejected:
-        ledger_items.append(_rejection(r, now))
-
-    store.batch_put(settings.events_table, ledger_items, ("event_id",))
-    store.batch_put(settings.features_table, [
-        {"user_id": u, "feature_set": feature_set, "state": states[u].to_json(), "last_seq": str(last_seq[u]),
-         "features": named(states[u].latest, feature_set) if states[u].latest else {},
-         "total_events": states[u].total_events, "late_events": states[u].late_events, "updated_at": now}
-        for u in touched], ("user_id", "feature_set"))
-    tally["events_rejected"] = sum(1 for r in rejected if int(r.sequence) > counted)
-    if int(records[-1].sequence) > counted:
-        store.add_counters(settings.state_table, counters_key(records[0].shard_id), tally,
-                           mark=("counted_seq", counted_mark, records[-1].sequence))
+        key = journal_key(shard_id, batch_id, now)
+        body = json.dumps({"batch_id": batch_id, "shard": shard_id, "first": records[0].sequence,
+                           "last": records[-1].sequence, "feature_set": feature_set, "created_at": now,
+                           "records": outcomes, "rows": rows}, separators=(",", ":"))
+        aws.client("s3").put_object(Bucket=settings.artifacts_bucket, Key=key, Body=body.encode())
+        if int(records[-1].sequence) > counted:
+            entry = {"key": key, "first": records[0].sequence, "last": records[-1].sequence}
+            store.add_counters(settings.state_table, counters_key(shard_id), tally,
+                               mark=("counted_seq", counted_mark, records[-1].sequence),
+                               set_values={"journal": (counters.get("journal", []) + [entry])[-JOURNAL_KEEP:]})
+        store.batch_put(settings.features_table,
+                        [item for u in touched for item in user_items(u, users[u], feature_set, now)],
+                        ("user_id", "feature_set"))
+        store.batch_put(settings.events_table, [_rejection(r, now) for r in records if r.event is None],
+                        ("event_id",))
 
     execution_arn = None
-    batch_id = batch_id_for(records)
     if rows:
-        execution_arn = start_inference(rows, batch_id, settings, feature_set, stream_stats={
+        execution_arn = start_inference(rows, batch_id, settings, feature_set, journal=key, stream_stats={
             "events": len(records), "bytes": sum(r.size for r in records),
             "seconds": time.time() - started, "memory_mb": _memory_mb(),
-            "ddb_reads": len(valid) + len(users), "ddb_writes": len(ledger_items) + len(touched) + 1})
-    return BatchOutcome(batch_id, len(rows), duplicates, len(rejected), execution_arn, late)
+            "ddb_rru": meter.rru, "ddb_wru": meter.wru, "s3_puts": 1})
+    return BatchOutcome(batch_id, len(rows), duplicates, len(records) - len(valid), execution_arn, late)
+
+
+def _rescore(event: Event, user: UserState, record: StreamRecord) -> dict:
+    """A redelivered record whose journal is gone (past JOURNAL_KEEP batches of its shard): score it on a copy of
+    the state as it is now, without changing it (the state already holds it). Logged: it should not happen."""
+    from .observability import logger
+
+    logger.warning("redelivered record without a journal entry: rescored on the current state",
+                   extra={"shard": record.shard_id, "sequence": record.sequence, "event_id": event.event_id})
+    copy = FeatureState.from_bytes(user.features.to_bytes(), user.features.cold_bytes(),
+                                   user.features.feature_set)
+    return {"late": False, "row": {"event_id": event.event_id, "user_id": event.user_id, "ts": event.timestamp,
+                                   "ingest_ts": event.ingest_ts or record.arrival,
+                                   "features": [round(f, 6) for f in copy.add(event)]}}
 
 
 def _rejection(r: StreamRecord, now: float) -> dict:
+    """A rejected record, kept with its reasons (EVENTS_TABLE, keyed by its shard and sequence number)."""
     event_id = None
     try:
         event_id = json.loads(r.raw).get("event_id")
     except (ValueError, AttributeError):
         pass
-    key = f"rejected#{r.shard_id}#{r.sequence}" if not isinstance(event_id, str) or not event_id \
-        else f"rejected#{event_id}#{r.sequence}"
-    return {"event_id": key, "seq": r.sequence, "status": "rejected", "errors": r.errors, "raw": r.raw,
-            "rejected_at": now, "expires_at": int(now + LEDGER_TTL_SECONDS)}
+    return {"event_id": f"rejected#{r.shard_id}#{r.sequence}", "seq": r.sequence, "status": "rejected",
+            "claimed_event_id": event_id if isinstance(event_id, str) else None, "errors": r.errors, "raw": r.raw,
+            "rejected_at": now, "expires_at": int(now + REJECTED_TTL_SECONDS)}
 
 
 def _memory_mb() -> int:
@@ -200,18 +318,20 @@ def _memory_mb() -> int:
 
 
 def start_inference(rows: list[dict], batch_id: str, settings: Settings, feature_set: str,
-                    stream_stats: dict) -> str:
-    """Start one inference execution for the batch; rows go through S3 when the input would be too large."""
+                    stream_stats: dict, journal: str | None = None) -> str:
+    """Start one inference execution for the batch; the rows travel inline, or as the batch journal's S3 key when
+    the input would be too large."""
     execution_input: dict[str, Any] = {
         "batch_id": batch_id, "created_at": time.time(), "feature_set": feature_set,
         "model_version": settings.model_version, "stages": [dict(stream_stats, stage="process_stream")],
         "rows": rows, "rows_s3_uri": None}
     body = json.dumps(execution_input, separators=(",", ":"))
     if len(body) > MAX_INLINE_INPUT_BYTES:
-        key = f"batches/{batch_id}.json"
-        aws.client("s3").put_object(Bucket=settings.artifacts_bucket, Key=key,
-                                    Body=json.dumps(rows, separators=(",", ":")).encode())
-        execution_input.update(rows=[], rows_s3_uri=f"s3://{settings.artifacts_bucket}/{key}")
+        if journal is None:
+            journal = f"batches/{batch_id}.json"
+            aws.client("s3").put_object(Bucket=settings.artifacts_bucket, Key=journal,
+                                        Body=json.dumps({"rows": rows}, separators=(",", ":")).encode())
+        execution_input.update(rows=[], rows_s3_uri=f"s3://{settings.artifacts_bucket}/{journal}")
         body = json.dumps(execution_input, separators=(",", ":"))
     sfn = aws.client("stepfunctions")
     try:

@@ -21,8 +21,8 @@ def _usage(events=100, **kw):
     stages = [{"stage": "process_stream", "seconds": 0.25, "memory_mb": 1024},
               {"stage": "invoke_model", "seconds": 0.05, "memory_mb": 512}]
     return costs.BatchUsage(events=events, event_bytes=250 * events, lambda_stages=stages, sfn_seconds=0.35,
-                            model_seconds=0.03, model_bytes=300 * events, ddb_reads=events + 20,
-                            ddb_writes=2 * events + 5, span_seconds=2.0, api_requests=10, **kw)
+                            model_seconds=0.03, model_bytes=300 * events, ddb_rru=events + 20,
+                            ddb_wru=2 * events + 5, span_seconds=2.0, api_requests=10, **kw)
 
 
 def test_batch_cost_prices_each_line_from_the_table():
@@ -80,10 +80,10 @@ def test_record_cost_writes_one_record_per_batch_and_emf_metrics(aws, lambda_con
     state = {"batch_id": "b1", "created_at": now - 0.2, "events": 4, "latency_p50": 0.5, "latency_max": 0.9,
              "ingest_first": now - 1.2, "ingest_last": now - 0.9, "api_requests": 2,
              "stages": [{"stage": "process_stream", "seconds": 0.05, "memory_mb": 1024, "events": 4, "bytes": 1000,
-                         "ddb_reads": 6, "ddb_writes": 7},
+                         "ddb_rru": 6, "ddb_wru": 7},
                         {"stage": "invoke_model", "seconds": 0.02, "memory_mb": 512, "chunk_size": 4, "calls": 1,
                          "model_seconds": 0.01, "model_bytes": 600},
-                        {"stage": "store_predictions", "seconds": 0.03, "memory_mb": 512, "ddb_writes": 5}]}
+                        {"stage": "store_predictions", "seconds": 0.03, "memory_mb": 512, "ddb_wru": 5}]}
     store.put_item("state", {"pk": "config", "batch_size": 150, "batching_window_seconds": 0})
     out = handler.handler(state, lambda_context)
     [record] = store.query("cost", KeyConditionExpression=Key("day").eq(

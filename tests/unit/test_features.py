@@ -5,8 +5,8 @@ from hypothesis import given, settings, strategies as st
 
 import feature_oracle
 from pipeline.events import Event
-from pipeline.features import (DAY, FEATURE_NAMES, FEATURE_SETS, FeatureSetError, FeatureState, named,
-                               retention_seconds)
+from pipeline.features import (DAY, FEATURE_NAMES, FEATURE_SETS, FeatureSetError, FeatureState, StaleColdState,
+                               named, retention_seconds)
 
 T0 = 1_700_000_000.0
 
@@ -34,6 +34,12 @@ def _stream(seed: int, count: int, mean_gap: float, late_every: int = 0) -> list
         for i in range(late_every, len(arrival) - 40, late_every):  # re-insert it 40 arrivals later
             arrival.insert(i + 40, arrival.pop(i))
     return arrival
+
+
+def _round_trip(state: FeatureState, feature_set: str) -> FeatureState:
+    """Through storage, as process_stream does between batches (hot part always, cold part when it changed)."""
+    state.mark_stored()
+    return FeatureState.from_bytes(state.to_bytes(), state.cold_bytes(), feature_set)
 
 
 def _assert_equal(got: dict, expected: dict, where: str) -> None:
@@ -71,12 +77,12 @@ def test_window_logic_property(rows, feature_set):
     state = FeatureState(feature_set)
     for i, raw in enumerate(arrivals):
         if i == len(arrivals) // 2:
-            state = FeatureState.from_json(state.to_json(), feature_set)
+            state = _round_trip(state, feature_set)
         observed = state.observe(Event.model_validate(raw))
         assert observed.late == expected[raw["event_id"]]["late"]
         if not observed.late:
             _assert_equal(named(observed.features, feature_set), expected[raw["event_id"]]["features"], str(i))
-    assert all(r[0] >= state.last_seen - retention_seconds(feature_set) for r in state.recent)
+    assert all(h * 3600 >= state.last_seen - retention_seconds(feature_set) - 3600 for h in state.hourly.keys)
 
 
 def test_v2_extends_v1():
@@ -95,18 +101,74 @@ def test_vector_shape_and_first_event_defaults():
     assert named(features)["seconds_since_prev"] == 7 * DAY
 
 
-def test_state_survives_serialisation_and_prunes_old_events():
+def test_state_survives_serialisation_and_prunes_old_tiles():
     state = FeatureState()
     state.add(Event.model_validate(_event(1, T0)))
-    state.add(Event.model_validate(_event(2, T0 + 2 * DAY)))
-    restored = FeatureState.from_json(state.to_json())
-    assert len(restored.recent) == 1 and restored.total_events == 2
+    state.add(Event.model_validate(_event(2, T0 + 3 * 3600)))  # the first event's hour is rolled up
+    assert len(state.hourly) == 1 and len(state.fine) == 1
+    state.add(Event.model_validate(_event(3, T0 + 2 * DAY)))  # both fall out of the 24 h retention
+    restored = _round_trip(state, "v1")
+    assert len(restored.hourly) == 0 and len(restored.fine) == 1 and restored.total_events == 3
+    assert restored.latest == state.latest
+
+
+def test_a_stale_cold_part_is_detected():
+    state = FeatureState("v2")
+    state.add(Event.model_validate(_event(1, T0)))
+    state.mark_stored()
+    old_cold = state.cold_bytes()
+    state.add(Event.model_validate(_event(2, T0 + 4 * 3600)))  # rolls the first hour up: a new cold version
+    assert state.mark_stored()
+    with pytest.raises(StaleColdState):
+        FeatureState.from_bytes(state.to_bytes(), old_cold, "v2")
 
 
 def test_mismatched_feature_sets_fail_loudly():
     with pytest.raises(FeatureSetError, match="unknown feature set 'v9'"):
         FeatureState("v9")
     with pytest.raises(FeatureSetError, match="stored state is for feature set 'v1', not 'v2'"):
-        FeatureState.from_json(FeatureState("v1").to_json(), "v2")
+        FeatureState.from_bytes(FeatureState("v1").to_bytes(), None, "v2")
     with pytest.raises(FeatureSetError, match="has 25 features, got 15"):
         named([0.0] * 15, "v2")
+
+
+@pytest.mark.parametrize("feature_set", list(FEATURE_SETS))
+def test_grid_aligned_times_hit_every_boundary_exactly(feature_set):
+    """Times on the 5-minute grid and exactly a session gap, a window or the lateness apart: each boundary of
+    the definition (window start tile, own tile, session gap, lateness, seconds_since_prev) is met with a tie."""
+    grid = 300.0
+    offsets = [0, grid, 2 * grid, 8 * grid, 14 * grid, 26 * grid, 12 * grid, 38 * grid, 50 * grid, 62 * grid,
+               40 * grid, 74 * grid, 86 * grid, 98 * grid, 85 * grid, 110 * grid, 288 * grid, 299 * grid,
+               300 * grid, 312 * grid, 313 * grid, 320 * grid, 2016 * grid, 2017 * grid, 2030 * grid]
+    kinds = ["view", "purchase", "click", "view", "add_to_cart"]
+    arrivals = [_event(n, T0 - T0 % 3600 + off, kinds[n % 5], amount=2.5 if kinds[n % 5] == "purchase" else None,
+                       device=["mobile", "desktop", None][n % 3]) for n, off in enumerate(offsets)]
+    expected = feature_oracle.replay(arrivals, feature_set)
+    state = FeatureState(feature_set)
+    for raw in arrivals:
+        observed = state.observe(Event.model_validate(raw))
+        assert observed.late == expected[raw["event_id"]]["late"], raw["event_id"]
+        if not observed.late:
+            _assert_equal(named(observed.features, feature_set), expected[raw["event_id"]]["features"],
+                          raw["event_id"])
+        state = _round_trip(state, feature_set)
+    assert any(e["late"] for e in expected.values())
+
+
+@pytest.mark.parametrize("events_per_day", [10, 1_000, 100_000])
+def test_state_is_bounded_whatever_the_activity(events_per_day):
+    """v2, a week and a day of steady activity: the stored state stays under 8 KB (hot + cold parts) and the hot
+    part, rewritten on every batch, under 1 KB."""
+    rng = random.Random(7)
+    state = FeatureState("v2")
+    gap = 86_400 / events_per_day
+    count = min(int(8 * events_per_day), 120_000)
+    ts = T0
+    for n in range(count):
+        ts += gap if events_per_day <= 1_000 else rng.expovariate(1 / gap)
+        state.add(Event.model_validate(_event(n, ts, rng.choice(["view", "click", "purchase"]), amount=3.0,
+                                              device=rng.choice(["mobile", "desktop"]))))
+    state.mark_stored()
+    hot, cold = state.to_bytes(), state.cold_bytes()
+    assert len(hot) + len(cold) <= 8 * 1024, (len(hot), len(cold))
+    assert len(hot) <= 1024, len(hot)

@@ -16,7 +16,7 @@ def _body(text: str) -> StreamingBody:
 def _batch(rows: int) -> dict:
     return {"batch_id": "b-1", "created_at": 1000.0, "feature_set": "v1", "model_version": "xgb-1",
             "stages": [{"stage": "process_stream", "seconds": 0.01, "memory_mb": 512, "events": rows,
-                        "bytes": 200 * rows, "ddb_reads": rows, "ddb_writes": rows}],
+                        "bytes": 200 * rows, "ddb_rru": rows, "ddb_wru": rows}],
             "rows": [{"event_id": f"e{i}", "user_id": f"u{i % 2}", "ts": 1000.0 + i, "ingest_ts": 1000.0 + i,
                       "features": [float(i)] * 15} for i in range(rows)], "rows_s3_uri": None}
 

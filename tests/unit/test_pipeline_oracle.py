@@ -77,13 +77,20 @@ def test_pipeline_state_equals_the_oracle(aws, lambda_context, monkeypatch, feat
         assert process_stream.handler(batch, lambda_context) == {"batchItemFailures": []}
 
     expected = feature_oracle.replay(arrivals, feature_set)
-    ledger = {i["event_id"]: i for i in store.from_item(
-        boto3.resource("dynamodb", region_name="us-east-1").Table("events").scan()["Items"])}
-    assert ledger.keys() == expected.keys()
+    # what each event was scored with, and whether it was late: the batch journals (one S3 object per batch)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    journaled: dict[str, dict] = {}
+    for obj in s3.list_objects_v2(Bucket="artifacts", Prefix="journal/")["Contents"]:
+        journal = json.loads(s3.get_object(Bucket="artifacts", Key=obj["Key"])["Body"].read())
+        for outcome in journal["records"].values():
+            if "row" in outcome:
+                row = journal["rows"][outcome["row"]]
+                journaled[row["event_id"]] = {"late": outcome["late"], "features": row["features"]}
+    assert journaled.keys() == expected.keys()
     for event_id, truth in expected.items():
-        assert ledger[event_id]["late"] == truth["late"], event_id
+        assert journaled[event_id]["late"] == truth["late"], event_id
         if not truth["late"]:
-            got = named(json.loads(ledger[event_id]["features"]), feature_set)
+            got = named(journaled[event_id]["features"], feature_set)
             for name, value in truth["features"].items():  # stored rounded to 6 decimals
                 assert got[name] == pytest.approx(value, abs=1e-6), (event_id, name)
     counters = queries.stats(settings())
@@ -91,12 +98,15 @@ def test_pipeline_state_equals_the_oracle(aws, lambda_context, monkeypatch, feat
     assert counters["events_processed"] == unique
     assert counters["events_duplicate"] == len(arrivals) - unique
     assert counters["events_late"] == sum(t["late"] for t in expected.values()) > 0
+    assert counters["users_tracked"] == len({e["user_id"] for e in arrivals})
 
     # Score every event (deterministic scores), store them as the state machine would, compare the medians.
     executions = aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]
-    rows = [r for e in executions for r in json.loads(aws["sfn"].describe_execution(
-        executionArn=e["executionArn"])["input"])["rows"]]
+    rows = [r for e in executions for r in inference.load_rows(json.loads(aws["sfn"].describe_execution(
+        executionArn=e["executionArn"])["input"]))]
     assert sorted(r["event_id"] for r in rows) == sorted(expected)  # each event scored once
+    for r in rows:  # with the features its first delivery computed
+        assert r["features"] == journaled[r["event_id"]]["features"], r["event_id"]
     inference.store_predictions({"batch_id": "b", "created_at": T0, "model_version": "m", "stages": [],
                                  "predictions": [{"event_id": r["event_id"], "user_id": r["user_id"], "ts": r["ts"],
                                                   "ingest_ts": r["ingest_ts"], "score": round(_score(r["event_id"]), 6),

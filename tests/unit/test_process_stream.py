@@ -1,9 +1,11 @@
 import json
 
 import boto3
+import pytest
 
 from conftest import event, kinesis_event
-from pipeline import store
+from pipeline import queries, store
+from pipeline.settings import settings
 
 
 def _handler():
@@ -13,20 +15,40 @@ def _handler():
 
 def _state(aws_fixture):
     dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-    return {name: sorted(store.from_item(dynamodb.Table(name).scan()["Items"]), key=json.dumps)
-            for name in ("events", "features")}
+    tables = {name: sorted(store.from_item(dynamodb.Table(name).scan()["Items"]), key=repr)
+              for name in ("events", "features")}
+    tables["counters"] = store.get_item("state", {"pk": "stream#shardId-000000000000"})
+    return tables
+
+
+def _rows(aws_fixture) -> list[dict]:
+    from pipeline import inference
+    sfn = aws_fixture["sfn"]
+    executions = sfn.list_executions(stateMachineArn=aws_fixture["state_machine_arn"])["executions"]
+    return [r for e in executions
+            for r in inference.load_rows(json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"]))]
 
 
 def test_batch_is_featurised_and_one_inference_started(aws, lambda_context):
     records = kinesis_event([event(1), event(2, event_type="purchase", amount=5.0), event(3, user="u2")])
     assert _handler()(records, lambda_context) == {"batchItemFailures": []}
-    features = store.get_item("features", {"user_id": "u1", "feature_set": "v1"})
+    features = queries.user_features(settings(), "u1")
     assert features["features"]["events_24h"] == 2 and features["features"]["purchases_24h"] == 1
+    assert features["total_events"] == 2
     executions = aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]
     assert len(executions) == 1
-    detail = json.loads(aws["sfn"].describe_execution(executionArn=executions[0]["executionArn"])["input"])
-    assert [r["event_id"] for r in detail["rows"]] == ["e1", "e2", "e3"]
-    assert len(detail["rows"][0]["features"]) == 15
+    rows = _rows(aws)
+    assert [r["event_id"] for r in rows] == ["e1", "e2", "e3"]
+    assert len(rows[0]["features"]) == 15
+    assert queries.stats(settings())["users_tracked"] == 2
+
+
+def test_the_hot_item_stays_small_and_no_item_is_written_per_event(aws, lambda_context):
+    _handler()(kinesis_event([event(n) for n in range(200)]), lambda_context)
+    items = _state(aws)["features"]
+    assert len(items) == 1  # one user, no ledger item per event, no cold item before an hour rolls up
+    assert store.item_size(items[0]) <= 1024
+    assert _state(aws)["events"] == []
 
 
 def test_bad_records_are_rejected_with_reasons_and_kept(aws, lambda_context):
@@ -35,18 +57,34 @@ def test_bad_records_are_rejected_with_reasons_and_kept(aws, lambda_context):
     rejected = [i for i in _state(aws)["events"] if i["status"] == "rejected"]
     assert len(rejected) == 2
     assert any("not valid JSON" in e for r in rejected for e in r["errors"])
-    assert any(r["event_id"].startswith("rejected#x#") and any("event_type" in e for e in r["errors"])
-               for r in rejected)
+    assert any(r["claimed_event_id"] == "x" and any("event_type" in e for e in r["errors"]) for r in rejected)
+    assert {r["event_id"] for r in rejected} == {"rejected#shardId-000000000000#101",
+                                                 "rejected#shardId-000000000000#102"}
 
 
 def test_client_duplicates_are_skipped(aws, lambda_context):
     _handler()(kinesis_event([event(1), event(1)], first_seq=100), lambda_context)
     _handler()(kinesis_event([event(1)], first_seq=200), lambda_context)  # a retry by the client
-    features = store.get_item("features", {"user_id": "u1", "feature_set": "v1"})
-    assert features["total_events"] == 1
-    from pipeline import queries
-    from pipeline.settings import settings
+    assert queries.user_features(settings(), "u1")["total_events"] == 1
     assert queries.stats(settings())["events_duplicate"] == 2
+
+
+def test_a_client_retry_on_another_shard_with_the_same_sequence_number_is_a_duplicate(aws, lambda_context):
+    """Sequence numbers are unique per shard only: the same number on another shard is not a redelivery."""
+    _handler()(kinesis_event([event(1), event(2)], shard="shardId-000000000000", first_seq=100), lambda_context)
+    _handler()(kinesis_event([event(1), event(3)], shard="shardId-000000000001", first_seq=100), lambda_context)
+    assert queries.user_features(settings(), "u1")["total_events"] == 3  # e1, e2, e3; the second e1 skipped
+    assert sorted(r["event_id"] for r in _rows(aws)) == ["e1", "e2", "e3"]
+    assert queries.stats(settings())["events_duplicate"] == 1
+
+
+def test_the_dedupe_horizon_is_the_users_last_events(aws, lambda_context):
+    from pipeline.stream import DEDUPE_RING
+    _handler()(kinesis_event([event(n) for n in range(DEDUPE_RING + 1)], first_seq=100), lambda_context)
+    _handler()(kinesis_event([event(DEDUPE_RING), event(1), event(0)], first_seq=500), lambda_context)
+    # e24 and e1 are among the last 24: duplicates; e0 is past the horizon and is taken as a new event
+    assert queries.stats(settings())["events_duplicate"] == 2
+    assert queries.user_features(settings(), "u1")["total_events"] == DEDUPE_RING + 2
 
 
 def test_redelivered_batch_leaves_identical_state(aws, lambda_context):
@@ -55,30 +93,42 @@ def test_redelivered_batch_leaves_identical_state(aws, lambda_context):
     before = _state(aws)
     _handler()(batch, lambda_context)  # Lambda redelivers the same records (e.g. after a timeout)
     after = _state(aws)
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("updated_at", "expires_at")} for r in rows]  # noqa
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("at",)} for r in rows]  # noqa
     assert strip(after["features"]) == strip(before["features"])
-    assert strip(after["events"]) == strip(before["events"])
+    assert after["counters"] == before["counters"]
     assert len(aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]) == 1
 
 
-def test_crash_before_inference_starts_is_repaired_by_the_redelivery(aws, lambda_context, monkeypatch):
+@pytest.mark.parametrize("crash_in", ["start_inference", "store_states"])
+def test_a_crash_is_repaired_by_the_redelivery(aws, lambda_context, monkeypatch, crash_in):
+    """A crash after the counters and journal are written, before the states (store_states) or after them, before
+    the inference starts: the retry (a larger batch, as after a BatchSize change) applies nothing twice, counts
+    nothing twice and scores the crashed records with the features their first delivery computed."""
     from pipeline import stream
 
     batch = kinesis_event([event(n, user=f"u{n % 3}") for n in range(6)])
-    real_start = stream.start_inference
-    monkeypatch.setattr(stream, "start_inference", lambda *a, **k: (_ for _ in ()).throw(TimeoutError("crash")))
-    try:
+    reference = None
+    if crash_in == "start_inference":
+        real = stream.start_inference
+        monkeypatch.setattr(stream, "start_inference", lambda *a, **k: (_ for _ in ()).throw(TimeoutError("crash")))
+    else:
+        real = stream.user_items
+        monkeypatch.setattr(stream, "user_items", lambda *a, **k: (_ for _ in ()).throw(TimeoutError("crash")))
+    with pytest.raises(TimeoutError):
         _handler()(batch, lambda_context)
-    except TimeoutError:
-        pass
     crashed = _state(aws)
-    monkeypatch.setattr(stream, "start_inference", real_start)
-    _handler()(batch, lambda_context)  # Lambda retries the whole batch
-    assert _state(aws)["features"] == crashed["features"]  # nothing applied twice
-    executions = aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]
-    rows = json.loads(aws["sfn"].describe_execution(executionArn=executions[0]["executionArn"])["input"])["rows"]
-    ledger = {i["event_id"]: json.loads(i["features"]) for i in crashed["events"]}
-    assert {r["event_id"]: r["features"] for r in rows} == ledger  # scored with the features stored first
+    monkeypatch.setattr(stream, crash_in if crash_in == "start_inference" else "user_items", real)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    journal_key = crashed["counters"]["journal"][-1]["key"]
+    reference = json.loads(s3.get_object(Bucket="artifacts", Key=journal_key)["Body"].read())["rows"]
+    bigger = kinesis_event([event(n, user=f"u{n % 3}") for n in range(9)])
+    _handler()(bigger, lambda_context)  # Lambda retries from the same position with a larger batch
+    rows = {r["event_id"]: r["features"] for r in _rows(aws)}
+    assert {r["event_id"]: r["features"] for r in reference}.items() <= rows.items()
+    assert sorted(rows) == sorted(f"e{n}" for n in range(9))
+    stats = queries.stats(settings())
+    assert stats["events_processed"] == 9 and stats["users_tracked"] == 3
+    assert sum(queries.user_features(settings(), f"u{u}")["total_events"] for u in range(3)) == 9
 
 
 def test_a_record_that_cannot_be_handled_fails_alone_and_later_records_wait(aws, lambda_context):
@@ -86,5 +136,4 @@ def test_a_record_that_cannot_be_handled_fails_alone_and_later_records_wait(aws,
     del records["Records"][1]["kinesis"]["data"]  # a malformed Lambda record: decode raises KeyError
     response = _handler()(records, lambda_context)
     assert response == {"batchItemFailures": [{"itemIdentifier": "101"}]}
-    ledger = {i["event_id"] for i in _state(aws)["events"]}
-    assert ledger == {"e1"}  # e3 is redelivered with e2, so it is not processed now
+    assert [r["event_id"] for r in _rows(aws)] == ["e1"]  # e3 is redelivered with e2, so it is not processed now

@@ -53,7 +53,7 @@ def _body(text: str) -> StreamingBody:
 def _batch(users: list[str]) -> dict:
     return {"batch_id": "b-1", "created_at": 1000.0, "feature_set": "v1", "model_version": "xgb-1",
             "stages": [{"stage": "process_stream", "seconds": 0.01, "memory_mb": 512, "events": len(users),
-                        "bytes": 200, "ddb_reads": 1, "ddb_writes": 1}],
+                        "bytes": 200, "ddb_rru": 1, "ddb_wru": 1}],
             "rows": [{"event_id": f"e{i}", "user_id": u, "ts": 1000.0 + i, "ingest_ts": 1000.0 + i,
                       "features": [float(i)] * 15} for i, u in enumerate(users)], "rows_s3_uri": None}
 
