@@ -401,6 +401,15 @@ class LocalCloud:
     def _s3_get(self, bucket: str, key: str) -> bytes:
         return self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
 
+    def set_require_sigv4(self, required: bool = True) -> None:
+        """Turn SigV4 verification on the HTTP API on or off while running (the state file follows)."""
+        self._require_started()
+        self.require_sigv4 = required
+        self.http_api.verifier = SigV4Verifier(self.api_credentials, region=self.region,
+                                               account_id=self.account_id) if required else None
+        if self._deployed:
+            self._write_state_file()
+
     def api_auth(self) -> dict:
         """How the HTTP API authorizes: whether SigV4 is required, the region to sign for and a local credential
         pair that passes (fake local credentials, written to the state file for the client scripts)."""

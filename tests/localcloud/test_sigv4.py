@@ -293,3 +293,23 @@ def test_the_client_is_one_code_path(cloud):
     signed = local_client(cloud.api_url, sign=True)
     assert type(signed) is ApiClient and signed.signer.service == "execute-api"
     assert local_client(cloud.api_url).signer is None
+
+
+def test_up_command_has_the_require_sigv4_option(monkeypatch, capsys):
+    import localcloud.cloud
+    from localcloud.__main__ import main
+    from localcloud.errors import LocalCloudError
+
+    seen = {}
+
+    class Refuses:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+        def start(self):
+            raise LocalCloudError("not starting in this test")
+
+    monkeypatch.setattr(localcloud.cloud, "LocalCloud", Refuses)
+    assert main(["up", "--require-sigv4", "--api-port", "0"]) == 2
+    assert seen["require_sigv4"] is True and "not starting" in capsys.readouterr().err
+    assert main(["up", "--api-port", "0"]) == 2 and seen["require_sigv4"] is False
