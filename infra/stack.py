@@ -544,6 +544,13 @@ class RealtimeInferenceStack(Stack):
             payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0)
         for method, path in ROUTES:
             self.http_api.add_routes(path=path, methods=[apigwv2.HttpMethod(method)], integration=integration)
+        # $default: every request no route above matches (unknown path, or a known path with another method) goes to
+        # ApiFunction too, which answers 404 in the project's error shape {"error", "message"} instead of API
+        # Gateway's own {"message": "Not Found"}. Same IAM authorization as every other route (the API's default
+        # authorizer), so an unsigned request to an unknown path is still refused by API Gateway (403).
+        self.default_route = apigwv2.HttpRoute(
+            self, "ApiDefaultRoute", http_api=self.http_api, route_key=apigwv2.HttpRouteKey.DEFAULT,
+            integration=integration, authorizer=authorizers.HttpIamAuthorizer())
         self.api_access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=self.retention,
                                              removal_policy=self.removal)
         self.api_stage = apigwv2.HttpStage(

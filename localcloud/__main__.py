@@ -1,6 +1,7 @@
 """Command line: ``python -m localcloud up`` and helpers that talk to a running instance.
 
     python -m localcloud up [--cdk-out cdk.out] [--api-port 8000] [--gateway-port 0] [--state-dir .localcloud]
+                            [--require-sigv4]
     python -m localcloud run-schedule <rule>     # rule logical id, name, prefix, or its target function
     python -m localcloud status
     python -m localcloud fault --error ThrottlingException --count 2 [--endpoint NAME]
@@ -33,7 +34,7 @@ def _up(args: argparse.Namespace) -> int:
         cloud = LocalCloud(cdk_out=args.cdk_out, state_dir=args.state_dir, gateway_port=args.gateway_port,
                            api_port=args.api_port, workers_per_function=args.workers,
                            run_schedules=not args.no_schedules, time_scale=args.time_scale, prewarm=args.prewarm,
-                           stack=args.stack)
+                           stack=args.stack, require_sigv4=args.require_sigv4)
         cloud.start()
     except LocalCloudError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -42,6 +43,11 @@ def _up(args: argparse.Namespace) -> int:
         cloud.deploy()
         print(f"local cloud up in {time.perf_counter() - started:.1f} s (stack {cloud.stack.stack_name})")
         print(f"  HTTP API      {cloud.api_url}")
+        if cloud.require_sigv4:
+            auth = cloud.api_auth()
+            print(f"                SigV4 required on AWS_IAM routes: sign for service execute-api, region "
+                  f"{auth['region']}, access key {auth['access_key_id']!r} / secret {auth['secret_access_key']!r} "
+                  "(the scripts do: --sign)")
         print(f"  AWS endpoint  {cloud.endpoint_url}   (AWS_ENDPOINT_URL for boto3 / the AWS CLI; any credentials)")
         print(f"  logs          {cloud.log_dir}")
         if cloud.outputs:
@@ -110,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--time-scale", type=float, default=1.0, help="schedule clock speed-up")
     up.add_argument("--no-schedules", action="store_true", help="do not fire schedules (run-schedule still works)")
     up.add_argument("--prewarm", action="store_true", help="start one worker per function at deploy")
+    up.add_argument("--require-sigv4", action="store_true",
+                    help="verify SigV4 on the HTTP API's AWS_IAM routes as API Gateway does (403 when missing or "
+                         "invalid); sign with the local credentials localcloud/localcloud")
     for name in ("run-schedule", "status", "fault", "clear-faults"):
         command = sub.add_parser(name)
         command.add_argument("--endpoint-url", default=None)

@@ -6,6 +6,10 @@
         cloud.invoke("ApiFunction", event); cloud.run_schedule("RetrainBatchSize")
         cloud.set_model_fault(error="ThrottlingException", count=2); cloud.wait_idle(30)
 
+``require_sigv4=True``: the HTTP API verifies SigV4 on every AWS_IAM route (localcloud/sigv4.py) against
+``api_credentials`` ({access key: secret}; default the local pair ``localcloud``/``localcloud``, also in
+``cloud.api_credentials`` and the state file) and refuses unsigned or badly signed requests with 403.
+
 moto's state lives in the process: several LocalClouds can run in one process (say, a test session) as long as
 they deploy different stacks; moto is reset only when the first one starts, and state-machine Lambda tasks reach
 every running cloud's functions.
@@ -36,6 +40,7 @@ from .kinesis import KinesisPollers
 from .lambdahost import InvokeResult, LambdaHost
 from .sagemaker import SageMakerRuntime, _SageMakerError
 from .schedules import Scheduler
+from .sigv4 import LOCAL_CREDENTIALS, SigV4Verifier
 
 log = logging.getLogger("localcloud")
 
@@ -67,7 +72,8 @@ class LocalCloud:
                  stack: str | None = None, parameters: dict[str, Any] | None = None, host: str = "127.0.0.1",
                  run_schedules: bool = True, time_scale: float = 1.0, poll_interval: float = 0.1,
                  retry_base: float = 0.1, retry_cap: float = 1.0, init_timeout: float = 60.0,
-                 prewarm: bool = False, region: str = mototools.REGION):
+                 prewarm: bool = False, region: str = mototools.REGION, require_sigv4: bool = False,
+                 api_credentials: dict[str, str] | None = None):
         self.cdk_out = Path(cdk_out)
         self.state_dir = Path(state_dir).resolve()
         self.gateway_port = gateway_port
@@ -83,6 +89,8 @@ class LocalCloud:
         self.prewarm = prewarm
         self.region = region
         self.account_id = mototools.ACCOUNT_ID
+        self.require_sigv4 = require_sigv4
+        self.api_credentials = dict(LOCAL_CREDENTIALS if api_credentials is None else api_credentials)
 
         self.stack: StackArtifact | None = None
         self.gateway: Gateway | None = None
@@ -163,7 +171,9 @@ class LocalCloud:
         self.gateway = Gateway(control=self._control)
         self.gateway.other_hosts = lambda: [c.lambda_host for c in list(LocalCloud._active)
                                             if c is not self and c.lambda_host is not None]
-        self.http_api = HttpApiServer(None, None, region=self.region, account_id=self.account_id)
+        verifier = SigV4Verifier(self.api_credentials, region=self.region, account_id=self.account_id) \
+            if self.require_sigv4 else None
+        self.http_api = HttpApiServer(None, None, region=self.region, account_id=self.account_id, verifier=verifier)
         self.http_api.start(self.host, self.api_port)  # bind early: a busy API port is reported before deploying
         port = self.gateway.start(self.host, self.gateway_port)
         os.environ["MOTO_PORT"] = str(port)  # moto's state-machine executor calls http://localhost:$MOTO_PORT
@@ -371,7 +381,8 @@ class LocalCloud:
         data: dict[str, Any] = {"stack": self.stack.stack_name if self.stack else None, "started": self._started,
                                 "deployed": self._deployed, "pid": os.getpid()}
         if self._started:
-            data.update(endpoint_url=self.endpoint_url, api_url=self.api_url, log_dir=str(self.log_dir))
+            data.update(endpoint_url=self.endpoint_url, api_url=self.api_url, log_dir=str(self.log_dir),
+                        api_auth=self.api_auth())
         if self._deployed:
             data.update(outputs=self.outputs, resources=self.resources, deploy_seconds=round(self.deploy_seconds, 3),
                         functions=self.lambda_host.stats(), pollers=self.pollers.stats(),
@@ -390,9 +401,26 @@ class LocalCloud:
     def _s3_get(self, bucket: str, key: str) -> bytes:
         return self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
 
+    def set_require_sigv4(self, required: bool = True) -> None:
+        """Turn SigV4 verification on the HTTP API on or off while running (the state file follows)."""
+        self._require_started()
+        self.require_sigv4 = required
+        self.http_api.verifier = SigV4Verifier(self.api_credentials, region=self.region,
+                                               account_id=self.account_id) if required else None
+        if self._deployed:
+            self._write_state_file()
+
+    def api_auth(self) -> dict:
+        """How the HTTP API authorizes: whether SigV4 is required, the region to sign for and a local credential
+        pair that passes (fake local credentials, written to the state file for the client scripts)."""
+        access_key, secret = next(iter(self.api_credentials.items()), ("", ""))
+        return {"require_sigv4": self.require_sigv4, "region": self.region, "service": "execute-api",
+                "access_key_id": access_key, "secret_access_key": secret}
+
     def _write_state_file(self) -> None:
         state = {"pid": os.getpid(), "stack": self.stack.stack_name, "endpoint_url": self.endpoint_url,
-                 "api_url": self.api_url, "log_dir": str(self.log_dir), "started": time.time()}
+                 "api_url": self.api_url, "log_dir": str(self.log_dir), "started": time.time(),
+                 "api_auth": self.api_auth()}
         (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     def _setup_logging(self) -> None:

@@ -5,10 +5,20 @@ Routes come from ``AWS::ApiGatewayV2::Route`` RouteKeys (``POST /events``, ``GET
 follows API Gateway: the most specific path wins (literal segments before variables before greedy), a method
 match before ``ANY``, ``$default`` last. Requests become payload format 2.0 events; the 2.0 response rules turn the
 result into the HTTP response. Unknown route -> 404 ``{"message":"Not Found"}``; a function error -> 500
-``{"message":"Internal Server Error"}``.
+``{"message":"Internal Server Error"}``; a body over 10 MB -> 413 ``{"message":"Request Entity Too Large"}``.
 
-Not enforced locally: IAM (SigV4) authorization and authorizers (requests are accepted unsigned; the event has no
-``authorizer`` block), CORS preflight configuration, throttling, custom domains, payload format 1.0.
+IAM authorization: with a ``SigV4Verifier`` (``LocalCloud(require_sigv4=True)``, ``python -m localcloud up
+--require-sigv4``) every request to a route whose AuthorizationType is ``AWS_IAM`` must carry a valid SigV4
+signature for service ``execute-api`` (localcloud/sigv4.py recomputes it with botocore), else 403
+``{"message":"Forbidden"}`` with the cause in ``x-amzn-ErrorType`` (MissingAuthenticationTokenException,
+IncompleteSignatureException, InvalidSignatureException, AccessDeniedException) and in ``x-localcloud-auth-error``
+(the AWS wording of the message; the canonical request the server computed goes to localcloud.log). The route is
+chosen first, so an unmatched request is 404 signed or not, as in AWS. A verified request's event carries
+``requestContext.authorizer.iam``. Without a verifier (the default) requests are accepted unsigned and the event has
+no ``authorizer`` block.
+
+Not enforced locally: IAM policies (``execute-api:Invoke``), JWT and Lambda authorizers, CORS preflight
+configuration, throttling, custom domains, payload format 1.0.
 """
 from __future__ import annotations
 
@@ -28,6 +38,7 @@ from werkzeug.wrappers import Request, Response
 
 from .deployer import HttpApiInfo, IntegrationInfo
 from .errors import LocalCloudError
+from .sigv4 import SigV4Verifier
 
 log = logging.getLogger("localcloud.httpapi")
 
@@ -45,11 +56,12 @@ class Route:
     regex: re.Pattern | None
     params: list[str]
     greedy: bool
+    authorization_type: str = "NONE"
 
     @classmethod
-    def parse(cls, route_key: str, integration: IntegrationInfo | None) -> "Route":
+    def parse(cls, route_key: str, integration: IntegrationInfo | None, authorization_type: str = "NONE") -> "Route":
         if route_key == "$default":
-            return cls(route_key, "", [], integration, None, [], True)
+            return cls(route_key, "", [], integration, None, [], True, authorization_type)
         method, _, path = route_key.partition(" ")
         segments = [s for s in path.split("/") if s]
         pattern, params, greedy = "", [], False
@@ -65,7 +77,7 @@ class Route:
             else:
                 pattern += "/" + re.escape(segment)
         return cls(route_key, method.upper(), segments, integration, re.compile("^" + (pattern or "/") + "/?$"),
-                   params, greedy)
+                   params, greedy, authorization_type)
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         if self.regex is None:
@@ -85,10 +97,13 @@ class Route:
 
 
 class HttpApiServer:
-    def __init__(self, api: HttpApiInfo | None, host_, *, region: str, account_id: str):
+    def __init__(self, api: HttpApiInfo | None, host_, *, region: str, account_id: str,
+                 verifier: SigV4Verifier | None = None):
         self.host = host_
         self.region = region
         self.account_id = account_id
+        self.verifier = verifier   # None: IAM routes accept unsigned requests
+        self.auth_failures = 0
         self.api: HttpApiInfo | None = None
         self.routes: list[Route] = []
         if api is not None:
@@ -99,7 +114,8 @@ class HttpApiServer:
 
     def configure(self, api: HttpApiInfo) -> None:
         """Serve ``api``'s routes (until then every request is answered 404)."""
-        self.routes = sorted((Route.parse(r.route_key, api.integrations.get(r.integration_id or ""))
+        self.routes = sorted((Route.parse(r.route_key, api.integrations.get(r.integration_id or ""),
+                                          r.authorization_type or "NONE")
                               for r in api.routes), key=lambda r: r.specificity(), reverse=True)
         self.api = api
 
@@ -133,7 +149,21 @@ class HttpApiServer:
             return _message(404, "Not Found")
         if request.content_length and request.content_length > REQUEST_LIMIT:
             return _message(413, "Request Entity Too Large")
+        identity = None
+        if self.verifier is not None and route.authorization_type.upper() == "AWS_IAM":
+            verdict = self.verify(request)
+            if not verdict.ok:
+                self.auth_failures += 1
+                log.info("HTTP API %s %s: 403 %s: %s%s", request.method, request.path, verdict.error_type,
+                         verdict.message, f"\n{verdict.detail}" if verdict.detail else "")
+                response = _message(403, "Forbidden")
+                response.headers["x-amzn-ErrorType"] = verdict.error_type
+                response.headers["x-localcloud-auth-error"] = verdict.message.encode("ascii", "replace").decode()
+                return response
+            identity = verdict.identity
         event = self.event(request, route, params, path)
+        if identity is not None:
+            event["requestContext"]["authorizer"] = {"iam": identity}
         request.environ["localcloud.request_id"] = event["requestContext"]["requestId"]
         try:
             result = self.host.invoke(route.integration.uri, event)
@@ -148,6 +178,17 @@ class HttpApiServer:
         except (ValueError, TypeError) as exc:
             log.info("HTTP API %s: bad function response: %s", route.route_key, exc)
             return _message(500, "Internal Server Error")
+
+    def verify(self, request: Request):
+        """Check the request's SigV4 signature against the request exactly as it arrived (raw target, Host)."""
+        raw_target = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path
+        try:
+            raw_target = raw_target.encode("latin-1").decode("utf-8")  # undo WSGI's latin-1 transport encoding
+        except UnicodeError:
+            pass
+        host = request.headers.get("Host", "")
+        url = f"{request.scheme}://{host}{raw_target}"
+        return self.verifier.verify(request.method, url, request.headers.items(), request.get_data())
 
     def event(self, request: Request, route: Route, params: dict[str, str], path: str) -> dict:
         now = time.time()

@@ -2,6 +2,10 @@
 the HTTP API end to end and print a report. Exits 0 only when every accepted event is accounted for.
 
     python scripts/demo.py [--events 6000] [--rate 600] [--users N] [--history-hours 24] [--seed 7] [--cdk-out cdk.out]
+                           [--sigv4]
+
+--sigv4: the local cloud requires and verifies SigV4 on the HTTP API (as API Gateway does with IAM auth) and the
+workload is signed by the scripts' client (scripts/client.py), the same code that signs for a deployed stack.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from localcloud import LocalCloud  # noqa: E402
 from scripts import loadgen  # noqa: E402
+from scripts.client import local_client  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -99,24 +104,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cdk-out", default=str(ROOT / "cdk.out"))
     parser.add_argument("--api-port", type=int, default=0, help="0 = any free port")
     parser.add_argument("--drain-timeout", type=float, default=180.0)
+    parser.add_argument("--sigv4", action="store_true",
+                        help="require SigV4 on the HTTP API and sign the workload (scripts/client.py)")
     args = parser.parse_args(argv)
 
     log(f"starting the embedded local cloud from {args.cdk_out} ...")
-    with LocalCloud(cdk_out=args.cdk_out, state_dir=str(ROOT / ".localcloud"), api_port=args.api_port) as cloud:
+    with LocalCloud(cdk_out=args.cdk_out, state_dir=str(ROOT / ".localcloud"), api_port=args.api_port,
+                    require_sigv4=args.sigv4) as cloud:
         started = time.perf_counter()
         cloud.deploy()
         log(f"deployed in {time.perf_counter() - started:.1f} s; API {cloud.api_url}, AWS endpoint "
             f"{cloud.endpoint_url} (function logs in .localcloud/logs/)")
         pipeline = Pipeline(cloud)
+        auth = cloud.api_auth()
+        api = local_client(cloud.api_url, sign=args.sigv4, access_key=auth["access_key_id"],
+                           secret_key=auth["secret_access_key"], region=auth["region"])
 
         users = loadgen.population_size(args.events, args.users, args.history_hours)
         log(f"sending {args.events} events at {args.rate:g}/s from {users} users, replaying {args.history_hours:g} h "
             "of event time (2% invalid, 2% duplicates) ...")
-        load = loadgen.run(cloud.api_url, args.events, args.rate, users=users, seed=args.seed,
+        log(f"  to {api}")
+        load = loadgen.run(api, args.events, args.rate, users=users, seed=args.seed,
                            history_hours=args.history_hours,
                            progress=lambda done, n: done % 1000 == 0 and log(f"  sent {done}/{n}"))
         log(f"sent {load.sent} in {load.seconds:.1f} s: accepted {load.accepted}, rejected {load.rejected}, "
-            f"failed {load.failed}")
+            f"failed {load.failed}" + (f" (first error: {load.request_errors[0]})" if load.request_errors else ""))
 
         log("waiting for the pipeline to drain ...")
         expected = load.unique_accepted

@@ -1,6 +1,9 @@
 """Load generator: synthetic events to the HTTP API at a target rate.
 
-    python scripts/loadgen.py --url http://127.0.0.1:8000 --rate 500 --events 5000 --seed 7
+    python scripts/loadgen.py --rate 500 --events 5000 --seed 7                  # the local cloud
+    python scripts/loadgen.py --rate 50 --events 2000 --stack RealtimeInference   # AWS (SigV4, boto3 chain)
+
+Where the API is and how requests are signed: scripts/client.py (--target, --url, --stack, --sign).
 
 Events come from the same seeded synthetic stream the model was trained on (model/synthetic.py). By default the
 generator replays ``--history-hours`` (24) of event time: a population of users sized to send ``--events`` events
@@ -22,14 +25,14 @@ import random
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.synthetic import make_event, make_users, stream, users_for  # noqa: E402
+from scripts.client import ApiClient, ClientError, Response, add_target_arguments, client_from_args, \
+    local_client  # noqa: E402
 
 BAD_EVENT_KINDS = (
     lambda e: {k: v for k, v in e.items() if k != "user_id"},
@@ -97,17 +100,19 @@ def generate(count: int, users: int | None, seed: int, bad_fraction: float, dupl
             yield event, "good"
 
 
-def post_events(url: str, events: list[dict], timeout: float = 30.0) -> dict:
-    request = urllib.request.Request(f"{url.rstrip('/')}/events", data=json.dumps({"events": events}).encode(),
-                                     headers={"content-type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
+def post_events(api: ApiClient, events: list[dict]) -> Response:
+    """POST /events with ``{"events": [...]}`` (signed when ``api`` signs); the response, error statuses
+    included."""
+    return api.post_json("/events", {"events": events})
 
 
-def run(url: str, events: int, rate: float, users: int | None = None, seed: int = 7, bad_fraction: float = 0.02,
-        duplicate_fraction: float = 0.02, per_request: int = 50, concurrency: int = 4, history_hours: float = 24.0,
-        progress=None) -> LoadResult:
-    """Send ``events`` events at ``rate`` events/s in requests of ``per_request`` events."""
+def run(api: ApiClient | str, events: int, rate: float, users: int | None = None, seed: int = 7,
+        bad_fraction: float = 0.02, duplicate_fraction: float = 0.02, per_request: int = 50, concurrency: int = 4,
+        history_hours: float = 24.0, progress=None) -> LoadResult:
+    """Send ``events`` events at ``rate`` events/s in requests of ``per_request`` events. ``api``: an ApiClient
+    (scripts/client.py), or the URL of a local cloud that does not require SigV4."""
+    if isinstance(api, str):
+        api = local_client(api)
     result = LoadResult()
     lock = threading.Lock()
     batches: list[list[tuple[dict, str]]] = []
@@ -123,8 +128,11 @@ def run(url: str, events: int, rate: float, users: int | None = None, seed: int 
     def send(batch: list[tuple[dict, str]]) -> None:
         payload = [e for e, _ in batch]
         try:
-            body = post_events(url, payload)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+            response = post_events(api, payload)
+            if not response.ok:
+                raise ClientError(f"HTTP {response.status}: {response.body[:300].decode('utf-8', 'replace')}")
+            body = response.json()
+        except (ClientError, ValueError) as exc:
             with lock:
                 result.failed += len(batch)
                 result.request_errors.append(str(exc))
@@ -161,7 +169,6 @@ def run(url: str, events: int, rate: float, users: int | None = None, seed: int 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--rate", type=float, default=500.0, help="events per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (events = rate x duration)")
     parser.add_argument("--events", type=int, help="number of events (overrides --duration)")
@@ -175,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duplicate-fraction", type=float, default=0.02)
     parser.add_argument("--per-request", type=int, default=50, help="events per POST /events (max 500)")
     parser.add_argument("--concurrency", type=int, default=4)
+    add_target_arguments(parser)
     args = parser.parse_args(argv)
     if not 0 <= args.bad_fraction + args.duplicate_fraction < 1:
         parser.error("--bad-fraction + --duplicate-fraction must be in [0, 1)")
@@ -184,7 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.history_hours < 0:
         parser.error("--history-hours must be >= 0")
     try:
-        result = run(args.url, total, args.rate, args.users, args.seed, args.bad_fraction, args.duplicate_fraction,
+        api = client_from_args(args)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"sending {total} events at {args.rate:g}/s to {api}", file=sys.stderr)
+    try:
+        result = run(api, total, args.rate, args.users, args.seed, args.bad_fraction, args.duplicate_fraction,
                      args.per_request, args.concurrency, args.history_hours,
                      progress=lambda done, n: print(f"\rsent {done}/{n}", end="", file=sys.stderr, flush=True))
     except ValueError as exc:

@@ -1,25 +1,27 @@
 """Plot cost per event against batch size, and the chosen batch size over time, into a PNG.
 
     python scripts/plot_costs.py --bench [.bench/cost_optimizer.json] [--out reports/costs.png]
-    python scripts/plot_costs.py --url http://127.0.0.1:8000 [--out reports/costs.png]
+    python scripts/plot_costs.py [--url http://127.0.0.1:8000] [--out reports/costs.png]     # the local cloud
+    python scripts/plot_costs.py --stack RealtimeInference                                   # AWS (SigV4)
 
 --bench: from the JSON `python -m bench.cost_optimizer` writes: the modelled tunable $ per 1M events by batch
   events (priced by pipeline.costs from the measured stage timings), each fixed (BatchSize, window) of the
   simulated day, and the adaptive optimizer's BatchSize per hourly retrain next to the hindsight oracle's.
---url: from a running pipeline's HTTP API (`make up`, or any deployment): the newest cost records
-  (GET /batches/recent?limit=500: $ per event against the batch's events) and the optimizer's decisions over time
-  (GET /model/status: optimizer.history).
+otherwise: from a running pipeline's HTTP API (`make up`, LocalStack or AWS; where and how to sign:
+  scripts/client.py --target/--url/--stack): the newest cost records (GET /batches/recent?limit=500: $ per event
+  against the batch's events) and the optimizer's decisions over time (GET /model/status: optimizer.history).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from scripts.client import ApiClient, ClientError, add_target_arguments, client_from_args  # noqa: E402
 
 
 def _figure():
@@ -84,14 +86,9 @@ def plot_bench(path: Path, out: Path) -> None:
     plt.close(figure)
 
 
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def plot_live(base: str, out: Path) -> None:
-    batches = _get(f"{base.rstrip('/')}/batches/recent?limit=500")["batches"]
-    status = _get(f"{base.rstrip('/')}/model/status")["optimizer"]
+def plot_live(api: ApiClient, out: Path) -> None:
+    batches = api.get_json("/batches/recent", {"limit": 500})["batches"]
+    status = api.get_json("/model/status")["optimizer"]
     plt, figure, left, right = _figure()
     if batches:
         left.scatter([b["events"] for b in batches], [b["cost_per_event_usd"] * 1e6 for b in batches], s=10,
@@ -123,16 +120,22 @@ def plot_live(base: str, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--bench", nargs="?", const=str(ROOT / ".bench" / "cost_optimizer.json"))
-    source.add_argument("--url")
+    parser.add_argument("--bench", nargs="?", const=str(ROOT / ".bench" / "cost_optimizer.json"),
+                        help="plot the bench JSON instead of a running pipeline")
     parser.add_argument("--out", default=str(ROOT / "reports" / "costs.png"))
+    add_target_arguments(parser)
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.bench:
+        if args.url or args.stack:
+            parser.error("--bench plots a file: leave out --url/--stack")
         plot_bench(Path(args.bench), out)
     else:
-        plot_live(args.url, out)
+        try:
+            plot_live(client_from_args(args), out)
+        except ClientError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     print(f"wrote {out}")
     return 0
 

@@ -7,56 +7,50 @@
     python scripts/query.py history <user_id> [--since T] [--until T]
     python scripts/query.py batches [--limit N]
     python scripts/query.py model
+    python scripts/query.py stats --stack RealtimeInference          # a deployed stack (SigV4, boto3 chain)
+
+Where the API is and how requests are signed: scripts/client.py (--target, --url, --stack, --sign).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
+from pathlib import Path
 
-
-def get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.client import ClientError, add_target_arguments, client_from_args, quote_segment  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["stats", "prediction", "features", "median", "history", "batches", "model"])
     parser.add_argument("args", nargs="*")
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--since")
     parser.add_argument("--until")
     parser.add_argument("--limit", type=int, default=10)
+    add_target_arguments(parser)
     args = parser.parse_args(argv)
-    quote = lambda s: urllib.parse.quote(s, safe="")  # noqa: E731
     needs = {"prediction": 1, "features": 1, "median": 1, "history": 1}
     if len(args.args) < needs.get(args.what, 0):
         parser.error(f"{args.what} needs an id")
-    path = {
-        "stats": lambda: "/stats",
-        "prediction": lambda: f"/predictions/{quote(args.args[0])}",
-        "features": lambda: f"/users/{quote(args.args[0])}/features" + (
-            f"/{quote(args.args[1])}" if len(args.args) > 1 else ""),
-        "median": lambda: f"/users/{quote(args.args[0])}/median",
-        "history": lambda: f"/users/{quote(args.args[0])}/history?" + urllib.parse.urlencode(
-            {k: v for k, v in (("since", args.since), ("until", args.until)) if v}),
-        "batches": lambda: f"/batches/recent?limit={args.limit}",
-        "model": lambda: "/model/status",
+    ids = [quote_segment(a) for a in args.args]
+    path, query = {
+        "stats": lambda: ("/stats", None),
+        "prediction": lambda: (f"/predictions/{ids[0]}", None),
+        "features": lambda: (f"/users/{ids[0]}/features" + (f"/{ids[1]}" if len(ids) > 1 else ""), None),
+        "median": lambda: (f"/users/{ids[0]}/median", None),
+        "history": lambda: (f"/users/{ids[0]}/history", {"since": args.since, "until": args.until}),
+        "batches": lambda: ("/batches/recent", {"limit": args.limit}),
+        "model": lambda: ("/model/status", None),
     }[args.what]()
     try:
-        status, body = get(args.url.rstrip("/") + path)
-    except urllib.error.URLError as exc:
-        print(f"cannot reach {args.url} ({exc.reason}); is `make up` running?", file=sys.stderr)
+        response = client_from_args(args).get(path, query)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(body, indent=2))
-    return 0 if status < 400 else 1
+    print(json.dumps(response.json(), indent=2))
+    return 0 if response.ok else 1
 
 
 if __name__ == "__main__":

@@ -1,19 +1,25 @@
 """Send test events to the HTTP API: a JSON or NDJSON file, or N generated events.
 
-    python scripts/send_events.py --count 20                  # 20 synthetic events
+    python scripts/send_events.py --count 20                  # 20 synthetic events to the local cloud
     python scripts/send_events.py events.ndjson               # a file of your own (JSON list, {"events": [...]}, NDJSON)
-    python scripts/send_events.py --url http://127.0.0.1:8000 --count 5 --user alice
+    python scripts/send_events.py --count 5 --user alice --url http://127.0.0.1:8000
+    python scripts/send_events.py --count 20 --stack RealtimeInference            # AWS: SigV4-signed (boto3 chain)
+    python scripts/send_events.py --count 20 --target localstack --stack RealtimeInference
+
+Where the API is and how requests are signed: scripts/client.py (--target, --url, --stack, --sign).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import urllib.error
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.client import ClientError, add_target_arguments, client_from_args  # noqa: E402
 from scripts.loadgen import generate, post_events  # noqa: E402
+
+PER_REQUEST = 500  # the API's limit per POST /events
 
 
 def load_file(path: Path) -> list[dict]:
@@ -28,10 +34,10 @@ def load_file(path: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", type=Path)
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--user", help="send every generated event as this user_id")
     parser.add_argument("--seed", type=int, default=1)
+    add_target_arguments(parser)
     args = parser.parse_args(argv)
     if args.file:
         events = load_file(args.file)
@@ -40,19 +46,27 @@ def main(argv: list[str] | None = None) -> int:
                                          id_prefix="manual", history_hours=0)]
         if args.user:
             events = [e | {"user_id": args.user} for e in events]
+    try:
+        api = client_from_args(args)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     accepted = 0
-    for start in range(0, len(events), 500):
+    for start in range(0, len(events), PER_REQUEST):
         try:
-            body = post_events(args.url, events[start:start + 500])
-        except urllib.error.HTTPError as exc:
-            print(f"HTTP {exc.code}: {exc.read().decode()}", file=sys.stderr)
+            response = post_events(api, events[start:start + PER_REQUEST])
+        except ClientError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 1
-        except urllib.error.URLError as exc:
-            print(f"cannot reach {args.url} ({exc.reason}); is `make up` running?", file=sys.stderr)
+        if not response.ok:
+            print(f"HTTP {response.status}: {response.body.decode('utf-8', 'replace')}", file=sys.stderr)
             return 1
+        body = response.json()
         accepted += body["accepted"]
         for rejected in body["rejected"]:
             print(f"rejected #{start + rejected['index']} {rejected.get('event_id')}: {'; '.join(rejected['errors'])}")
+        if len(events) > PER_REQUEST:
+            print(f"sent {min(start + PER_REQUEST, len(events))}/{len(events)}", file=sys.stderr, flush=True)
     print(f"accepted {accepted} of {len(events)}; first event_id {events[0]['event_id'] if events else '-'}")
     return 0
 

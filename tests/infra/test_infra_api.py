@@ -1,4 +1,13 @@
-"""The HTTP API: routes of the contract (DESIGN.md), IAM authorization, the Lambda integration, the stage."""
+"""The HTTP API: routes of the contract (DESIGN.md), the $default route, IAM authorization, the Lambda integration,
+the stage.
+
+AWS behaviour these encode (Amazon API Gateway Developer Guide):
+- "Create routes for HTTP APIs in API Gateway" (http-api-develop-routes): the ``$default`` route catches requests
+  that match no other route; with no route matching and no ``$default`` route API Gateway itself answers
+  ``{"message":"Not Found"}``, which is not the project's error shape.
+- "Control access to HTTP APIs with IAM authorization in API Gateway" (http-api-access-control-iam): IAM
+  authorization is set per route; a route without it is open to unsigned callers.
+"""
 from __future__ import annotations
 
 import json
@@ -13,7 +22,7 @@ def test_routes_match_the_contract_with_iam_auth(synth):
     api = synth.logical_id("HttpApi", "AWS::ApiGatewayV2::Api")
     [integration] = synth.of_type("AWS::ApiGatewayV2::Integration")
     routes = [r["Properties"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()]
-    assert {r["RouteKey"] for r in routes} == CONTRACT and len(routes) == len(CONTRACT)
+    assert {r["RouteKey"] for r in routes} == CONTRACT | {"$default"} and len(routes) == len(CONTRACT) + 1
     for route in routes:
         assert route["ApiId"] == {"Ref": api}
         assert route["AuthorizationType"] == "AWS_IAM", route["RouteKey"]
@@ -29,7 +38,23 @@ def test_integration_is_the_api_function_with_payload_v2(synth):
                                                       "Arn"]}
     permissions = [p["Properties"] for p in synth.of_type("AWS::Lambda::Permission").values()
                    if p["Properties"]["Principal"] == "apigateway.amazonaws.com"]
-    assert len(permissions) == len(CONTRACT)   # one per route, each scoped to its route's ARN
+    # one per route: a contract route's is scoped to its path (<api>/*/*/events); the $default route's to the API
+    # (<api>/*/*: how the CDK scopes the catch-all, whose requests arrive on any method and path)
+    api = synth.logical_id("HttpApi", "AWS::ApiGatewayV2::Api")
+    assert all(p["SourceArn"]["Fn::Join"][1][-2] == {"Ref": api} for p in permissions)
+    scopes = sorted(p["SourceArn"]["Fn::Join"][1][-1] for p in permissions)
+    assert scopes == sorted(["/*/*"] + ["/*/*" + key.split(" ", 1)[1] for key in CONTRACT])
+
+
+def test_default_route_sends_unmatched_requests_to_the_api_function_with_iam_auth(synth):
+    """Unknown paths (and known paths with another method) reach ApiFunction, which answers 404
+    {"error": "route_not_found", ...}; unsigned callers are still refused by API Gateway."""
+    [default] = [r["Properties"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()
+                 if r["Properties"]["RouteKey"] == "$default"]
+    [integration] = synth.of_type("AWS::ApiGatewayV2::Integration")
+    assert default["AuthorizationType"] == "AWS_IAM"
+    assert default["Target"] == {"Fn::Join": ["", ["integrations/", {"Ref": integration}]]}
+    assert synth.logical_id("ApiDefaultRoute", "AWS::ApiGatewayV2::Route")
 
 
 def test_default_stage_access_logs_and_throttling(synth):

@@ -48,7 +48,7 @@ def test_resource_counts(synth):
         "AWS::Lambda::Function": 7, "AWS::Lambda::EventSourceMapping": 1, "AWS::Kinesis::Stream": 1,
         "AWS::DynamoDB::Table": 5, "AWS::SQS::Queue": 2, "AWS::S3::Bucket": 2, "AWS::StepFunctions::StateMachine": 1,
         "AWS::SageMaker::Model": 2, "AWS::SageMaker::EndpointConfig": 1, "AWS::SageMaker::Endpoint": 1,
-        "AWS::Events::Rule": 2, "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Route": 13,
+        "AWS::Events::Rule": 2, "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Route": 14,
         "AWS::ApiGatewayV2::Integration": 1, "AWS::ApiGatewayV2::Stage": 1, "AWS::CloudWatch::Dashboard": 1,
         "AWS::SNS::Topic": 1, "AWS::KMS::Key": 1,
         # stream age, DLQ, quarantine, 7 function errors, failed executions, model latency per variant, cost, drift

@@ -63,6 +63,16 @@ def test_unknown_user_event_and_route_are_404_with_json_errors(aws, lambda_conte
     assert status == 404 and body["error"] == "route_not_found"
 
 
+def test_default_route_events_answer_404_in_the_project_error_shape(aws, lambda_context):
+    """What the stack's $default route delivers (routeKey "$default", the request's own method and path): unknown
+    paths and known paths with another method are 404 {"error": "route_not_found", "message"}, not API Gateway's
+    {"message": "Not Found"}."""
+    for method, path in (("GET", "/nowhere"), ("POST", "/stats"), ("DELETE", "/events"), ("GET", "/"),
+                         ("PUT", "/users/u1/median/extra")):
+        status, body = call(http_event(method, path, route_key="$default"), lambda_context)
+        assert (status, body) == (404, {"error": "route_not_found", "message": f"no route for {method} {path}"})
+
+
 def test_queries_over_stored_predictions(aws, lambda_context):
     for n, (ts, score) in enumerate([(1000.0, 0.1), (1100.0, 0.5), (1250.0, 0.9), (2000.0, 0.3)]):
         store.put_item("predictions", {"event_id": f"e{n}", "user_id": "u1", "ts": ts, "score": score,
