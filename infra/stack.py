@@ -205,8 +205,13 @@ class RealtimeInferenceStack(Stack):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs_bucket, server_access_logs_prefix="artifacts-bucket/",
             lifecycle_rules=[
-                # Large batches travel through S3 between process_stream and the state machine: transient.
-                s3.LifecycleRule(id="expire-batch-payloads", prefix="batches/", expiration=Duration.days(7)),
+                # Batch journals (process_stream: each record's outcome and features; the execution input of a
+                # large batch; redelivery and the drift sample read them) and large predictions (invoke_model ->
+                # store_predictions): kept one day longer than the quarantine queue keeps a batch (14 days), so a
+                # quarantined batch's pointer still resolves when it is redriven.
+                s3.LifecycleRule(id="expire-batch-journals", prefix="journal/", expiration=Duration.days(15)),
+                s3.LifecycleRule(id="expire-batch-payloads", prefix="batches/", expiration=Duration.days(15)),
+                s3.LifecycleRule(id="expire-batch-predictions", prefix="predictions/", expiration=Duration.days(15)),
                 s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=Duration.days(30)),
             ])
 
@@ -476,23 +481,32 @@ class RealtimeInferenceStack(Stack):
             sid="QueueDepths", actions=["sqs:GetQueueAttributes"],
             resources=[self.stream_dlq.queue_arn, self.quarantine_queue.queue_arn]))
 
-        process = f["ProcessStreamFunction"]         # ledger + features, large batches to S3, start inference
-        for table in (self.events_table, self.features_table, self.state_table):
+        process = f["ProcessStreamFunction"]         # features, counters, the batch journal, start inference
+        for table in (self.features_table, self.state_table):
             table.grant_read_write_data(process)
+        self.events_table.grant_write_data(process)  # rejected records only
         process.add_to_role_policy(iam.PolicyStatement(
-            sid="WriteBatchPayloads", actions=["s3:PutObject"], resources=[bucket.arn_for_objects("batches/*")]))
+            sid="WriteBatchJournals", actions=["s3:PutObject", "s3:GetObject"],
+            resources=[bucket.arn_for_objects("journal/*"), bucket.arn_for_objects("batches/*")]))
         self.state_machine.grant_start_execution(process)
 
         invoke = f["InvokeModelFunction"]            # score on the endpoint; rows may come from S3
         invoke.add_to_role_policy(invoke_endpoint)
         invoke.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadBatchPayloads", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("batches/*")]))
+            sid="ReadBatchPayloads", actions=["s3:GetObject"],
+            resources=[bucket.arn_for_objects("journal/*"), bucket.arn_for_objects("batches/*")]))
+        invoke.add_to_role_policy(iam.PolicyStatement(
+            sid="WriteLargePredictions", actions=["s3:PutObject"], resources=[bucket.arn_for_objects("predictions/*")]))
         self.state_table.grant_read_data(invoke)
 
         store = f["StorePredictionsFunction"]        # writes only the table (grant_write_data would add index/*)
         store.add_to_role_policy(iam.PolicyStatement(
             sid="WritePredictions", actions=["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DescribeTable"],
             resources=[predictions_arn]))
+        store.add_to_role_policy(iam.PolicyStatement(   # the sampled users' rolling medians (pipeline/medians.py)
+            sid="QueryUserScores", actions=["dynamodb:Query"], resources=[f"{predictions_arn}/index/by_user"]))
+        store.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadLargePredictions", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("predictions/*")]))
         self.state_table.grant_read_write_data(store)
 
         cost = f["RecordCostFunction"]
@@ -509,7 +523,11 @@ class RealtimeInferenceStack(Stack):
             resources=[self.stream_mapping.event_source_mapping_arn]))
 
         drift = f["MonitorDriftFunction"]            # recent features vs the model's training baseline
-        self.events_table.grant_read_data(drift)    # recent events' feature vectors (the ledger)
+        drift.add_to_role_policy(iam.PolicyStatement(   # recent events' feature vectors: the batch journals
+            sid="ReadBatchJournals", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("journal/*")]))
+        drift.add_to_role_policy(iam.PolicyStatement(
+            sid="ListBatchJournals", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": ["journal/*"]}}))
         self.state_table.grant_read_data(drift)     # the live model (STATE_TABLE "model", set by promotions)
         drift.add_to_role_policy(iam.PolicyStatement(
             sid="ReadModelArtifact", actions=["s3:GetObject"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from datetime import datetime, timezone
 from urllib.parse import urlparse
 
 import numpy as np
@@ -16,7 +17,8 @@ from .settings import Settings
 
 EPSILON = 1e-4
 SAMPLE_LIMIT = 5000
-SCAN_SEGMENTS = 16   # the ledger is read a sixteenth at a time, in random order, until SAMPLE_LIMIT
+MAX_JOURNALS = 200   # batch journals read per run at most: the sample's cost does not grow with the traffic
+JOURNAL_SHARE = 50   # rows taken from one journal at most: limit / JOURNAL_SHARE
 WINDOW_SECONDS = 24 * 3600
 # Calendar features: their distribution is set by the window the sample covers (a 1-hour sample has one
 # hour_of_day), not by a change in the data, so they are reported but do not count towards the max PSI / KS.
@@ -110,42 +112,38 @@ def live_model_data_url(settings: Settings) -> str:
 
 def recent_features(settings: Settings, limit: int = SAMPLE_LIMIT, window_seconds: float = WINDOW_SECONDS,
                     now: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Feature vectors of a uniform sample of up to ``limit`` accepted events of the last ``window_seconds`` (the
-    EVENTS_TABLE ledger keeps each event's vector as scored).
+    """Feature vectors of a uniform sample of up to ``limit`` accepted events of the last ``window_seconds``, read
+    from the batch journals (pipeline/stream.py: one S3 object per batch, under journal/<hour>/, holding each
+    event's vector as scored).
 
     Per EVENT, like the training baseline (one row per training event): comparing the baseline with one latest
     vector per user (the features table) reports drift on unshifted data, because per-user sampling re-weights
     busy and quiet users (measured: PSI 0.5 on events_24h for a stream drawn from the training distribution).
 
-    Uniform: whole Scan segments in random order (DynamoDB assigns an item to a segment by the hash of its key, so a
-    segment is a random subset of the events whatever their time), then a random ``limit`` of what they hold.
-    Stopping a plain Scan after ``limit`` items takes them in storage order, which in moto (the local cloud) is
-    arrival order: the window's oldest events, whose 24 h counts are still low (measured: PSI 0.26 on events_24h
-    for the `make run` workload, 0.08 on all of it)."""
+    Bounded whatever the traffic: one listing page (up to 1,000 journals) per hour of the window, then journals in
+    random order, at most ``MAX_JOURNALS`` of them, a random ``limit / JOURNAL_SHARE`` rows of each, until ``limit``
+    rows.
+    Journal keys sort by shard and batch id (a hash), so a listing page is a random subset of its hour's batches."""
     import time as _time
 
     rng = rng or np.random.default_rng()
-    since = (now if now is not None else _time.time()) - window_seconds
+    now = now if now is not None else _time.time()
     width = len(FEATURE_NAMES)
-    table = aws.table(settings.events_table)
-    query = {"ProjectionExpression": "features", "FilterExpression": "#s = :accepted AND #ts >= :since",
-             "ExpressionAttributeNames": {"#s": "status", "#ts": "ts"},
-             "ExpressionAttributeValues": {":accepted": "accepted", ":since": store.to_item(since)},
-             "TotalSegments": SCAN_SEGMENTS}
+    s3 = aws.client("s3")
+    keys: list[str] = []
+    for hours_back in range(int(np.ceil(window_seconds / 3600)) + 1):
+        hour = datetime.fromtimestamp(now - hours_back * 3600, tz=timezone.utc).strftime("%Y-%m-%dT%H")
+        listing = s3.list_objects_v2(Bucket=settings.artifacts_bucket, Prefix=f"journal/{hour}/", MaxKeys=1000)
+        keys += [obj["Key"] for obj in listing.get("Contents", [])]
     rows: list[list[float]] = []
-    for segment in rng.permutation(SCAN_SEGMENTS):
+    for index in rng.permutation(len(keys))[:MAX_JOURNALS]:
         if len(rows) >= limit:
             break
-        kwargs = query | {"Segment": int(segment)}
-        while True:
-            response = table.scan(**kwargs)
-            for item in response.get("Items", []):
-                vector = json.loads(item["features"]) if isinstance(item.get("features"), str) else None
-                if vector and len(vector) == width:
-                    rows.append(vector)
-            if "LastEvaluatedKey" not in response:
-                break
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        journal = json.loads(s3.get_object(Bucket=settings.artifacts_bucket, Key=keys[index])["Body"].read())
+        found = [r["features"] for r in journal.get("rows", []) if len(r["features"]) == width
+                 and r["ts"] >= now - window_seconds]
+        # a random part of each journal, so the sample spreads over at least JOURNAL_SHARE batches
+        rows += [found[i] for i in rng.permutation(len(found))[:max(1, limit // JOURNAL_SHARE)]]
     matrix = np.asarray(rows, dtype=float).reshape(-1, width)
     return matrix[rng.permutation(len(matrix))[:limit]]
 

@@ -47,10 +47,18 @@ def test_drift_on_a_shifted_population(baseline):
     assert report["device_code"]["psi"] > THRESHOLD and report["events_1h"]["ks"] > 0.2
 
 
-def _ledger(vectors: np.ndarray, prefix: str) -> list[dict]:
+def _journal(vectors: np.ndarray, prefix: str, per_batch: int = 100) -> None:
+    """Batch journals as process_stream writes them (journal/<hour>/<shard>/<batch>.json), in the current hour."""
+    from datetime import datetime, timezone
     now = time.time()
-    return [{"event_id": f"{prefix}-{i}", "user_id": f"u{i % 50}", "status": "accepted", "ts": now - i % 3600,
-             "features": json.dumps([round(float(v), 6) for v in row])} for i, row in enumerate(vectors)]
+    hour = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for start in range(0, len(vectors), per_batch):
+        rows = [{"event_id": f"{prefix}-{i}", "user_id": f"u{i % 50}", "ts": now - i % 600, "ingest_ts": now,
+                 "features": [round(float(v), 6) for v in vectors[i]]}
+                for i in range(start, min(start + per_batch, len(vectors)))]
+        s3.put_object(Bucket="artifacts", Key=f"journal/{hour}/shardId-0/{prefix}-{start}.json",
+                      Body=json.dumps({"rows": rows, "records": {}}).encode())
 
 
 def test_monitor_drift_publishes_and_the_alarm_changes_state(aws, monkeypatch, baseline, lambda_context):
@@ -76,14 +84,14 @@ def test_monitor_drift_publishes_and_the_alarm_changes_state(aws, monkeypatch, b
         Threshold=THRESHOLD, ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")
     from monitor_drift import handler
 
-    store.batch_put("events", _ledger(sample(event_features(100, 24, seed=21), 3000), "same"), ("event_id",))
+    _journal(sample(event_features(100, 24, seed=21), 3000), "same")
     result = handler.handler({}, lambda_context)
     assert result["samples"] == 3000 and result["max_psi"] < THRESHOLD and result["datapoints"] > 2
     assert result["max_psi_feature"] not in drift.CALENDAR_FEATURES
     assert evaluate_alarm(cloudwatch, "drift")["state"] == "OK"
     assert cloudwatch.describe_alarms(AlarmNames=["drift"])["MetricAlarms"][0]["StateValue"] == "OK"
 
-    store.batch_put("events", _ledger(sample(event_features(40, 24, seed=22, shifted=True), 3000), "same"), ("event_id",))
+    _journal(sample(event_features(40, 24, seed=22, shifted=True), 3000), "same")  # overwrites the same batches
     result = handler.handler({}, lambda_context)
     assert result["max_psi"] > THRESHOLD
     points = cloudwatch.get_metric_statistics(
@@ -98,13 +106,11 @@ def test_monitor_drift_publishes_and_the_alarm_changes_state(aws, monkeypatch, b
 
 
 def test_the_recent_sample_is_uniform_over_the_window_not_the_oldest_events(aws):
-    # moto scans in insertion order: the first 1,500 ledger rows (events_1h = 0) arrived before the last 1,500
-    # (events_1h = 1); a sample of 1,000 must hold both about equally
+    # 30 journals of 100 rows with events_1h = 0 were written before 30 with events_1h = 1; a sample of 1,000
+    # must hold both about equally (journals are read in random order, not in listing order)
     width = len(FEATURE_NAMES)
-    old = _ledger(np.zeros((1500, width)), "old")
-    new = _ledger(np.ones((1500, width)), "new")
-    store.batch_put("events", old, ("event_id",))
-    store.batch_put("events", new, ("event_id",))
+    _journal(np.zeros((3000, width)), "a-old")
+    _journal(np.ones((3000, width)), "b-new")
     from pipeline.settings import settings
 
     matrix = drift.recent_features(settings(), limit=1000, rng=np.random.default_rng(3))
