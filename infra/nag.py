@@ -66,13 +66,25 @@ def acknowledge_stack(stack: "RealtimeInferenceStack") -> list[Ack]:
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]", reason)
 
     bucket = _arn_token(stack, stack.artifacts_bucket)
-    batch_payloads = ("Large batches (input over 200 KB) travel between process_stream and the state machine as "
-                      "objects under batches/ whose keys are the batch ids, known only at run time; the wildcard is "
-                      "limited to that prefix of the stack's own artifacts bucket")
+    journals = ("every batch's journal (each record's outcome and features: the execution input of a large batch, "
+                "what a redelivered record is scored from, the drift sample) is an object under journal/<hour>/"
+                "<shard>/<batch id>.json; large batches without a journal go under batches/<batch id>.json, and large "
+                "predictions under predictions/<batch id>.json: keys known only at run time; each wildcard is limited "
+                "to its prefix of the stack's own artifacts bucket")
     acknowledge(stack.roles["ProcessStreamFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/batches/*]",
-                f"s3:PutObject only. {batch_payloads}")
+                f"s3:PutObject and s3:GetObject only. {journals}")
+    acknowledge(stack.roles["ProcessStreamFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/journal/*]",
+                f"s3:PutObject and s3:GetObject (a redelivered record reads its batch's journal) only. {journals}")
     acknowledge(stack.roles["InvokeModelFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/batches/*]",
-                f"s3:GetObject only. {batch_payloads}")
+                f"s3:GetObject only. {journals}")
+    acknowledge(stack.roles["InvokeModelFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/journal/*]",
+                f"s3:GetObject only. {journals}")
+    acknowledge(stack.roles["InvokeModelFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/predictions/*]",
+                f"s3:PutObject only (predictions over 200 KB leave the state through S3). {journals}")
+    acknowledge(stack.roles["StorePredictionsFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/predictions/*]",
+                f"s3:GetObject only. {journals}")
+    acknowledge(stack.roles["MonitorDriftFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/journal/*]",
+                f"s3:GetObject only: the drift sample reads recent batch journals. {journals}")
     promoted = ("promoted model versions are uploaded by scripts/promote.py to models/<version>/model.tar.gz, "
                 "keys known only when a version is promoted; the wildcard is limited to that prefix of the stack's "
                 "own artifacts bucket")
