@@ -196,6 +196,28 @@ class _Tier:
         return found
 
 
+    def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
+        """From fine tile ``top`` down: (events and first time of the session that tile ``top`` is in, whether that
+        session reaches tile 0, session gaps between the tiles lo..top). Cached like ``window``."""
+        key = ("walk", top, lo)
+        found = self._cache().get(key)
+        if found is None:
+            first, last, n = self.cols[FIRST], self.cols[LAST], self.cols[N]
+            chain_n, chain_first, in_session, gaps = n[top], first[top], True, 0
+            for i in range(top - 1, -1, -1):
+                apart = first[i + 1] - last[i] >= _GAP_MS
+                if i >= lo:
+                    gaps += apart
+                if in_session:
+                    if apart:
+                        in_session = False
+                    else:
+                        chain_n, chain_first = chain_n + n[i], first[i]
+                if i < lo and not in_session:
+                    break
+            found = self._prefix[key] = (chain_n, chain_first, in_session, gaps)
+        return found
+
     def session_back(self) -> tuple[int, int]:
         """(events, first time) of the session that the newest hourly tile's last event belongs to."""
         key = ("session",)
@@ -302,7 +324,8 @@ class FeatureState:
             cols[FIRST][position] = ts_ms
         if ts_ms > cols[LAST][position]:
             cols[LAST][position] = ts_ms
-        fine._prefix = None
+        if position != len(fine.keys) - 1:
+            fine._prefix = None  # cached windows never include the newest tile (see _sums): they stay valid
 
     def _roll_up(self) -> None:
         """Fine tiles that no on-time event can reach any more become hourly tiles (whole hours at a time);
@@ -333,19 +356,25 @@ class FeatureState:
     # -- the vector -----------------------------------------------------------------------------------------
     def _count(self, start: int, end: int) -> int:
         """Events in the tiles [start, end] (fine tile indexes)."""
-        fine, hourly = self.fine, self.hourly
-        count = sum(fine.cols[N][bisect_left(fine.keys, start):bisect_right(fine.keys, end)])
-        if hourly.keys and hourly.keys[-1] * _PER_HOUR >= start:
-            count += hourly.window(bisect_left(hourly.keys, -(-start // _PER_HOUR)),
-                                   bisect_right(hourly.keys, end // _PER_HOUR))[N]
-        return count
+        return self._sums(start, end)[N]
 
     def _sums(self, start: int, end: int) -> list:
-        """(events, purchases, views, clicks, amount, points, devices) over the tiles [start, end]."""
+        """(events, purchases, views, clicks, amount, points, devices) over the tiles [start, end].
+
+        The fine tiles before the last one of the range come from a cache that only a change to a tile other than
+        the newest clears, so an event in order costs a few lookups whatever the user's activity."""
         fine, hourly = self.fine, self.hourly
         lo, hi = bisect_left(fine.keys, start), bisect_right(fine.keys, end)
-        sums = list(fine.window(lo, hi)) if hi - lo > 1 else (
-            [c[lo] for c in fine.cols[:DEVICES + 1]] if hi > lo else [0, 0, 0, 0, 0.0, 0, 0])
+        if hi > lo:
+            last = hi - 1
+            base = fine.window(lo, last) if last > lo else (0, 0, 0, 0, 0.0, 0, 0)
+            cols = fine.cols
+            sums = [base[N] + cols[N][last], base[PURCHASES] + cols[PURCHASES][last],
+                    base[VIEWS] + cols[VIEWS][last], base[CLICKS] + cols[CLICKS][last],
+                    base[AMOUNT] + cols[AMOUNT][last], base[POINTS] + cols[POINTS][last],
+                    base[DEVICES] | cols[DEVICES][last]]
+        else:
+            sums = [0, 0, 0, 0, 0.0, 0, 0]
         if hourly.keys and hourly.keys[-1] * _PER_HOUR >= start:
             more = hourly.window(bisect_left(hourly.keys, -(-start // _PER_HOUR)),
                                  bisect_right(hourly.keys, end // _PER_HOUR))
@@ -418,17 +447,14 @@ class FeatureState:
         start = _window_start_fine(ts_ms, WINDOW_24H)
         lo = bisect_left(fine.keys, start)
         chain_n, chain_first, in_session, gaps = n[own], first[own], True, 0
-        for i in range(own - 1, -1, -1):
-            apart = first[i + 1] - last[i] >= _GAP_MS
-            if i >= lo:
-                gaps += apart
-            if in_session:
-                if apart:
-                    in_session = False
-                else:
-                    chain_n, chain_first = chain_n + n[i], first[i]
-            if i < lo and not in_session:
-                break
+        if own > 0:
+            apart = first[own] - last[own - 1] >= _GAP_MS
+            below_n, below_first, below_in_session, below_gaps = fine.walk_down(own - 1, lo)
+            gaps = below_gaps + (apart and own - 1 >= lo)
+            if apart:
+                in_session = False
+            else:
+                chain_n, chain_first, in_session = chain_n + below_n, below_first, below_in_session
         h_last = hourly.cols[LAST]
         top = len(hourly.keys) - 1
         if in_session and top >= 0 and first[0] - h_last[top] < _GAP_MS:  # the session reaches the hourly tiles

@@ -353,6 +353,11 @@ def _actions(statement: dict) -> set[str]:
     return {actions} if isinstance(actions, str) else set(actions)
 
 
+def _resources(statement: dict) -> list:
+    resources = statement["Resource"]
+    return resources if isinstance(resources, list) else [resources]
+
+
 def _all_actions(statements: list[dict]) -> set[str]:
     return set().union(*(_actions(s) for s in statements))
 
@@ -372,19 +377,32 @@ def test_function_roles_least_privilege(synth):
     assert {"kinesis:GetRecords", "states:StartExecution", "sqs:SendMessage", "s3:PutObject"} <= process
     assert "sagemaker:InvokeEndpoint" not in process
     assert {"sagemaker:InvokeEndpoint", "s3:GetObject"} <= _all_actions(statements["InvokeModelFunction"])
-    for function_id in ("StorePredictionsFunction", "RecordCostFunction"):
-        assert not {a for a in _all_actions(statements[function_id])
-                    if a.startswith(("sagemaker:", "s3:", "kinesis:", "states:"))}, function_id
+    invoke = statements["InvokeModelFunction"]
+    [large] = [s for s in invoke if s.get("Sid") == "WriteLargePredictions"]
+    assert _actions(large) == {"s3:PutObject"} and "predictions/*" in json.dumps(large["Resource"])
+    store = _all_actions(statements["StorePredictionsFunction"])
+    assert not {a for a in store if a.startswith(("sagemaker:", "kinesis:", "states:"))}
+    assert {a for a in store if a.startswith("s3:")} == {"s3:GetObject"}  # large predictions only
+    assert not {a for a in _all_actions(statements["RecordCostFunction"])
+                if a.startswith(("sagemaker:", "s3:", "kinesis:", "states:"))}
     [tune] = [s for s in statements["RetrainBatchSizeFunction"] if s.get("Sid") == "TuneStreamMapping"]
     assert _actions(tune) == {"lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping"}
     assert {"Ref": synth.logical_id("EventsStreamMapping", "AWS::Lambda::EventSourceMapping")} in \
         tune["Resource"]["Fn::Join"][1]
     drift = _all_actions(statements["MonitorDriftFunction"])
-    assert "s3:GetObject" in drift and not {a for a in drift if a.startswith("dynamodb:") and "Write" in a}
+    assert {"s3:GetObject", "s3:ListBucket"} <= drift  # the batch journals are its sample
+    assert not {a for a in drift if a.startswith("dynamodb:") and "Write" in a}
+    [listing] = [s for s in statements["MonitorDriftFunction"] if s.get("Sid") == "ListBatchJournals"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["journal/*"]}}
+    # process_stream keeps no ledger of accepted events: it only writes rejected records to the events table
+    events_arn = {"Fn::GetAtt": [synth.logical_id("EventsTable", "AWS::DynamoDB::Table"), "Arn"]}
+    on_events = {a for s in statements["ProcessStreamFunction"] if events_arn in _resources(s) for a in _actions(s)}
+    assert on_events and not {a for a in on_events if "Get" in a or "Query" in a or "Scan" in a}
 
 
-def test_only_api_reads_the_predictions_index(synth):
-    """Query permission on exactly the by_user index, no index wildcard anywhere."""
+def test_only_api_and_store_predictions_read_the_predictions_index(synth):
+    """Query permission on exactly the by_user index, no index wildcard anywhere: the API (history, medians) and
+    store_predictions (the sampled users' rolling medians, pipeline/medians.py)."""
     index_resources = []
     for policy in synth.of_type("AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -392,7 +410,9 @@ def test_only_api_reads_the_predictions_index(synth):
             assert "/index/*" not in text
             if "/index/" in text:
                 index_resources.append(policy["Properties"]["Roles"])
-    assert index_resources == [[{"Ref": synth.logical_id("ApiRole", "AWS::IAM::Role")}]]
+    assert sorted(index_resources, key=json.dumps) == sorted(
+        [[{"Ref": synth.logical_id("ApiRole", "AWS::IAM::Role")}],
+         [{"Ref": synth.logical_id("StorePredictionsRole", "AWS::IAM::Role")}]], key=json.dumps)
 
 
 def test_outputs(synth):

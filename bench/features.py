@@ -1,0 +1,109 @@
+"""Streaming features per event and per-user state size, across user activity, for each feature set.
+
+    python -m bench.features [--days 8] [--max-events 300000] [--repeats 3]
+
+For each feature set and activity (events per user per day, Poisson arrivals, ~5 % swapped with a neighbour so
+some arrive out of order), one user's events go through ``FeatureState.observe`` for ``--days`` days of event
+time (capped at ``--max-events``): CPU µs per event (median of ``--repeats`` passes over the last half, when the
+state is at steady size), the stored state at the end (hot part: rewritten on every batch; cold part: hourly
+tiles, rewritten when they roll up) and the bytes written per batch for the user, with 1-second batches: the hot
+part every batch that holds the user's events, the cold part only when it changed. Goals (issue 10): <= 30 µs per
+event at every activity, <= 8 KB stored per user for v2, <= 1 KB written per batch on average.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
+
+from pipeline.events import Event  # noqa: E402
+from pipeline.features import FEATURE_SETS, FeatureState  # noqa: E402
+
+T0 = 1_700_000_000.0
+ACTIVITIES = (10, 1_000, 100_000)
+
+
+def user_events(per_day: float, days: float, max_events: int, seed: int = 1) -> list[Event]:
+    rng = random.Random(seed)
+    gap, ts, raw = 86_400 / per_day, T0, []
+    for n in range(min(int(per_day * days), max_events)):
+        ts += rng.expovariate(1 / gap)
+        kind = rng.choice(["view", "view", "click", "add_to_cart", "purchase"])
+        raw.append({"event_id": f"e{n}", "user_id": "u", "event_type": kind, "timestamp": ts,
+                    "amount": round(rng.uniform(1, 80), 2) if kind == "purchase" else None,
+                    "device_type": rng.choice(["mobile", "desktop", "tablet"])})
+    for i in range(len(raw) - 1):
+        if rng.random() < 0.05:
+            raw[i], raw[i + 1] = raw[i + 1], raw[i]
+    return [Event.model_validate(r) for r in raw]
+
+
+def measure(feature_set: str, per_day: float, days: float, max_events: int, repeats: int) -> dict:
+    events = user_events(per_day, days, max_events)
+    half = len(events) // 2
+    warm = FeatureState(feature_set)
+    for event in events[:half]:
+        warm.observe(event)
+    warm.mark_stored()
+    hot, cold = warm.to_bytes(), warm.cold_bytes()
+    timings = []
+    for _ in range(repeats):  # the same second half from the same warm state
+        state = FeatureState.from_bytes(hot, cold, feature_set)
+        started = time.process_time()
+        for event in events[half:]:
+            state.observe(event)
+        timings.append((time.process_time() - started) / max(1, len(events) - half) * 1e6)
+    # bytes written per 1-second batch that holds the user's events (second half, replayed batch by batch)
+    state = FeatureState.from_bytes(hot, cold, feature_set)
+    written, batches, second = 0, 0, None
+    for event in events[half:]:
+        current = int(event.timestamp)
+        if second is not None and current != second:
+            written += _store(state)
+            batches += 1
+        second = current
+        state.observe(event)
+    written += _store(state)
+    batches += 1
+    state.mark_stored()
+    return {"feature_set": feature_set, "events_per_day": per_day, "events": len(events),
+            "us_per_event": statistics.median(timings), "hot_bytes": len(state.to_bytes()),
+            "cold_bytes": len(state.cold_bytes()), "bytes_written_per_batch": written / batches,
+            "fine_tiles": len(state.fine), "hourly_tiles": len(state.hourly)}
+
+
+def _store(state: FeatureState) -> int:
+    cold_changed = state.mark_stored()
+    return len(state.to_bytes()) + (len(state.cold_bytes()) if cold_changed else 0)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=float, default=8.0)
+    parser.add_argument("--max-events", type=int, default=300_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    results = []
+    print(f"{'set':4} {'events/day':>10} {'events':>8} {'µs/event':>9} {'hot B':>6} {'cold B':>7} "
+          f"{'stored B':>9} {'B written/batch':>16}")
+    for feature_set in FEATURE_SETS:
+        for per_day in ACTIVITIES:
+            r = measure(feature_set, per_day, args.days, args.max_events, args.repeats)
+            results.append(r)
+            print(f"{feature_set:4} {per_day:>10,} {r['events']:>8,} {r['us_per_event']:>9.1f} {r['hot_bytes']:>6} "
+                  f"{r['cold_bytes']:>7} {r['hot_bytes'] + r['cold_bytes']:>9} {r['bytes_written_per_batch']:>16.0f}",
+                  flush=True)
+    slowest = max(r["us_per_event"] for r in results)
+    fastest = min(r["us_per_event"] for r in results)
+    print(f"slowest / fastest activity: {slowest / fastest:.2f} (flat = 1)")
+    return results
+
+
+if __name__ == "__main__":
+    main()
