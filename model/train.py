@@ -31,7 +31,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 from model.synthetic import label_probability, make_users, stream  # noqa: E402
 from pipeline.drift import baseline_from_features  # noqa: E402
 from pipeline.events import Event  # noqa: E402
-from pipeline.features import FEATURE_SET, FEATURE_SETS, FeatureState, feature_names, named  # noqa: E402
+from pipeline.features import (FEATURE_REVISION, FEATURE_SET, FEATURE_SETS, FeatureState, feature_names,  # noqa: E402
+                               named)
 
 MODEL_VERSION = "xgb-1"
 PARAMS = {"objective": "binary:logistic", "eval_metric": "auc", "max_depth": 4, "eta": 0.15,
@@ -67,7 +68,7 @@ def train(x: np.ndarray, y: np.ndarray, seed: int, rounds: int = 150) -> tuple[x
 
 def write_artifact(booster: xgboost.Booster, metrics: dict, baseline: dict, out: Path,
                    feature_set: str = FEATURE_SET) -> Path:
-    booster.set_attr(feature_set=feature_set, model_version=MODEL_VERSION,
+    booster.set_attr(feature_set=feature_set, feature_revision=str(FEATURE_REVISION), model_version=MODEL_VERSION,
                      feature_names=json.dumps(feature_names(feature_set)), metrics=json.dumps(metrics),
                      baseline=json.dumps(baseline))
     out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +79,8 @@ def write_artifact(booster: xgboost.Booster, metrics: dict, baseline: dict, out:
         info.size, info.mtime = len(raw), 0
         archive.addfile(info, io.BytesIO(raw))
     (out / "metadata.json").write_text(json.dumps(
-        {"model_version": MODEL_VERSION, "feature_set": feature_set, "feature_names": feature_names(feature_set),
+        {"model_version": MODEL_VERSION, "feature_set": feature_set, "feature_revision": FEATURE_REVISION,
+         "feature_names": feature_names(feature_set),
          "container": "sagemaker-xgboost:3.0-5", "metrics": metrics}, indent=2) + "\n")
     return artifact
 

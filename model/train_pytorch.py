@@ -85,7 +85,10 @@ def write_artifact(model, metrics: dict, baseline: dict, out: Path, feature_set:
     out.mkdir(parents=True, exist_ok=True)
     weights = io.BytesIO()
     torch.save(model.state_dict(), weights)
+    from pipeline.features import FEATURE_REVISION
+
     config = {"model_version": MODEL_VERSION, "kind": "pytorch", "feature_set": feature_set,
+              "feature_revision": FEATURE_REVISION,
               "feature_names": feature_names, "hidden": list(HIDDEN), "metrics": metrics,
               "container": f"pytorch-inference:{image_tag}" if image_tag else "pytorch-inference"}
     files = {"model.pth": weights.getvalue(), "model.json": json.dumps(config, indent=2).encode(),

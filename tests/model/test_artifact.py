@@ -33,3 +33,15 @@ def test_a_v2_model_declares_its_feature_set(tmp_path):
     metadata = json.loads((tmp_path / "metadata.json").read_text())
     assert metadata["feature_set"] == "v2" and len(metadata["feature_names"]) == 25
     assert booster.num_features() == 25 and booster.attr("feature_set") == "v2"
+    # the feature definition it was trained on (revision 2: tiled windows); a model of another revision would be
+    # served vectors it was not trained on
+    from pipeline.features import FEATURE_REVISION
+    assert metadata["feature_revision"] == FEATURE_REVISION == int(booster.attr("feature_revision")) == 2
+
+
+def test_the_shipped_models_were_trained_on_the_current_feature_revision():
+    from pathlib import Path
+    from pipeline.features import FEATURE_REVISION
+    root = Path(__file__).resolve().parents[2] / "model" / "artifacts"
+    for metadata in (root / "metadata.json", root / "pytorch" / "metadata.json"):
+        assert json.loads(metadata.read_text()).get("feature_revision") == FEATURE_REVISION, metadata
