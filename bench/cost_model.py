@@ -15,8 +15,9 @@ What is measured and what is modelled:
 - The previous design's units are MODELLED from its layout: per event a ledger read (1 RRU) and write (1 WRU) and a
   prediction (2 WRU with its index); per user and batch its state item read and rewritten whole (171 bytes per
   event per day of activity for v2, measured on the previous main: 171 KB at 1,000 events/day).
-- Everything else is priced by pipeline/costs.py from modelled usage: Lambda durations (our CPU per event as
-  measured here, plus ASSUMED_CALL_SECONDS per AWS call), one Express execution per batch, SageMaker serverless
+- Everything else is priced by pipeline/costs.py from modelled usage: Lambda durations (``--handler-us-per-event``
+  of process_stream CPU, as bench.stream_handler measures it with moto in another process, plus
+  ASSUMED_CALL_SECONDS per AWS call), one Express execution per batch, SageMaker serverless
   compute at MODEL_SECONDS_PER_ROW, Kinesis PUT units and shard-hours, API Gateway requests.
 """
 from __future__ import annotations
@@ -86,16 +87,17 @@ def draw_batches(batch_size: int, batches: int, heavy: int, light: int, start: f
     return out
 
 
-def measure_current(batch_size: int, batches: int) -> dict:
-    """Run the real write path on moto; return request units and requests per event, and our CPU per event."""
+def measure_current(batch_size: int, batches: int, states: dict) -> dict:
+    """Run the real write path on moto; return request units and requests per event."""
     import boto3
     from moto import mock_aws
 
     heavy_rate, light_rate, heavy, light = user_rates()
     print(f"  seeding steady-state users: {heavy} heavy at {heavy_rate * 86400:,.0f}/day, {light} light at "
           f"{light_rate * 86400:,.0f}/day (simulating a week and a day of each) ...", flush=True)
-    heavy_state = steady_state(heavy_rate, 7.05, seed=1)
-    light_state = steady_state(light_rate, 7.05, seed=2)
+    if not states:
+        states.update(heavy=steady_state(heavy_rate, 7.05, seed=1), light=steady_state(light_rate, 7.05, seed=2))
+    heavy_state, light_state = states["heavy"], states["light"]
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
                       FEATURES_TABLE="features", STATE_TABLE="state", EVENTS_TABLE="events",
                       PREDICTIONS_TABLE="predictions", ARTIFACTS_BUCKET="artifacts", FEATURE_SET="v2",
@@ -138,7 +140,7 @@ def measure_current(batch_size: int, batches: int) -> dict:
         store.batch_put("features", seeded, ("user_id", "feature_set"))
         captured = []
         stream.start_inference = lambda rows, *a, **k: captured.append(rows) or "arn"
-        rru = wru = cpu = 0.0
+        rru = wru = 0.0
         s3_puts = s3_gets = events = distinct = 0
         seq = 1000
         for number, batch in enumerate(drawn):
@@ -149,7 +151,6 @@ def measure_current(batch_size: int, batches: int) -> dict:
                 records.append(stream.StreamRecord(sequence=str(seq), shard_id="shardId-000000000000",
                                                    arrival=raw["ingest_ts"], size=EVENT_BYTES, event=event))
                 seq += 1
-            started = time.process_time()
             with store.metered() as meter:
                 stream.process(records, config)
                 rows = captured[-1]
@@ -158,15 +159,14 @@ def measure_current(batch_size: int, batches: int) -> dict:
                                           "ingest_ts": r["ingest_ts"], "score": 0.5, "variant": "primary",
                                           "model_version": "m"} for r in rows]}
                 inference.store_predictions(state, config)
-            elapsed = time.process_time() - started
             if number == 0:
                 continue  # warm-up
-            rru, wru, cpu = rru + meter.rru, wru + meter.wru, cpu + elapsed
+            rru, wru = rru + meter.rru, wru + meter.wru
             s3_puts += 1
             events += len(batch)
             distinct += len({e["user_id"] for e in batch})
     return {"rru_per_event": rru / events, "wru_per_event": wru / events, "s3_puts_per_event": s3_puts / events,
-            "s3_gets_per_event": s3_gets / events, "cpu_per_event": cpu / events,
+            "s3_gets_per_event": s3_gets / events,
             "users_per_batch": distinct / batches, "hot_bytes": [len(light_state.to_bytes()),
                                                                len(heavy_state.to_bytes())],
             "cold_bytes": [len(light_state.cold_bytes()), len(heavy_state.cold_bytes())]}
@@ -216,14 +216,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", default="100,500")
     parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--handler-us-per-event", type=float, default=150.0,
+                        help="process_stream CPU per event (python -m bench.stream_handler --feature-set v2)")
     args = parser.parse_args(argv)
+    states = {}
     results = []
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         print(f"batch size {batch_size}: measuring the current write path on moto ...", flush=True)
-        current = measure_current(batch_size, args.batches)
+        current = measure_current(batch_size, args.batches, states)
         previous = model_previous(batch_size, current["users_per_batch"])
-        now_cost = price(current, batch_size, current["cpu_per_event"])
-        old_cost = price(previous, batch_size, current["cpu_per_event"])
+        now_cost = price(current, batch_size, args.handler_us_per_event * 1e-6)
+        old_cost = price(previous, batch_size, args.handler_us_per_event * 1e-6)
         print(f"  distinct users per batch {current['users_per_batch']:.0f}; stored state light/heavy user: "
               f"hot {current['hot_bytes']} B, cold {current['cold_bytes']} B "
               f"(previous layout: {previous['state_bytes'][0] / 1024:,.0f} KB / {previous['state_bytes'][1] / 1024:,.0f}"

@@ -132,21 +132,26 @@ def cold_key(user_id: str, feature_set: str) -> dict:
     return {"user_id": user_id, "feature_set": feature_set + COLD_SUFFIX}
 
 
+def _typed_key(key: dict) -> dict:
+    return {name: {"S": value} for name, value in key.items()}
+
+
 def load_users(settings: Settings, users: set[str], feature_set: str) -> dict[str, UserState]:
     """The users' hot items (strongly consistent), then the cold items the hot ones name (eventually consistent:
-    a cold item changes about once an hour; a stale copy is detected by its version and read again strongly)."""
+    a cold item changes about once an hour; a stale copy is detected by its version and read again strongly).
+    Through the low-level client: these few attributes are read and written on every batch."""
     states: dict[str, UserState] = {u: UserState(FeatureState(feature_set)) for u in users}
-    for item in store.batch_get(settings.features_table, [hot_key(u, feature_set) for u in users],
-                                attributes=("hot", "sh", "seq", "ids")):
-        ring = item.get("ids") or b""
-        states[item["user_id"]] = UserState(
-            FeatureState.from_bytes(item.get("hot"), None, feature_set, hot_only=True), shard=item.get("sh", ""),
-            applied_seq=int(item.get("seq", "-1")),
+    for item in store.batch_get_raw(settings.features_table, [_typed_key(hot_key(u, feature_set)) for u in users],
+                                    attributes=("hot", "sh", "seq", "ids")):
+        ring = item["ids"]["B"] if "ids" in item else b""
+        states[item["user_id"]["S"]] = UserState(
+            FeatureState.from_bytes(item["hot"]["B"] if "hot" in item else None, None, feature_set, hot_only=True),
+            shard=item.get("sh", {}).get("S", ""), applied_seq=int(item.get("seq", {}).get("S", "-1")),
             ring=[ring[i:i + ID_HASH_BYTES] for i in range(0, len(ring), ID_HASH_BYTES)], new=False)
     need_cold = [u for u, state in states.items() if state.features.cold_version]
-    cold = {item["user_id"]: item.get("cold") for item in store.batch_get(
-        settings.features_table, [cold_key(u, feature_set) for u in need_cold], attributes=("cold",),
-        consistent=False)}
+    cold = {item["user_id"]["S"]: item["cold"]["B"] for item in store.batch_get_raw(
+        settings.features_table, [_typed_key(cold_key(u, feature_set)) for u in need_cold], attributes=("cold",),
+        consistent=False) if "cold" in item}
     for user in need_cold:
         try:
             states[user].features.attach_cold(cold.get(user))
@@ -157,13 +162,16 @@ def load_users(settings: Settings, users: set[str], feature_set: str) -> dict[st
 
 
 def user_items(user_id: str, user: UserState, feature_set: str, now: float) -> list[dict]:
-    """The items to write for one user: the hot item always, the cold item when its tiles changed."""
+    """The items to write for one user (typed): the hot item always, the cold item when its tiles changed."""
     cold_changed = user.features.mark_stored()
-    items = [hot_key(user_id, feature_set) | {
-        "hot": user.features.to_bytes(), "sh": user.shard, "seq": str(user.applied_seq),
-        "ids": b"".join(user.ring), "at": int(now)}]
+    hot = _typed_key(hot_key(user_id, feature_set)) | {
+        "hot": {"B": user.features.to_bytes()}, "sh": {"S": user.shard}, "seq": {"S": str(user.applied_seq)},
+        "at": {"N": str(int(now))}}
+    if user.ring:
+        hot["ids"] = {"B": b"".join(user.ring)}
+    items = [hot]
     if cold_changed:
-        items.append(cold_key(user_id, feature_set) | {"cold": user.features.cold_bytes()})
+        items.append(_typed_key(cold_key(user_id, feature_set)) | {"cold": {"B": user.features.cold_bytes()}})
     return items
 
 
@@ -272,9 +280,8 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
             store.add_counters(settings.state_table, counters_key(shard_id), tally,
                                mark=("counted_seq", counted_mark, records[-1].sequence),
                                set_values={"journal": (counters.get("journal", []) + [entry])[-JOURNAL_KEEP:]})
-        store.batch_put(settings.features_table,
-                        [item for u in touched for item in user_items(u, users[u], feature_set, now)],
-                        ("user_id", "feature_set"))
+        store.batch_put_raw(settings.features_table,
+                            [item for u in touched for item in user_items(u, users[u], feature_set, now)])
         store.batch_put(settings.events_table, [_rejection(r, now) for r in records if r.event is None],
                         ("event_id",))
 
