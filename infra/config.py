@@ -118,7 +118,7 @@ class Config:
     alarms: AlarmSettings
     alarm_email: str | None
     log_retention_days: int
-    powertools_layer_version: int
+    powertools_layer_version: int | str      # a verified layer version number, or "ssm" (infra/runtime.py)
     powertools_log_level: str
     service_name: str
     metrics_namespace: str
@@ -177,7 +177,7 @@ class Config:
             alarms=_alarms(reader, alarms_raw),
             alarm_email=r.optional_string("alarmEmail", pattern=_EMAIL_RE),
             log_retention_days=r.choice("logRetentionDays", LOG_RETENTION_DAYS, cast=int),
-            powertools_layer_version=r.integer("powertoolsLayerVersion", 1, 10_000),
+            powertools_layer_version=_powertools_layer(reader),
             powertools_log_level=r.choice("powertoolsLogLevel", _LOG_LEVELS, cast=lambda v: str(v).upper(),
                                           default="INFO"),
             service_name=r.string("serviceName", pattern=re.compile(r"^[A-Za-z0-9._-]{1,64}$"),
@@ -345,6 +345,24 @@ class _Reader:
         if config.invoke_chunk_size > config.max_batch_size:
             self.errors.append(f"invokeChunkSize ({config.invoke_chunk_size}) is larger than maxBatchSize "
                                f"({config.max_batch_size}): a chunk never exceeds a batch")
+
+
+def _powertools_layer(r: _Reader) -> int | str:
+    """powertoolsLayerVersion: "ssm" (default) or a layer version number that serves the pinned Powertools release."""
+    from . import runtime
+
+    value = r.value("powertoolsLayerVersion", runtime.POWERTOOLS_SSM)
+    if isinstance(value, str) and value.strip().lower() == runtime.POWERTOOLS_SSM:
+        value = runtime.POWERTOOLS_SSM
+    else:
+        before = len(r.errors)
+        value = r.integer("powertoolsLayerVersion", 1, 10_000)
+        if len(r.errors) > before:
+            return value
+    problem = runtime.check_layer_version(value, runtime.powertools_release())
+    if problem:
+        r.errors.append(problem)
+    return value
 
 
 def _endpoint(r: _Reader, raw: Mapping) -> EndpointSettings:

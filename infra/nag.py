@@ -46,15 +46,16 @@ def _arn_token(stack: Stack, construct: IConstruct) -> str:
 
 def acknowledge_stack(stack: "RealtimeInferenceStack") -> list[Ack]:
     acknowledge = _Acknowledger()
-    # Lambda: python3.11 on purpose.
+    # Lambda: python3.12, pinned with the ML image and the Powertools layer (infra/runtime.py).
     for function_id in ("ApiFunction", "ProcessStreamFunction", "InvokeModelFunction", "StorePredictionsFunction",
                         "RecordCostFunction"):
         acknowledge(stack.functions[function_id], "AwsSolutions-L1",
-                    "The project pins Python 3.11 end to end: the Powertools layer chosen for it "
-                    "(AWSLambdaPowertoolsPythonV3-python311-x86_64), the ML container image "
-                    "(public.ecr.aws/lambda/python:3.11), the local virtualenv the tests and the local cloud run "
-                    "the handlers in (Makefile PYTHON=python3.11) and the pinned requirements were tested together "
-                    "on 3.11; moving to a newer runtime is a deliberate upgrade of all of them at once")
+                    "python3.12 (Amazon Linux 2023, supported by Lambda until 2028) on purpose: the runtime, the "
+                    "ML container image (public.ecr.aws/lambda/python:3.12), the public Powertools layer "
+                    "(AWSLambdaPowertoolsPythonV3-python312-x86_64 of the pinned release) and the PyTorch serving "
+                    "image (py312) are pinned together in infra/runtime.py, and tests/infra checks that every ML "
+                    "requirement has a binary wheel for that Python; moving to a newer runtime is a deliberate "
+                    "upgrade of all of them at once")
 
     # IAM5 Resource::* on the function roles: X-Ray only (everything else is scoped to a resource ARN).
     for function_id, role in stack.roles.items():

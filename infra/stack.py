@@ -45,11 +45,12 @@ from aws_cdk import (
     aws_sns as sns,
     aws_sns_subscriptions as subscriptions,
     aws_sqs as sqs,
+    aws_ssm as ssm,
     aws_stepfunctions as sfn,
 )
 from constructs import Construct
 
-from . import nag
+from . import nag, runtime
 from .config import Config, ConfigError
 from .images import REGISTRIES, REPOSITORIES, XGBOOST_REGISTRIES, XGBOOST_REPOSITORY  # noqa: F401 (re-exported)
 
@@ -57,7 +58,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
 STATE_MACHINE_FILE = ROOT / "statemachines" / "inference.asl.json"
 
-POWERTOOLS_ACCOUNT = "017000801446"   # publisher of the public Powertools for AWS Lambda (Python) layers
+POWERTOOLS_ACCOUNT = runtime.POWERTOOLS_ACCOUNT   # publisher of the public Powertools for AWS Lambda (Python) layers
+LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12     # Amazon Linux 2023; infra/runtime.py pins it with the image and layer
+assert LAMBDA_RUNTIME.name == runtime.LAMBDA_RUNTIME, (LAMBDA_RUNTIME.name, runtime.LAMBDA_RUNTIME)
 
 # The HTTP API contract (DESIGN.md "HTTP API contract"); every route is served by ApiFunction.
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -327,10 +330,15 @@ class RealtimeInferenceStack(Stack):
     # -- Lambda -------------------------------------------------------------------------------------------------
     def _functions(self) -> None:
         cfg = self.config
-        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
-            self, "PowertoolsLayer",
-            f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_ACCOUNT}:layer:"
-            f"AWSLambdaPowertoolsPythonV3-python311-x86_64:{cfg.powertools_layer_version}")
+        # The public Powertools layer of the pinned release (infra/runtime.py): by default its ARN is read at deploy
+        # time from Powertools' public SSM parameter for that release, in the stack's region.
+        release = runtime.powertools_release()
+        if cfg.powertools_layer_version == runtime.POWERTOOLS_SSM:
+            layer_arn = ssm.StringParameter.value_for_string_parameter(self, runtime.ssm_parameter(release))
+        else:
+            layer_arn = (f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{runtime.POWERTOOLS_ACCOUNT}:layer:"
+                         f"{runtime.layer_name()}:{cfg.powertools_layer_version}")
+        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)
         self.zip_code = lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=ZIP_EXCLUDE)
         self.base_environment = {
             "EVENTS_STREAM_NAME": self.stream.stream_name,
@@ -372,7 +380,7 @@ class RealtimeInferenceStack(Stack):
         self.log_groups: dict[str, logs.LogGroup] = {}
         for function_id, handler in ZIP_FUNCTIONS:
             self.functions[function_id] = lambda_.Function(
-                self, function_id, runtime=lambda_.Runtime.PYTHON_3_11, architecture=lambda_.Architecture.X86_64,
+                self, function_id, runtime=LAMBDA_RUNTIME, architecture=lambda_.Architecture.X86_64,
                 handler=handler, code=self.zip_code, layers=[self.powertools_layer],
                 **self._function_options(function_id, handler))
         for function_id, handler in IMAGE_FUNCTIONS:

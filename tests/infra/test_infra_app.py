@@ -73,8 +73,8 @@ def test_two_variants_and_instance_endpoints(placeholder_artifact, tmp_path):
 
 def test_dockerfile_and_ml_requirements():
     dockerfile = (ROOT / "functions" / "Dockerfile").read_text()
-    assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.11$", dockerfile, re.M)
-    assert "pip install --no-cache-dir -r ${LAMBDA_TASK_ROOT}/requirements-ml.txt" in dockerfile
+    assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.12$", dockerfile, re.M)   # Amazon Linux 2023
+    assert "pip install --no-cache-dir --only-binary=:all: -r ${LAMBDA_TASK_ROOT}/requirements-ml.txt" in dockerfile
     for package in ("pipeline", "retrain_batch_size", "monitor_drift"):
         assert f"COPY {package}/ ${{LAMBDA_TASK_ROOT}}/{package}/" in dockerfile
 

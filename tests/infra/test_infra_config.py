@@ -28,7 +28,7 @@ def test_cdk_json_context_is_valid_and_complete(context):
         "model/artifacts/model.tar.gz", "model/artifacts/pytorch/model.tar.gz"]
     assert (config.model_kind, config.pytorch_image_tag) == ("xgboost", "2.6.0-cpu-py312")
     assert config.retrain_schedule == config.drift_schedule == "rate(1 hour)"
-    assert config.powertools_layer_version >= 1
+    assert config.powertools_layer_version == "ssm"   # the pinned release's layer (infra/runtime.py)
     # every setting the stack reads is spelled out in cdk.json (no hidden defaults), and nothing unknown is there
     assert KNOWN_KEYS <= set(context)
     assert unknown_keys(context) == []

@@ -206,12 +206,13 @@ def test_functions_runtime_handler_tracing_logs(synth):
             assert props["ImageConfig"] == {"Command": [handler]}
             assert "Layers" not in props and "Runtime" not in props
         else:
-            assert props["Runtime"] == "python3.11"
+            assert props["Runtime"] == "python3.12"
             assert props["Handler"] == handler
+            # the pinned Powertools release's public layer, read from its SSM parameter at deploy time
             [layer] = props["Layers"]
-            arn = "".join(p if isinstance(p, str) else json.dumps(p) for p in layer["Fn::Join"][1])
-            assert arn.endswith(f":017000801446:layer:AWSLambdaPowertoolsPythonV3-python311-x86_64:"
-                                f"{cfg.powertools_layer_version}")
+            parameter = synth.template["Parameters"][layer["Ref"]]
+            assert parameter == {"Type": "AWS::SSM::Parameter::Value<String>",
+                                 "Default": "/aws/service/powertools/python/x86_64/python3.12/3.37.0"}
 
 
 def test_function_code_assets(synth):
