@@ -14,8 +14,27 @@ from typing import Any, Callable, Mapping
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
                       3288, 3653)
-# SageMaker serverless inference memory sizes (MB).
+# SageMaker limits the endpoint settings are checked against (each one a deploy or invocation failure on AWS that the
+# local cloud would accept):
+# - Serverless Inference: memory 1024-6144 MB in 1 GB steps, MaxConcurrency 1-200 (SageMaker API Reference,
+#   ProductionVariantServerlessConfig, https://docs.aws.amazon.com/sagemaker/latest/APIReference/
+#   API_ProductionVariantServerlessConfig.html); no multiple production variants and no data capture / Model Monitor
+#   (SageMaker Developer Guide, "Deploy models with Amazon SageMaker Serverless Inference", feature exclusions,
+#   https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html): the stack gives each A/B variant its
+#   own serverless endpoint; request and response payloads at most 4 MB ("Invoke a serverless endpoint",
+#   https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-invoke.html).
+# - Real-time (instance) endpoints: at most 10 production variants per endpoint configuration (API Reference,
+#   CreateEndpointConfig, https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateEndpointConfig.html);
+#   InvokeEndpoint bodies at most 6 MB (API Reference, InvokeEndpoint, https://docs.aws.amazon.com/sagemaker/latest/
+#   APIReference/API_runtime_InvokeEndpoint.html).
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+SERVERLESS_MAX_CONCURRENCY = (1, 200)
+SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
+REALTIME_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_PRODUCTION_VARIANTS = 10
+# A feature value in the text/csv body (pipeline/model_client.to_csv: repr(float), at most 24 characters for a
+# float64, e.g. -1.2345678901234567e-300) plus its separator.
+CSV_BYTES_PER_FEATURE = 25
 FUNCTION_IDS = ("ApiFunction", "ProcessStreamFunction", "InvokeModelFunction", "StorePredictionsFunction",
                 "RecordCostFunction", "RetrainBatchSizeFunction", "MonitorDriftFunction")
 
@@ -62,11 +81,15 @@ class Variant:
 
 @dataclass(frozen=True)
 class EndpointSettings:
+    """How the variants are hosted. serverless: one serverless endpoint per variant (Serverless Inference allows one
+    production variant per endpoint); instance: one real-time endpoint whose production variants are the variants
+    (invoke_model picks one with TargetVariant)."""
     mode: str                           # "serverless" or "instance"
     serverless_memory_mb: int
-    serverless_max_concurrency: int
+    serverless_max_concurrency: int     # per endpoint, so per variant in serverless mode
     instance_type: str
-    instance_count: int
+    instance_count: int                 # per production variant
+    data_capture_percent: int = 0       # instance mode only: SageMaker data capture of requests and responses
 
 
 @dataclass(frozen=True)
@@ -345,6 +368,7 @@ class _Reader:
         if config.invoke_chunk_size > config.max_batch_size:
             self.errors.append(f"invokeChunkSize ({config.invoke_chunk_size}) is larger than maxBatchSize "
                                f"({config.max_batch_size}): a chunk never exceeds a batch")
+        _check_endpoint(self, config)
 
 
 def _powertools_layer(r: _Reader) -> int | str:
@@ -373,15 +397,62 @@ def _endpoint(r: _Reader, raw: Mapping) -> EndpointSettings:
     memory = r.nested_integer("endpoint", raw, "serverlessMemoryMb", 2048, 1024, 6144)
     if memory not in SERVERLESS_MEMORY_MB:
         r.errors.append(f"endpoint.serverlessMemoryMb: {memory} is not one of "
-                        f"{', '.join(map(str, SERVERLESS_MEMORY_MB))}")
+                        f"{', '.join(map(str, SERVERLESS_MEMORY_MB))} (Serverless Inference memory comes in 1 GB "
+                        "steps from 1024 to 6144 MB)")
+    concurrency = r.nested_integer("endpoint", raw, "serverlessMaxConcurrency", 5, *SERVERLESS_MAX_CONCURRENCY)
     instance_type = str(raw.get("instanceType", "ml.m5.large"))
     if not _INSTANCE_TYPE_RE.match(instance_type):
         r.errors.append(f"endpoint.instanceType: {instance_type!r} is not a SageMaker instance type (ml.x.y)")
+    capture = r.nested_integer("endpoint", raw, "dataCapturePercent", 0, 0, 100)
+    if mode == "serverless" and capture:
+        r.errors.append(f"endpoint.dataCapturePercent: {capture} with endpoint.mode serverless: SageMaker Serverless "
+                        "Inference does not support data capture. Set endpoint.mode to \"instance\" or "
+                        "endpoint.dataCapturePercent to 0")
     return EndpointSettings(
-        mode=mode, serverless_memory_mb=memory,
-        serverless_max_concurrency=r.nested_integer("endpoint", raw, "serverlessMaxConcurrency", 5, 1, 200),
+        mode=mode, serverless_memory_mb=memory, serverless_max_concurrency=concurrency,
         instance_type=instance_type,
-        instance_count=r.nested_integer("endpoint", raw, "instanceCount", 1, 1, 100))
+        instance_count=r.nested_integer("endpoint", raw, "instanceCount", 1, 1, 100),
+        data_capture_percent=capture)
+
+
+def _feature_width(feature_set: str) -> int | None:
+    """Number of features of ``feature_set`` as the Lambda code defines them (None: unknown feature set)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    functions = str(Path(__file__).resolve().parent.parent / "functions")
+    if functions not in sys.path:
+        sys.path.append(functions)
+    features = importlib.import_module("pipeline.features")
+    try:
+        return len(features.feature_names(feature_set))
+    except Exception:  # noqa: BLE001 - FeatureSetError: an unknown feature set
+        return None
+
+
+def _check_endpoint(r: _Reader, config: "Config") -> None:
+    """Endpoint rules across settings: what SageMaker would refuse at deploy or at invocation time."""
+    endpoint = config.endpoint
+    if endpoint.mode == "instance" and len(config.variants) > MAX_PRODUCTION_VARIANTS:
+        r.errors.append(f"variants: {len(config.variants)} variants with endpoint.mode instance, but an endpoint "
+                        f"configuration holds at most {MAX_PRODUCTION_VARIANTS} production variants. Remove variants "
+                        "or use endpoint.mode \"serverless\" (one endpoint per variant)")
+    if not config.feature_set:
+        return
+    width = _feature_width(config.feature_set)
+    if width is None:
+        r.errors.append(f"featureSet: {config.feature_set!r} is not a feature set of functions/pipeline/features.py")
+        return
+    limit, what = ((SERVERLESS_PAYLOAD_BYTES, "a serverless endpoint accepts at most 4 MB per request")
+                   if endpoint.mode == "serverless" else
+                   (REALTIME_PAYLOAD_BYTES, "InvokeEndpoint accepts at most 6 MB per request"))
+    row_bytes = width * CSV_BYTES_PER_FEATURE
+    chunk = min(config.invoke_chunk_size, config.max_batch_size)
+    if chunk * row_bytes > limit:
+        r.errors.append(f"invokeChunkSize: {chunk} rows of feature set {config.feature_set} ({width} features, up to "
+                        f"{row_bytes} bytes per text/csv row) can reach {chunk * row_bytes:,} bytes, and {what}. "
+                        f"Set invokeChunkSize to at most {limit // row_bytes}")
 
 
 def _variants(r: _Reader, raw: Any, default_kind: str = "xgboost") -> tuple[Variant, ...]:

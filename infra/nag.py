@@ -81,6 +81,11 @@ def acknowledge_stack(stack: "RealtimeInferenceStack") -> list[Ack]:
                 f"s3:GetObject only: the drift baseline travels inside the live model's artifact, and {promoted}")
     acknowledge(stack.model_role, f"AwsSolutions-IAM5[Resource::{bucket}/models/*]",
                 f"s3:GetObject only: SageMaker loads the model a promoted endpoint config names; {promoted}")
+    if stack.config.endpoint.mode == "instance" and stack.config.endpoint.data_capture_percent:
+        acknowledge(stack.model_role, f"AwsSolutions-IAM5[Resource::{bucket}/datacapture/*]",
+                    "s3:PutObject only: SageMaker data capture (endpoint.dataCapturePercent) writes captured requests "
+                    "and responses under datacapture/<endpoint>/<variant>/<date>/, keys chosen by SageMaker at run "
+                    "time; the wildcard is limited to that prefix of the stack's own artifacts bucket")
     acknowledge(stack.roles["RetrainBatchSizeFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/optimizer/*]",
                 "s3:PutObject only: each retrain writes its fitted optimizer models to optimizer/<timestamp>.pkl, "
                 "a key known only at run time; the wildcard is limited to that prefix of the artifacts bucket")

@@ -299,24 +299,65 @@ class RealtimeInferenceStack(Stack):
             variant_models[variant.name] = self.models[key]
         self.model_asset = self.model_assets[cfg.artifact_of(cfg.variants[0])]
 
-        endpoint = cfg.endpoint
-        production_variants = []
-        for variant in cfg.variants:
+        self._endpoints(variant_models)
+
+    def _endpoints(self, variant_models: dict[str, sagemaker.CfnModel]) -> None:
+        """instance mode: one real-time endpoint, the variants are its production variants (invoke_model sends
+        TargetVariant). serverless mode: one serverless endpoint per variant, each with one production variant named
+        after the variant (Serverless Inference does not support multiple production variants, SageMaker Developer
+        Guide, "Deploy models with Amazon SageMaker Serverless Inference"); invoke_model sends each user to the
+        endpoint of their variant. The first variant's endpoint keeps the ids "EndpointConfig"/"Endpoint" (it is
+        SAGEMAKER_ENDPOINT_NAME and the EndpointName output), the others get "EndpointConfig<Variant>"/"Endpoint<Variant>"."""
+        cfg, endpoint = self.config, self.config.endpoint
+
+        def production_variant(variant, weight: float):
             kwargs = dict(variant_name=variant.name, model_name=variant_models[variant.name].attr_model_name,
-                          initial_variant_weight=variant.weight)
+                          initial_variant_weight=weight)
             if endpoint.mode == "serverless":
                 kwargs["serverless_config"] = sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
                     max_concurrency=endpoint.serverless_max_concurrency,
                     memory_size_in_mb=endpoint.serverless_memory_mb)
             else:
                 kwargs.update(instance_type=endpoint.instance_type, initial_instance_count=endpoint.instance_count)
-            production_variants.append(sagemaker.CfnEndpointConfig.ProductionVariantProperty(**kwargs))
-        self.endpoint_config = sagemaker.CfnEndpointConfig(self, "EndpointConfig",
-                                                           production_variants=production_variants)
-        self.endpoint = sagemaker.CfnEndpoint(
-            self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name)
-        self.endpoint_name = self.endpoint.attr_endpoint_name
-        self.endpoint_arn = self.endpoint.ref   # Ref of AWS::SageMaker::Endpoint is its ARN
+            return sagemaker.CfnEndpointConfig.ProductionVariantProperty(**kwargs)
+
+        if endpoint.mode == "serverless":
+            groups = [(variant.name, [variant]) for variant in cfg.variants]
+        else:
+            groups = [(cfg.variants[0].name, list(cfg.variants))]
+        self.endpoint_configs: dict[str, sagemaker.CfnEndpointConfig] = {}
+        self.endpoints: dict[str, sagemaker.CfnEndpoint] = {}      # variant name -> the endpoint serving it
+        for index, (key, members) in enumerate(groups):
+            suffix = "" if index == 0 else _pascal(key)
+            if endpoint.mode == "serverless" and len(members) != 1:   # what SageMaker would refuse at deploy
+                raise ConfigError(f"serverless endpoint {key}: {len(members)} production variants (at most 1)")
+            capture = None
+            if endpoint.mode == "instance" and endpoint.data_capture_percent:
+                capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+                    enable_capture=True, initial_sampling_percentage=endpoint.data_capture_percent,
+                    destination_s3_uri=self.artifacts_bucket.s3_url_for_object("datacapture"),
+                    capture_options=[sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode=mode)
+                                     for mode in ("Input", "Output")])
+            config = sagemaker.CfnEndpointConfig(
+                self, f"EndpointConfig{suffix}", data_capture_config=capture,
+                production_variants=[production_variant(v, v.weight if len(members) > 1 else 1.0) for v in members])
+            created = sagemaker.CfnEndpoint(self, f"Endpoint{suffix}",
+                                            endpoint_config_name=config.attr_endpoint_config_name)
+            self.endpoint_configs[key] = config
+            for member in members:
+                self.endpoints[member.name] = created
+        if endpoint.mode == "instance" and endpoint.data_capture_percent:
+            self.model_role.add_to_policy(iam.PolicyStatement(
+                sid="WriteDataCapture", actions=["s3:PutObject"],
+                resources=[self.artifacts_bucket.arn_for_objects("datacapture/*")]))
+        primary = self.endpoints[cfg.variants[0].name]
+        self.endpoint = primary
+        self.endpoint_config = self.endpoint_configs[cfg.variants[0].name]
+        self.endpoint_name = primary.attr_endpoint_name
+        self.endpoint_arn = primary.ref   # Ref of AWS::SageMaker::Endpoint is its ARN
+        self.endpoint_arns = list(dict.fromkeys(self.endpoints[v.name].ref for v in cfg.variants))
+        # variant -> endpoint name, for MODEL_VARIANTS and the ModelVariants output
+        self.variant_endpoint_names = {v.name: self.endpoints[v.name].attr_endpoint_name for v in cfg.variants}
 
     def _model_asset(self, construct_id: str, artifact: str, kind: str = "xgboost") -> s3_assets.Asset:
         path = resolve_path(artifact)
@@ -340,6 +381,9 @@ class RealtimeInferenceStack(Stack):
                          f"{runtime.layer_name()}:{cfg.powertools_layer_version}")
         self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)
         self.zip_code = lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=ZIP_EXCLUDE)
+        self.model_variants_json = self.to_json_string([
+            {"name": v.name, "weight": v.weight, "kind": v.kind, "model_version": cfg.version_of(v),
+             "endpoint": self.variant_endpoint_names[v.name]} for v in cfg.variants])
         self.base_environment = {
             "EVENTS_STREAM_NAME": self.stream.stream_name,
             "EVENTS_TABLE": self.events_table.table_name,
@@ -360,11 +404,11 @@ class RealtimeInferenceStack(Stack):
             "LATENCY_SLO_SECONDS": _number(cfg.latency_slo_seconds),
             "MODEL_VERSION": cfg.model_version,
             "FEATURE_SET": cfg.feature_set,
-            # A/B: the endpoint's production variants; invoke_model assigns each user to one, sticky, by a hash of
-            # the user id and these weights (pipeline/variants.py), and records the variant's model version
-            "MODEL_VARIANTS": json.dumps([
-                {"name": v.name, "weight": v.weight, "kind": v.kind, "model_version": cfg.version_of(v)}
-                for v in cfg.variants], separators=(",", ":")),
+            # A/B: the variants and the endpoint serving each; invoke_model assigns each user to one, sticky, by a
+            # hash of the user id and these weights (pipeline/variants.py), sends the user's rows to that variant's
+            # endpoint (with TargetVariant when the endpoint hosts several: instance mode) and records the variant's
+            # model version
+            "MODEL_VARIANTS": self.model_variants_json,
             # what the cost model needs to price a batch (pipeline/costs.py Deployment)
             "COST_PROFILE": json.dumps({
                 "shards": cfg.shard_count, "endpoint_mode": cfg.endpoint.mode,
@@ -466,7 +510,7 @@ class RealtimeInferenceStack(Stack):
         f = self.functions
         bucket = self.artifacts_bucket
         invoke_endpoint = iam.PolicyStatement(sid="InvokeEndpoint", actions=["sagemaker:InvokeEndpoint"],
-                                              resources=[self.endpoint_arn])
+                                              resources=self.endpoint_arns)
 
         api = f["ApiFunction"]                       # ingest to Kinesis, queries, on-demand /predict
         self.stream.grant_write(api)
@@ -617,7 +661,8 @@ class RealtimeInferenceStack(Stack):
         for variant in cfg.variants:
             latency = cw.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency", statistic="p90",
                                 period=period,
-                                dimensions_map={"EndpointName": self.endpoint_name, "VariantName": variant.name})
+                                dimensions_map={"EndpointName": self.variant_endpoint_names[variant.name],
+                                                "VariantName": variant.name})
             latency_metrics.append(latency.with_(label=f"{variant.name} p90 (µs)"))
             alarm(f"AlarmModelLatency{_pascal(variant.name)}", latency, a.model_latency_ms * 1000,
                   f"SageMaker ModelLatency p90 of variant {variant.name} above {a.model_latency_ms} ms")
@@ -670,7 +715,9 @@ class RealtimeInferenceStack(Stack):
         outputs = {
             "ApiUrl": (self.api_stage.url, "HTTP API base URL (IAM/SigV4 auth)"),
             "EventsStreamName": (self.stream.stream_name, "Kinesis stream (partition key: user_id)"),
-            "EndpointName": (self.endpoint_name, "SageMaker endpoint"),
+            "EndpointName": (self.endpoint_name, "SageMaker endpoint of the first variant"),
+            "ModelVariants": (self.model_variants_json, "A/B variants: name, weight, kind, model version and the "
+                                                        "endpoint serving each (= MODEL_VARIANTS; scripts/promote.py)"),
             "StateMachineArn": (self.state_machine.state_machine_arn, "Inference state machine (Express)"),
             "EventSourceMappingId": (self.stream_mapping.event_source_mapping_id,
                                      "Kinesis -> ProcessStreamFunction mapping"),

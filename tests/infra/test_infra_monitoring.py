@@ -62,7 +62,9 @@ def test_state_machine_model_cost_and_drift_alarms(synth):
         latency = _alarm(synth, f"AlarmModelLatency{variant.name.capitalize()}")
         assert (latency["Namespace"], latency["MetricName"], latency["ExtendedStatistic"]) == (
             "AWS/SageMaker", "ModelLatency", "p90")
-        assert {"Name": "EndpointName", "Value": {"Fn::GetAtt": ["Endpoint", "EndpointName"]}} in latency["Dimensions"]
+        # serverless mode: each variant's own endpoint (Endpoint, EndpointChallenger)
+        endpoint = "Endpoint" if variant == cfg.variants[0] else f"Endpoint{variant.name.capitalize()}"
+        assert {"Name": "EndpointName", "Value": {"Fn::GetAtt": [endpoint, "EndpointName"]}} in latency["Dimensions"]
         assert {"Name": "VariantName", "Value": variant.name} in latency["Dimensions"]
         assert latency["Threshold"] == cfg.alarms.model_latency_ms * 1000   # ModelLatency is in microseconds
     for prefix, metric, threshold in (("AlarmCostPerThousandEvents", "CostPerThousandEvents",
