@@ -60,9 +60,11 @@ class ConfigError(ValueError):
 DEFAULT_FUNCTIONS: dict[str, dict[str, int]] = {
     "ApiFunction": {"memoryMb": 512, "timeoutSeconds": 29},
     "ProcessStreamFunction": {"memoryMb": 1024, "timeoutSeconds": 120},
-    "InvokeModelFunction": {"memoryMb": 512, "timeoutSeconds": 120},
-    "StorePredictionsFunction": {"memoryMb": 512, "timeoutSeconds": 60},
-    "RecordCostFunction": {"memoryMb": 256, "timeoutSeconds": 30},
+    # the three state-machine tasks: their timeouts are budgeted against the 5-minute Express limit
+    # (statemachines/inference.asl.json TimeoutSeconds, tests/infra/test_deploy_readiness.py)
+    "InvokeModelFunction": {"memoryMb": 512, "timeoutSeconds": 70},
+    "StorePredictionsFunction": {"memoryMb": 512, "timeoutSeconds": 30},
+    "RecordCostFunction": {"memoryMb": 256, "timeoutSeconds": 10},
     "RetrainBatchSizeFunction": {"memoryMb": 2048, "timeoutSeconds": 300},
     "MonitorDriftFunction": {"memoryMb": 1024, "timeoutSeconds": 300},
 }
@@ -99,6 +101,8 @@ class AlarmSettings:
     quarantine_messages: int            # QuarantineQueue visible messages above this
     function_errors: int                # Lambda Errors (sum per period) at or above this, per function
     state_machine_failures: int         # failed executions (sum per period) at or above this
+    state_machine_timeouts: int         # timed-out executions (sum per period) at or above this: their batches are
+                                        # neither stored nor quarantined (a timed-out Express execution runs no Catch)
     model_latency_ms: int               # SageMaker ModelLatency p90 above this, per variant
     cost_per_thousand_events_usd: float  # CostPerThousandEvents (average) above this
     drift_psi: float                    # FeatureDriftMaxPSI (max) above this
@@ -369,6 +373,9 @@ class _Reader:
             self.errors.append(f"invokeChunkSize ({config.invoke_chunk_size}) is larger than maxBatchSize "
                                f"({config.max_batch_size}): a chunk never exceeds a batch")
         _check_endpoint(self, config)
+        from . import express_budget   # the Express 5-minute budget assumes each task fits in its state's timeout
+        self.errors.extend(express_budget.function_timeout_problems(
+            express_budget.load(), {f: s.timeout_seconds for f, s in config.functions.items()}))
 
 
 def _powertools_layer(r: _Reader) -> int | str:
@@ -511,6 +518,7 @@ def _alarms(r: _Reader, raw: Mapping) -> AlarmSettings:
         quarantine_messages=integer("quarantineMessages", 0, 0, 1_000_000),
         function_errors=integer("functionErrors", 1, 1, 1_000_000),
         state_machine_failures=integer("stateMachineFailures", 1, 1, 1_000_000),
+        state_machine_timeouts=integer("stateMachineTimeouts", 1, 1, 1_000_000),
         model_latency_ms=integer("modelLatencyMs", 500, 1, 3_600_000),
         cost_per_thousand_events_usd=number("costPerThousandEventsUsd", 0.05, 0.0, 1_000_000.0),
         drift_psi=number("driftPsi", 0.25, 0.0, 100.0),

@@ -657,6 +657,13 @@ class RealtimeInferenceStack(Stack):
         alarm("AlarmStateMachineFailed", self.state_machine.metric_failed(period=period, statistic="Sum"),
               a.state_machine_failures, "Inference executions failed (their batches are in QuarantineQueue)",
               cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
+        # A timed-out Express execution (5 minutes) runs no Catch: its batch is neither stored nor quarantined, so
+        # ExecutionsFailed does not see it. The ASL's TimeoutSeconds and retries keep the worst case under 5 minutes
+        # (tests/infra/test_deploy_readiness.py); this alarm is the safety net if that ever stops holding.
+        alarm("AlarmStateMachineTimedOut", self.state_machine.metric_timed_out(period=period, statistic="Sum"),
+              a.state_machine_timeouts, "Inference executions timed out (5-minute Express limit): their batches were "
+              "neither stored nor quarantined; replay them from the ledger (EventsTable)",
+              cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
         latency_metrics = []
         for variant in cfg.variants:
             latency = cw.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency", statistic="p90",
@@ -696,7 +703,8 @@ class RealtimeInferenceStack(Stack):
         dashboard.add_widgets(
             graph("State machine executions", [
                 self.state_machine.metric_succeeded(period=period, statistic="Sum"),
-                self.state_machine.metric_failed(period=period, statistic="Sum")]),
+                self.state_machine.metric_failed(period=period, statistic="Sum"),
+                self.state_machine.metric_timed_out(period=period, statistic="Sum")]),
             graph("Model latency (SageMaker, µs)", latency_metrics),
             graph("DLQ / quarantine depth", [dlq_depth, quarantine_depth]),
         )

@@ -101,6 +101,11 @@ def test_every_problem_is_reported_at_once(context):
     ({"featureSet": "v2", "maxBatchSize": 10_000, "invokeChunkSize": 10_000},
      "a serverless endpoint accepts at most 4 MB per request. Set invokeChunkSize to at most 6710"),
     ({"featureSet": "v9"}, "featureSet: 'v9' is not a feature set"),
+    # the Express 5-minute budget: a task function must fit in its state's TimeoutSeconds with its cold start
+    ({"functions": {"InvokeModelFunction": {"timeoutSeconds": 120}}},
+     "functions.InvokeModelFunction.timeoutSeconds: 120 s + 10 s of cold-start init exceeds the InvokeModel state's "
+     "TimeoutSeconds (80) in statemachines/inference.asl.json. Lower it to at most 70"),
+    ({"functions": {"StorePredictionsFunction": {"timeoutSeconds": 60}}}, "Lower it to at most 30"),
 ])
 def test_rules_across_settings(context, changes, needle):
     context.update(changes)

@@ -52,8 +52,9 @@ def test_resource_counts(synth):
         "AWS::Events::Rule": 2, "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Route": 13,
         "AWS::ApiGatewayV2::Integration": 1, "AWS::ApiGatewayV2::Stage": 1, "AWS::CloudWatch::Dashboard": 1,
         "AWS::SNS::Topic": 1, "AWS::KMS::Key": 1,
-        # stream age, DLQ, quarantine, 7 function errors, failed executions, model latency per variant, cost, drift
-        "AWS::CloudWatch::Alarm": 12 + len(synth.config.variants) + 1,
+        # stream age, DLQ, quarantine, 7 function errors, failed and timed-out executions, model latency per variant,
+        # cost, drift
+        "AWS::CloudWatch::Alarm": 13 + len(synth.config.variants) + 1,
         # one explicit log group per function, the state machine's and the API's access logs
         "AWS::Logs::LogGroup": 9,
         "AWS::DynamoDB::GlobalTable": 0, "AWS::Lambda::LayerVersion": 0, "AWS::IAM::ManagedPolicy": 0,
