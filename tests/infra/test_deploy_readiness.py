@@ -84,3 +84,19 @@ def test_retry_delays_follow_backoff_and_max_delay():
     assert express_budget.retry_delays({"IntervalSeconds": 1, "BackoffRate": 2, "MaxAttempts": 5,
                                         "MaxDelaySeconds": 4}) == [1, 2, 4, 4, 4]
     assert express_budget.retry_delays({"IntervalSeconds": 2, "BackoffRate": 1.5, "MaxAttempts": 3}) == [2, 3, 4.5]
+
+
+def test_one_model_call_fits_in_the_invoke_model_function(synth):
+    """One InvokeEndpoint call may take up to 60 s (SageMaker Runtime API Reference, "InvokeEndpoint",
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html); the client's read
+    timeout is just above that and boto3 makes one attempt, so a slow model surfaces as ModelUnavailableError (retried
+    by the state machine) before the function itself times out (Sandbox.Timedout, which goes to quarantine)."""
+    import sys
+
+    sys.path.insert(0, str(express_budget.ROOT / "functions"))
+    from pipeline import model_client
+
+    timeout = synth.function("InvokeModelFunction")["Timeout"]
+    assert model_client.RUNTIME_CONFIG.retries == {"mode": "standard", "total_max_attempts": 1}
+    assert 60 < model_client.READ_TIMEOUT_SECONDS
+    assert model_client.READ_TIMEOUT_SECONDS + model_client.CONNECT_TIMEOUT_SECONDS < timeout
