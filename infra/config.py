@@ -48,6 +48,7 @@ _INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_./#:-]{1,255}$")
 _ARTIFACT_RE = re.compile(r"^.+\.tar\.gz$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -155,6 +156,7 @@ class Config:
     model_kind: str = "xgboost"                                   # default kind of a variant
     pytorch_model_artifact: str = "model/artifacts/pytorch/model.tar.gz"
     pytorch_image_tag: str = "2.6.0-cpu-py312"
+    region: str | None = None          # a concrete deployment region (checked at synth); None = environment-agnostic
 
     def artifact_of(self, variant: Variant) -> str:
         """The model.tar.gz a variant serves: its own, else the stack's artifact of its kind."""
@@ -223,6 +225,7 @@ class Config:
             pytorch_image_tag=r.string("pytorchImageTag", pattern=_PYTORCH_TAG_RE,
                                        hint='a CPU, Python 3 pytorch-inference tag, e.g. "2.6.0-cpu-py312"',
                                        default="2.6.0-cpu-py312"),
+            region=r.optional_string("region", pattern=_REGION_RE),
         )
         reader.check(config)
         if reader.errors:
@@ -244,7 +247,7 @@ KNOWN_KEYS = frozenset({
     "featureSet", "modelArtifact", "xgboostImageTag", "endpoint", "variants", "retrainSchedule", "driftSchedule",
     "alarms", "alarmEmail", "logRetentionDays", "powertoolsLayerVersion", "powertoolsLogLevel", "serviceName",
     "metricsNamespace", "functions", "apiThrottle", "removalPolicy", "modelKind", "pytorchModelArtifact",
-    "pytorchImageTag"})
+    "pytorchImageTag", "region"})
 
 
 def unknown_keys(context: Mapping[str, Any]) -> list[str]:
@@ -373,6 +376,7 @@ class _Reader:
             self.errors.append(f"invokeChunkSize ({config.invoke_chunk_size}) is larger than maxBatchSize "
                                f"({config.max_batch_size}): a chunk never exceeds a batch")
         _check_endpoint(self, config)
+        _check_images(self, config)
         from . import express_budget   # the Express 5-minute budget assumes each task fits in its state's timeout
         self.errors.extend(express_budget.function_timeout_problems(
             express_budget.load(), {f: s.timeout_seconds for f, s in config.functions.items()}))
@@ -420,6 +424,24 @@ def _endpoint(r: _Reader, raw: Mapping) -> EndpointSettings:
         instance_type=instance_type,
         instance_count=r.nested_integer("endpoint", raw, "instanceCount", 1, 1, 100),
         data_capture_percent=capture)
+
+
+def _check_images(r: _Reader, config: "Config") -> None:
+    """The image tags must be the versions infra/image_registries.json was generated for, and a concrete region must
+    have every deployed kind's image (else CloudFormation fails on Fn::FindInMap, or SageMaker cannot pull)."""
+    from . import images
+
+    for kind, key, tag in (("xgboost", "xgboostImageTag", config.xgboost_image_tag),
+                           ("pytorch", "pytorchImageTag", config.pytorch_image_tag)):
+        if tag and images.image_version(kind, tag) != images.VERSIONS[kind]:
+            r.errors.append(f"{key}: {tag!r} is not the {kind} version infra/image_registries.json maps "
+                            f"({images.VERSIONS[kind]}, from {images.SOURCE}): run scripts/update_image_map.py "
+                            "after changing it (the registry accounts are per image version)")
+    if config.region:
+        for kind in dict.fromkeys(v.kind for v in config.variants):
+            problem = images.region_problem(kind, config.region, config.image_tag(kind))
+            if problem:
+                r.errors.append(f"region: {problem}")
 
 
 def _feature_width(feature_set: str) -> int | None:

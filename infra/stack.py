@@ -23,6 +23,7 @@ from aws_cdk import (
     Fn,
     RemovalPolicy,
     Stack,
+    Token,
     aws_apigateway as apigw,
     aws_apigatewayv2 as apigwv2,
     aws_apigatewayv2_authorizers as authorizers,
@@ -52,7 +53,7 @@ from constructs import Construct
 
 from . import nag, runtime
 from .config import Config, ConfigError
-from .images import REGISTRIES, REPOSITORIES, XGBOOST_REGISTRIES, XGBOOST_REPOSITORY  # noqa: F401 (re-exported)
+from .images import REGISTRIES, REPOSITORIES, XGBOOST_REGISTRIES, XGBOOST_REPOSITORY, region_problem  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -237,13 +238,18 @@ class RealtimeInferenceStack(Stack):
         cfg = self.config
         kinds = list(dict.fromkeys(v.kind for v in cfg.variants))
         # Container image per kind and region: <registry account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>
-        # (registry accounts in infra/images.py; XGBoost built-in container, PyTorch inference DLC, CPU, py3).
+        # (registry accounts: infra/image_registries.json, generated from the SageMaker SDK's image map by
+        # scripts/update_image_map.py; XGBoost built-in container, PyTorch inference DLC, CPU, py3).
         images: dict[str, str] = {}
         self.model_role = iam.Role(
             self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker execution role of the models ({', '.join(kinds)}): reads their artifacts, "
                         "pulls the container images, writes the endpoint's logs")
         for kind in kinds:
+            if not Token.is_unresolved(self.region):   # a concrete region: fail at synth, not on Fn::FindInMap
+                problem = region_problem(kind, self.region, cfg.image_tag(kind))
+                if problem:
+                    raise ConfigError(problem)
             registry = CfnMapping(self, f"{_pascal(kind)}ImageRegistry",
                                   mapping={region: {"account": account} for region, account in REGISTRIES[kind].items()})
             registry_account = registry.find_in_map(Aws.REGION, "account")
