@@ -40,8 +40,10 @@ def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = Non
     app = cdk.App(outdir=outdir or os.environ.get("CDK_OUTDIR", "cdk.out"), context=base,
                   analytics_reporting=False)
     config = Config.from_context(app.node.try_get_context)
+    # cdk.json "region" (optional): a concrete region, checked at synth (image map); unset: environment-agnostic
+    env = cdk.Environment(region=config.region) if config.region else None
     stack = RealtimeInferenceStack(
-        app, config.stack_name, config=config, acknowledge_nag=acknowledge_nag,
+        app, config.stack_name, config=config, acknowledge_nag=acknowledge_nag, env=env,
         description="Serverless real-time inference: Kinesis -> Lambda -> Step Functions -> SageMaker, "
                     "DynamoDB features/predictions, self-tuning batch size (reference project)")
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

@@ -14,8 +14,27 @@ from typing import Any, Callable, Mapping
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
                       3288, 3653)
-# SageMaker serverless inference memory sizes (MB).
+# SageMaker limits the endpoint settings are checked against (each one a deploy or invocation failure on AWS that the
+# local cloud would accept):
+# - Serverless Inference: memory 1024-6144 MB in 1 GB steps, MaxConcurrency 1-200 (SageMaker API Reference,
+#   ProductionVariantServerlessConfig, https://docs.aws.amazon.com/sagemaker/latest/APIReference/
+#   API_ProductionVariantServerlessConfig.html); no multiple production variants and no data capture / Model Monitor
+#   (SageMaker Developer Guide, "Deploy models with Amazon SageMaker Serverless Inference", feature exclusions,
+#   https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html): the stack gives each A/B variant its
+#   own serverless endpoint; request and response payloads at most 4 MB ("Invoke a serverless endpoint",
+#   https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-invoke.html).
+# - Real-time (instance) endpoints: at most 10 production variants per endpoint configuration (API Reference,
+#   CreateEndpointConfig, https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateEndpointConfig.html);
+#   InvokeEndpoint bodies at most 6 MB (API Reference, InvokeEndpoint, https://docs.aws.amazon.com/sagemaker/latest/
+#   APIReference/API_runtime_InvokeEndpoint.html).
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+SERVERLESS_MAX_CONCURRENCY = (1, 200)
+SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
+REALTIME_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_PRODUCTION_VARIANTS = 10
+# A feature value in the text/csv body (pipeline/model_client.to_csv: repr(float), at most 24 characters for a
+# float64, e.g. -1.2345678901234567e-300) plus its separator.
+CSV_BYTES_PER_FEATURE = 25
 FUNCTION_IDS = ("ApiFunction", "ProcessStreamFunction", "InvokeModelFunction", "StorePredictionsFunction",
                 "RecordCostFunction", "RetrainBatchSizeFunction", "MonitorDriftFunction")
 
@@ -29,6 +48,7 @@ _INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_./#:-]{1,255}$")
 _ARTIFACT_RE = re.compile(r"^.+\.tar\.gz$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -41,9 +61,11 @@ class ConfigError(ValueError):
 DEFAULT_FUNCTIONS: dict[str, dict[str, int]] = {
     "ApiFunction": {"memoryMb": 512, "timeoutSeconds": 29},
     "ProcessStreamFunction": {"memoryMb": 1024, "timeoutSeconds": 120},
-    "InvokeModelFunction": {"memoryMb": 512, "timeoutSeconds": 120},
-    "StorePredictionsFunction": {"memoryMb": 512, "timeoutSeconds": 60},
-    "RecordCostFunction": {"memoryMb": 256, "timeoutSeconds": 30},
+    # the three state-machine tasks: their timeouts are budgeted against the 5-minute Express limit
+    # (statemachines/inference.asl.json TimeoutSeconds, tests/infra/test_deploy_readiness.py)
+    "InvokeModelFunction": {"memoryMb": 512, "timeoutSeconds": 70},
+    "StorePredictionsFunction": {"memoryMb": 512, "timeoutSeconds": 30},
+    "RecordCostFunction": {"memoryMb": 256, "timeoutSeconds": 10},
     "RetrainBatchSizeFunction": {"memoryMb": 2048, "timeoutSeconds": 300},
     "MonitorDriftFunction": {"memoryMb": 1024, "timeoutSeconds": 300},
 }
@@ -62,11 +84,15 @@ class Variant:
 
 @dataclass(frozen=True)
 class EndpointSettings:
+    """How the variants are hosted. serverless: one serverless endpoint per variant (Serverless Inference allows one
+    production variant per endpoint); instance: one real-time endpoint whose production variants are the variants
+    (invoke_model picks one with TargetVariant)."""
     mode: str                           # "serverless" or "instance"
     serverless_memory_mb: int
-    serverless_max_concurrency: int
+    serverless_max_concurrency: int     # per endpoint, so per variant in serverless mode
     instance_type: str
-    instance_count: int
+    instance_count: int                 # per production variant
+    data_capture_percent: int = 0       # instance mode only: SageMaker data capture of requests and responses
 
 
 @dataclass(frozen=True)
@@ -76,6 +102,8 @@ class AlarmSettings:
     quarantine_messages: int            # QuarantineQueue visible messages above this
     function_errors: int                # Lambda Errors (sum per period) at or above this, per function
     state_machine_failures: int         # failed executions (sum per period) at or above this
+    state_machine_timeouts: int         # timed-out executions (sum per period) at or above this: their batches are
+                                        # neither stored nor quarantined (a timed-out Express execution runs no Catch)
     model_latency_ms: int               # SageMaker ModelLatency p90 above this, per variant
     cost_per_thousand_events_usd: float  # CostPerThousandEvents (average) above this
     drift_psi: float                    # FeatureDriftMaxPSI (max) above this
@@ -118,7 +146,7 @@ class Config:
     alarms: AlarmSettings
     alarm_email: str | None
     log_retention_days: int
-    powertools_layer_version: int
+    powertools_layer_version: int | str      # a verified layer version number, or "ssm" (infra/runtime.py)
     powertools_log_level: str
     service_name: str
     metrics_namespace: str
@@ -128,6 +156,7 @@ class Config:
     model_kind: str = "xgboost"                                   # default kind of a variant
     pytorch_model_artifact: str = "model/artifacts/pytorch/model.tar.gz"
     pytorch_image_tag: str = "2.6.0-cpu-py312"
+    region: str | None = None          # a concrete deployment region (checked at synth); None = environment-agnostic
 
     def artifact_of(self, variant: Variant) -> str:
         """The model.tar.gz a variant serves: its own, else the stack's artifact of its kind."""
@@ -177,7 +206,7 @@ class Config:
             alarms=_alarms(reader, alarms_raw),
             alarm_email=r.optional_string("alarmEmail", pattern=_EMAIL_RE),
             log_retention_days=r.choice("logRetentionDays", LOG_RETENTION_DAYS, cast=int),
-            powertools_layer_version=r.integer("powertoolsLayerVersion", 1, 10_000),
+            powertools_layer_version=_powertools_layer(reader),
             powertools_log_level=r.choice("powertoolsLogLevel", _LOG_LEVELS, cast=lambda v: str(v).upper(),
                                           default="INFO"),
             service_name=r.string("serviceName", pattern=re.compile(r"^[A-Za-z0-9._-]{1,64}$"),
@@ -196,6 +225,7 @@ class Config:
             pytorch_image_tag=r.string("pytorchImageTag", pattern=_PYTORCH_TAG_RE,
                                        hint='a CPU, Python 3 pytorch-inference tag, e.g. "2.6.0-cpu-py312"',
                                        default="2.6.0-cpu-py312"),
+            region=r.optional_string("region", pattern=_REGION_RE),
         )
         reader.check(config)
         if reader.errors:
@@ -217,7 +247,7 @@ KNOWN_KEYS = frozenset({
     "featureSet", "modelArtifact", "xgboostImageTag", "endpoint", "variants", "retrainSchedule", "driftSchedule",
     "alarms", "alarmEmail", "logRetentionDays", "powertoolsLayerVersion", "powertoolsLogLevel", "serviceName",
     "metricsNamespace", "functions", "apiThrottle", "removalPolicy", "modelKind", "pytorchModelArtifact",
-    "pytorchImageTag"})
+    "pytorchImageTag", "region"})
 
 
 def unknown_keys(context: Mapping[str, Any]) -> list[str]:
@@ -345,6 +375,29 @@ class _Reader:
         if config.invoke_chunk_size > config.max_batch_size:
             self.errors.append(f"invokeChunkSize ({config.invoke_chunk_size}) is larger than maxBatchSize "
                                f"({config.max_batch_size}): a chunk never exceeds a batch")
+        _check_endpoint(self, config)
+        _check_images(self, config)
+        from . import express_budget   # the Express 5-minute budget assumes each task fits in its state's timeout
+        self.errors.extend(express_budget.function_timeout_problems(
+            express_budget.load(), {f: s.timeout_seconds for f, s in config.functions.items()}))
+
+
+def _powertools_layer(r: _Reader) -> int | str:
+    """powertoolsLayerVersion: "ssm" (default) or a layer version number that serves the pinned Powertools release."""
+    from . import runtime
+
+    value = r.value("powertoolsLayerVersion", runtime.POWERTOOLS_SSM)
+    if isinstance(value, str) and value.strip().lower() == runtime.POWERTOOLS_SSM:
+        value = runtime.POWERTOOLS_SSM
+    else:
+        before = len(r.errors)
+        value = r.integer("powertoolsLayerVersion", 1, 10_000)
+        if len(r.errors) > before:
+            return value
+    problem = runtime.check_layer_version(value, runtime.powertools_release())
+    if problem:
+        r.errors.append(problem)
+    return value
 
 
 def _endpoint(r: _Reader, raw: Mapping) -> EndpointSettings:
@@ -355,15 +408,80 @@ def _endpoint(r: _Reader, raw: Mapping) -> EndpointSettings:
     memory = r.nested_integer("endpoint", raw, "serverlessMemoryMb", 2048, 1024, 6144)
     if memory not in SERVERLESS_MEMORY_MB:
         r.errors.append(f"endpoint.serverlessMemoryMb: {memory} is not one of "
-                        f"{', '.join(map(str, SERVERLESS_MEMORY_MB))}")
+                        f"{', '.join(map(str, SERVERLESS_MEMORY_MB))} (Serverless Inference memory comes in 1 GB "
+                        "steps from 1024 to 6144 MB)")
+    concurrency = r.nested_integer("endpoint", raw, "serverlessMaxConcurrency", 5, *SERVERLESS_MAX_CONCURRENCY)
     instance_type = str(raw.get("instanceType", "ml.m5.large"))
     if not _INSTANCE_TYPE_RE.match(instance_type):
         r.errors.append(f"endpoint.instanceType: {instance_type!r} is not a SageMaker instance type (ml.x.y)")
+    capture = r.nested_integer("endpoint", raw, "dataCapturePercent", 0, 0, 100)
+    if mode == "serverless" and capture:
+        r.errors.append(f"endpoint.dataCapturePercent: {capture} with endpoint.mode serverless: SageMaker Serverless "
+                        "Inference does not support data capture. Set endpoint.mode to \"instance\" or "
+                        "endpoint.dataCapturePercent to 0")
     return EndpointSettings(
-        mode=mode, serverless_memory_mb=memory,
-        serverless_max_concurrency=r.nested_integer("endpoint", raw, "serverlessMaxConcurrency", 5, 1, 200),
+        mode=mode, serverless_memory_mb=memory, serverless_max_concurrency=concurrency,
         instance_type=instance_type,
-        instance_count=r.nested_integer("endpoint", raw, "instanceCount", 1, 1, 100))
+        instance_count=r.nested_integer("endpoint", raw, "instanceCount", 1, 1, 100),
+        data_capture_percent=capture)
+
+
+def _check_images(r: _Reader, config: "Config") -> None:
+    """The image tags must be the versions infra/image_registries.json was generated for, and a concrete region must
+    have every deployed kind's image (else CloudFormation fails on Fn::FindInMap, or SageMaker cannot pull)."""
+    from . import images
+
+    for kind, key, tag in (("xgboost", "xgboostImageTag", config.xgboost_image_tag),
+                           ("pytorch", "pytorchImageTag", config.pytorch_image_tag)):
+        if tag and images.image_version(kind, tag) != images.VERSIONS[kind]:
+            r.errors.append(f"{key}: {tag!r} is not the {kind} version infra/image_registries.json maps "
+                            f"({images.VERSIONS[kind]}, from {images.SOURCE}): run scripts/update_image_map.py "
+                            "after changing it (the registry accounts are per image version)")
+    if config.region:
+        for kind in dict.fromkeys(v.kind for v in config.variants):
+            problem = images.region_problem(kind, config.region, config.image_tag(kind))
+            if problem:
+                r.errors.append(f"region: {problem}")
+
+
+def _feature_width(feature_set: str) -> int | None:
+    """Number of features of ``feature_set`` as the Lambda code defines them (None: unknown feature set)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    functions = str(Path(__file__).resolve().parent.parent / "functions")
+    if functions not in sys.path:
+        sys.path.append(functions)
+    features = importlib.import_module("pipeline.features")
+    try:
+        return len(features.feature_names(feature_set))
+    except Exception:  # noqa: BLE001 - FeatureSetError: an unknown feature set
+        return None
+
+
+def _check_endpoint(r: _Reader, config: "Config") -> None:
+    """Endpoint rules across settings: what SageMaker would refuse at deploy or at invocation time."""
+    endpoint = config.endpoint
+    if endpoint.mode == "instance" and len(config.variants) > MAX_PRODUCTION_VARIANTS:
+        r.errors.append(f"variants: {len(config.variants)} variants with endpoint.mode instance, but an endpoint "
+                        f"configuration holds at most {MAX_PRODUCTION_VARIANTS} production variants. Remove variants "
+                        "or use endpoint.mode \"serverless\" (one endpoint per variant)")
+    if not config.feature_set:
+        return
+    width = _feature_width(config.feature_set)
+    if width is None:
+        r.errors.append(f"featureSet: {config.feature_set!r} is not a feature set of functions/pipeline/features.py")
+        return
+    limit, what = ((SERVERLESS_PAYLOAD_BYTES, "a serverless endpoint accepts at most 4 MB per request")
+                   if endpoint.mode == "serverless" else
+                   (REALTIME_PAYLOAD_BYTES, "InvokeEndpoint accepts at most 6 MB per request"))
+    row_bytes = width * CSV_BYTES_PER_FEATURE
+    chunk = min(config.invoke_chunk_size, config.max_batch_size)
+    if chunk * row_bytes > limit:
+        r.errors.append(f"invokeChunkSize: {chunk} rows of feature set {config.feature_set} ({width} features, up to "
+                        f"{row_bytes} bytes per text/csv row) can reach {chunk * row_bytes:,} bytes, and {what}. "
+                        f"Set invokeChunkSize to at most {limit // row_bytes}")
 
 
 def _variants(r: _Reader, raw: Any, default_kind: str = "xgboost") -> tuple[Variant, ...]:
@@ -422,6 +540,7 @@ def _alarms(r: _Reader, raw: Mapping) -> AlarmSettings:
         quarantine_messages=integer("quarantineMessages", 0, 0, 1_000_000),
         function_errors=integer("functionErrors", 1, 1, 1_000_000),
         state_machine_failures=integer("stateMachineFailures", 1, 1, 1_000_000),
+        state_machine_timeouts=integer("stateMachineTimeouts", 1, 1, 1_000_000),
         model_latency_ms=integer("modelLatencyMs", 500, 1, 3_600_000),
         cost_per_thousand_events_usd=number("costPerThousandEventsUsd", 0.05, 0.0, 1_000_000.0),
         drift_psi=number("driftPsi", 0.25, 0.0, 100.0),

@@ -46,15 +46,16 @@ def _arn_token(stack: Stack, construct: IConstruct) -> str:
 
 def acknowledge_stack(stack: "RealtimeInferenceStack") -> list[Ack]:
     acknowledge = _Acknowledger()
-    # Lambda: python3.11 on purpose.
+    # Lambda: python3.12, pinned with the ML image and the Powertools layer (infra/runtime.py).
     for function_id in ("ApiFunction", "ProcessStreamFunction", "InvokeModelFunction", "StorePredictionsFunction",
                         "RecordCostFunction"):
         acknowledge(stack.functions[function_id], "AwsSolutions-L1",
-                    "The project pins Python 3.11 end to end: the Powertools layer chosen for it "
-                    "(AWSLambdaPowertoolsPythonV3-python311-x86_64), the ML container image "
-                    "(public.ecr.aws/lambda/python:3.11), the local virtualenv the tests and the local cloud run "
-                    "the handlers in (Makefile PYTHON=python3.11) and the pinned requirements were tested together "
-                    "on 3.11; moving to a newer runtime is a deliberate upgrade of all of them at once")
+                    "python3.12 (Amazon Linux 2023, supported by Lambda until 2028) on purpose: the runtime, the "
+                    "ML container image (public.ecr.aws/lambda/python:3.12), the public Powertools layer "
+                    "(AWSLambdaPowertoolsPythonV3-python312-x86_64 of the pinned release) and the PyTorch serving "
+                    "image (py312) are pinned together in infra/runtime.py, and tests/infra checks that every ML "
+                    "requirement has a binary wheel for that Python; moving to a newer runtime is a deliberate "
+                    "upgrade of all of them at once")
 
     # IAM5 Resource::* on the function roles: X-Ray only (everything else is scoped to a resource ARN).
     for function_id, role in stack.roles.items():
@@ -92,6 +93,11 @@ def acknowledge_stack(stack: "RealtimeInferenceStack") -> list[Ack]:
                 f"s3:GetObject only: the drift baseline travels inside the live model's artifact, and {promoted}")
     acknowledge(stack.model_role, f"AwsSolutions-IAM5[Resource::{bucket}/models/*]",
                 f"s3:GetObject only: SageMaker loads the model a promoted endpoint config names; {promoted}")
+    if stack.config.endpoint.mode == "instance" and stack.config.endpoint.data_capture_percent:
+        acknowledge(stack.model_role, f"AwsSolutions-IAM5[Resource::{bucket}/datacapture/*]",
+                    "s3:PutObject only: SageMaker data capture (endpoint.dataCapturePercent) writes captured requests "
+                    "and responses under datacapture/<endpoint>/<variant>/<date>/, keys chosen by SageMaker at run "
+                    "time; the wildcard is limited to that prefix of the stack's own artifacts bucket")
     acknowledge(stack.roles["RetrainBatchSizeFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/optimizer/*]",
                 "s3:PutObject only: each retrain writes its fitted optimizer models to optimizer/<timestamp>.pkl, "
                 "a key known only at run time; the wildcard is limited to that prefix of the artifacts bucket")

@@ -23,6 +23,7 @@ from aws_cdk import (
     Fn,
     RemovalPolicy,
     Stack,
+    Token,
     aws_apigateway as apigw,
     aws_apigatewayv2 as apigwv2,
     aws_apigatewayv2_authorizers as authorizers,
@@ -45,19 +46,22 @@ from aws_cdk import (
     aws_sns as sns,
     aws_sns_subscriptions as subscriptions,
     aws_sqs as sqs,
+    aws_ssm as ssm,
     aws_stepfunctions as sfn,
 )
 from constructs import Construct
 
-from . import nag
+from . import nag, runtime
 from .config import Config, ConfigError
-from .images import REGISTRIES, REPOSITORIES, XGBOOST_REGISTRIES, XGBOOST_REPOSITORY  # noqa: F401 (re-exported)
+from .images import REGISTRIES, REPOSITORIES, XGBOOST_REGISTRIES, XGBOOST_REPOSITORY, region_problem  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
 STATE_MACHINE_FILE = ROOT / "statemachines" / "inference.asl.json"
 
-POWERTOOLS_ACCOUNT = "017000801446"   # publisher of the public Powertools for AWS Lambda (Python) layers
+POWERTOOLS_ACCOUNT = runtime.POWERTOOLS_ACCOUNT   # publisher of the public Powertools for AWS Lambda (Python) layers
+LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12     # Amazon Linux 2023; infra/runtime.py pins it with the image and layer
+assert LAMBDA_RUNTIME.name == runtime.LAMBDA_RUNTIME, (LAMBDA_RUNTIME.name, runtime.LAMBDA_RUNTIME)
 
 # The HTTP API contract (DESIGN.md "HTTP API contract"); every route is served by ApiFunction.
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -239,13 +243,18 @@ class RealtimeInferenceStack(Stack):
         cfg = self.config
         kinds = list(dict.fromkeys(v.kind for v in cfg.variants))
         # Container image per kind and region: <registry account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>
-        # (registry accounts in infra/images.py; XGBoost built-in container, PyTorch inference DLC, CPU, py3).
+        # (registry accounts: infra/image_registries.json, generated from the SageMaker SDK's image map by
+        # scripts/update_image_map.py; XGBoost built-in container, PyTorch inference DLC, CPU, py3).
         images: dict[str, str] = {}
         self.model_role = iam.Role(
             self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker execution role of the models ({', '.join(kinds)}): reads their artifacts, "
                         "pulls the container images, writes the endpoint's logs")
         for kind in kinds:
+            if not Token.is_unresolved(self.region):   # a concrete region: fail at synth, not on Fn::FindInMap
+                problem = region_problem(kind, self.region, cfg.image_tag(kind))
+                if problem:
+                    raise ConfigError(problem)
             registry = CfnMapping(self, f"{_pascal(kind)}ImageRegistry",
                                   mapping={region: {"account": account} for region, account in REGISTRIES[kind].items()})
             registry_account = registry.find_in_map(Aws.REGION, "account")
@@ -301,24 +310,65 @@ class RealtimeInferenceStack(Stack):
             variant_models[variant.name] = self.models[key]
         self.model_asset = self.model_assets[cfg.artifact_of(cfg.variants[0])]
 
-        endpoint = cfg.endpoint
-        production_variants = []
-        for variant in cfg.variants:
+        self._endpoints(variant_models)
+
+    def _endpoints(self, variant_models: dict[str, sagemaker.CfnModel]) -> None:
+        """instance mode: one real-time endpoint, the variants are its production variants (invoke_model sends
+        TargetVariant). serverless mode: one serverless endpoint per variant, each with one production variant named
+        after the variant (Serverless Inference does not support multiple production variants, SageMaker Developer
+        Guide, "Deploy models with Amazon SageMaker Serverless Inference"); invoke_model sends each user to the
+        endpoint of their variant. The first variant's endpoint keeps the ids "EndpointConfig"/"Endpoint" (it is
+        SAGEMAKER_ENDPOINT_NAME and the EndpointName output), the others get "EndpointConfig<Variant>"/"Endpoint<Variant>"."""
+        cfg, endpoint = self.config, self.config.endpoint
+
+        def production_variant(variant, weight: float):
             kwargs = dict(variant_name=variant.name, model_name=variant_models[variant.name].attr_model_name,
-                          initial_variant_weight=variant.weight)
+                          initial_variant_weight=weight)
             if endpoint.mode == "serverless":
                 kwargs["serverless_config"] = sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
                     max_concurrency=endpoint.serverless_max_concurrency,
                     memory_size_in_mb=endpoint.serverless_memory_mb)
             else:
                 kwargs.update(instance_type=endpoint.instance_type, initial_instance_count=endpoint.instance_count)
-            production_variants.append(sagemaker.CfnEndpointConfig.ProductionVariantProperty(**kwargs))
-        self.endpoint_config = sagemaker.CfnEndpointConfig(self, "EndpointConfig",
-                                                           production_variants=production_variants)
-        self.endpoint = sagemaker.CfnEndpoint(
-            self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name)
-        self.endpoint_name = self.endpoint.attr_endpoint_name
-        self.endpoint_arn = self.endpoint.ref   # Ref of AWS::SageMaker::Endpoint is its ARN
+            return sagemaker.CfnEndpointConfig.ProductionVariantProperty(**kwargs)
+
+        if endpoint.mode == "serverless":
+            groups = [(variant.name, [variant]) for variant in cfg.variants]
+        else:
+            groups = [(cfg.variants[0].name, list(cfg.variants))]
+        self.endpoint_configs: dict[str, sagemaker.CfnEndpointConfig] = {}
+        self.endpoints: dict[str, sagemaker.CfnEndpoint] = {}      # variant name -> the endpoint serving it
+        for index, (key, members) in enumerate(groups):
+            suffix = "" if index == 0 else _pascal(key)
+            if endpoint.mode == "serverless" and len(members) != 1:   # what SageMaker would refuse at deploy
+                raise ConfigError(f"serverless endpoint {key}: {len(members)} production variants (at most 1)")
+            capture = None
+            if endpoint.mode == "instance" and endpoint.data_capture_percent:
+                capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+                    enable_capture=True, initial_sampling_percentage=endpoint.data_capture_percent,
+                    destination_s3_uri=self.artifacts_bucket.s3_url_for_object("datacapture"),
+                    capture_options=[sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode=mode)
+                                     for mode in ("Input", "Output")])
+            config = sagemaker.CfnEndpointConfig(
+                self, f"EndpointConfig{suffix}", data_capture_config=capture,
+                production_variants=[production_variant(v, v.weight if len(members) > 1 else 1.0) for v in members])
+            created = sagemaker.CfnEndpoint(self, f"Endpoint{suffix}",
+                                            endpoint_config_name=config.attr_endpoint_config_name)
+            self.endpoint_configs[key] = config
+            for member in members:
+                self.endpoints[member.name] = created
+        if endpoint.mode == "instance" and endpoint.data_capture_percent:
+            self.model_role.add_to_policy(iam.PolicyStatement(
+                sid="WriteDataCapture", actions=["s3:PutObject"],
+                resources=[self.artifacts_bucket.arn_for_objects("datacapture/*")]))
+        primary = self.endpoints[cfg.variants[0].name]
+        self.endpoint = primary
+        self.endpoint_config = self.endpoint_configs[cfg.variants[0].name]
+        self.endpoint_name = primary.attr_endpoint_name
+        self.endpoint_arn = primary.ref   # Ref of AWS::SageMaker::Endpoint is its ARN
+        self.endpoint_arns = list(dict.fromkeys(self.endpoints[v.name].ref for v in cfg.variants))
+        # variant -> endpoint name, for MODEL_VARIANTS and the ModelVariants output
+        self.variant_endpoint_names = {v.name: self.endpoints[v.name].attr_endpoint_name for v in cfg.variants}
 
     def _model_asset(self, construct_id: str, artifact: str, kind: str = "xgboost") -> s3_assets.Asset:
         path = resolve_path(artifact)
@@ -332,11 +382,19 @@ class RealtimeInferenceStack(Stack):
     # -- Lambda -------------------------------------------------------------------------------------------------
     def _functions(self) -> None:
         cfg = self.config
-        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
-            self, "PowertoolsLayer",
-            f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_ACCOUNT}:layer:"
-            f"AWSLambdaPowertoolsPythonV3-python311-x86_64:{cfg.powertools_layer_version}")
+        # The public Powertools layer of the pinned release (infra/runtime.py): by default its ARN is read at deploy
+        # time from Powertools' public SSM parameter for that release, in the stack's region.
+        release = runtime.powertools_release()
+        if cfg.powertools_layer_version == runtime.POWERTOOLS_SSM:
+            layer_arn = ssm.StringParameter.value_for_string_parameter(self, runtime.ssm_parameter(release))
+        else:
+            layer_arn = (f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{runtime.POWERTOOLS_ACCOUNT}:layer:"
+                         f"{runtime.layer_name()}:{cfg.powertools_layer_version}")
+        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)
         self.zip_code = lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=ZIP_EXCLUDE)
+        self.model_variants_json = self.to_json_string([
+            {"name": v.name, "weight": v.weight, "kind": v.kind, "model_version": cfg.version_of(v),
+             "endpoint": self.variant_endpoint_names[v.name]} for v in cfg.variants])
         self.base_environment = {
             "EVENTS_STREAM_NAME": self.stream.stream_name,
             "EVENTS_TABLE": self.events_table.table_name,
@@ -357,11 +415,11 @@ class RealtimeInferenceStack(Stack):
             "LATENCY_SLO_SECONDS": _number(cfg.latency_slo_seconds),
             "MODEL_VERSION": cfg.model_version,
             "FEATURE_SET": cfg.feature_set,
-            # A/B: the endpoint's production variants; invoke_model assigns each user to one, sticky, by a hash of
-            # the user id and these weights (pipeline/variants.py), and records the variant's model version
-            "MODEL_VARIANTS": json.dumps([
-                {"name": v.name, "weight": v.weight, "kind": v.kind, "model_version": cfg.version_of(v)}
-                for v in cfg.variants], separators=(",", ":")),
+            # A/B: the variants and the endpoint serving each; invoke_model assigns each user to one, sticky, by a
+            # hash of the user id and these weights (pipeline/variants.py), sends the user's rows to that variant's
+            # endpoint (with TargetVariant when the endpoint hosts several: instance mode) and records the variant's
+            # model version
+            "MODEL_VARIANTS": self.model_variants_json,
             # what the cost model needs to price a batch (pipeline/costs.py Deployment)
             "COST_PROFILE": json.dumps({
                 "shards": cfg.shard_count, "endpoint_mode": cfg.endpoint.mode,
@@ -377,7 +435,7 @@ class RealtimeInferenceStack(Stack):
         self.log_groups: dict[str, logs.LogGroup] = {}
         for function_id, handler in ZIP_FUNCTIONS:
             self.functions[function_id] = lambda_.Function(
-                self, function_id, runtime=lambda_.Runtime.PYTHON_3_11, architecture=lambda_.Architecture.X86_64,
+                self, function_id, runtime=LAMBDA_RUNTIME, architecture=lambda_.Architecture.X86_64,
                 handler=handler, code=self.zip_code, layers=[self.powertools_layer],
                 **self._function_options(function_id, handler))
         for function_id, handler in IMAGE_FUNCTIONS:
@@ -463,7 +521,7 @@ class RealtimeInferenceStack(Stack):
         f = self.functions
         bucket = self.artifacts_bucket
         invoke_endpoint = iam.PolicyStatement(sid="InvokeEndpoint", actions=["sagemaker:InvokeEndpoint"],
-                                              resources=[self.endpoint_arn])
+                                              resources=self.endpoint_arns)
 
         api = f["ApiFunction"]                       # ingest to Kinesis, queries, on-demand /predict
         self.stream.grant_write(api)
@@ -630,11 +688,19 @@ class RealtimeInferenceStack(Stack):
         alarm("AlarmStateMachineFailed", self.state_machine.metric_failed(period=period, statistic="Sum"),
               a.state_machine_failures, "Inference executions failed (their batches are in QuarantineQueue)",
               cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
+        # A timed-out Express execution (5 minutes) runs no Catch: its batch is neither stored nor quarantined, so
+        # ExecutionsFailed does not see it. The ASL's TimeoutSeconds and retries keep the worst case under 5 minutes
+        # (tests/infra/test_deploy_readiness.py); this alarm is the safety net if that ever stops holding.
+        alarm("AlarmStateMachineTimedOut", self.state_machine.metric_timed_out(period=period, statistic="Sum"),
+              a.state_machine_timeouts, "Inference executions timed out (5-minute Express limit): their batches were "
+              "neither stored nor quarantined; replay them from the ledger (EventsTable)",
+              cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
         latency_metrics = []
         for variant in cfg.variants:
             latency = cw.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency", statistic="p90",
                                 period=period,
-                                dimensions_map={"EndpointName": self.endpoint_name, "VariantName": variant.name})
+                                dimensions_map={"EndpointName": self.variant_endpoint_names[variant.name],
+                                                "VariantName": variant.name})
             latency_metrics.append(latency.with_(label=f"{variant.name} p90 (µs)"))
             alarm(f"AlarmModelLatency{_pascal(variant.name)}", latency, a.model_latency_ms * 1000,
                   f"SageMaker ModelLatency p90 of variant {variant.name} above {a.model_latency_ms} ms")
@@ -668,7 +734,8 @@ class RealtimeInferenceStack(Stack):
         dashboard.add_widgets(
             graph("State machine executions", [
                 self.state_machine.metric_succeeded(period=period, statistic="Sum"),
-                self.state_machine.metric_failed(period=period, statistic="Sum")]),
+                self.state_machine.metric_failed(period=period, statistic="Sum"),
+                self.state_machine.metric_timed_out(period=period, statistic="Sum")]),
             graph("Model latency (SageMaker, µs)", latency_metrics),
             graph("DLQ / quarantine depth", [dlq_depth, quarantine_depth]),
         )
@@ -687,7 +754,9 @@ class RealtimeInferenceStack(Stack):
         outputs = {
             "ApiUrl": (self.api_stage.url, "HTTP API base URL (IAM/SigV4 auth)"),
             "EventsStreamName": (self.stream.stream_name, "Kinesis stream (partition key: user_id)"),
-            "EndpointName": (self.endpoint_name, "SageMaker endpoint"),
+            "EndpointName": (self.endpoint_name, "SageMaker endpoint of the first variant"),
+            "ModelVariants": (self.model_variants_json, "A/B variants: name, weight, kind, model version and the "
+                                                        "endpoint serving each (= MODEL_VARIANTS; scripts/promote.py)"),
             "StateMachineArn": (self.state_machine.state_machine_arn, "Inference state machine (Express)"),
             "EventSourceMappingId": (self.stream_mapping.event_source_mapping_id,
                                      "Kinesis -> ProcessStreamFunction mapping"),

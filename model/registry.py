@@ -9,6 +9,12 @@ Layout in the artifacts bucket:
                             version, previous_version, endpoint_config, previous_endpoint_config}]}
 The live variants are also written to STATE_TABLE item "model" (pipeline/variants.py): invoke_model records the
 promoted version with each prediction and monitor_drift reads the promoted model's baseline.
+
+Both endpoint layouts of the stack (infra/stack.py): instance mode, the variants are production variants of one
+endpoint; serverless mode, each variant has its own endpoint (Serverless Inference allows one production variant per
+endpoint). ``variants`` (the stack's ModelVariants output, [{name, weight, endpoint, ...}]) says which endpoint
+serves which variant; a promotion or rollback updates only the endpoint of the variant it changes. Without
+``variants``, every variant is taken to be on ``endpoint`` (its production variants).
 """
 from __future__ import annotations
 
@@ -98,46 +104,102 @@ def _variant_fields(v: dict) -> dict:
     return {k: v[k] for k in keys if k in v}
 
 
-def _record_live(ddb, state_table: str | None, sm, config_name: str, manifest: dict) -> list[dict]:
-    """STATE_TABLE "model": the endpoint config's variants with kind, live version and artifact."""
-    config = sm.describe_endpoint_config(EndpointConfigName=config_name)
-    live = []
-    for v in config["ProductionVariants"]:
-        model = sm.describe_model(ModelName=v["ModelName"])["PrimaryContainer"]
-        env = model.get("Environment", {})
-        from infra.images import kind_of_image
+def layout(sm, endpoint: str, variants: list[dict] | None = None) -> list[dict]:
+    """[{name, weight, endpoint}] of every variant: from ``variants`` (the stack's ModelVariants), else the production
+    variants of ``endpoint``."""
+    if variants:
+        return [{"name": str(v["name"]), "weight": float(v.get("weight", 1.0)), "endpoint": v.get("endpoint") or endpoint}
+                for v in variants]
+    config = sm.describe_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName=endpoint)[
+        "EndpointConfigName"])
+    return [{"name": v["VariantName"], "weight": float(v.get("InitialVariantWeight", 1.0)), "endpoint": endpoint}
+            for v in config["ProductionVariants"]]
 
-        live.append({"name": v["VariantName"], "weight": float(v.get("InitialVariantWeight", 1.0)),
-                     "kind": kind_of_image(model["Image"]) or "xgboost",
-                     "model_version": manifest["live"].get(v["VariantName"]) or env.get("MODEL_VERSION", ""),
-                     "model_data_url": model["ModelDataUrl"]})
+
+def _endpoint_of(variants: list[dict], variant: str | None) -> tuple[str, str]:
+    """(variant, its endpoint); no variant given: the first (the stack's primary)."""
+    target = variant or variants[0]["name"]
+    for v in variants:
+        if v["name"] == target:
+            return target, v["endpoint"]
+    raise PromotionError(f"no variant {target} (variants: {', '.join(v['name'] for v in variants)})")
+
+
+def _record_live(ddb, state_table: str | None, sm, variants: list[dict], manifest: dict,
+                 configs: dict[str, str] | None = None) -> list[dict]:
+    """STATE_TABLE "model": every variant with its endpoint, weight, kind, live version and artifact, read from the
+    endpoint configs the endpoints serve (``configs``: endpoint -> config just switched to). The weight of a variant
+    that shares its endpoint is the endpoint config's (the live split); a variant alone on its endpoint keeps the
+    stack's A/B weight (its production variant's weight is 1 by necessity)."""
+    from infra.images import kind_of_image
+
+    configs = dict(configs or {})
+    sharing: dict[str, int] = {}
+    for v in variants:
+        sharing[v["endpoint"]] = sharing.get(v["endpoint"], 0) + 1
+    described: dict[str, dict] = {}
+    live = []
+    for v in variants:
+        endpoint = v["endpoint"]
+        if endpoint not in described:
+            name = configs.get(endpoint) or sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+            described[endpoint] = {"name": name, **sm.describe_endpoint_config(EndpointConfigName=name)}
+        production = described[endpoint]["ProductionVariants"]
+        match = next((p for p in production if p["VariantName"] == v["name"]), None)
+        if match is None and len(production) == 1:
+            match = production[0]
+        if match is None:
+            raise PromotionError(f"endpoint {endpoint} ({described[endpoint]['name']}) has no variant {v['name']}")
+        model = sm.describe_model(ModelName=match["ModelName"])["PrimaryContainer"]
+        env = model.get("Environment", {})
+        weight = float(match.get("InitialVariantWeight", 1.0)) if sharing[endpoint] > 1 else float(v["weight"])
+        live.append({"name": v["name"], "weight": weight, "kind": kind_of_image(model["Image"]) or "xgboost",
+                     "model_version": manifest["live"].get(v["name"]) or env.get("MODEL_VERSION", ""),
+                     "model_data_url": model["ModelDataUrl"], "endpoint": endpoint,
+                     "endpoint_config": described[endpoint]["name"]})
     if state_table:
         from decimal import Decimal
 
         ddb.put_item(TableName=state_table, Item={
-            "pk": {"S": "model"}, "endpoint_config": {"S": config_name}, "updated_at": {"N": repr(time.time())},
+            "pk": {"S": "model"}, "endpoint_config": {"S": live[0]["endpoint_config"]},
+            "updated_at": {"N": repr(time.time())},
             "variants": {"L": [{"M": {"name": {"S": v["name"]}, "weight": {"N": str(Decimal(repr(v["weight"])))},
                                       "kind": {"S": v["kind"]}, "model_version": {"S": v["model_version"]},
-                                      "model_data_url": {"S": v["model_data_url"]}}} for v in live]}})
+                                      "model_data_url": {"S": v["model_data_url"]},
+                                      "endpoint": {"S": v["endpoint"]}}} for v in live]}})
     return live
 
 
+def _wait(sm, endpoint: str) -> None:
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig={"Delay": 15, "MaxAttempts": 80})
+
+
 def promote(*, sm, s3, ddb, bucket: str, endpoint: str, version: str, variant: str | None = None,
-            state_table: str | None = None, region: str = "us-east-1", wait: bool = True) -> dict:
+            state_table: str | None = None, region: str = "us-east-1", wait: bool = True,
+            variants: list[dict] | None = None) -> dict:
+    """Serve ``version`` on ``variant`` (default: the first): a new Model and a new EndpointConfig for the endpoint
+    serving that variant (a copy of its current config with that variant's model replaced), then UpdateEndpoint."""
     manifest = read_manifest(s3, bucket)
     entry = manifest["versions"].get(version)
     if entry is None:
         raise PromotionError(f"version {version} is not in s3://{bucket}/{MANIFEST_KEY}: upload it first")
-    current_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    all_variants = layout(sm, endpoint, variants)
+    target, target_endpoint = _endpoint_of(all_variants, variant)
+    current_name = sm.describe_endpoint(EndpointName=target_endpoint)["EndpointConfigName"]
     current = [_variant_fields(v) for v in
                sm.describe_endpoint_config(EndpointConfigName=current_name)["ProductionVariants"]]
-    target = variant or current[0]["VariantName"]
-    if target not in [v["VariantName"] for v in current]:
-        raise PromotionError(f"endpoint {endpoint} has no variant {target}")
+    names = [v["VariantName"] for v in current]
+    if target not in names:
+        if len(current) == 1 and variants:     # a serverless endpoint of one variant: its production variant
+            target_variant_name = names[0]
+        else:
+            raise PromotionError(f"endpoint {target_endpoint} has no variant {target}")
+    else:
+        target_variant_name = target
     models = [sm.describe_model(ModelName=v["ModelName"]) for v in current]
-    role = next(m["ExecutionRoleArn"] for m, v in zip(models, current) if v["VariantName"] == target)
+    role = next(m["ExecutionRoleArn"] for m, v in zip(models, current) if v["VariantName"] == target_variant_name)
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + f"{int(time.time() * 1000) % 1000:03d}"
-    base = _NAME_RE.sub("-", f"{endpoint[:24]}-{version[:16]}").strip("-")
+    base = _NAME_RE.sub("-", f"{target_endpoint[:24]}-{version[:16]}").strip("-")
     model_name = f"{base}-{stamp}"[:63]
     environment = {"MODEL_VERSION": version, "FEATURE_SET": entry.get("feature_set") or "v1"}
     if entry["kind"] == "pytorch":
@@ -145,46 +207,59 @@ def promote(*, sm, s3, ddb, bucket: str, endpoint: str, version: str, variant: s
     sm.create_model(ModelName=model_name, ExecutionRoleArn=role, PrimaryContainer={
         "Image": _image(entry["kind"], region, models), "ModelDataUrl": entry["s3_uri"], "Mode": "SingleModel",
         "Environment": environment})
-    variants = [dict(v, ModelName=model_name) if v["VariantName"] == target else v for v in current]
-    config_name = f"{_NAME_RE.sub('-', endpoint[:40]).strip('-')}-{stamp}"[:63]
-    sm.create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=variants)
-    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
+    new_variants = [dict(v, ModelName=model_name) if v["VariantName"] == target_variant_name else v for v in current]
+    config_name = f"{_NAME_RE.sub('-', target_endpoint[:40]).strip('-')}-{stamp}"[:63]
+    sm.create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=new_variants)
+    sm.update_endpoint(EndpointName=target_endpoint, EndpointConfigName=config_name)
     if wait:
-        sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig={"Delay": 15, "MaxAttempts": 80})
+        _wait(sm, target_endpoint)
     previous_version = manifest["live"].get(target)
     manifest["live"][target] = version
     record = {"action": "promote", "at": time.time(), "variant": target, "version": version,
-              "previous_version": previous_version, "endpoint_config": config_name,
+              "previous_version": previous_version, "endpoint": target_endpoint, "endpoint_config": config_name,
               "previous_endpoint_config": current_name, "model": model_name}
     manifest["history"].append(record)
     write_manifest(s3, bucket, manifest)
-    record["live"] = _record_live(ddb, state_table, sm, config_name, manifest)
+    record["live"] = _record_live(ddb, state_table, sm, all_variants, manifest, {target_endpoint: config_name})
     return record
 
 
-def rollback(*, sm, s3, ddb, bucket: str, endpoint: str, state_table: str | None = None, wait: bool = True) -> dict:
-    """Undo the latest promotion not yet rolled back: UpdateEndpoint to the endpoint config it replaced."""
+def rollback(*, sm, s3, ddb, bucket: str, endpoint: str, state_table: str | None = None, wait: bool = True,
+             variants: list[dict] | None = None) -> dict:
+    """Undo the latest promotion not yet rolled back: UpdateEndpoint of the endpoint it changed back to the endpoint
+    config it replaced."""
     manifest = read_manifest(s3, bucket)
     undone = {h["undoes"] for h in manifest["history"] if h["action"] == "rollback"}
     candidates = [(i, h) for i, h in enumerate(manifest["history"]) if h["action"] == "promote" and i not in undone]
     if not candidates:
         raise PromotionError("nothing to roll back: no promotion in the manifest history")
     index, last = candidates[-1]
-    current_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    all_variants = layout(sm, endpoint, variants)
+    target_endpoint = last.get("endpoint") or endpoint
+    current_name = sm.describe_endpoint(EndpointName=target_endpoint)["EndpointConfigName"]
     if current_name != last["endpoint_config"]:
-        raise PromotionError(f"endpoint {endpoint} serves {current_name}, not {last['endpoint_config']} (the "
+        raise PromotionError(f"endpoint {target_endpoint} serves {current_name}, not {last['endpoint_config']} (the "
                              "latest promotion): changed outside this tool, refusing to roll back")
-    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=last["previous_endpoint_config"])
+    sm.update_endpoint(EndpointName=target_endpoint, EndpointConfigName=last["previous_endpoint_config"])
     if wait:
-        sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig={"Delay": 15, "MaxAttempts": 80})
+        _wait(sm, target_endpoint)
     if last["previous_version"]:
         manifest["live"][last["variant"]] = last["previous_version"]
     else:
         manifest["live"].pop(last["variant"], None)
     record = {"action": "rollback", "at": time.time(), "undoes": index, "variant": last["variant"],
-              "version": last["previous_version"], "previous_version": last["version"],
+              "version": last["previous_version"], "previous_version": last["version"], "endpoint": target_endpoint,
               "endpoint_config": last["previous_endpoint_config"], "previous_endpoint_config": current_name}
     manifest["history"].append(record)
     write_manifest(s3, bucket, manifest)
-    record["live"] = _record_live(ddb, state_table, sm, last["previous_endpoint_config"], manifest)
+    record["live"] = _record_live(ddb, state_table, sm, all_variants, manifest,
+                                  {target_endpoint: last["previous_endpoint_config"]})
     return record
+
+
+def status(sm, s3, bucket: str, endpoint: str, variants: list[dict] | None = None) -> dict:
+    """The manifest and the endpoint config each variant's endpoint serves."""
+    return read_manifest(s3, bucket) | {"endpoints": {
+        v["name"]: {"endpoint": v["endpoint"],
+                    "endpoint_config": sm.describe_endpoint(EndpointName=v["endpoint"])["EndpointConfigName"]}
+        for v in layout(sm, endpoint, variants)}}

@@ -7,7 +7,10 @@
     python scripts/promote.py --stack RealtimeInference promote xgb-2        (AWS: credentials from the environment)
 
 --local reads the running `make up` local cloud (.localcloud/localcloud.json); --stack reads the CloudFormation
-outputs (EndpointName, ArtifactsBucketName, StateTableName). The same model/registry.py code runs in both cases.
+outputs (EndpointName, ModelVariants, ArtifactsBucketName, StateTableName). The same model/registry.py code runs in
+both cases, and in both endpoint modes: ModelVariants names the endpoint serving each variant (serverless: one
+endpoint per variant; instance: one endpoint, the variants are its production variants), so --variant selects the
+endpoint to update.
 """
 from __future__ import annotations
 
@@ -52,25 +55,26 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--version", required=True)
     pr = sub.add_parser("promote")
     pr.add_argument("version")
-    pr.add_argument("--variant", help="production variant to switch (default: the first)")
+    pr.add_argument("--variant", help="A/B variant to switch (default: the first); its endpoint is updated")
     sub.add_parser("rollback")
     sub.add_parser("status")
     args = parser.parse_args(argv)
     make, outputs, region = clients(args)
     sm, s3, ddb = make("sagemaker"), make("s3"), make("dynamodb")
     bucket, endpoint, table = outputs["ArtifactsBucketName"], outputs["EndpointName"], outputs.get("StateTableName")
+    variants = json.loads(outputs["ModelVariants"]) if outputs.get("ModelVariants") else None
     try:
         if args.command == "upload":
             result = registry.upload(s3, bucket, args.artifact, args.version)
         elif args.command == "promote":
             result = registry.promote(sm=sm, s3=s3, ddb=ddb, bucket=bucket, endpoint=endpoint, version=args.version,
-                                      variant=args.variant, state_table=table, region=region, wait=not args.no_wait)
+                                      variant=args.variant, state_table=table, region=region, wait=not args.no_wait,
+                                      variants=variants)
         elif args.command == "rollback":
             result = registry.rollback(sm=sm, s3=s3, ddb=ddb, bucket=bucket, endpoint=endpoint, state_table=table,
-                                       wait=not args.no_wait)
+                                       wait=not args.no_wait, variants=variants)
         else:
-            result = registry.read_manifest(s3, bucket) | {
-                "endpoint_config": sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]}
+            result = registry.status(sm, s3, bucket, endpoint, variants)
     except registry.PromotionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

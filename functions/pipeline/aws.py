@@ -17,9 +17,21 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeou
                  parameter_validation=False)
 
 
+# Per-service settings merged over _CONFIG (pipeline/model_client.py registers sagemaker-runtime's: one attempt,
+# InvokeEndpoint's timeouts), registered at import time of the module that owns the service's calls.
+_SERVICE_CONFIG: dict[str, Config] = {}
+
+
+def configure(service: str, config: Config) -> None:
+    """Settings for ``service``'s client, merged over the defaults. Clients made before are dropped."""
+    _SERVICE_CONFIG[service] = config
+    client.cache_clear()
+
+
 @functools.cache
 def client(service: str):
-    return boto3.session.Session().client(service, config=_CONFIG)
+    config = _CONFIG.merge(_SERVICE_CONFIG[service]) if service in _SERVICE_CONFIG else _CONFIG
+    return boto3.session.Session().client(service, config=config)
 
 
 @functools.cache

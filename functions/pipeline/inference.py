@@ -47,10 +47,12 @@ def current_chunk_size(settings: Settings) -> int:
 
 
 def score_rows(rows: list[dict], settings: Settings, chunk: int) -> tuple[list[dict], int, float]:
-    """Score rows on the endpoint, each user on their sticky A/B variant (pipeline/variants.py): one group of
-    chunked InvokeEndpoint calls with TargetVariant per variant. Predictions keep the rows' order and carry the
-    variant that answered and its model version. (predictions, calls, model seconds)"""
+    """Score rows, each user on their sticky A/B variant (pipeline/variants.py): one group of chunked InvokeEndpoint
+    calls per variant, on the variant's endpoint (serverless mode: one endpoint per variant) with TargetVariant when
+    that endpoint hosts several variants (instance mode). Predictions keep the rows' order and carry the variant
+    that answered and its model version. (predictions, calls, model seconds)"""
     live = variants.live_variants(settings)
+    where = variants.targets(live, settings.endpoint_name)
     groups: dict[str, list[int]] = {}
     chosen: dict[str, variants.VariantSpec] = {}
     for index, row in enumerate(rows):
@@ -61,9 +63,9 @@ def score_rows(rows: list[dict], settings: Settings, chunk: int) -> tuple[list[d
     predictions: list[dict | None] = [None] * len(rows)
     calls, seconds = 0, 0.0
     for name, indexes in groups.items():
-        # one variant: no TargetVariant needed (the endpoint has nothing else to pick)
-        scored = model_client.invoke(settings.endpoint_name, [rows[i]["features"] for i in indexes], chunk,
-                                     target_variant=name if len(live) > 1 else None)
+        target = where.get(name) or variants.Target(settings.endpoint_name, None)
+        scored = model_client.invoke(target.endpoint, [rows[i]["features"] for i in indexes], chunk,
+                                     target_variant=target.target_variant)
         calls += scored.calls
         seconds += scored.seconds
         version = chosen[name].model_version if chosen[name] else settings.model_version

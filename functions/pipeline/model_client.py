@@ -2,15 +2,32 @@
 
 Errors are raised as the exception classes the state machine matches by name (docs/wiring.md):
 ModelThrottledError and ModelUnavailableError are retried with backoff, ModelError is not.
+
+One retry layer: the state machine's Retry on InvokeModel is the only one. boto3 makes exactly one attempt per
+InvokeEndpoint call (``RUNTIME_CONFIG``: total_max_attempts=1), so a slow or failing model is not invoked again
+behind the state machine's back (duplicate work, and attempts the 5-minute Express budget does not count). The read
+timeout is just above InvokeEndpoint's own limit: a model container must answer within 60 s, and AWS advises a
+socket timeout above that ("InvokeEndpoint", SageMaker Runtime API Reference,
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html). A read timeout or a
+connection error becomes ModelUnavailableError, which the state machine retries (an uncaught botocore
+HTTPClientError would skip the Retry and quarantine the batch).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 
 from . import aws
+
+INVOKE_ENDPOINT_LIMIT_SECONDS = 60           # the model container's limit per request
+READ_TIMEOUT_SECONDS = 65                    # just above it
+CONNECT_TIMEOUT_SECONDS = 3
+RUNTIME_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1},
+                        read_timeout=READ_TIMEOUT_SECONDS, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+aws.configure("sagemaker-runtime", RUNTIME_CONFIG)
 
 
 class ModelThrottledError(Exception):
@@ -72,8 +89,10 @@ def invoke(endpoint_name: str, rows: list[list[float]], chunk_size: int, target_
             if code in UNAVAILABLE_CODES or status >= 500:
                 raise ModelUnavailableError(message) from exc
             raise ModelError(message) from exc
-        except BotoConnectionError as exc:
-            raise ModelUnavailableError(str(exc)) from exc
+        except (BotoConnectionError, HTTPClientError) as exc:
+            # connect timeout, refused/closed connection, read timeout (ReadTimeoutError is an HTTPClientError):
+            # the state machine retries ModelUnavailableError; boto3 itself made one attempt (RUNTIME_CONFIG)
+            raise ModelUnavailableError(f"{type(exc).__name__}: {exc}") from exc
         calls += 1
         chunk_scores = parse_scores(response["Body"].read())
         if len(chunk_scores) != len(chunk):

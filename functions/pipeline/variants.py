@@ -1,9 +1,11 @@
-"""A/B assignment: each user is served by one production variant, chosen deterministically (sticky) from a hash of
-the user id and the variants' weights, and sent to the endpoint as TargetVariant.
+"""A/B assignment: each user is served by one variant, chosen deterministically (sticky) from a hash of the user id
+and the variants' weights. The variant names its endpoint: in instance mode every variant is a production variant of
+one endpoint and the request carries TargetVariant; in serverless mode (one production variant per serverless
+endpoint) each variant has its own endpoint and the assignment chooses the endpoint (``targets``).
 
-The variants come from the stack (env MODEL_VARIANTS, JSON [{name, weight, kind, model_version}], docs/wiring.md);
-a promotion (scripts/promote.py) records the endpoint's live variants in STATE_TABLE item "model", which then takes
-precedence, so predictions carry the model version that actually scored them.
+The variants come from the stack (env MODEL_VARIANTS, JSON [{name, weight, kind, model_version, endpoint}],
+docs/wiring.md); a promotion (scripts/promote.py) records the live variants in STATE_TABLE item "model", which then
+takes precedence, so predictions carry the model version that actually scored them.
 
 Assignment: u = first 8 bytes of SHA-256(user_id) as an integer / 2**64, uniform on [0, 1); the user gets the
 variant whose slice of the cumulative normalized weights contains u. The same user always lands on the same
@@ -25,6 +27,7 @@ class VariantSpec:
     kind: str = "xgboost"
     model_version: str = ""
     model_data_url: str = ""
+    endpoint: str = ""               # the SageMaker endpoint serving this variant ("" = SAGEMAKER_ENDPOINT_NAME)
 
 
 def parse(raw: str | list | None, default_version: str = "") -> list[VariantSpec]:
@@ -34,7 +37,8 @@ def parse(raw: str | list | None, default_version: str = "") -> list[VariantSpec
     items = json.loads(raw) if isinstance(raw, str) else raw
     return [VariantSpec(name=str(i["name"]), weight=float(i.get("weight", 1.0)), kind=str(i.get("kind", "xgboost")),
                         model_version=str(i.get("model_version") or default_version),
-                        model_data_url=str(i.get("model_data_url") or "")) for i in items]
+                        model_data_url=str(i.get("model_data_url") or ""), endpoint=str(i.get("endpoint") or ""))
+            for i in items]
 
 
 def user_point(user_id: str) -> float:
@@ -56,6 +60,24 @@ def assign(user_id: str, variants: list[VariantSpec]) -> VariantSpec:
         if point < cumulative and weight > 0:
             return variant
     return next(v for v, w in zip(reversed(variants), reversed(weights)) if w > 0)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a variant's requests go: the endpoint, and TargetVariant when that endpoint hosts other variants too."""
+    endpoint: str
+    target_variant: str | None
+
+
+def targets(live: list[VariantSpec], default_endpoint: str) -> dict[str, Target]:
+    """variant name -> Target. A variant alone on its endpoint (serverless mode, or a single variant) needs no
+    TargetVariant; variants sharing an endpoint (instance mode) are addressed by name."""
+    sharing: dict[str, int] = {}
+    for variant in live:
+        endpoint = variant.endpoint or default_endpoint
+        sharing[endpoint] = sharing.get(endpoint, 0) + 1
+    return {v.name: Target(v.endpoint or default_endpoint,
+                           v.name if sharing[v.endpoint or default_endpoint] > 1 else None) for v in live}
 
 
 def live_variants(settings) -> list[VariantSpec]:

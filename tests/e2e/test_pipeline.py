@@ -45,7 +45,8 @@ def test_events_in_through_the_api_and_predictions_out(api):
 
 
 def test_model_throttling_is_retried_by_the_state_machine(cloud, api, resources):
-    cloud.set_model_fault(error="ThrottlingException", count=2)
+    # one fault: InvokeModel retries once (two attempts fit the 5-minute Express budget, test_deploy_readiness.py)
+    cloud.set_model_fault(error="ThrottlingException", count=1)
     events = _events("retry", 10)
     assert api.request("POST", "/events", {"events": events})[1]["accepted"] == 10
     # Users land on different shards, so the 10 events arrive in several batches: wait for every one.

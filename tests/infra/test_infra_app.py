@@ -67,14 +67,38 @@ def test_two_variants_and_instance_endpoints(placeholder_artifact, tmp_path):
          "ModelName": {"Fn::GetAtt": ["Model", "ModelName"]}, "VariantName": "primary"},
         {"InitialInstanceCount": 2, "InitialVariantWeight": 0.1, "InstanceType": "ml.m5.large",
          "ModelName": {"Fn::GetAtt": ["ModelChallenger", "ModelName"]}, "VariantName": "challenger"}]
+    assert len([r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::Endpoint"]) == 1
     alarms = [lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"]
     assert any(a.startswith("AlarmModelLatencyChallenger") for a in alarms)
+    # both variants on the one endpoint: invoke_model addresses them with TargetVariant
+    [function] = [r["Properties"] for lid, r in template["Resources"].items()
+                  if r["Type"] == "AWS::Lambda::Function" and lid.startswith("InvokeModelFunction")]
+    parts = function["Environment"]["Variables"]["MODEL_VARIANTS"]["Fn::Join"][1]
+    assert [p for p in parts if not isinstance(p, str)] == [{"Fn::GetAtt": ["Endpoint", "EndpointName"]}] * 2
+
+
+def test_data_capture_in_instance_mode(placeholder_artifact, tmp_path):
+    """Instance endpoints can capture requests and responses to the artifacts bucket (serverless cannot: the config
+    refuses it, tests/infra/test_infra_config.py)."""
+    from app import build_app
+    from aws_cdk.assertions import Template
+
+    _, stack = build_app(outdir=str(tmp_path / "out"), overrides={
+        "modelArtifact": str(placeholder_artifact),
+        "endpoint": {"mode": "instance", "instanceType": "ml.m5.large", "dataCapturePercent": 20}})
+    template = Template.from_stack(stack).to_json()
+    [config] = [r["Properties"] for r in template["Resources"].values()
+                if r["Type"] == "AWS::SageMaker::EndpointConfig"]
+    capture = config["DataCaptureConfig"]
+    assert (capture["EnableCapture"], capture["InitialSamplingPercentage"]) == (True, 20)
+    assert capture["CaptureOptions"] == [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]
+    assert capture["DestinationS3Uri"]["Fn::Join"][1][-1] == "/datacapture"
 
 
 def test_dockerfile_and_ml_requirements():
     dockerfile = (ROOT / "functions" / "Dockerfile").read_text()
-    assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.11$", dockerfile, re.M)
-    assert "pip install --no-cache-dir -r ${LAMBDA_TASK_ROOT}/requirements-ml.txt" in dockerfile
+    assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.12$", dockerfile, re.M)   # Amazon Linux 2023
+    assert "pip install --no-cache-dir --only-binary=:all: -r ${LAMBDA_TASK_ROOT}/requirements-ml.txt" in dockerfile
     for package in ("pipeline", "retrain_batch_size", "monitor_drift"):
         assert f"COPY {package}/ ${{LAMBDA_TASK_ROOT}}/{package}/" in dockerfile
 

@@ -28,7 +28,7 @@ def test_cdk_json_context_is_valid_and_complete(context):
         "model/artifacts/model.tar.gz", "model/artifacts/pytorch/model.tar.gz"]
     assert (config.model_kind, config.pytorch_image_tag) == ("xgboost", "2.6.0-cpu-py312")
     assert config.retrain_schedule == config.drift_schedule == "rate(1 hour)"
-    assert config.powertools_layer_version >= 1
+    assert config.powertools_layer_version == "ssm"   # the pinned release's layer (infra/runtime.py)
     # every setting the stack reads is spelled out in cdk.json (no hidden defaults), and nothing unknown is there
     assert KNOWN_KEYS <= set(context)
     assert unknown_keys(context) == []
@@ -88,12 +88,38 @@ def test_every_problem_is_reported_at_once(context):
     ({"variants": [{"name": "a", "weight": 1, "modelVersion": "v 2"}]}, "variants[0].modelVersion"),
     ({"pytorchImageTag": "2.6.0-gpu-py312-cu124"}, "pytorchImageTag"),   # CPU images only
     ({"pytorchModelArtifact": "model.pth"}, "pytorchModelArtifact"),
+    # what SageMaker refuses (infra/config.py cites the documents)
+    ({"endpoint": {"serverlessMaxConcurrency": 201}}, "endpoint.serverlessMaxConcurrency: 201 is out of range 1..200"),
+    ({"endpoint": {"serverlessMemoryMb": 7168}}, "endpoint.serverlessMemoryMb: 7168 is out of range 1024..6144"),
+    ({"endpoint": {"mode": "serverless", "dataCapturePercent": 10}},
+     "SageMaker Serverless Inference does not support data capture. Set endpoint.mode to \"instance\""),
+    ({"endpoint": {"mode": "instance", "dataCapturePercent": 101}}, "endpoint.dataCapturePercent: 101 is out of range"),
+    ({"endpoint": {"mode": "instance"}, "variants": [{"name": f"v{i}", "weight": 1} for i in range(11)]},
+     "an endpoint configuration holds at most 10 production variants"),
+    # 25 features x 25 bytes per text/csv row: 10,000 rows can reach 6.25 MB, over a serverless endpoint's 4 MiB
+    # (an instance endpoint's 6 MiB still holds them; 10,000 rows of v1's 15 features fit in both)
+    ({"featureSet": "v2", "maxBatchSize": 10_000, "invokeChunkSize": 10_000},
+     "a serverless endpoint accepts at most 4 MB per request. Set invokeChunkSize to at most 6710"),
+    ({"featureSet": "v9"}, "featureSet: 'v9' is not a feature set"),
+    # the Express 5-minute budget: a task function must fit in its state's TimeoutSeconds with its cold start
+    ({"functions": {"InvokeModelFunction": {"timeoutSeconds": 120}}},
+     "functions.InvokeModelFunction.timeoutSeconds: 120 s + 10 s of cold-start init exceeds the InvokeModel state's "
+     "TimeoutSeconds (80) in statemachines/inference.asl.json. Lower it to at most 70"),
+    ({"functions": {"StorePredictionsFunction": {"timeoutSeconds": 60}}}, "Lower it to at most 30"),
 ])
 def test_rules_across_settings(context, changes, needle):
     context.update(changes)
     with pytest.raises(ConfigError, match="invalid CDK context") as error:
         Config.from_mapping(context)
     assert needle in str(error.value)
+
+
+def test_serverless_ab_and_instance_limits_that_sagemaker_accepts(context):
+    """Many variants are fine in serverless mode (one endpoint each); 10 is the instance-mode maximum."""
+    many = [{"name": f"v{i}", "weight": 1} for i in range(12)]
+    assert len(Config.from_mapping(dict(context, variants=many)).variants) == 12
+    ten = dict(context, variants=many[:10], endpoint={"mode": "instance", "dataCapturePercent": 100})
+    assert Config.from_mapping(ten).endpoint.data_capture_percent == 100
 
 
 def test_infinite_record_age_and_retries(context):

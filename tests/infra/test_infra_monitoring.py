@@ -58,11 +58,22 @@ def test_state_machine_model_cost_and_drift_alarms(synth):
     cfg = synth.config
     failed = _alarm(synth, "AlarmStateMachineFailed")
     assert (failed["Namespace"], failed["MetricName"]) == ("AWS/States", "ExecutionsFailed")
+    # a timed-out Express execution runs no Catch (nothing stored, nothing quarantined): its own alarm
+    timed_out = _alarm(synth, "AlarmStateMachineTimedOut")
+    assert (timed_out["Namespace"], timed_out["MetricName"], timed_out["Statistic"]) == (
+        "AWS/States", "ExecutionsTimedOut", "Sum")
+    assert timed_out["Dimensions"] == [{"Name": "StateMachineArn", "Value": {
+        "Ref": synth.logical_id("InferenceStateMachine", "AWS::StepFunctions::StateMachine")}}]
+    assert (timed_out["Threshold"], timed_out["ComparisonOperator"]) == (
+        cfg.alarms.state_machine_timeouts, "GreaterThanOrEqualToThreshold") == (1, "GreaterThanOrEqualToThreshold")
+    assert timed_out["AlarmActions"] == failed["AlarmActions"]       # the same SNS topic
     for variant in cfg.variants:
         latency = _alarm(synth, f"AlarmModelLatency{variant.name.capitalize()}")
         assert (latency["Namespace"], latency["MetricName"], latency["ExtendedStatistic"]) == (
             "AWS/SageMaker", "ModelLatency", "p90")
-        assert {"Name": "EndpointName", "Value": {"Fn::GetAtt": ["Endpoint", "EndpointName"]}} in latency["Dimensions"]
+        # serverless mode: each variant's own endpoint (Endpoint, EndpointChallenger)
+        endpoint = "Endpoint" if variant == cfg.variants[0] else f"Endpoint{variant.name.capitalize()}"
+        assert {"Name": "EndpointName", "Value": {"Fn::GetAtt": [endpoint, "EndpointName"]}} in latency["Dimensions"]
         assert {"Name": "VariantName", "Value": variant.name} in latency["Dimensions"]
         assert latency["Threshold"] == cfg.alarms.model_latency_ms * 1000   # ModelLatency is in microseconds
     for prefix, metric, threshold in (("AlarmCostPerThousandEvents", "CostPerThousandEvents",
@@ -78,7 +89,8 @@ def test_state_machine_model_cost_and_drift_alarms(synth):
 def test_dashboard_widgets(synth):
     [dashboard] = synth.of_type("AWS::CloudWatch::Dashboard").values()
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
-    for needle in ("IncomingRecords", "IteratorAge", "Errors", "Duration", "ExecutionsFailed", "ModelLatency",
+    for needle in ("IncomingRecords", "IteratorAge", "Errors", "Duration", "ExecutionsFailed", "ExecutionsTimedOut",
+                   "ModelLatency",
                    "ApproximateNumberOfMessagesVisible", "EventsProcessed", "CostPerThousandEvents", "BatchSize",
                    "FeatureDriftMaxPSI", "TunableCostPerThousandEvents", "ConfiguredBatchSize", "BatchEvents",
                    "BatchLatencyMax", synth.config.metrics_namespace):

@@ -47,12 +47,14 @@ def test_resource_counts(synth):
     expected = {
         "AWS::Lambda::Function": 7, "AWS::Lambda::EventSourceMapping": 1, "AWS::Kinesis::Stream": 1,
         "AWS::DynamoDB::Table": 5, "AWS::SQS::Queue": 2, "AWS::S3::Bucket": 2, "AWS::StepFunctions::StateMachine": 1,
-        "AWS::SageMaker::Model": 2, "AWS::SageMaker::EndpointConfig": 1, "AWS::SageMaker::Endpoint": 1,
+        # serverless A/B: one endpoint (and endpoint config) per variant
+        "AWS::SageMaker::Model": 2, "AWS::SageMaker::EndpointConfig": 2, "AWS::SageMaker::Endpoint": 2,
         "AWS::Events::Rule": 2, "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Route": 14,
         "AWS::ApiGatewayV2::Integration": 1, "AWS::ApiGatewayV2::Stage": 1, "AWS::CloudWatch::Dashboard": 1,
         "AWS::SNS::Topic": 1, "AWS::KMS::Key": 1,
-        # stream age, DLQ, quarantine, 7 function errors, failed executions, model latency per variant, cost, drift
-        "AWS::CloudWatch::Alarm": 12 + len(synth.config.variants) + 1,
+        # stream age, DLQ, quarantine, 7 function errors, failed and timed-out executions, model latency per variant,
+        # cost, drift
+        "AWS::CloudWatch::Alarm": 13 + len(synth.config.variants) + 1,
         # one explicit log group per function, the state machine's and the API's access logs
         "AWS::Logs::LogGroup": 9,
         "AWS::DynamoDB::GlobalTable": 0, "AWS::Lambda::LayerVersion": 0, "AWS::IAM::ManagedPolicy": 0,
@@ -206,12 +208,13 @@ def test_functions_runtime_handler_tracing_logs(synth):
             assert props["ImageConfig"] == {"Command": [handler]}
             assert "Layers" not in props and "Runtime" not in props
         else:
-            assert props["Runtime"] == "python3.11"
+            assert props["Runtime"] == "python3.12"
             assert props["Handler"] == handler
+            # the pinned Powertools release's public layer, read from its SSM parameter at deploy time
             [layer] = props["Layers"]
-            arn = "".join(p if isinstance(p, str) else json.dumps(p) for p in layer["Fn::Join"][1])
-            assert arn.endswith(f":017000801446:layer:AWSLambdaPowertoolsPythonV3-python311-x86_64:"
-                                f"{cfg.powertools_layer_version}")
+            parameter = synth.template["Parameters"][layer["Ref"]]
+            assert parameter == {"Type": "AWS::SSM::Parameter::Value<String>",
+                                 "Default": "/aws/service/powertools/python/x86_64/python3.12/3.37.0"}
 
 
 def test_function_code_assets(synth):
@@ -253,9 +256,14 @@ def test_function_environment(synth):
         assert env["INVOKE_CHUNK_SIZE"] == str(cfg.invoke_chunk_size)
         assert float(env["LATENCY_SLO_SECONDS"]) == cfg.latency_slo_seconds
         assert (env["MODEL_VERSION"], env["FEATURE_SET"]) == (cfg.model_version, cfg.feature_set)
-        assert json.loads(env["MODEL_VARIANTS"]) == [
-            {"name": "primary", "weight": 0.8, "kind": "xgboost", "model_version": "xgb-1"},
-            {"name": "challenger", "weight": 0.2, "kind": "pytorch", "model_version": "torch-1"}]
+        # each variant with the endpoint serving it (serverless: its own), filled in by CloudFormation
+        parts = env["MODEL_VARIANTS"]["Fn::Join"][1]
+        rendered = "".join(p if isinstance(p, str) else f"<{p['Fn::GetAtt'][0]}>" for p in parts)
+        assert json.loads(rendered) == [
+            {"name": "primary", "weight": 0.8, "kind": "xgboost", "model_version": "xgb-1", "endpoint": "<Endpoint>"},
+            {"name": "challenger", "weight": 0.2, "kind": "pytorch", "model_version": "torch-1",
+             "endpoint": "<EndpointChallenger>"}]
+        assert synth.template["Outputs"]["ModelVariants"]["Value"] == env["MODEL_VARIANTS"]
         profile = json.loads(env["COST_PROFILE"])
         assert (profile["shards"], profile["endpoint_mode"]) == (cfg.shard_count, cfg.endpoint.mode)
         assert env["POWERTOOLS_SERVICE_NAME"] == cfg.service_name
@@ -301,16 +309,16 @@ def test_sagemaker_model_endpoint(synth):
                             "ap-east-1": "871362719292", "eu-south-1": "692866216735",
                             "me-south-1": "217643126080"}.items():
         assert registry[region] == {"account": account}
-    config = synth.props("EndpointConfig", "AWS::SageMaker::EndpointConfig")
-    assert [(v["VariantName"], v["InitialVariantWeight"]) for v in config["ProductionVariants"]] == [
-        (v.name, v.weight) for v in cfg.variants] == [("primary", 0.8), ("challenger", 0.2)]
-    assert [v["ModelName"] for v in config["ProductionVariants"]] == [
-        {"Fn::GetAtt": ["Model", "ModelName"]}, {"Fn::GetAtt": ["ModelChallenger", "ModelName"]}]
-    for variant in config["ProductionVariants"]:
-        assert variant["ServerlessConfig"] == {"MaxConcurrency": cfg.endpoint.serverless_max_concurrency,
-                                               "MemorySizeInMB": cfg.endpoint.serverless_memory_mb}
-    assert synth.props("Endpoint", "AWS::SageMaker::Endpoint") == {
-        "EndpointConfigName": {"Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]}}
+    # serverless A/B: one serverless endpoint per variant, each config with that variant alone (weight 1; the A/B
+    # weights are MODEL_VARIANTS', applied by the sticky assignment)
+    for suffix, name, model in (("", "primary", "Model"), ("Challenger", "challenger", "ModelChallenger")):
+        config = synth.props(f"EndpointConfig{suffix}", "AWS::SageMaker::EndpointConfig")
+        assert config["ProductionVariants"] == [{
+            "VariantName": name, "InitialVariantWeight": 1, "ModelName": {"Fn::GetAtt": [model, "ModelName"]},
+            "ServerlessConfig": {"MaxConcurrency": cfg.endpoint.serverless_max_concurrency,
+                                 "MemorySizeInMB": cfg.endpoint.serverless_memory_mb}}]
+        assert synth.props(f"Endpoint{suffix}", "AWS::SageMaker::Endpoint") == {
+            "EndpointConfigName": {"Fn::GetAtt": [f"EndpointConfig{suffix}", "EndpointConfigName"]}}
 
 
 def test_sagemaker_role_least_privilege(synth):

@@ -94,9 +94,10 @@ def test_lambda_tasks(asl, name, function):
     assert state["Resource"] == "arn:aws:states:::lambda:invoke"
     assert state["Parameters"] == {"FunctionName": "${" + function + "}", "Payload.$": "$"}
     assert state["OutputPath"] == "$.Payload"
-    service_retry = [r for r in state["Retry"] if r["ErrorEquals"] == LAMBDA_ERRORS]
-    assert service_retry == [{"ErrorEquals": LAMBDA_ERRORS, "IntervalSeconds": 1, "BackoffRate": 2,
-                              "MaxAttempts": 3}]
+    # transient Lambda errors are retried (once: the 5-minute Express budget, tests/infra/test_deploy_readiness.py)
+    [retrier] = state["Retry"]
+    assert retrier["ErrorEquals"][-len(LAMBDA_ERRORS):] == LAMBDA_ERRORS and retrier["MaxAttempts"] == 1
+    assert state["TimeoutSeconds"] >= 1
     [catch] = state["Catch"]
     assert catch["ErrorEquals"] == ["States.ALL"] and catch["ResultPath"] == "$.error"
     assert catch["Next"] == ("CostNotRecorded" if name == "RecordCost" else "Quarantine")
@@ -104,9 +105,10 @@ def test_lambda_tasks(asl, name, function):
 
 def test_invoke_model_retries_model_errors_with_backoff(asl):
     retriers = asl["States"]["InvokeModel"]["Retry"]
-    model = retriers[0]
-    assert model["ErrorEquals"] == ["ModelThrottledError", "ModelUnavailableError"]
-    assert (model["IntervalSeconds"], model["BackoffRate"], model["MaxAttempts"]) == (1, 2, 3)
+    [model] = retriers     # one retrier: model and Lambda errors share its attempt count (the Express budget)
+    assert model["ErrorEquals"] == ["ModelThrottledError", "ModelUnavailableError"] + LAMBDA_ERRORS
+    assert (model["IntervalSeconds"], model["BackoffRate"], model["MaxAttempts"]) == (1, 2, 1)
+    assert (model["MaxDelaySeconds"], model["JitterStrategy"]) == (4, "FULL")
     # ModelError (the container rejected the input) is not retried anywhere: it goes straight to quarantine
     assert not [r for r in retriers if "ModelError" in r["ErrorEquals"] or "States.ALL" in r["ErrorEquals"]]
     # small intervals: the local cloud (moto) sleeps for real

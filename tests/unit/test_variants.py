@@ -108,3 +108,43 @@ def test_promoted_variants_in_the_state_table_take_precedence(aws, monkeypatch):
         {"name": "primary", "weight": 0.8, "kind": "xgboost", "model_version": "xgb-2"},
         {"name": "challenger", "weight": 0.2, "kind": "pytorch", "model_version": "torch-1"}]})
     assert [v.model_version for v in variants.live_variants(settings())] == ["xgb-2", "torch-1"]
+
+
+def test_targets_choose_the_endpoint_in_serverless_mode_and_the_variant_in_instance_mode():
+    serverless = [variants.VariantSpec("primary", 0.8, endpoint="ep-primary"),
+                  variants.VariantSpec("challenger", 0.2, endpoint="ep-challenger")]
+    assert variants.targets(serverless, "ep-primary") == {
+        "primary": variants.Target("ep-primary", None), "challenger": variants.Target("ep-challenger", None)}
+    instance = [variants.VariantSpec("primary", 0.8, endpoint="ep"), variants.VariantSpec("challenger", 0.2,
+                                                                                         endpoint="ep")]
+    assert variants.targets(instance, "ep") == {
+        "primary": variants.Target("ep", "primary"), "challenger": variants.Target("ep", "challenger")}
+    # no endpoint recorded (an older STATE_TABLE "model" item): the stack's endpoint, addressed by variant name
+    assert variants.targets(AB, "ep") == {"primary": variants.Target("ep", "primary"),
+                                          "challenger": variants.Target("ep", "challenger")}
+    assert variants.targets([variants.VariantSpec("only", 1.0)], "ep") == {"only": variants.Target("ep", None)}
+
+
+def test_serverless_ab_sends_each_user_to_their_variants_endpoint_without_target_variant(aws, monkeypatch):
+    """Serverless Inference: one endpoint per variant (no multiple production variants on a serverless endpoint)."""
+    monkeypatch.setenv("MODEL_VARIANTS", json.dumps([
+        {"name": "primary", "weight": 0.8, "kind": "xgboost", "model_version": "xgb-1", "endpoint": "ep-primary"},
+        {"name": "challenger", "weight": 0.2, "kind": "pytorch", "model_version": "torch-1",
+         "endpoint": "ep-challenger"}]))
+    monkeypatch.setenv("SAGEMAKER_ENDPOINT_NAME", "ep-primary")
+    monkeypatch.setenv("INVOKE_CHUNK_SIZE", "100")
+    users = [f"user-{i}" for i in range(12)]
+    expected = {u: variants.assign(u, AB).name for u in users}
+    order = list(dict.fromkeys(expected[u] for u in users))
+    runtime = pipeline_aws.client("sagemaker-runtime")
+    with Stubber(runtime) as stub:
+        for name in order:
+            count = sum(1 for u in users if expected[u] == name)
+            stub.add_response("invoke_endpoint", {"Body": _body("\n".join(["0.5"] * count)),
+                                                  "InvokedProductionVariant": name},
+                              {"EndpointName": f"ep-{name}", "ContentType": "text/csv", "Accept": "text/csv",
+                               "Body": ANY})                 # no TargetVariant
+        scored = inference.invoke_model(_batch(users), settings())
+        stub.assert_no_pending_responses()
+    assert [p["variant"] for p in scored["predictions"]] == [expected[u] for u in users]
+    assert {p["model_version"] for p in scored["predictions"] if p["variant"] == "challenger"} == {"torch-1"}
