@@ -3,13 +3,15 @@
 Exact up to ``SAMPLE_USERS`` users; past that, over a uniform sample of them: the ``SAMPLE_USERS`` users with the
 smallest hash of their id (a bottom-k sketch: every user is equally likely to be in it, and a user in it stays in
 it until users with smaller hashes arrive). The sample lives on one STATE_TABLE item ("medians"): per sampled user
-their current rolling median and the end of its window. store_predictions updates it for the sampled users of each
+their current rolling median and the end of its window, as one JSON string attribute (a map of 256 entries costs
+the same units and far more (de)serialization work, in DynamoDB's clients and in moto). store_predictions updates it for the sampled users of each
 batch (one Query per sampled user for their scores of the last ``WINDOW_SECONDS``), with optimistic concurrency
 (the two shards' executions may update it at once).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,7 +49,7 @@ def update_sample(settings: Settings, users: set[str]) -> int:
     """Refresh the sampled users among ``users``; returns how many were refreshed."""
     for _ in range(_ATTEMPTS):
         item = store.get_item(settings.state_table, SAMPLE_KEY) or {}
-        sample: dict = item.get("users", {})
+        sample: dict = json.loads(item.get("users", "{}"))
         hashes = {u: user_hash(u) for u in users}
         cutoff = max(sample) if len(sample) >= SAMPLE_USERS else None
         chosen = [u for u, h in hashes.items() if h in sample or cutoff is None or h < cutoff]
@@ -64,7 +66,9 @@ def update_sample(settings: Settings, users: set[str]) -> int:
         condition = {"ConditionExpression": "attribute_not_exists(pk) OR version = :v",
                      "ExpressionAttributeValues": {":v": version}}
         try:
-            store.put_item(settings.state_table, SAMPLE_KEY | {"users": sample, "version": version + 1}, **condition)
+            store.put_item(settings.state_table, SAMPLE_KEY | {
+                "users": json.dumps(sample, separators=(",", ":"), sort_keys=True), "version": version + 1},
+                **condition)
             return len(chosen)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
@@ -75,5 +79,5 @@ def update_sample(settings: Settings, users: set[str]) -> int:
 def median_of_medians(settings: Settings) -> tuple[float | None, bool]:
     """(median of the sampled users' rolling medians, whether it is over a sample rather than every user)."""
     item = store.get_item(settings.state_table, SAMPLE_KEY) or {}
-    medians = [entry["m"] for entry in item.get("users", {}).values()]
+    medians = [entry["m"] for entry in json.loads(item.get("users", "{}")).values()]
     return (statistics.median(medians) if medians else None), len(medians) >= SAMPLE_USERS

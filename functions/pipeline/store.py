@@ -161,10 +161,9 @@ def raw_size(item: dict) -> int:
     """``item_size`` of an item in the low-level form ({"S": ...}, {"B": ...}, {"N": ...})."""
     size = 0
     for name, typed in item.items():
-        (kind, value), = typed.items()
-        size += len(name) + (len(value) if kind == "B" else len(value.encode()) if kind == "S"
-                             else (len(value.replace(".", "").lstrip("-0")) + 1) // 2 + 1 if kind == "N" else 1)
-    return size
+        for kind, value in typed.items():  # one entry
+            size += len(name) + (len(value) if kind in ("B", "S") else len(value) // 2 + 1)
+    return size  # (strings counted in characters: the keys and attributes written here are ASCII)
 
 
 def batch_get_raw(table_name: str, keys: list[dict], attributes: Iterable[str],

@@ -140,7 +140,7 @@ def load_users(settings: Settings, users: set[str], feature_set: str) -> dict[st
     """The users' hot items (strongly consistent), then the cold items the hot ones name (eventually consistent:
     a cold item changes about once an hour; a stale copy is detected by its version and read again strongly).
     Through the low-level client: these few attributes are read and written on every batch."""
-    states: dict[str, UserState] = {u: UserState(FeatureState(feature_set)) for u in users}
+    states: dict[str, UserState] = {}
     for item in store.batch_get_raw(settings.features_table, [_typed_key(hot_key(u, feature_set)) for u in users],
                                     attributes=("hot", "sh", "seq", "ids")):
         ring = item["ids"]["B"] if "ids" in item else b""
@@ -148,6 +148,8 @@ def load_users(settings: Settings, users: set[str], feature_set: str) -> dict[st
             FeatureState.from_bytes(item["hot"]["B"] if "hot" in item else None, None, feature_set, hot_only=True),
             shard=item.get("sh", {}).get("S", ""), applied_seq=int(item.get("seq", {}).get("S", "-1")),
             ring=[ring[i:i + ID_HASH_BYTES] for i in range(0, len(ring), ID_HASH_BYTES)], new=False)
+    for user in users - states.keys():  # first seen
+        states[user] = UserState(FeatureState(feature_set))
     need_cold = [u for u, state in states.items() if state.features.cold_version]
     cold = {item["user_id"]["S"]: item["cold"]["B"] for item in store.batch_get_raw(
         settings.features_table, [_typed_key(cold_key(u, feature_set)) for u in need_cold], attributes=("cold",),
