@@ -1,0 +1,201 @@
+"""Kinesis PutRecords on the local cloud's moto as the stream grows: patched (localcloud.mototools) vs moto's own.
+
+    python -m bench.kinesis_scaling [--records 500000] [--unpatched-records 100000] [--segment 50000]
+                                    [--batch 500] [--shards 2] [--retention-seconds S]
+
+Two servers, each a subprocess running the local cloud's gateway (the WSGI server `make up` runs, with its per-service
+lock) on an in-process moto: one after ``mototools.configure()`` (the patches), one on moto as installed. This process
+is the producer: boto3 PutRecords, ``--batch`` records per call (event JSON of ~230 bytes, partition key = one of
+20,000 user ids), into one ``--shards``-shard stream on each server. Calls alternate between the two servers while
+both run, so the load of this shared machine falls on both alike; moto's own stops after ``--unpatched-records`` (its
+calls get slower with every record, so running it to the end would take tens of minutes).
+
+Per ``--segment`` records and server: records/s as the median over the segment's calls of batch / call time (the
+client's own boto3 work is inside it, as in every moto figure in DESIGN.md), the same over the segment's last 20 calls
+(the rate reached at its end), and the growth of the server's RSS since the stream was created. Flat means the
+patched rate of the last segment is >= 0.8x the first. ``--retention-seconds`` caps the patched server's retention
+(LOCALCLOUD_KINESIS_RETENTION_HOURS): the records it trims show as a flat RSS.
+
+The server pids are printed at start: ``py-spy record --pid <pid> -o out.svg`` profiles one while the bench runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.util import wait_for_port  # noqa: E402
+
+STREAM = "bench-events"
+FLAT_RATIO = 0.8
+
+
+def serve(mode: str) -> None:
+    """Server subprocess: the gateway on moto (patched or not) until stdin closes; prints its port."""
+    from localcloud import mototools
+    from localcloud.gateway import Gateway
+
+    mototools.quiet_loggers(None)
+    if mode == "patched":
+        mototools.configure()
+    gateway = Gateway()
+    port = gateway.start("127.0.0.1", 0)
+    print(f"PORT {port}", flush=True)
+    sys.stdin.read()
+    gateway.stop()
+
+
+class Server:
+    def __init__(self, mode: str, env: dict[str, str]):
+        self.mode = mode
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.kinesis_scaling", "--serve", mode],
+                                        cwd=str(ROOT), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+        line = self.process.stdout.readline()
+        if not line.startswith("PORT "):
+            self.stop()
+            raise RuntimeError(f"{mode} server did not start: {line!r}")
+        self.port = int(line.split()[1])
+        wait_for_port(self.port)
+        import boto3
+        from botocore.config import Config
+
+        self.client = boto3.client("kinesis", endpoint_url=f"http://127.0.0.1:{self.port}", region_name="us-east-1",
+                                   aws_access_key_id="bench", aws_secret_access_key="bench",
+                                   config=Config(retries={"max_attempts": 0}, read_timeout=300))
+        self.sent = 0
+        self.rss_start = self.rss_mb()
+        self.call_rates: list[float] = []  # records/s of each call of the current segment
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.process.pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+    def put(self, records: list[dict]) -> None:
+        started = time.perf_counter()
+        response = self.client.put_records(StreamName=STREAM, Records=records)
+        elapsed = time.perf_counter() - started
+        if response["FailedRecordCount"]:
+            raise RuntimeError(f"{self.mode}: {response['FailedRecordCount']} records failed")
+        self.sent += len(records)
+        self.call_rates.append(len(records) / elapsed)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def batches(batch: int, count: int = 16, users: int = 20_000, seed: int = 7) -> list[list[dict]]:
+    """``count`` distinct PutRecords bodies of pipeline-like events (cycled: the server decodes each call anew)."""
+    rng = random.Random(seed)
+    types = ["view", "click", "add_to_cart", "purchase", "login", "logout"]
+    out = []
+    for b in range(count):
+        records = []
+        for i in range(batch):
+            user = f"user-{rng.randrange(users):05d}"
+            event = {"event_id": f"{b:04d}-{i:04d}-{rng.getrandbits(64):016x}", "user_id": user,
+                     "event_type": rng.choice(types), "timestamp": "2026-11-29T10:00:00Z",
+                     "amount": round(rng.random() * 100, 2), "device_type": "mobile", "merchant_category": "books",
+                     "priority": "medium"}
+            records.append({"Data": json.dumps(event).encode(), "PartitionKey": user})
+        out.append(records)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=500_000, help="records put into the patched server")
+    parser.add_argument("--unpatched-records", type=int, default=100_000,
+                        help="records put into moto as installed (0: skip it)")
+    parser.add_argument("--segment", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--retention-seconds", type=float, default=None,
+                        help="cap the patched server's retention (default: the stream's 24 h)")
+    parser.add_argument("--serve", choices=["patched", "unpatched"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve)
+        return {}
+    if args.segment % args.batch:
+        parser.error("--segment must be a multiple of --batch")
+
+    bodies = batches(args.batch)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("LOCALCLOUD_KINESIS_RETENTION_HOURS", None)
+    patched_env = dict(env)
+    if args.retention_seconds:
+        patched_env["LOCALCLOUD_KINESIS_RETENTION_HOURS"] = str(args.retention_seconds / 3600)
+    servers = {"patched": Server("patched", patched_env)}
+    if args.unpatched_records:
+        servers["unpatched"] = Server("unpatched", env)
+    try:
+        for server in servers.values():
+            server.client.create_stream(StreamName=STREAM, ShardCount=args.shards)
+            server.rss_start = server.rss_mb()
+        retention = f"{args.retention_seconds:g} s (cap)" if args.retention_seconds else "24 h (stream default)"
+        print(f"Kinesis PutRecords on the local cloud's moto: {args.batch} records per call, {args.shards} shards, "
+              f"retention {retention}")
+        print("  servers: " + ", ".join(f"{s.mode} pid {s.process.pid}" for s in servers.values())
+              + "  (py-spy record --pid <pid>)")
+        print(f"  records/s = median over the segment's calls of batch / call time; 'end' = last 20 calls; "
+              f"unpatched stops after {args.unpatched_records:,}")
+        print(f"  {'records':>9} | {'patched':>8} {'end':>7} {'+RSS MB':>7} | {'unpatched':>9} {'end':>7} "
+              f"{'+RSS MB':>7} | {'patched/unpatched':>17}", flush=True)
+        limits = {"patched": args.records, "unpatched": args.unpatched_records}
+        rows = []
+        call = 0
+        started = time.perf_counter()
+        while servers["patched"].sent < args.records:
+            active = [s for s in servers.values() if s.sent < limits[s.mode]]
+            for server in active:
+                server.put(bodies[call % len(bodies)])
+            call += 1
+            if servers["patched"].sent % args.segment:
+                continue
+            row = {"records": servers["patched"].sent}
+            for server in active:
+                row[server.mode] = {"median": statistics.median(server.call_rates),
+                                    "end": statistics.median(server.call_rates[-20:]),
+                                    "rss_mb": server.rss_mb() - server.rss_start}
+                server.call_rates = []
+            rows.append(row)
+            p, u = row["patched"], row.get("unpatched")
+            right = (f"{u['median']:9,.0f} {u['end']:7,.0f} {u['rss_mb']:7,.0f} | {p['median'] / u['median']:17.2f}"
+                     if u else f"{'-':>9} {'-':>7} {'-':>7} | {'-':>17}")
+            print(f"  {row['records']:9,} | {p['median']:8,.0f} {p['end']:7,.0f} {p['rss_mb']:7,.0f} | {right}"
+                  f"   ({time.perf_counter() - started:.0f} s)", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    first, last = rows[0]["patched"]["median"], rows[-1]["patched"]["median"]
+    flat = last / first
+    print(f"patched, last segment / first: {flat:.2f} ({'flat' if flat >= FLAT_RATIO else 'NOT flat'}, "
+          f"goal >= {FLAT_RATIO})")
+    unpatched = [r for r in rows if "unpatched" in r]
+    if unpatched:
+        u_first, u_last = unpatched[0]["unpatched"], unpatched[-1]["unpatched"]
+        print(f"unpatched, end of segment at {unpatched[-1]['records']:,} / end of first: "
+              f"{u_last['end'] / u_first['end']:.2f}; patched / unpatched at {unpatched[-1]['records']:,}: "
+              f"{rows[len(unpatched) - 1]['patched']['end'] / u_last['end']:.1f}x")
+    return {"rows": rows, "flat_ratio": flat}
+
+
+if __name__ == "__main__":
+    main()
