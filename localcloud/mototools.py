@@ -149,7 +149,7 @@ def set_kinesis_retention_cap(hours: float | None) -> None:
 def trim_shard(shard, retention_hours: float) -> int:
     """Drop the records of ``shard`` older than the retention (AWS: no longer readable). O(records dropped)."""
     records = shard.records
-    if not records or type(records) is not ShardRecords:
+    if not records or not isinstance(records, ShardRecords):
         return 0
     if _retention_cap_hours is not None:
         retention_hours = min(retention_hours, _retention_cap_hours)
@@ -185,7 +185,7 @@ def _patch_kinesis() -> None:
 
     def put_record(self, partition_key: str, data: str, explicit_hash_key: str) -> str:
         records = self.records
-        if type(records) is not ShardRecords:  # moto replaced the dict (split_shard): adopt it
+        if not isinstance(records, ShardRecords):  # moto replaced the dict (split_shard): adopt it
             records = self.records = ShardRecords(records)
         sequence_number = records.tail + 1
         record = Record(partition_key, data, sequence_number, explicit_hash_key)
@@ -197,7 +197,7 @@ def _patch_kinesis() -> None:
 
     def get_max_sequence_number(self) -> int:
         records = self.records
-        if type(records) is ShardRecords:
+        if isinstance(records, ShardRecords):
             return records.tail
         return next(reversed(records)) if records else 0
 
@@ -226,7 +226,7 @@ def _patch_kinesis() -> None:
         first, last = next(iter(records)), next(reversed(records))
         if at_timestamp <= records[first].created_at:
             return 0
-        if not (type(records) is ShardRecords and records.ordered and last - first + 1 == len(records)):
+        if not (isinstance(records, ShardRecords) and records.ordered and last - first + 1 == len(records)):
             return moto["Shard.get_sequence_number_at"](self, at_timestamp)
         # moto: the last record created before at_timestamp. created_at never decreases, so those records are a
         # prefix of the shard (records[first] is in it): its last element, by binary search.
