@@ -1,6 +1,6 @@
 """Kinesis PutRecords on the local cloud's moto as the stream grows: patched (localcloud.mototools) vs moto's own.
 
-    python -m bench.kinesis_scaling [--records 500000] [--unpatched-records 100000] [--segment 50000]
+    python -m bench.kinesis_scaling [--records 500000] [--unpatched-records 80000] [--segment 50000]
                                     [--batch 500] [--shards 2] [--retention-seconds S]
 
 Two servers, each a subprocess running the local cloud's gateway (the WSGI server `make up` runs, with its per-service
@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from bench.util import wait_for_port  # noqa: E402
 
 STREAM = "bench-events"
+WARMUP, WARMUP_CALLS = "bench-warmup", 8
 FLAT_RATIO = 0.8
 
 
@@ -75,10 +76,26 @@ class Server:
         self.sent = 0
         self.rss_start = self.rss_mb()
         self.call_rates: list[float] = []  # records/s of each call of the current segment
+        self.segment_sent, self.segment_cpu = 0, self.cpu_seconds()
 
     def rss_mb(self) -> float:
         with open(f"/proc/{self.process.pid}/statm") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+    def cpu_seconds(self) -> float:
+        """The server's CPU time (user + system, all threads)."""
+        with open(f"/proc/{self.process.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def segment(self) -> dict:
+        """Figures of the calls since the last segment, and start a new one."""
+        cpu = self.cpu_seconds()
+        row = {"median": statistics.median(self.call_rates), "end": statistics.median(self.call_rates[-20:]),
+               "cpu_us": (cpu - self.segment_cpu) / (self.sent - self.segment_sent) * 1e6,
+               "rss_mb": self.rss_mb() - self.rss_start}
+        self.call_rates, self.segment_sent, self.segment_cpu = [], self.sent, cpu
+        return row
 
     def put(self, records: list[dict]) -> None:
         started = time.perf_counter()
@@ -120,7 +137,7 @@ def batches(batch: int, count: int = 16, users: int = 20_000, seed: int = 7) -> 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=500_000, help="records put into the patched server")
-    parser.add_argument("--unpatched-records", type=int, default=100_000,
+    parser.add_argument("--unpatched-records", type=int, default=80_000,
                         help="records put into moto as installed (0: skip it)")
     parser.add_argument("--segment", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=500)
@@ -147,16 +164,22 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for server in servers.values():
             server.client.create_stream(StreamName=STREAM, ShardCount=args.shards)
-            server.rss_start = server.rss_mb()
+            server.client.create_stream(StreamName=WARMUP, ShardCount=1)
+            for body in bodies[:WARMUP_CALLS]:  # first calls of a fresh server are slower (imports, caches)
+                server.client.put_records(StreamName=WARMUP, Records=body)
+            server.client.delete_stream(StreamName=WARMUP)
+            server.rss_start, server.segment_cpu = server.rss_mb(), server.cpu_seconds()
         retention = f"{args.retention_seconds:g} s (cap)" if args.retention_seconds else "24 h (stream default)"
         print(f"Kinesis PutRecords on the local cloud's moto: {args.batch} records per call, {args.shards} shards, "
               f"retention {retention}")
         print("  servers: " + ", ".join(f"{s.mode} pid {s.process.pid}" for s in servers.values())
               + "  (py-spy record --pid <pid>)")
-        print(f"  records/s = median over the segment's calls of batch / call time; 'end' = last 20 calls; "
-              f"unpatched stops after {args.unpatched_records:,}")
-        print(f"  {'records':>9} | {'patched':>8} {'end':>7} {'+RSS MB':>7} | {'unpatched':>9} {'end':>7} "
-              f"{'+RSS MB':>7} | {'patched/unpatched':>17}", flush=True)
+        print("  rec/s = median over the segment's calls of batch / call time; end = the same over its last 20 calls;")
+        stop = f"moto's own stops at {args.unpatched_records:,} records" if args.unpatched_records else "moto's own skipped"
+        print(f"  CPU = server CPU µs per record; +RSS = server memory growth; {stop}")
+        print(f"  {'records':>9} | {'patched':^32} | {'moto as installed':^32} | {'patched / moto':^14}")
+        print(f"  {'':>9} | {'rec/s':>7} {'end':>7} {'CPU µs':>7} {'+RSS MB':>8} | {'rec/s':>7} {'end':>7} "
+              f"{'CPU µs':>7} {'+RSS MB':>8} | {'rec/s':>6} {'CPU':>7}", flush=True)
         limits = {"patched": args.records, "unpatched": args.unpatched_records}
         rows = []
         call = 0
@@ -166,35 +189,42 @@ def main(argv: list[str] | None = None) -> dict:
             for server in active:
                 server.put(bodies[call % len(bodies)])
             call += 1
-            if servers["patched"].sent % args.segment:
+            ends = [s for s in active if s.sent >= limits[s.mode]]
+            if servers["patched"].sent % args.segment and not ends:
                 continue
             row = {"records": servers["patched"].sent}
             for server in active:
-                row[server.mode] = {"median": statistics.median(server.call_rates),
-                                    "end": statistics.median(server.call_rates[-20:]),
-                                    "rss_mb": server.rss_mb() - server.rss_start}
-                server.call_rates = []
+                row[server.mode] = server.segment()
             rows.append(row)
-            p, u = row["patched"], row.get("unpatched")
-            right = (f"{u['median']:9,.0f} {u['end']:7,.0f} {u['rss_mb']:7,.0f} | {p['median'] / u['median']:17.2f}"
-                     if u else f"{'-':>9} {'-':>7} {'-':>7} | {'-':>17}")
-            print(f"  {row['records']:9,} | {p['median']:8,.0f} {p['end']:7,.0f} {p['rss_mb']:7,.0f} | {right}"
-                  f"   ({time.perf_counter() - started:.0f} s)", flush=True)
+            print(_row(row) + f"   ({time.perf_counter() - started:.0f} s)", flush=True)
     finally:
         for server in servers.values():
             server.stop()
 
-    first, last = rows[0]["patched"]["median"], rows[-1]["patched"]["median"]
-    flat = last / first
-    print(f"patched, last segment / first: {flat:.2f} ({'flat' if flat >= FLAT_RATIO else 'NOT flat'}, "
-          f"goal >= {FLAT_RATIO})")
-    unpatched = [r for r in rows if "unpatched" in r]
-    if unpatched:
-        u_first, u_last = unpatched[0]["unpatched"], unpatched[-1]["unpatched"]
-        print(f"unpatched, end of segment at {unpatched[-1]['records']:,} / end of first: "
-              f"{u_last['end'] / u_first['end']:.2f}; patched / unpatched at {unpatched[-1]['records']:,}: "
-              f"{rows[len(unpatched) - 1]['patched']['end'] / u_last['end']:.1f}x")
+    first, last = rows[0]["patched"], rows[-1]["patched"]
+    flat_rate, flat_cpu = last["median"] / first["median"], first["cpu_us"] / last["cpu_us"]
+    flat = min(flat_rate, flat_cpu)
+    print(f"patched, last segment / first: rec/s x{flat_rate:.2f}, server CPU per record x{1 / flat_cpu:.2f} "
+          f"({'flat' if flat >= FLAT_RATIO else 'NOT flat'}: rec/s >= x{FLAT_RATIO}, CPU <= x{1 / FLAT_RATIO:.2f})")
+    moto_rows = [r for r in rows if "unpatched" in r]
+    if moto_rows:
+        u_first, u_last = moto_rows[0]["unpatched"], moto_rows[-1]["unpatched"]
+        p_at = moto_rows[-1]["patched"]
+        print(f"moto as installed at {moto_rows[-1]['records']:,} records: rec/s (end) "
+              f"x{u_last['end'] / u_first['end']:.2f} of its first segment's end; patched is "
+              f"{p_at['end'] / u_last['end']:.1f}x faster there ({p_at['end']:,.0f} vs {u_last['end']:,.0f} rec/s)")
     return {"rows": rows, "flat_ratio": flat}
+
+
+def _row(row: dict) -> str:
+    cells = []
+    for mode in ("patched", "unpatched"):
+        r = row.get(mode)
+        cells.append(f"{r['median']:7,.0f} {r['end']:7,.0f} {r['cpu_us']:7,.0f} {r['rss_mb']:8,.0f}" if r else
+                     f"{'-':>7} {'-':>7} {'-':>7} {'-':>8}")
+    p, u = row.get("patched"), row.get("unpatched")
+    ratio = f"{p['median'] / u['median']:6.1f} {u['cpu_us'] / p['cpu_us']:7.1f}" if p and u else f"{'-':>6} {'-':>7}"
+    return f"  {row['records']:9,} | {cells[0]} | {cells[1]} | {ratio}"
 
 
 if __name__ == "__main__":
