@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
         print("  servers: " + ", ".join(f"{s.mode} pid {s.process.pid}" for s in servers.values())
               + "  (py-spy record --pid <pid>)")
         print("  rec/s = median over the segment's calls of batch / call time; end = the same over its last 20 calls;")
-        stop = f"moto's own stops at {args.unpatched_records:,} records" if args.unpatched_records else "moto's own skipped"
+        stop = (f"moto's own stops at {args.unpatched_records:,} records" if args.unpatched_records
+                else "moto's own skipped")
         print(f"  CPU = server CPU µs per record; +RSS = server memory growth; {stop}")
         print(f"  {'records':>9} | {'patched':^32} | {'moto as installed':^32} | {'patched / moto':^14}")
         print(f"  {'':>9} | {'rec/s':>7} {'end':>7} {'CPU µs':>7} {'+RSS MB':>8} | {'rec/s':>7} {'end':>7} "
