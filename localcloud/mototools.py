@@ -1,9 +1,13 @@
 """moto, in process: configuration, reset, and the few patches the local cloud needs.
 
 Why patches (each one is small, local to this process, and keeps moto's behaviour):
-- Kinesis: ``Shard.put_record`` finds the last sequence number with ``list(keys)[-1]`` (O(records stored)) and
-  ``Shard.get_records`` scans the shard from its first record on every call. Both become O(1)/O(batch) here, with
-  identical results (sequence numbers in a moto shard are consecutive integers; otherwise the original runs).
+- Kinesis (``_patch_kinesis``): moto's ``Shard`` is O(records the shard has ever held) per put (``list(keys)[-1]``),
+  per read (a scan from the first record) and per AT_TIMESTAMP iterator, and never drops a record. Here: O(1) per
+  put, O(batch) per read, O(log n) per AT_TIMESTAMP, same answers (sequence numbers, iterator types, MillisBehindLatest,
+  hash ranges), and records past the stream's RetentionPeriodHours are trimmed (memory bounded; optionally capped
+  lower with LOCALCLOUD_KINESIS_RETENTION_HOURS). ``python -m bench.kinesis_scaling`` measures it.
+- moto's server repeats two lookups on every request to any service (its package directory listed and stat'ed, the
+  response class inspected): both are cached (``_cache_request_dispatch``).
 - moto's backends are not thread-safe (a threaded server can lose DynamoDB ``ADD`` updates or give two Kinesis
   records one sequence number). The gateway serializes requests per service for the services in
   ``SERIALIZED_SERVICES`` with ``service_lock``.
@@ -85,7 +89,31 @@ def _apply_patches() -> None:
 
     StepFunctionsParserBackend.start_execution = start_execution
     _cache_stepfunctions_clients()
+    _cache_request_dispatch()
     _patched = True
+
+
+def _cache_request_dispatch() -> None:
+    """Two lookups moto's server repeats on every request, to any service, with the same answer each time:
+    - the service of a request: ``host in backends.list_of_moto_modules()``, a generator that lists moto's package
+      directory and stats each of its ~170 entries (~0.9 ms of syscalls per request);
+    - the response class's method names: ``method_names_from_class`` runs ``inspect.getmembers`` on the class.
+    The installed package and the response classes do not change while we run: both are computed once."""
+    from moto import backends
+    from moto.core import responses
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+    original = responses.method_names_from_class
+    method_names: dict[type, frozenset[str]] = {}
+
+    def method_names_from_class(clazz) -> frozenset[str]:
+        names = method_names.get(clazz)
+        if names is None:
+            names = method_names[clazz] = frozenset(original(clazz))
+        return names
+
+    responses.method_names_from_class = method_names_from_class
 
 
 def _cache_stepfunctions_clients() -> None:

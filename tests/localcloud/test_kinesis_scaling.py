@@ -337,11 +337,34 @@ def test_shard_work_does_not_grow_with_the_records_stored(stored, clock, monkeyp
     assert touches(lambda: moto.put_record("k", "eyJhIjogMX0=", None)) >= stored
 
 
+def test_request_dispatch_caches_answer_as_moto():
+    from moto import backends
+    from moto.core import responses, utils
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.kinesis.responses import KinesisResponse
+
+    import os
+
+    import moto
+
+    root = os.path.dirname(moto.__file__)
+    assert list(backends.list_of_moto_modules()) == [
+        name for name in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, name)) and name[:2] != "__"]
+    for clazz in (KinesisResponse, DynamoHandler):
+        assert responses.method_names_from_class(clazz) == set(utils.method_names_from_class(clazz))
+
+
 # -- through the gateway, as boto3 sees it --------------------------------------------------------------------------
 
-def test_the_gateway_serves_patched_streams():
+def test_the_gateway_serves_patched_streams(monkeypatch):
+    import os
+
+    import moto
     from localcloud.gateway import Gateway
 
+    listed = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path=".": listed.append(path) or real_listdir(path))
     gateway = Gateway()
     port = gateway.start("127.0.0.1", 0)
     name = "scaling-through-gateway"
@@ -354,6 +377,7 @@ def test_the_gateway_serves_patched_streams():
         answer = kinesis.put_records(StreamName=name, Records=[{"Data": f"{i}".encode(), "PartitionKey": f"u{i}"}
                                                                for i in range(500)])
         assert answer["FailedRecordCount"] == 0
+        listed.clear()  # (first requests of a service load its models once)
         by_shard: dict[str, list[str]] = {}
         for record in answer["Records"]:
             by_shard.setdefault(record["ShardId"], []).append(record["SequenceNumber"])
@@ -373,6 +397,7 @@ def test_the_gateway_serves_patched_streams():
             after = kinesis.get_shard_iterator(StreamName=name, ShardId=shard_id, ShardIteratorType="AT_TIMESTAMP",
                                                Timestamp=datetime.datetime(2000, 1, 1))["ShardIterator"]
             assert kinesis.get_records(ShardIterator=after, Limit=3)["Records"][0]["SequenceNumber"] == "1"
+        assert os.path.dirname(moto.__file__) not in listed  # moto's modules are listed once, not per request
     finally:
         mototools.kinesis_backend().streams.pop(name, None)
         gateway.stop()
