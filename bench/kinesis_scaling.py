@@ -16,6 +16,9 @@ client's own boto3 work is inside it, as in every moto figure in DESIGN.md), the
 patched rate of the last segment is >= 0.8x the first. ``--retention-seconds`` caps the patched server's retention
 (LOCALCLOUD_KINESIS_RETENTION_HOURS): the records it trims show as a flat RSS.
 
+Last, the fixed cost of a request: server CPU per empty GetRecords (what an idle poller pays 10 times a second per
+shard), patched server vs moto as installed; the difference is the request-dispatch caches in mototools.
+
 The server pids are printed at start: ``py-spy record --pid <pid> -o out.svg`` profiles one while the bench runs.
 """
 from __future__ import annotations
@@ -37,6 +40,7 @@ from bench.util import wait_for_port  # noqa: E402
 
 STREAM = "bench-events"
 WARMUP, WARMUP_CALLS = "bench-warmup", 8
+IDLE, IDLE_BLOCKS, IDLE_CALLS = "bench-idle", 5, 100
 FLAT_RATIO = 0.8
 
 
@@ -198,6 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
                 row[server.mode] = server.segment()
             rows.append(row)
             print(_row(row) + f"   ({time.perf_counter() - started:.0f} s)", flush=True)
+        idle = idle_polls(servers) if "unpatched" in servers else None
     finally:
         for server in servers.values():
             server.stop()
@@ -214,7 +219,28 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"moto as installed at {moto_rows[-1]['records']:,} records: rec/s (end) "
               f"x{u_last['end'] / u_first['end']:.2f} of its first segment's end; patched is "
               f"{p_at['end'] / u_last['end']:.1f}x faster there ({p_at['end']:,.0f} vs {u_last['end']:,.0f} rec/s)")
-    return {"rows": rows, "flat_ratio": flat}
+    if idle:
+        print(f"empty GetRecords (an idle poller's call; per-request cost, any service): server CPU "
+              f"{idle['patched']:.2f} ms/call patched vs {idle['unpatched']:.2f} ms moto as installed "
+              f"(x{idle['unpatched'] / idle['patched']:.1f}; median of {IDLE_BLOCKS} blocks of {IDLE_CALLS} calls)")
+    return {"rows": rows, "flat_ratio": flat, "idle_get_records_ms": idle}
+
+
+def idle_polls(servers: dict[str, Server]) -> dict[str, float]:
+    """Server CPU per empty GetRecords (a LATEST iterator on an empty stream), blocks interleaved across servers."""
+    iterators, per_call = {}, {mode: [] for mode in servers}
+    for mode, server in servers.items():
+        server.client.create_stream(StreamName=IDLE, ShardCount=1)
+        shard = server.client.list_shards(StreamName=IDLE)["Shards"][0]["ShardId"]
+        iterators[mode] = server.client.get_shard_iterator(StreamName=IDLE, ShardId=shard,
+                                                           ShardIteratorType="LATEST")["ShardIterator"]
+    for _ in range(IDLE_BLOCKS):
+        for mode, server in servers.items():
+            cpu = server.cpu_seconds()
+            for _ in range(IDLE_CALLS):
+                iterators[mode] = server.client.get_records(ShardIterator=iterators[mode])["NextShardIterator"]
+            per_call[mode].append((server.cpu_seconds() - cpu) / IDLE_CALLS * 1e3)
+    return {mode: statistics.median(values) for mode, values in per_call.items()}
 
 
 def _row(row: dict) -> str:
