@@ -189,6 +189,19 @@ def trim_shard(shard, retention_hours: float) -> int:
     return dropped
 
 
+def _untracked_new(cls, *args: Any, **kwargs: Any):
+    return object.__new__(cls)
+
+
+def untrack_instances(*classes: type) -> None:
+    """moto's ``BaseModel.__new__`` appends every instance of every model class to ``cls.instances_tracked``, for its
+    dashboard (``/moto-api/data.json``; S3's reset also walks its keys): a record, an item, a message is never freed,
+    however short its life. For the given classes instances are no longer tracked (nothing else reads the lists)."""
+    for cls in classes:
+        cls.__new__ = staticmethod(_untracked_new)
+        cls.instances_tracked = []
+
+
 def _patch_kinesis() -> None:
     """Replace moto's O(records stored) Shard methods by O(1) / O(batch) / O(log n) ones with the same results, and
     trim records past the stream's retention on every put and every read of a shard.
@@ -277,6 +290,7 @@ def _patch_kinesis() -> None:
         trim_shard(shard, self.retention_period_hours)
         return shard
 
+    untrack_instances(Record)  # else moto keeps every record ever put (see untrack_instances): trimming frees nothing
     Shard.__init__ = __init__
     Shard.put_record = put_record
     Shard.get_max_sequence_number = get_max_sequence_number

@@ -245,6 +245,19 @@ def test_put_trims_memory_stays_bounded(backend, clock, monkeypatch):
     assert get_all(backend)[0] == 181
 
 
+def test_trimmed_records_are_freed(backend, clock):
+    import gc
+    import weakref
+
+    put(backend, clock, 5)
+    first = weakref.ref(shard_of(backend).records[1])
+    assert kinesis_models.Record.instances_tracked == []  # moto's dashboard list would keep every record alive
+    clock.advance(hours=25)
+    assert get_all(backend) == []
+    gc.collect()
+    assert first() is None
+
+
 # -- no O(records stored) step --------------------------------------------------------------------------------------
 
 class CountingRecords(mototools.ShardRecords):
