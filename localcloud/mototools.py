@@ -6,6 +6,8 @@ Why patches (each one is small, local to this process, and keeps moto's behaviou
   put, O(batch) per read, O(log n) per AT_TIMESTAMP, same answers (sequence numbers, iterator types, MillisBehindLatest,
   hash ranges), and records past the stream's RetentionPeriodHours are trimmed (memory bounded; optionally capped
   lower with LOCALCLOUD_KINESIS_RETENTION_HOURS). ``python -m bench.kinesis_scaling`` measures it.
+- moto keeps every instance of its model classes in a list for its dashboard: records, items, messages, datums are
+  never freed. The data classes the pipeline creates per request are not tracked (``untrack_instances``).
 - moto's server repeats two lookups on every request to any service (its package directory listed and stat'ed, the
   response class inspected): both are cached (``_cache_request_dispatch``).
 - moto's backends are not thread-safe (a threaded server can lose DynamoDB ``ADD`` updates or give two Kinesis
@@ -90,7 +92,19 @@ def _apply_patches() -> None:
     StepFunctionsParserBackend.start_execution = start_execution
     _cache_stepfunctions_clients()
     _cache_request_dispatch()
+    _untrack_data_models()
     _patched = True
+
+
+def _untrack_data_models() -> None:
+    """The per-request data objects of the services the pipeline drives hard: every DynamoDB item object (each read
+    and write makes new ones: 200 UpdateItem + 200 GetItem of one item left 401 Items tracked), SQS message and
+    CloudWatch datum would otherwise live as long as the process (Kinesis records: ``_patch_kinesis``)."""
+    from moto.cloudwatch.models import MetricDatumBase
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.sqs.models import Message
+
+    untrack_instances(Item, Message, MetricDatumBase)
 
 
 def _cache_request_dispatch() -> None:

@@ -367,6 +367,32 @@ def test_request_dispatch_caches_answer_as_moto():
         assert responses.method_names_from_class(clazz) == set(utils.method_names_from_class(clazz))
 
 
+def test_per_request_data_objects_are_not_kept_by_moto():
+    from moto.cloudwatch.models import MetricAggregatedDatum, MetricDatum, cloudwatch_backends
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.sqs.models import Message, sqs_backends
+
+    dynamodb = dynamodb_backends[ACCOUNT][REGION]
+    table = "untracked-items"
+    dynamodb.create_table(table, schema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                          throughput=None, attr=[{"AttributeName": "pk", "AttributeType": "S"}],
+                          global_indexes=None, indexes=None, streams=None, billing_mode="PAY_PER_REQUEST",
+                          sse_specification=None, tags=None, deletion_protection_enabled=False, warm_throughput=None)
+    try:
+        for n in range(5):
+            dynamodb.put_item(table, {"pk": {"S": "u1"}, "n": {"N": str(n)}})
+            dynamodb.get_item(table, {"pk": {"S": "u1"}})
+    finally:
+        dynamodb.delete_table(table)
+    sqs = sqs_backends[ACCOUNT][REGION]
+    queue = sqs.create_queue("untracked-messages")
+    sqs.send_message(queue.name, "hello")
+    sqs.delete_queue(queue.name)
+    cloudwatch_backends[ACCOUNT][REGION].put_metric_data("Untracked", [{"MetricName": "m", "Value": 1}])
+    assert [len(cls.instances_tracked) for cls in (Item, Message, MetricDatum, MetricAggregatedDatum)] == [0] * 4
+
+
 # -- through the gateway, as boto3 sees it --------------------------------------------------------------------------
 
 def test_the_gateway_serves_patched_streams(monkeypatch):
