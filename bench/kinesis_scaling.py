@@ -163,10 +163,11 @@ def main(argv: list[str] | None = None) -> dict:
     patched_env = dict(env)
     if args.retention_seconds:
         patched_env["LOCALCLOUD_KINESIS_RETENTION_HOURS"] = str(args.retention_seconds / 3600)
-    servers = {"patched": Server("patched", patched_env)}
-    if args.unpatched_records:
-        servers["unpatched"] = Server("unpatched", env)
+    servers: dict[str, Server] = {}
     try:
+        servers["patched"] = Server("patched", patched_env)
+        if args.unpatched_records:
+            servers["unpatched"] = Server("unpatched", env)
         for server in servers.values():
             server.client.create_stream(StreamName=STREAM, ShardCount=args.shards)
             server.client.create_stream(StreamName=WARMUP, ShardCount=1)

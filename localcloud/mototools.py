@@ -183,7 +183,7 @@ class ShardRecords(OrderedDict):
 
 def set_kinesis_retention_cap(hours: float | None) -> None:
     """Trim Kinesis records older than ``hours`` even where the stream's RetentionPeriodHours is longer (None: the
-    stream's retention only, as AWS). Memory is what this bounds: ~0.75 KB per record held."""
+    stream's retention only, as AWS). Memory is what this bounds: ~0.8 KB per record held."""
     global _retention_cap_hours
     _retention_cap_hours = float(hours) if hours else None
 
