@@ -1,9 +1,15 @@
 """moto, in process: configuration, reset, and the few patches the local cloud needs.
 
 Why patches (each one is small, local to this process, and keeps moto's behaviour):
-- Kinesis: ``Shard.put_record`` finds the last sequence number with ``list(keys)[-1]`` (O(records stored)) and
-  ``Shard.get_records`` scans the shard from its first record on every call. Both become O(1)/O(batch) here, with
-  identical results (sequence numbers in a moto shard are consecutive integers; otherwise the original runs).
+- Kinesis (``_patch_kinesis``): moto's ``Shard`` is O(records the shard has ever held) per put (``list(keys)[-1]``),
+  per read (a scan from the first record) and per AT_TIMESTAMP iterator, and never drops a record. Here: O(1) per
+  put, O(batch) per read, O(log n) per AT_TIMESTAMP, same answers (sequence numbers, iterator types, MillisBehindLatest,
+  hash ranges), and records past the stream's RetentionPeriodHours are trimmed (memory bounded; optionally capped
+  lower with LOCALCLOUD_KINESIS_RETENTION_HOURS). ``python -m bench.kinesis_scaling`` measures it.
+- moto keeps every instance of its model classes in a list for its dashboard: records, items, messages, datums are
+  never freed. The data classes the pipeline creates per request are not tracked (``untrack_instances``).
+- moto's server repeats two lookups on every request to any service (its package directory listed and stat'ed, the
+  response class inspected): both are cached (``_cache_request_dispatch``).
 - moto's backends are not thread-safe (a threaded server can lose DynamoDB ``ADD`` updates or give two Kinesis
   records one sequence number). The gateway serializes requests per service for the services in
   ``SERIALIZED_SERVICES`` with ``service_lock``.
@@ -18,8 +24,12 @@ Why patches (each one is small, local to this process, and keeps moto's behaviou
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 import uuid
+from collections import OrderedDict
+from typing import Any
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"
@@ -40,6 +50,8 @@ def configure() -> None:
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     default_user_config["lambda"] = {"use_docker": False}
     _apply_patches()
+    if os.environ.get("LOCALCLOUD_KINESIS_RETENTION_HOURS"):
+        set_kinesis_retention_cap(float(os.environ["LOCALCLOUD_KINESIS_RETENTION_HOURS"]))
 
 
 def reset() -> None:
@@ -67,30 +79,7 @@ def _apply_patches() -> None:
     global _patched
     if _patched:
         return
-    from moto.kinesis.models import Shard
-
-    original_get_records = Shard.get_records
-
-    def get_max_sequence_number(self) -> int:
-        return next(reversed(self.records)) if self.records else 0
-
-    def get_min_sequence_number(self) -> int:
-        return next(iter(self.records)) if self.records else 0
-
-    def get_records(self, last_sequence_id, limit):
-        records = self.records
-        if not records:
-            return [], int(last_sequence_id), 0
-        first, last = next(iter(records)), next(reversed(records))
-        if last - first + 1 != len(records):
-            return original_get_records(self, last_sequence_id, limit)
-        start = max(int(last_sequence_id) + 1, first)
-        end = last if not limit else min(last, start + int(limit) - 1)
-        if start > end:
-            return [], int(last_sequence_id), 0
-        results = [records[n] for n in range(start, end + 1)]
-        millis_behind = int((records[last].created_at - results[-1].created_at) * 1000)
-        return results, results[-1].sequence_number, millis_behind
+    _patch_kinesis()
 
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
@@ -102,10 +91,43 @@ def _apply_patches() -> None:
 
     StepFunctionsParserBackend.start_execution = start_execution
     _cache_stepfunctions_clients()
-    Shard.get_max_sequence_number = get_max_sequence_number
-    Shard.get_min_sequence_number = get_min_sequence_number
-    Shard.get_records = get_records
+    _cache_request_dispatch()
+    _untrack_data_models()
     _patched = True
+
+
+def _untrack_data_models() -> None:
+    """The per-request data objects of the services the pipeline drives hard: every DynamoDB item object (each read
+    and write makes new ones: 200 UpdateItem + 200 GetItem of one item left 401 Items tracked), SQS message and
+    CloudWatch datum would otherwise live as long as the process (Kinesis records: ``_patch_kinesis``)."""
+    from moto.cloudwatch.models import MetricDatumBase
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.sqs.models import Message
+
+    untrack_instances(Item, Message, MetricDatumBase)
+
+
+def _cache_request_dispatch() -> None:
+    """Two lookups moto's server repeats on every request, to any service, with the same answer each time:
+    - the service of a request: ``host in backends.list_of_moto_modules()``, a generator that lists moto's package
+      directory and stats each of its ~170 entries (~0.9 ms of syscalls per request);
+    - the response class's method names: ``method_names_from_class`` runs ``inspect.getmembers`` on the class.
+    The installed package and the response classes do not change while we run: both are computed once."""
+    from moto import backends
+    from moto.core import responses
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+    original = responses.method_names_from_class
+    method_names: dict[type, frozenset[str]] = {}
+
+    def method_names_from_class(clazz) -> frozenset[str]:
+        names = method_names.get(clazz)
+        if names is None:
+            names = method_names[clazz] = frozenset(original(clazz))
+        return names
+
+    responses.method_names_from_class = method_names_from_class
 
 
 def _cache_stepfunctions_clients() -> None:
@@ -130,6 +152,167 @@ def _cache_stepfunctions_clients() -> None:
     for module in ("state_task.lambda_eval_utils", "state_task.service.state_task_service_sqs"):
         importlib.import_module(f"moto.stepfunctions.parser.asl.component.state.exec.{module}") \
             .boto_client_for = boto_client_for
+
+
+# -- Kinesis: shard cost independent of the records the stream has held; records past retention trimmed ------------
+
+_clock = time.time  # the trimming clock (tests replace it); records carry moto's own created_at (wall clock)
+_retention_cap_hours: float | None = None  # optional local cap on retention (LOCALCLOUD_KINESIS_RETENTION_HOURS)
+
+# moto's own Shard/Stream methods, as they were before the patch (tests compare against them, benches run them)
+MOTO_KINESIS: dict[str, Any] = {}
+
+
+class ShardRecords(OrderedDict):
+    """A patched moto shard's records: sequence number -> Record, in put order (moto's OrderedDict, so moto's own code
+    that iterates ``shard.records`` keeps working), plus what the patched methods need in O(1):
+
+    ``tail``     the last sequence number given out in this shard. moto read it from the last key; it survives the
+                 trimming of every record (a shard that was idle past its retention goes on from tail + 1, as moto
+                 would have without trimming).
+    ``ordered``  True while no record is older (created_at) than the record before it, i.e. the wall clock did not
+                 step back; then AT_TIMESTAMP is a binary search, otherwise moto's scan runs.
+
+    Keys are consecutive: appended as tail + 1, removed only from the front (retention)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.tail = next(reversed(self)) if self else 0
+        self.ordered = all(a.created_at <= b.created_at for a, b in zip(self.values(), list(self.values())[1:]))
+
+
+def set_kinesis_retention_cap(hours: float | None) -> None:
+    """Trim Kinesis records older than ``hours`` even where the stream's RetentionPeriodHours is longer (None: the
+    stream's retention only, as AWS). Memory is what this bounds: ~0.8 KB per record held."""
+    global _retention_cap_hours
+    _retention_cap_hours = float(hours) if hours else None
+
+
+def trim_shard(shard, retention_hours: float) -> int:
+    """Drop the records of ``shard`` older than the retention (AWS: no longer readable). O(records dropped)."""
+    records = shard.records
+    if not records or not isinstance(records, ShardRecords):
+        return 0
+    if _retention_cap_hours is not None:
+        retention_hours = min(retention_hours, _retention_cap_hours)
+    cutoff = _clock() - retention_hours * 3600.0
+    dropped = 0
+    while records and records[next(iter(records))].created_at < cutoff:
+        records.popitem(last=False)
+        dropped += 1
+    return dropped
+
+
+def _untracked_new(cls, *args: Any, **kwargs: Any):
+    return object.__new__(cls)
+
+
+def untrack_instances(*classes: type) -> None:
+    """moto's ``BaseModel.__new__`` appends every instance of every model class to ``cls.instances_tracked``, for its
+    dashboard (``/moto-api/data.json``; S3's reset also walks its keys): a record, an item, a message is never freed,
+    however short its life. For the given classes instances are no longer tracked (nothing else reads the lists)."""
+    for cls in classes:
+        cls.__new__ = staticmethod(_untracked_new)
+        cls.instances_tracked = []
+
+
+def _patch_kinesis() -> None:
+    """Replace moto's O(records stored) Shard methods by O(1) / O(batch) / O(log n) ones with the same results, and
+    trim records past the stream's retention on every put and every read of a shard.
+
+    moto 5.2.5 (moto/kinesis/models.py): ``Shard.put_record`` found the last sequence number with
+    ``list(self.records.keys())[-1]``; ``get_records`` scanned the shard from its first record; ``get_min_sequence_
+    number`` copied the keys; ``get_sequence_number_at`` (AT_TIMESTAMP) copied the values and scanned backwards. Nothing
+    was ever removed. Unchanged: sequence numbers (consecutive integers per shard from 1), iterator types and the
+    iterator format, MillisBehindLatest, shard ids and hash ranges, split/merge (moto's code, on these records)."""
+    from moto.kinesis.models import Record, Shard, Stream
+
+    for name in ("__init__", "put_record", "get_records", "get_min_sequence_number", "get_max_sequence_number",
+                 "get_sequence_number_at"):
+        MOTO_KINESIS[f"Shard.{name}"] = getattr(Shard, name)
+    for name in ("put_record", "get_shard"):
+        MOTO_KINESIS[f"Stream.{name}"] = getattr(Stream, name)
+    moto = MOTO_KINESIS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        moto["Shard.__init__"](self, *args, **kwargs)
+        self.records = ShardRecords()
+
+    def put_record(self, partition_key: str, data: str, explicit_hash_key: str) -> str:
+        records = self.records
+        if not isinstance(records, ShardRecords):  # moto replaced the dict (split_shard): adopt it
+            records = self.records = ShardRecords(records)
+        sequence_number = records.tail + 1
+        record = Record(partition_key, data, sequence_number, explicit_hash_key)
+        if records and record.created_at < records[records.tail].created_at:
+            records.ordered = False
+        records[sequence_number] = record
+        records.tail = sequence_number
+        return str(sequence_number)
+
+    def get_max_sequence_number(self) -> int:
+        records = self.records
+        if isinstance(records, ShardRecords):
+            return records.tail
+        return next(reversed(records)) if records else 0
+
+    def get_min_sequence_number(self) -> int:
+        return next(iter(self.records)) if self.records else 0
+
+    def get_records(self, last_sequence_id, limit):
+        records = self.records
+        if not records:
+            return [], int(last_sequence_id), 0
+        first, last = next(iter(records)), next(reversed(records))
+        if last - first + 1 != len(records):
+            return moto["Shard.get_records"](self, last_sequence_id, limit)
+        start = max(int(last_sequence_id) + 1, first)
+        end = last if not limit else min(last, start + int(limit) - 1)
+        if start > end:
+            return [], int(last_sequence_id), 0
+        results = [records[n] for n in range(start, end + 1)]
+        millis_behind = int((records[last].created_at - results[-1].created_at) * 1000)
+        return results, results[-1].sequence_number, millis_behind
+
+    def get_sequence_number_at(self, at_timestamp: float) -> int:
+        records = self.records
+        if not records:
+            return 0
+        first, last = next(iter(records)), next(reversed(records))
+        if at_timestamp <= records[first].created_at:
+            return 0
+        if not (isinstance(records, ShardRecords) and records.ordered and last - first + 1 == len(records)):
+            return moto["Shard.get_sequence_number_at"](self, at_timestamp)
+        # moto: the last record created before at_timestamp. created_at never decreases, so those records are a
+        # prefix of the shard (records[first] is in it): its last element, by binary search.
+        low, high = first, last
+        while low < high:
+            middle = (low + high + 1) // 2
+            if records[middle].created_at < at_timestamp:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def stream_put_record(self, partition_key: str, explicit_hash_key: str, data: str) -> tuple[str, str]:
+        sequence_number, shard_id = moto["Stream.put_record"](self, partition_key, explicit_hash_key, data)
+        trim_shard(self.shards[shard_id], self.retention_period_hours)
+        return sequence_number, shard_id
+
+    def get_shard(self, shard_id: str):
+        shard = moto["Stream.get_shard"](self, shard_id)
+        trim_shard(shard, self.retention_period_hours)
+        return shard
+
+    untrack_instances(Record)  # else moto keeps every record ever put (see untrack_instances): trimming frees nothing
+    Shard.__init__ = __init__
+    Shard.put_record = put_record
+    Shard.get_max_sequence_number = get_max_sequence_number
+    Shard.get_min_sequence_number = get_min_sequence_number
+    Shard.get_records = get_records
+    Shard.get_sequence_number_at = get_sequence_number_at
+    Stream.put_record = stream_put_record
+    Stream.get_shard = get_shard  # GetShardIterator and GetRecords
 
 
 def kinesis_backend():
