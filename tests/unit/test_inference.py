@@ -65,3 +65,34 @@ def test_score_count_mismatch_is_a_model_error(aws):
         stub.add_response("invoke_endpoint", {"Body": _body("0.1"), "ContentType": "text/csv"})
         with pytest.raises(model_client.ModelError, match="1 scores for 2 rows"):
             inference.invoke_model(_batch(2), settings())
+
+
+def test_the_largest_batch_keeps_every_state_under_the_step_functions_limit(aws, lambda_context, monkeypatch):
+    """maxBatchSize at its configured ceiling (infra/config.py: 10,000), 128-character ids, feature set v2: the
+    execution input, InvokeModel's output and the Quarantine state (input + $.error) each stay under 256 KB, the
+    rows and predictions travelling through S3 (Step Functions quotas: "Maximum input or output size for a task,
+    activity, or workflow execution: 256 KiB"; States.DataLimitExceeded is not caught by States.ALL,
+    https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html)."""
+    import json
+    from conftest import kinesis_event
+
+    monkeypatch.setenv("FEATURE_SET", "v2")
+    size = 10_000
+    sfn = aws["sfn"]
+    events = [{"event_id": f"{n:0>128}", "user_id": f"{n % 700:x>128}", "event_type": "purchase", "amount": 12.5,
+               "timestamp": 1_700_000_000 + n * 0.01} for n in range(size)]
+    from process_stream import handler
+    assert handler.handler(kinesis_event(events), lambda_context) == {"batchItemFailures": []}
+    [execution] = sfn.list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]
+    state_input = sfn.describe_execution(executionArn=execution["executionArn"])["input"]
+    assert len(state_input.encode()) < 256 * 1024 and json.loads(state_input)["rows_s3_uri"]
+    quarantined = json.loads(state_input) | {"error": {"Error": "ModelError", "Cause": "x" * 4096}}
+    assert len(json.dumps(quarantined).encode()) < 256 * 1024
+
+    monkeypatch.setattr(model_client, "invoke", lambda endpoint, rows, chunk, target_variant=None: model_client.Scored(
+        [0.5] * len(rows), ["primary"] * len(rows), 0.1, 1))
+    output = inference.invoke_model(json.loads(state_input), settings())
+    assert len(json.dumps(output).encode()) < 256 * 1024 and output["predictions_s3_uri"] and not output["predictions"]
+    stored = inference.store_predictions(output, settings())
+    assert stored["events"] == size and len(json.dumps(stored).encode()) < 256 * 1024
+    assert store.get_item("predictions", {"event_id": f"{size - 1:0>128}"})["score"] == 0.5
