@@ -216,7 +216,11 @@ class Pipeline:
             usage = costs.BatchUsage(
                 events=k, event_bytes=250 * k, lambda_stages=stages, sfn_seconds=self.sfn[k],
                 model_seconds=self.model[k], model_bytes=int(self.model_bytes_per_row * k),
-                ddb_rru=int(k + users[k]) + 1, ddb_wru=int(k + users[k] + 1) + (k + 1) + 2)
+                # request units of the storage layout (bench.cost_model measures them): per user of the batch its
+                # hot item read (strongly consistent) and rewritten, its cold item read (eventually consistent);
+                # per event a prediction and its index entry; per batch the shard counters, the stats item, the
+                # config reads, the median sample (about 5 RRU + 10 WRU) and the cost record; one journal PUT
+                ddb_rru=1.5 * users[k] + 1 + 2 + 5, ddb_wru=users[k] + 2 * k + 2 + 1 + 10 + 3, s3_puts=1)
             cost = costs.batch_cost(usage, deployment)
             self.tunable[k] = cost["tunable"]
             for line, value in cost.items():
