@@ -420,8 +420,11 @@ class LocalCloud:
     def _write_state_file(self) -> None:
         state = {"pid": os.getpid(), "stack": self.stack.stack_name, "endpoint_url": self.endpoint_url,
                  "api_url": self.api_url, "log_dir": str(self.log_dir), "started": time.time(),
-                 "api_auth": self.api_auth()}
-        (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+                 "api_auth": self.api_auth(),
+                 # the stack's outputs, resolved from the template as CloudFormation would (Deployer.deploy): the
+                 # scripts' --local mode reads the names their --stack mode gets from DescribeStacks
+                 "outputs": self.outputs}
+        (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2, default=str))
 
     def _setup_logging(self) -> None:
         file_handler = logging.FileHandler(self.log_dir / "localcloud.log", encoding="utf-8")

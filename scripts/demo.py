@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import boto3
 
@@ -42,6 +43,9 @@ class Pipeline:
         self.env = api["Environment"]["Variables"]
         self.dynamodb = session.resource("dynamodb", endpoint_url=cloud.endpoint_url)
         self.sqs = self.client("sqs")
+        self.s3 = self.client("s3")
+        self._bodies: dict[str, dict[str, dict]] = {}   # queue env name -> message id -> body
+        self._batch_ids: dict[str, set[str]] = {}       # quarantined batch -> its event ids
 
     def scan(self, table: str, **kwargs) -> list[dict]:
         items, table_ = [], self.dynamodb.Table(self.env[table])
@@ -66,27 +70,78 @@ class Pipeline:
         return int(item.get(name, 0))
 
     def queue_messages(self, env_name: str) -> list[dict]:
-        """Peek at every message of a queue (visibility timeout 0 so they stay for the next look)."""
-        messages, seen = [], set()
-        for _ in range(50):
-            batch = self.sqs.receive_message(QueueUrl=self.env[env_name], MaxNumberOfMessages=10,
-                                             VisibilityTimeout=0).get("Messages", [])
-            fresh = [m for m in batch if m["MessageId"] not in seen]
-            if not fresh:
-                break
-            seen.update(m["MessageId"] for m in fresh)
-            messages += fresh
-        return [json.loads(m["Body"]) for m in messages]
+        """Every message body of a queue, each once (see read_queue); parsed bodies are cached by message id."""
+        cache = self._bodies.setdefault(env_name, {})
+        url = self.env[env_name]
+        if queue_depth(self.sqs, url) != len(cache):  # the demo deletes nothing: same depth, same messages
+            for message in read_queue(self.sqs, url):
+                if message["MessageId"] not in cache:
+                    cache[message["MessageId"]] = json.loads(message["Body"])
+        return list(cache.values())
 
     def quarantined_event_ids(self) -> set[str]:
-        ids = set()
+        """The events of the quarantined batches: each message is a failed batch's state (rows inline or in the
+        batch journal on S3 when InvokeModel failed; predictions inline or on S3 when StorePredictions failed)."""
+        cache = self._batch_ids
         for body in self.queue_messages("QUARANTINE_QUEUE_URL"):
-            rows = body.get("rows") or body.get("predictions") or []
-            ids.update(r["event_id"] for r in rows)
-        return ids
+            key = body.get("batch_id") or json.dumps(body, sort_keys=True)
+            if key not in cache:
+                cache[key] = batch_event_ids(body, self.s3)
+        return set().union(*cache.values()) if cache else set()
 
     def dlq_records(self) -> int:
+        """Records in the stream DLQ: each message is a Lambda on-failure record describing a shard's sequence
+        range (KinesisBatchInfo), not the records themselves."""
         return sum(b.get("KinesisBatchInfo", {}).get("batchSize", 0) for b in self.queue_messages("STREAM_DLQ_URL"))
+
+
+def queue_depth(sqs, url: str) -> int:
+    """Messages in a queue, visible or not (as functions/pipeline/queries.py counts them)."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+             "ApproximateNumberOfMessagesDelayed"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes.get(name, 0)) for name in names)
+
+
+def read_queue(sqs, url: str, hold_seconds: int = 120) -> list[dict]:
+    """Every message of a queue, each once, left in the queue. Receives pages of 10, holding each received message
+    invisible for hold_seconds so the next receive shows others (a visibility timeout of 0 shows the same 10 again
+    and again), until a receive returns nothing; then makes them visible again. Messages another consumer holds
+    at the time are not seen (the demo has none)."""
+    messages: dict[str, dict] = {}
+    handles: list[str] = []
+    try:
+        while True:
+            batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=hold_seconds,
+                                        WaitTimeSeconds=0).get("Messages", [])
+            if not batch:
+                break
+            for message in batch:
+                handles.append(message["ReceiptHandle"])
+                messages.setdefault(message["MessageId"], message)
+    finally:
+        for start in range(0, len(handles), 10):
+            sqs.change_message_visibility_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                for i, handle in enumerate(handles[start:start + 10])])
+    return list(messages.values())
+
+
+def batch_event_ids(state: dict, s3) -> set[str]:
+    """The event ids of a quarantined batch, from its state (functions/pipeline/inference.py load_rows and
+    load_predictions: rows or predictions inline, or an S3 object holding them)."""
+    def read(uri: str):
+        parsed = urlparse(uri)
+        return json.loads(s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read())
+
+    if state.get("rows_s3_uri"):
+        body = read(state["rows_s3_uri"])
+        rows = body["rows"] if isinstance(body, dict) else body
+    elif state.get("predictions_s3_uri"):
+        rows = read(state["predictions_s3_uri"])
+    else:
+        rows = state.get("rows") or state.get("predictions") or []
+    return {r["event_id"] for r in rows}
 
 
 def percentile(values: list[float], q: float) -> float:

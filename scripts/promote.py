@@ -6,11 +6,12 @@
     python scripts/promote.py --local status
     python scripts/promote.py --stack RealtimeInference promote xgb-2        (AWS: credentials from the environment)
 
---local reads the running `make up` local cloud (.localcloud/localcloud.json); --stack reads the CloudFormation
-outputs (EndpointName, ModelVariants, ArtifactsBucketName, StateTableName). The same model/registry.py code runs in
-both cases, and in both endpoint modes: ModelVariants names the endpoint serving each variant (serverless: one
-endpoint per variant; instance: one endpoint, the variants are its production variants), so --variant selects the
-endpoint to update.
+--local reads the running `make up` local cloud (.localcloud/localcloud.json: its endpoint and the stack outputs
+the local cloud resolved from the template); --stack reads the CloudFormation outputs. Both get the same names
+(EndpointName, ModelVariants, ArtifactsBucketName, StateTableName). The same model/registry.py code runs in both
+cases, and in both endpoint modes: ModelVariants names the endpoint serving each variant (serverless: one endpoint
+per variant; instance: one endpoint, the variants are its production variants), so --variant selects the endpoint
+to update.
 """
 from __future__ import annotations
 
@@ -33,13 +34,21 @@ def clients(args):
         session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
                                         region_name="us-east-1")
         make = lambda s: session.client(s, endpoint_url=state["endpoint_url"])  # noqa: E731
-        outputs = state.get("outputs", {})
+        outputs = state.get("outputs") or _local_outputs(state["endpoint_url"])
     else:
         session = boto3.session.Session()
         make = session.client
         stack = make("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     return make, outputs, session.region_name
+
+
+def _local_outputs(endpoint_url: str) -> dict:
+    """The stack outputs from the running local cloud itself (a state file written before it recorded them)."""
+    import urllib.request
+
+    with urllib.request.urlopen(endpoint_url.rstrip("/") + "/_localcloud/outputs", timeout=30) as response:
+        return json.loads(response.read() or b"{}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("rollback")
     sub.add_parser("status")
     args = parser.parse_args(argv)
-    make, outputs, region = clients(args)
+    try:
+        make, outputs, region = clients(args)
+    except OSError as exc:  # the state file is missing or the local cloud does not answer
+        if not args.local:
+            raise
+        print(f"error: no running local cloud in {args.state_dir} (start one with `make up`): {exc}", file=sys.stderr)
+        return 1
+    missing = [k for k in ("ArtifactsBucketName", "EndpointName") if not outputs.get(k)]
+    if missing:
+        print(f"error: the stack has no {' / '.join(missing)} output (outputs: {', '.join(outputs) or 'none'})",
+              file=sys.stderr)
+        return 1
     sm, s3, ddb = make("sagemaker"), make("s3"), make("dynamodb")
     bucket, endpoint, table = outputs["ArtifactsBucketName"], outputs["EndpointName"], outputs.get("StateTableName")
     variants = json.loads(outputs["ModelVariants"]) if outputs.get("ModelVariants") else None

@@ -13,6 +13,7 @@ from localcloud import LocalCloud
 from model import registry, train, train_pytorch
 from pipeline.features import FEATURE_NAMES
 from pipeline.model_client import parse_scores, to_csv
+from scripts import promote
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
 
@@ -50,6 +51,9 @@ def cloud(tmp_path_factory, models):
     out.output("EndpointName", {"Fn::GetAtt": ["Endpoint", "EndpointName"]})
     out.output("ArtifactsBucketName", {"Ref": "ArtifactsBucket"})
     out.output("StateTableName", {"Ref": "StateTable"})
+    out.output("ModelVariants", {"Fn::Join": ["", [  # as infra/stack.py writes it (one endpoint per variant)
+        '[{"name":"primary","weight":1,"kind":"xgboost","model_version":"xgb-1","endpoint":"',
+        {"Fn::GetAtt": ["Endpoint", "EndpointName"]}, '"}]']]})
     with LocalCloud(cdk_out=out.write(), state_dir=root / "state", api_port=0, run_schedules=False) as c:
         c.deploy()
         yield c
@@ -109,3 +113,39 @@ def test_update_endpoint_errors(cloud):
         sm.update_endpoint(EndpointName=cloud.outputs["EndpointName"], EndpointConfigName="missing")
     with pytest.raises(ClientError, match="Could not find endpoint"):
         sm.update_endpoint(EndpointName="missing", EndpointConfigName="missing")
+
+
+def test_promote_script_local_mode(cloud, models, capsys):
+    """scripts/promote.py --local, as the README documents it, against the local cloud: every command finds the
+    stack's names in the state file (the outputs the --stack mode reads from CloudFormation)."""
+    state = json.loads((cloud.state_dir / "localcloud.json").read_text())
+    assert state["outputs"] == cloud.outputs
+    assert json.loads(state["outputs"]["ModelVariants"])[0]["endpoint"] == cloud.outputs["EndpointName"]
+    local = ["--local", "--state-dir", str(cloud.state_dir)]
+
+    def run(*command: str) -> dict:
+        capsys.readouterr()
+        assert promote.main(local + list(command)) == 0, capsys.readouterr().err
+        return json.loads(capsys.readouterr().out)
+
+    before = run("status")
+    assert list(before["endpoints"]) == ["primary"]
+    original = before["endpoints"]["primary"]["endpoint_config"]
+    assert before["endpoints"]["primary"]["endpoint"] == cloud.outputs["EndpointName"]
+    uploaded = run("upload", str(models["torch"]), "--version", "torch-script")
+    assert uploaded["kind"] == "pytorch"
+    promoted = run("promote", "torch-script", "--variant", "primary")
+    sm = aws_client(cloud, "sagemaker")
+    assert sm.describe_endpoint(EndpointName=cloud.outputs["EndpointName"])["EndpointConfigName"] == \
+        promoted["endpoint_config"]
+    live = run("status")
+    assert "torch-script" in live["versions"] and live["live"]["primary"] == "torch-script"
+    assert live["endpoints"]["primary"]["endpoint_config"] == promoted["endpoint_config"]
+    rolled = run("rollback")
+    assert rolled["endpoint_config"] == original
+    assert run("status")["endpoints"]["primary"]["endpoint_config"] == original
+
+
+def test_promote_script_local_mode_errors(tmp_path, capsys):
+    assert promote.main(["--local", "--state-dir", str(tmp_path), "status"]) == 1
+    assert "no running local cloud" in capsys.readouterr().err
