@@ -62,9 +62,12 @@ def steady_state(per_second: float, days: float, seed: int):
     # the simulation ends at hh:30 (a copied state then rolls no tile up during the short measurement: real users'
     # roll-ups fall at their own times and are added per user-hour, see measure_current)
     end = (time.time() // 3600) * 3600 + 1800
-    state, ts = FeatureState("v2"), end - days * 86_400
-    for n in range(int(per_second * days * 86_400)):
+    state, ts, n = FeatureState("v2"), end - days * 86_400, 0
+    while True:
         ts += rng.expovariate(per_second)
+        if ts >= end:
+            break
+        n += 1
         kind = rng.choice(["view", "view", "click", "add_to_cart", "purchase"])
         state.observe(Event(event_id=f"s{n}", user_id="u", event_type=kind, timestamp=round(ts, 3),
                             amount=3.0 if kind == "purchase" else None, device_type="mobile"))

@@ -211,8 +211,9 @@ def batch_put_raw(table_name: str, items: list[dict]) -> int:
     return len(items)
 
 
-def batch_put(table_name: str, items: Iterable[dict], key_names: tuple[str, ...]) -> int:
-    """BatchWriteItem (25 per call; boto3's batch_writer retries unprocessed items). Last write of a key wins."""
+def batch_put(table_name: str, items: Iterable[dict], key_names: tuple[str, ...], index_copies: int = 0) -> int:
+    """BatchWriteItem (25 per call; boto3's batch_writer retries unprocessed items). Last write of a key wins.
+    ``index_copies``: global secondary indexes that project the whole item (each write is billed there too)."""
     count = 0
     units = 0
     with aws.table(table_name).batch_writer(overwrite_by_pkeys=list(key_names)) as writer:
@@ -221,7 +222,7 @@ def batch_put(table_name: str, items: Iterable[dict], key_names: tuple[str, ...]
             writer.put_item(Item=converted)
             units += write_units(converted)
             count += 1
-    _charge(wru=units)
+    _charge(wru=units * (1 + index_copies))
     return count
 
 
