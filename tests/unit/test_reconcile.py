@@ -127,3 +127,21 @@ def test_the_listing_is_bounded_and_covers_the_window_by_hour(aws, lambda_contex
         "journal/2027-01-15T06/", "journal/2027-01-15T07/", "journal/2027-01-15T08/"]
     # journals older than the window are not listed
     assert reconcile.reconcile(now=time.time() + 30 * 3600, hours=24).listed == 0
+
+
+def test_the_command_reports_and_redrives(aws, lambda_context, monkeypatch, capsys):
+    """scripts/reconcile.py --stack: the stack outputs name the bucket, table and state machine."""
+    from scripts import reconcile as command
+
+    batch_id = _batch(lambda_context, [event(1), event(2)])
+    outputs = {"ArtifactsBucketName": "artifacts", "PredictionsTableName": "predictions",
+               "StateMachineArn": aws["state_machine_arn"]}
+    monkeypatch.setattr(command, "stack_outputs", lambda stack: outputs)
+    for env in command.NEEDED:
+        monkeypatch.setenv(env, "unset")  # the command sets them from the outputs
+    assert command.main(["--stack", "S", "--grace-minutes", "0"]) == 1
+    out = capsys.readouterr()
+    assert "missing_batches  1" in out.out and f"missing: {batch_id} 2/2 rows" in out.err
+    assert command.main(["--stack", "S", "--grace-minutes", "0", "--redrive", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["redriven"] == 1 and report["batches"][0]["execution_arn"].split(":")[-1].startswith(batch_id)
