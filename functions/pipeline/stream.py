@@ -326,27 +326,37 @@ def _memory_mb() -> int:
     return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
 
 
-def start_inference(rows: list[dict], batch_id: str, settings: Settings, feature_set: str,
-                    stream_stats: dict, journal: str | None = None) -> str:
-    """Start one inference execution for the batch; the rows travel inline, or as the batch journal's S3 key when
-    the input would be too large."""
+def inference_input(rows: list[dict], batch_id: str, settings: Settings, feature_set: str, stream_stats: dict,
+                    journal: str | None = None, by_reference: bool = False) -> str:
+    """The execution input (JSON) of a batch: the rows inline, or the S3 URI of the batch journal (``journal``) when
+    the input would be too large or ``by_reference`` (a redrive of a journaled batch, pipeline/reconcile.py)."""
     execution_input: dict[str, Any] = {
         "batch_id": batch_id, "created_at": time.time(), "feature_set": feature_set,
         "model_version": settings.model_version, "stages": [dict(stream_stats, stage="process_stream")],
         "rows": rows, "rows_s3_uri": None}
     body = json.dumps(execution_input, separators=(",", ":"))
-    if len(body) > MAX_INLINE_INPUT_BYTES:
+    if (by_reference and journal is not None) or len(body) > MAX_INLINE_INPUT_BYTES:
         if journal is None:
             journal = f"batches/{batch_id}.json"
             aws.client("s3").put_object(Bucket=settings.artifacts_bucket, Key=journal,
                                         Body=json.dumps({"rows": rows}, separators=(",", ":")).encode())
         execution_input.update(rows=[], rows_s3_uri=f"s3://{settings.artifacts_bucket}/{journal}")
         body = json.dumps(execution_input, separators=(",", ":"))
+    return body
+
+
+def start_inference(rows: list[dict], batch_id: str, settings: Settings, feature_set: str,
+                    stream_stats: dict, journal: str | None = None, name: str | None = None,
+                    by_reference: bool = False) -> str:
+    """Start one inference execution for the batch (named ``name``, default the batch id); the rows travel inline,
+    or as the batch journal's S3 key when the input would be too large (``inference_input``)."""
+    body = inference_input(rows, batch_id, settings, feature_set, stream_stats, journal, by_reference)
+    name = name or batch_id
     sfn = aws.client("stepfunctions")
     try:
-        return sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=batch_id,
+        return sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=name,
                                    input=body)["executionArn"]
     except sfn.exceptions.ExecutionAlreadyExists:
         # A redelivered batch whose inference already started (Standard workflows and the local cloud dedupe
         # by name; Express re-runs it, which is safe because every write downstream is keyed by event_id).
-        return f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{batch_id}"
+        return f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"

@@ -1,0 +1,147 @@
+"""Reconciliation (pipeline/reconcile.py, issue 11): journaled batches without predictions are found and re-driven."""
+import json
+import time
+
+import pytest
+
+from conftest import event, kinesis_event
+from pipeline import inference, model_client, reconcile, store, stream
+from pipeline.settings import settings
+
+LATER = 3600  # reconcile "an hour later": every journal written by the test is past the grace period
+
+
+def _handler():
+    from process_stream import handler
+    return handler.handler
+
+
+@pytest.fixture
+def model(monkeypatch):
+    """The model answers 0.5 for every row (no endpoint in the unit tests)."""
+    monkeypatch.setattr(model_client, "invoke", lambda endpoint, rows, chunk, target_variant=None: model_client.Scored(
+        [0.5] * len(rows), ["primary"] * len(rows), 0.01, 1))
+
+
+def _executions(aws) -> dict[str, dict]:
+    """name -> input of every execution started."""
+    sfn = aws["sfn"]
+    return {e["name"]: json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"])
+            for e in sfn.list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]}
+
+
+def _run(execution_input: dict, only: set[str] | None = None) -> None:
+    """What the state machine does: InvokeModel -> StorePredictions -> RecordCost (``only``: store just these
+    events' predictions, as a StorePredictions cut short by the execution's timeout would)."""
+    scored = inference.invoke_model(execution_input, settings())
+    if only is not None:
+        scored["predictions"] = [p for p in scored["predictions"] if p["event_id"] in only]
+        store.batch_put(settings().predictions_table,
+                        [p | {"batch_id": scored["batch_id"]} for p in scored["predictions"]], ("event_id",))
+        return
+    inference.record_cost(inference.store_predictions(scored, settings()), settings())
+
+
+def _batch(lambda_context, events: list[dict], shard: str = "shardId-000000000000", first_seq: int = 100) -> str:
+    """One batch through the process_stream handler; its batch id (= its execution's name)."""
+    assert _handler()(kinesis_event(events, shard=shard, first_seq=first_seq), lambda_context) == {
+        "batchItemFailures": []}
+    records = kinesis_event(events, shard=shard, first_seq=first_seq)["Records"]
+    return stream.batch_id_for([stream.decode(r) for r in records])
+
+
+def test_a_batch_whose_predictions_exist_is_done(aws, lambda_context, model):
+    batch_id = _batch(lambda_context, [event(1), event(2), event(3, user="u2")])
+    _run(_executions(aws)[batch_id])
+    report = reconcile.reconcile(now=time.time() + LATER)
+    assert report.summary() | {"hours": 24} == {
+        "hours": 24, "grace_seconds": reconcile.GRACE_SECONDS, "journals": 1, "young": 0, "done": 1,
+        "unreadable": 0, "truncated": False, "missing_batches": 0, "missing_rows": 0, "redriven": 0}
+
+
+def test_a_batch_whose_execution_timed_out_is_reported(aws, lambda_context, model):
+    """Nothing stored (timed out in InvokeModel) or part of it (timed out inside StorePredictions): reported with
+    the rows missing; a batch of client duplicates only (no rows, no execution) is done."""
+    lost = _batch(lambda_context, [event(1), event(2), event(3, user="u2")], shard="shardId-000000000000")
+    partial = _batch(lambda_context, [event(4), event(5), event(6, user="u2"), event(7, user="u3")],
+                     shard="shardId-000000000001")
+    stored = _batch(lambda_context, [event(8)], shard="shardId-000000000002")
+    only_duplicates = _batch(lambda_context, [event(8)], shard="shardId-000000000002", first_seq=200)
+    executions = _executions(aws)
+    assert only_duplicates not in executions
+    _run(executions[partial], only={"e4"})
+    _run(executions[stored])
+
+    report = reconcile.reconcile(now=time.time() + LATER)
+    assert (report.listed, report.done, report.young) == (4, 2, 0)
+    found = {b.batch_id: b for b in report.missing}
+    assert set(found) == {lost, partial}
+    assert (found[lost].rows, found[lost].missing) == (3, 3)
+    assert (found[partial].rows, found[partial].missing) == (4, 3)
+    assert found[lost].key.startswith("journal/") and found[lost].key.endswith(f"/shardId-000000000000/{lost}.json")
+    assert abs(found[lost].created_at - time.time()) < 60
+    assert report.summary()["missing_rows"] == 6 and not report.redriven
+    assert len(_executions(aws)) == 3  # reporting starts nothing
+
+
+def test_a_young_journal_is_skipped(aws, lambda_context):
+    _batch(lambda_context, [event(1), event(2)])
+    report = reconcile.reconcile()  # just written: its execution may still be running
+    assert (report.listed, report.young, report.done, report.missing) == (1, 1, 0, [])
+    report = reconcile.reconcile(now=time.time() + 5 * 60, grace_seconds=60)
+    assert (report.young, len(report.missing)) == (0, 1)
+
+
+def test_redrive_points_to_the_journal_and_the_batch_then_reconciles(aws, lambda_context, model):
+    batch_id = _batch(lambda_context, [event(1), event(2), event(3, user="u2")])
+    partial = _batch(lambda_context, [event(4), event(5)], shard="shardId-000000000001")
+    _run(_executions(aws)[partial], only={"e4"})
+
+    report = reconcile.reconcile(now=time.time() + LATER, redrive=True)
+    assert {b.batch_id for b in report.redriven} == {batch_id, partial}
+    by_name = _executions(aws)
+    redriven = {name: value for name, value in by_name.items() if name not in (batch_id, partial)}
+    assert len(redriven) == 2
+    for name, execution_input in redriven.items():
+        original = name.rsplit("-r", 1)[0]
+        journal = next(b.key for b in report.missing if b.batch_id == original)
+        assert name.rsplit("-r", 1)[1].isdigit()
+        assert execution_input["batch_id"] == original and execution_input["rows"] == []
+        assert execution_input["rows_s3_uri"] == f"s3://artifacts/{journal}"
+        assert [r["event_id"] for r in inference.load_rows(execution_input)] == [
+            r["event_id"] for r in by_name[original]["rows"]]  # the rows the first execution had
+        _run(execution_input)
+
+    report = reconcile.reconcile(now=time.time() + LATER)
+    assert (report.done, report.missing) == (2, [])
+    assert store.get_item("state", {"pk": "stats"})["events_predicted"] == 5  # each batch counted once
+
+
+def test_the_listing_is_bounded_and_covers_the_window_by_hour(aws, lambda_context):
+    for shard in range(3):
+        _batch(lambda_context, [event(shard)], shard=f"shardId-00000000000{shard}")
+    report = reconcile.reconcile(now=time.time() + LATER, max_journals=2)
+    assert (report.listed, report.truncated, len(report.missing)) == (2, True, 2)
+    hour = 1_800_000_000 // 3600 * 3600
+    assert reconcile.hour_prefixes(2, hour + 60) == [
+        "journal/2027-01-15T06/", "journal/2027-01-15T07/", "journal/2027-01-15T08/"]
+    # journals older than the window are not listed
+    assert reconcile.reconcile(now=time.time() + 30 * 3600, hours=24).listed == 0
+
+
+def test_the_command_reports_and_redrives(aws, lambda_context, monkeypatch, capsys):
+    """scripts/reconcile.py --stack: the stack outputs name the bucket, table and state machine."""
+    from scripts import reconcile as command
+
+    batch_id = _batch(lambda_context, [event(1), event(2)])
+    outputs = {"ArtifactsBucketName": "artifacts", "PredictionsTableName": "predictions",
+               "StateMachineArn": aws["state_machine_arn"]}
+    monkeypatch.setattr(command, "stack_outputs", lambda stack: outputs)
+    for env in command.NEEDED:
+        monkeypatch.setenv(env, "unset")  # the command sets them from the outputs
+    assert command.main(["--stack", "S", "--grace-minutes", "0"]) == 1
+    out = capsys.readouterr()
+    assert "missing_batches  1" in out.out and f"missing: {batch_id} 2/2 rows" in out.err
+    assert command.main(["--stack", "S", "--grace-minutes", "0", "--redrive", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["redriven"] == 1 and report["batches"][0]["execution_arn"].split(":")[-1].startswith(batch_id)
