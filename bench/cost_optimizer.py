@@ -104,10 +104,16 @@ def measure(repeats: int) -> dict:
         dynamodb = session.client("dynamodb", endpoint_url=endpoint)
         for var, name, keys in (("PREDICTIONS_TABLE", "predictions", ["event_id"]),
                                 ("COST_TABLE", "cost", ["day", "batch_key"])):
+            extra = {} if name != "predictions" else {"GlobalSecondaryIndexes": [{  # as the stack: by_user
+                "IndexName": "by_user", "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"},
+                              {"AttributeName": "ts", "KeyType": "RANGE"}]}]}
+            attributes = [{"AttributeName": k, "AttributeType": "S"} for k in keys] + (
+                [{"AttributeName": "user_id", "AttributeType": "S"}, {"AttributeName": "ts", "AttributeType": "N"}]
+                if extra else [])
             dynamodb.create_table(
-                TableName=name, BillingMode="PAY_PER_REQUEST",
-                KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in zip(keys, ("HASH", "RANGE"))],
-                AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys])
+                TableName=name, BillingMode="PAY_PER_REQUEST", AttributeDefinitions=attributes,
+                KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in zip(keys, ("HASH", "RANGE"))], **extra)
             env[var] = name
         os.environ.update(env, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                           AWS_DEFAULT_REGION="us-east-1", FEATURE_SET="v1", POWERTOOLS_TRACE_DISABLED="true",
