@@ -561,8 +561,6 @@ class RealtimeInferenceStack(Stack):
         store.add_to_role_policy(iam.PolicyStatement(
             sid="WritePredictions", actions=["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DescribeTable"],
             resources=[predictions_arn]))
-        store.add_to_role_policy(iam.PolicyStatement(   # the sampled users' rolling medians (pipeline/medians.py)
-            sid="QueryUserScores", actions=["dynamodb:Query"], resources=[f"{predictions_arn}/index/by_user"]))
         store.add_to_role_policy(iam.PolicyStatement(
             sid="ReadLargePredictions", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("predictions/*")]))
         self.state_table.grant_read_write_data(store)

@@ -116,7 +116,7 @@ def store_predictions(state: dict, settings: Settings) -> dict:
         store.batch_put(settings.predictions_table, items, ("event_id",), index_copies=1)  # by_user (projection ALL)
         store.add_counters(settings.state_table, "stats", {"events_predicted": len(items), "batches": 1,
                                                            **variant_counters(items)})
-        sampled = medians.update_sample(settings, {p["user_id"] for p in predictions})
+        sampled = medians.update_sample(settings, predictions)
     latencies = sorted(now - p["ingest_ts"] for p in predictions)
     ingest = [p["ingest_ts"] for p in predictions]
     return {

@@ -408,9 +408,8 @@ def test_function_roles_least_privilege(synth):
     assert on_events and not {a for a in on_events if "Get" in a or "Query" in a or "Scan" in a}
 
 
-def test_only_api_and_store_predictions_read_the_predictions_index(synth):
-    """Query permission on exactly the by_user index, no index wildcard anywhere: the API (history, medians) and
-    store_predictions (the sampled users' rolling medians, pipeline/medians.py)."""
+def test_only_api_reads_the_predictions_index(synth):
+    """Query permission on exactly the by_user index, no index wildcard anywhere."""
     index_resources = []
     for policy in synth.of_type("AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -418,9 +417,7 @@ def test_only_api_and_store_predictions_read_the_predictions_index(synth):
             assert "/index/*" not in text
             if "/index/" in text:
                 index_resources.append(policy["Properties"]["Roles"])
-    assert sorted(index_resources, key=json.dumps) == sorted(
-        [[{"Ref": synth.logical_id("ApiRole", "AWS::IAM::Role")}],
-         [{"Ref": synth.logical_id("StorePredictionsRole", "AWS::IAM::Role")}]], key=json.dumps)
+    assert index_resources == [[{"Ref": synth.logical_id("ApiRole", "AWS::IAM::Role")}]]
 
 
 def test_outputs(synth):
