@@ -24,7 +24,8 @@ from scripts import demo  # noqa: E402
 def run_rate(rate: float, seconds: float) -> dict:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = demo.main(["--events", str(int(rate * seconds)), "--rate", str(rate), "--users", "400"])
+        # the population is sized to the event count (loadgen.population_size), as `make run` does
+        code = demo.main(["--events", str(int(rate * seconds)), "--rate", str(rate)])
     text = out.getvalue()
     latency = re.search(r"p50 / p95 / p99 \(s\)\s+([\d.]+) / ([\d.]+) / ([\d.]+)", text)
     throughput = re.search(r"throughput \(events/s[^)]*\)\s+(\d+)", text)
