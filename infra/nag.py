@@ -72,20 +72,17 @@ def acknowledge_stack(stack: "RealtimeInferenceStack") -> list[Ack]:
                 "<shard>/<batch id>.json; large batches without a journal go under batches/<batch id>.json, and large "
                 "predictions under predictions/<batch id>.json: keys known only at run time; each wildcard is limited "
                 "to its prefix of the stack's own artifacts bucket")
-    acknowledge(stack.roles["ProcessStreamFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/batches/*]",
-                f"s3:PutObject and s3:GetObject only. {journals}")
-    acknowledge(stack.roles["ProcessStreamFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/journal/*]",
-                f"s3:PutObject and s3:GetObject (a redelivered record reads its batch's journal) only. {journals}")
-    acknowledge(stack.roles["InvokeModelFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/batches/*]",
-                f"s3:GetObject only. {journals}")
-    acknowledge(stack.roles["InvokeModelFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/journal/*]",
-                f"s3:GetObject only. {journals}")
-    acknowledge(stack.roles["InvokeModelFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/predictions/*]",
-                f"s3:PutObject only (predictions over 200 KB leave the state through S3). {journals}")
-    acknowledge(stack.roles["StorePredictionsFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/predictions/*]",
-                f"s3:GetObject only. {journals}")
-    acknowledge(stack.roles["MonitorDriftFunction"], f"AwsSolutions-IAM5[Resource::{bucket}/journal/*]",
-                f"s3:GetObject only: the drift sample reads recent batch journals. {journals}")
+    for function_id, prefix, what in (
+            ("ProcessStreamFunction", "batches", "s3:PutObject and s3:GetObject only."),
+            ("ProcessStreamFunction", "journal", "s3:PutObject and s3:GetObject (a redelivered record reads its "
+                                                 "batch's journal) only."),
+            ("InvokeModelFunction", "batches", "s3:GetObject only."),
+            ("InvokeModelFunction", "journal", "s3:GetObject only."),
+            ("InvokeModelFunction", "predictions", "s3:PutObject only (predictions over 200 KB leave the state "
+                                                   "through S3)."),
+            ("StorePredictionsFunction", "predictions", "s3:GetObject only."),
+            ("MonitorDriftFunction", "journal", "s3:GetObject only: the drift sample reads recent batch journals.")):
+        acknowledge(stack.roles[function_id], f"AwsSolutions-IAM5[Resource::{bucket}/{prefix}/*]", f"{what} {journals}")
     promoted = ("promoted model versions are uploaded by scripts/promote.py to models/<version>/model.tar.gz, "
                 "keys known only when a version is promoted; the wildcard is limited to that prefix of the stack's "
                 "own artifacts bucket")

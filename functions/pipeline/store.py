@@ -125,35 +125,47 @@ def from_item(value: Any) -> Any:
     return value
 
 
-def batch_get(table_name: str, keys: Iterable[dict], attributes: Iterable[str] | None = None,
-              consistent: bool = True) -> list[dict]:
-    """BatchGetItem in chunks of 100, retrying unprocessed keys. Returns the items found (any order).
+def _projection(attributes: Iterable[str] | None, key: dict | None) -> dict:
+    if attributes is None or key is None:
+        return {}
+    names = sorted(set(attributes) | set(key))
+    return {"ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(names))),
+            "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(names)}}
 
-    ``attributes``: read only these (plus the key attributes). Units are charged on the whole item size, as
-    DynamoDB does (a projection saves bandwidth, not units); this meters the projected size, a lower bound.
-    """
-    unique = list({json.dumps(k, sort_keys=True): k for k in keys}.values())
+
+def _batch_get_pages(service, table_name: str, keys: list[dict], projection: dict, consistent: bool,
+                     size) -> list[dict]:
+    """BatchGetItem in chunks of 100 on a client or resource, retrying unprocessed keys with backoff; charges the
+    read units of what it found (``size`` measures an item as returned)."""
     found: list[dict] = []
-    dynamodb = aws.resource("dynamodb")
-    projection = {}
-    if attributes is not None and unique:
-        names = sorted(set(attributes) | set(unique[0]))
-        projection = {"ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(names))),
-                      "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(names)}}
-    for start in range(0, len(unique), BATCH_GET_LIMIT):
-        request = {table_name: {"Keys": unique[start:start + BATCH_GET_LIMIT], "ConsistentRead": consistent,
+    per_unit = 1 if consistent else 2
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
+        request = {table_name: {"Keys": keys[start:start + BATCH_GET_LIMIT], "ConsistentRead": consistent,
                                 **projection}}
         for attempt in range(8):
-            response = dynamodb.batch_get_item(RequestItems=request)
+            response = service.batch_get_item(RequestItems=request)
             items = response["Responses"].get(table_name, [])
             found.extend(items)
-            _charge(rru=sum(read_units(i, consistent) for i in items))
+            _charge(rru=sum(max(1, math.ceil(size(i) / READ_UNIT_BYTES)) for i in items) / per_unit)
             request = response.get("UnprocessedKeys") or {}
             if not request:
                 break
             time.sleep(min(0.05 * 2 ** attempt, 1.0))
         else:
             raise RuntimeError(f"BatchGetItem on {table_name} left keys unprocessed after retries")
+    return found
+
+
+def batch_get(table_name: str, keys: Iterable[dict], attributes: Iterable[str] | None = None,
+              consistent: bool = True) -> list[dict]:
+    """BatchGetItem (chunks of 100, unprocessed keys retried). Returns the items found (any order).
+
+    ``attributes``: read only these (plus the key attributes). Units are charged on the whole item size, as
+    DynamoDB does (a projection saves bandwidth, not units); this meters the projected size, a lower bound.
+    """
+    unique = list({json.dumps(k, sort_keys=True): k for k in keys}.values())
+    found = _batch_get_pages(aws.resource("dynamodb"), table_name, unique,
+                             _projection(attributes, unique[0] if unique else None), consistent, item_size)
     return [from_item(item) for item in found]
 
 
@@ -170,29 +182,10 @@ def batch_get_raw(table_name: str, keys: list[dict], attributes: Iterable[str],
                   consistent: bool = True) -> list[dict]:
     """BatchGetItem through the low-level client, keys and items in DynamoDB's typed form: for the per-batch hot
     path, where the resource layer's type conversion of every value costs more CPU than the rest of the batch."""
-    found: list[dict] = []
     if not keys:
-        return found
-    dynamodb = aws.client("dynamodb")
-    names = sorted(set(attributes) | set(keys[0]))
-    projection = {"ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(names))),
-                  "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(names)}}
-    for start in range(0, len(keys), BATCH_GET_LIMIT):
-        request = {table_name: {"Keys": keys[start:start + BATCH_GET_LIMIT], "ConsistentRead": consistent,
-                                **projection}}
-        for attempt in range(8):
-            response = dynamodb.batch_get_item(RequestItems=request)
-            items = response["Responses"].get(table_name, [])
-            found.extend(items)
-            _charge(rru=sum(max(1, math.ceil(raw_size(i) / READ_UNIT_BYTES)) for i in items)
-                    / (1 if consistent else 2))
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            time.sleep(min(0.05 * 2 ** attempt, 1.0))
-        else:
-            raise RuntimeError(f"BatchGetItem on {table_name} left keys unprocessed after retries")
-    return found
+        return []
+    return _batch_get_pages(aws.client("dynamodb"), table_name, keys, _projection(attributes, keys[0]),
+                            consistent, raw_size)
 
 
 def batch_put_raw(table_name: str, items: list[dict]) -> int:
