@@ -354,39 +354,48 @@ class FeatureState:
             self.cold_changed = True
 
     # -- the vector -----------------------------------------------------------------------------------------
-    def _count(self, start: int, end: int) -> int:
-        """Events in the tiles [start, end] (fine tile indexes)."""
-        return self._sums(start, end)[N]
+    def _window_sums(self, starts: tuple[int, ...], end: int) -> list[list]:
+        """(events, purchases, views, clicks, amount, points, devices) over the tiles [start, end], for each start.
 
-    def _sums(self, start: int, end: int) -> list:
-        """(events, purchases, views, clicks, amount, points, devices) over the tiles [start, end].
-
-        The fine tiles before the last one of the range come from a cache that only a change to a tile other than
-        the newest clears, so an event in order costs a few lookups whatever the user's activity."""
+        The fine tiles before the last one of a range come from a cache that only a change to a tile other than the
+        newest clears, and windows with the same first fine tile or hourly tile share one lookup, so an event in
+        order costs a few lookups whatever the user's activity."""
         fine, hourly = self.fine, self.hourly
-        lo, hi = bisect_left(fine.keys, start), bisect_right(fine.keys, end)
-        if hi > lo:
-            last = hi - 1
-            base = fine.window(lo, last) if last > lo else (0, 0, 0, 0, 0.0, 0, 0)
-            cols = fine.cols
-            sums = [base[N] + cols[N][last], base[PURCHASES] + cols[PURCHASES][last],
-                    base[VIEWS] + cols[VIEWS][last], base[CLICKS] + cols[CLICKS][last],
-                    base[AMOUNT] + cols[AMOUNT][last], base[POINTS] + cols[POINTS][last],
-                    base[DEVICES] | cols[DEVICES][last]]
-        else:
-            sums = [0, 0, 0, 0, 0.0, 0, 0]
-        if hourly.keys and hourly.keys[-1] * _PER_HOUR >= start:
-            more = hourly.window(bisect_left(hourly.keys, -(-start // _PER_HOUR)),
-                                 bisect_right(hourly.keys, end // _PER_HOUR))
-            sums = [a + b for a, b in zip(sums[:DEVICES], more)] + [sums[DEVICES] | more[DEVICES]]
-        return sums
+        keys, cols = fine.keys, fine.cols
+        hi = bisect_right(keys, end)
+        last = hi - 1
+        own = [c[last] for c in cols[:DEVICES + 1]] if hi else None
+        parts: dict[int, list] = {}
+        hkeys = hourly.keys
+        newest_hour = hkeys[-1] * _PER_HOUR if hkeys else None
+        hhi = bisect_right(hkeys, end // _PER_HOUR) if hkeys else 0
+        out = []
+        for start in starts:
+            lo = bisect_left(keys, start)
+            sums = parts.get(lo)
+            if sums is None:
+                if lo < hi:
+                    base = fine.window(lo, last) if last > lo else (0, 0, 0, 0, 0.0, 0, 0)
+                    sums = [base[i] + own[i] for i in range(DEVICES)] + [base[DEVICES] | own[DEVICES]]
+                else:
+                    sums = [0, 0, 0, 0, 0.0, 0, 0]
+                parts[lo] = sums
+            if newest_hour is not None and newest_hour >= start:
+                more = hourly.window(bisect_left(hkeys, -(-start // _PER_HOUR)), hhi)
+                sums = [a + b for a, b in zip(sums[:DEVICES], more)] + [sums[DEVICES] | more[DEVICES]]
+            out.append(sums)
+        return out
 
     def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float,
                 own: tuple | None, previous_ms: int | None) -> list[float]:
         """The event's feature vector. ``own``: the event's contributions when it is not in the tiles (late)."""
         end = ts_ms // _FINE_MS
         extra = own or (0, 0, 0, 0, 0.0, 0, 0)
-        day = self._sums(_window_start_fine(ts_ms, WINDOW_24H), end)
+        starts = (_window_start_fine(ts_ms, WINDOW_24H), _window_start_fine(ts_ms, WINDOW_1H))
+        if self._v2:
+            starts += (_window_start_fine(ts_ms, WINDOW_7D), _window_start_fine(ts_ms, WINDOW_6H))
+        sums = self._window_sums(starts, end)
+        day = sums[0]
         events_24h, purchases, views = day[N] + extra[N], day[PURCHASES] + extra[PURCHASES], day[VIEWS] + extra[VIEWS]
         amount_sum = day[AMOUNT] + extra[AMOUNT]
         devices = day[DEVICES] | extra[DEVICES]
@@ -398,7 +407,7 @@ class FeatureState:
             since_prev = (ts_ms - previous_ms) / _MS if ts_ms - previous_ms < self._longest_ms else NO_PREVIOUS_EVENT
         days = ts_ms // 86_400_000
         vector = [
-            float(self._count(_window_start_fine(ts_ms, WINDOW_1H), end) + extra[N]),
+            float(sums[1][N] + extra[N]),
             float(events_24h),
             float(purchases),
             float(views),
@@ -416,14 +425,14 @@ class FeatureState:
         ]
         if not self._v2:
             return vector
-        week = self._sums(_window_start_fine(ts_ms, WINDOW_7D), end)
+        week = sums[2]
         week_purchases, week_amount = week[PURCHASES] + extra[PURCHASES], week[AMOUNT] + extra[AMOUNT]
         if own is None:
             session_events, session_ms, sessions = self._sessions(ts_ms, end)
         else:
             session_events, session_ms, sessions = 1, 0, 1
         vector += [
-            float(self._count(_window_start_fine(ts_ms, WINDOW_6H), end) + extra[N]),
+            float(sums[3][N] + extra[N]),
             float(week[N] + extra[N]),
             float(week_purchases),
             float(week_amount),
