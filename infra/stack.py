@@ -429,6 +429,8 @@ class RealtimeInferenceStack(Stack):
             "POWERTOOLS_SERVICE_NAME": cfg.service_name,
             "POWERTOOLS_METRICS_NAMESPACE": cfg.metrics_namespace,
             "POWERTOOLS_LOG_LEVEL": cfg.powertools_log_level,
+            # X-Ray must not keep handler results: they hold per-user features and scores (issue 12)
+            "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
         }
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}

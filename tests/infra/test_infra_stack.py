@@ -39,7 +39,7 @@ SHARED_ENV = {"EVENTS_STREAM_NAME", "EVENTS_TABLE", "PREDICTIONS_TABLE", "FEATUR
               "BATCHING_WINDOW_SECONDS", "MIN_BATCH_SIZE", "MAX_BATCH_SIZE", "INVOKE_CHUNK_SIZE",
               "LATENCY_SLO_SECONDS", "MODEL_VERSION", "FEATURE_SET", "POWERTOOLS_SERVICE_NAME",
               "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "MODEL_DATA_URL", "COST_PROFILE",
-              "MODEL_VARIANTS"}
+              "MODEL_VARIANTS", "POWERTOOLS_TRACER_CAPTURE_RESPONSE"}
 
 
 def test_resource_counts(synth):
@@ -268,6 +268,9 @@ def test_function_environment(synth):
         assert (profile["shards"], profile["endpoint_mode"]) == (cfg.shard_count, cfg.endpoint.mode)
         assert env["POWERTOOLS_SERVICE_NAME"] == cfg.service_name
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == cfg.metrics_namespace
+        # traces do not capture handler responses (per-user features and scores): Powertools Tracer's
+        # POWERTOOLS_TRACER_CAPTURE_RESPONSE, https://docs.powertools.aws.dev/lambda/python/latest/core/tracer/
+        assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
         for name, (prefix, resource_type, kind) in ENV_REFERENCES.items():
             if name not in env:
                 continue
