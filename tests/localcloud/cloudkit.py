@@ -12,6 +12,8 @@ import hashlib
 import json
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -132,3 +134,13 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def http_call(cloud, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    """One request to the cloud's HTTP API: (status, lower-cased headers, body), errors included."""
+    request = urllib.request.Request(cloud.api_url + path, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()

@@ -1,12 +1,10 @@
 """HTTP API routes from the template, payload format 2.0 round trip."""
 import base64
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 
-from cloudkit import FakeCdkOut
+from cloudkit import FakeCdkOut, http_call as call
 from localcloud import LocalCloud
 from localcloud.httpapi import HttpApiServer, Route
 
@@ -63,14 +61,6 @@ def cloud(tmp_path_factory):
         c.deploy()
         yield c
 
-
-def call(cloud, method, path, body=None, headers=None):
-    request = urllib.request.Request(cloud.api_url + path, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
 
 def test_path_parameters_query_strings_and_headers(cloud):

@@ -29,7 +29,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from cloudkit import FakeCdkOut
+from cloudkit import FakeCdkOut, http_call as raw
 from localcloud import LocalCloud
 from localcloud.deployer import HttpApiInfo, IntegrationInfo, RouteInfo
 from localcloud.httpapi import HttpApiServer
@@ -98,14 +98,6 @@ def api(cloud):
 def invocations(cloud) -> int:
     return cloud.lambda_host.stats()["ApiFunction"]["invocations"]
 
-
-def raw(cloud, method, path, body=None, headers=None):
-    request = urllib.request.Request(cloud.api_url + path, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
 
 def signed_headers(method, url, body=b"", headers=None, *, access_key="localcloud", secret="localcloud",
