@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         old_cost = price(previous, batch_size, args.handler_us_per_event * 1e-6)
         print(f"  distinct users per batch {current['users_per_batch']:.0f}; stored state light/heavy user: "
               f"hot {current['hot_bytes']} B, cold {current['cold_bytes']} B "
-              f"(previous layout: {previous['state_bytes'][0] / 1024:,.0f} KB / {previous['state_bytes'][1] / 1024:,.0f}"
+              f"(previous layout: {previous['state_bytes'][0] / 1024:,.0f} KB / "
+              f"{previous['state_bytes'][1] / 1024:,.0f}"
               f" KB per user{'' if previous['fits'] else ', over the 400 KB item limit: every batch would fail'})")
         print(f"  per event: current {current['rru_per_event']:.2f} RRU + {current['wru_per_event']:.2f} WRU "
               f"(of which cold roll-ups {current['cold_rollup_wru_per_event']:.3f}); "

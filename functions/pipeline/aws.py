@@ -6,6 +6,8 @@ LocalStack or to the embedded local cloud. Clients are created on first use, nev
 from __future__ import annotations
 
 import functools
+import json
+from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
@@ -41,3 +43,25 @@ def resource(service: str):
 
 def table(name: str):
     return resource("dynamodb").Table(name)
+
+
+def put_json(bucket: str, key: str, value) -> str:
+    """Write ``value`` as a compact JSON object; returns its s3:// URI."""
+    client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(value, separators=(",", ":")).encode())
+    return f"s3://{bucket}/{key}"
+
+
+def get_json(bucket: str, key: str, missing_ok: bool = False):
+    """A JSON object read back; None when it is gone and ``missing_ok``."""
+    s3 = client("s3")
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        if missing_ok:
+            return None
+        raise
+
+
+def get_json_uri(uri: str):
+    parsed = urlparse(uri)
+    return get_json(parsed.netloc, parsed.path.lstrip("/"))

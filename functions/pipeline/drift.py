@@ -6,12 +6,11 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from datetime import datetime, timezone
 from urllib.parse import urlparse
 
 import numpy as np
 
-from . import aws, store
+from . import aws, stream
 from .features import FEATURE_NAMES, FEATURE_SET
 from .settings import Settings
 
@@ -131,15 +130,14 @@ def recent_features(settings: Settings, limit: int = SAMPLE_LIMIT, window_second
     width = len(FEATURE_NAMES)
     s3 = aws.client("s3")
     keys: list[str] = []
-    for hours_back in range(int(np.ceil(window_seconds / 3600)) + 1):
-        hour = datetime.fromtimestamp(now - hours_back * 3600, tz=timezone.utc).strftime("%Y-%m-%dT%H")
-        listing = s3.list_objects_v2(Bucket=settings.artifacts_bucket, Prefix=f"journal/{hour}/", MaxKeys=1000)
+    for prefix in stream.journal_hour_prefixes(window_seconds / 3600, now):
+        listing = s3.list_objects_v2(Bucket=settings.artifacts_bucket, Prefix=prefix, MaxKeys=1000)
         keys += [obj["Key"] for obj in listing.get("Contents", [])]
     rows: list[list[float]] = []
     for index in rng.permutation(len(keys))[:MAX_JOURNALS]:
         if len(rows) >= limit:
             break
-        journal = json.loads(s3.get_object(Bucket=settings.artifacts_bucket, Key=keys[index])["Body"].read())
+        journal = stream.read_journal(settings, keys[index]) or {}  # (one may expire between listing and read)
         found = [r["features"] for r in journal.get("rows", []) if len(r["features"]) == width
                  and r["ts"] >= now - window_seconds]
         # a random part of each journal, so the sample spreads over at least JOURNAL_SHARE batches

@@ -40,7 +40,7 @@ import math
 import struct
 import zlib
 from array import array
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import reduce
 from itertools import accumulate
@@ -112,13 +112,14 @@ _CLICK = EVENT_TYPES.index("click")
 _POINTS = tuple(ENGAGEMENT_POINTS[t] for t in EVENT_TYPES)
 _SET_CODES = {"v1": 1, "v2": 2}
 _FORMAT = 1  # binary layout version of to_bytes / cold_bytes
+_HOT_HEADER = struct.Struct("<BBqIIHBI")   # format, set, last seen ms, events, late, fine tiles, vector width, cold v.
+_COLD_HEADER = struct.Struct("<BBIH")      # format, set, cold version, hourly tiles
 
 # Tile columns (fine and hourly tiles share the first nine; hourly tiles add the session columns).
 N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES, FIRST, LAST = range(9)
 GAPS, TAIL_N, TAIL_FIRST = 9, 10, 11
 _FINE_COLUMNS = 9
 _HOURLY_COLUMNS = 12
-_INT_COLUMNS = (N, PURCHASES, VIEWS, CLICKS, POINTS, DEVICES, GAPS, TAIL_N)
 
 
 class FeatureSetError(ValueError):
@@ -162,12 +163,13 @@ class Observation:
 class _Tier:
     """Tiles of one resolution as parallel columns sorted by tile index (a few dozen to ~200 tiles)."""
 
-    __slots__ = ("keys", "cols", "_prefix")
+    __slots__ = ("keys", "cols", "tile_ms", "_cached")
 
-    def __init__(self, columns: int):
+    def __init__(self, columns: int, tile_ms: int):
         self.keys: list[int] = []
         self.cols: list[list] = [[] for _ in range(columns)]
-        self._prefix: dict | None = None
+        self.tile_ms = tile_ms
+        self._cached: dict | None = None   # window sums and session walks, until the tier changes
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -176,13 +178,13 @@ class _Tier:
         self.keys.insert(position, key)
         for column, value in zip(self.cols, row):
             column.insert(position, value)
-        self._prefix = None
+        self.invalidate()
 
     def drop_first(self, count: int) -> None:
         del self.keys[:count]
         for column in self.cols:
             del column[:count]
-        self._prefix = None
+        self.invalidate()
 
     def window(self, lo: int, hi: int) -> tuple:
         """(events, purchases, views, clicks, amount, points, devices) over tiles [lo, hi), cached until the tier
@@ -190,11 +192,10 @@ class _Tier:
         found = self._cache().get((lo, hi))
         if found is None:
             cols = self.cols
-            found = self._prefix[(lo, hi)] = (
+            found = self._cached[(lo, hi)] = (
                 sum(cols[N][lo:hi]), sum(cols[PURCHASES][lo:hi]), sum(cols[VIEWS][lo:hi]), sum(cols[CLICKS][lo:hi]),
                 sum(cols[AMOUNT][lo:hi]), sum(cols[POINTS][lo:hi]), reduce(or_, cols[DEVICES][lo:hi], 0))
         return found
-
 
     def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
         """From fine tile ``top`` down: (events and first time of the session that tile ``top`` is in, whether that
@@ -215,7 +216,7 @@ class _Tier:
                         chain_n, chain_first = chain_n + n[i], first[i]
                 if i < lo and not in_session:
                     break
-            found = self._prefix[key] = (chain_n, chain_first, in_session, gaps)
+            found = self._cached[key] = (chain_n, chain_first, in_session, gaps)
         return found
 
     def session_back(self) -> tuple[int, int]:
@@ -233,7 +234,7 @@ class _Tier:
                 if j == 0 or cols[FIRST][j] - cols[LAST][j - 1] >= _GAP_MS:
                     break
                 j -= 1
-            found = self._prefix[key] = (count, first)
+            found = self._cached[key] = (count, first)
         return found
 
     def gaps_from(self, lo: int) -> int:
@@ -244,13 +245,16 @@ class _Tier:
             cols = self.cols
             found = sum(cols[GAPS][lo:]) + sum(
                 cols[FIRST][k] - cols[LAST][k - 1] >= _GAP_MS for k in range(lo + 1, len(self.keys)))
-            self._prefix[key] = found
+            self._cached[key] = found
         return found
 
     def _cache(self) -> dict:
-        if self._prefix is None:
-            self._prefix = {}
-        return self._prefix
+        if self._cached is None:
+            self._cached = {}
+        return self._cached
+
+    def invalidate(self) -> None:
+        self._cached = None
 
 
 class FeatureState:
@@ -262,8 +266,8 @@ class FeatureState:
         self._v2 = feature_set == "v2"
         self._longest_ms = int(LONGEST_WINDOW[feature_set] * _MS)
         self._retention_ms = int(retention_seconds(feature_set) * _MS)
-        self.fine = _Tier(_FINE_COLUMNS)
-        self.hourly = _Tier(_HOURLY_COLUMNS)
+        self.fine = _Tier(_FINE_COLUMNS, _FINE_MS)
+        self.hourly = _Tier(_HOURLY_COLUMNS, _HOUR_MS)
         self.total_events = 0
         self.late_events = 0
         self.last_seen_ms = -1
@@ -325,7 +329,7 @@ class FeatureState:
         if ts_ms > cols[LAST][position]:
             cols[LAST][position] = ts_ms
         if position != len(fine.keys) - 1:
-            fine._prefix = None  # cached windows never include the newest tile (see _sums): they stay valid
+            fine.invalidate()  # cached windows never include the newest tile (see _window_sums): they stay valid
 
     def _roll_up(self) -> None:
         """Fine tiles that no on-time event can reach any more become hourly tiles (whole hours at a time);
@@ -480,15 +484,14 @@ class FeatureState:
     def to_bytes(self) -> bytes:
         """The hot part (counters, newest vector, fine tiles), compact: it is rewritten on every batch."""
         fine = self.fine
-        header = struct.pack("<BBqIIHBI", _FORMAT, _SET_CODES[self.feature_set], self.last_seen_ms,
-                             self.total_events, self.late_events, len(fine.keys), len(self.latest),
-                             self.cold_version)
-        return zlib.compress(header + array("d", self.latest).tobytes() + _pack(fine, _FINE_COLUMNS), 6)
+        header = _HOT_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.last_seen_ms, self.total_events,
+                                  self.late_events, len(fine.keys), len(self.latest), self.cold_version)
+        return zlib.compress(header + array("d", self.latest).tobytes() + _pack(fine), 6)
 
     def cold_bytes(self) -> bytes:
         """The cold part: the hourly tiles (changes about once an hour)."""
-        return zlib.compress(struct.pack("<BBIH", _FORMAT, _SET_CODES[self.feature_set], self.cold_version,
-                                         len(self.hourly.keys)) + _pack(self.hourly, _HOURLY_COLUMNS), 6)
+        return zlib.compress(_COLD_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.cold_version,
+                                               len(self.hourly.keys)) + _pack(self.hourly), 6)
 
     @classmethod
     def from_bytes(cls, hot: bytes | None, cold: bytes | None = None, feature_set: str = FEATURE_SET,
@@ -499,14 +502,14 @@ class FeatureState:
         if not hot:
             return state
         data = zlib.decompress(hot)
-        size = struct.calcsize("<BBqIIHBI")
+        size = _HOT_HEADER.size
         (fmt, code, state.last_seen_ms, state.total_events, state.late_events, tiles, width,
-         state.cold_version) = struct.unpack_from("<BBqIIHBI", data)
+         state.cold_version) = _HOT_HEADER.unpack_from(data)
         _check(fmt, code, feature_set)
         latest = array("d")
         latest.frombytes(data[size:size + 8 * width])
         state.latest = latest.tolist()
-        _unpack(state.fine, data[size + 8 * width:], tiles, _FINE_COLUMNS)
+        _unpack(state.fine, data[size + 8 * width:], tiles)
         if not hot_only:
             state.attach_cold(cold)
         return state
@@ -518,11 +521,11 @@ class FeatureState:
         if not cold:
             raise StaleColdState(f"the hot state names cold tiles version {self.cold_version} but none were read")
         data = zlib.decompress(cold)
-        fmt, code, version, tiles = struct.unpack_from("<BBIH", data)
+        fmt, code, version, tiles = _COLD_HEADER.unpack_from(data)
         _check(fmt, code, self.feature_set)
         if version != self.cold_version:
             raise StaleColdState(f"cold tiles version {version}, the hot state needs {self.cold_version}")
-        _unpack(self.hourly, data[struct.calcsize("<BBIH"):], tiles, _HOURLY_COLUMNS)
+        _unpack(self.hourly, data[_COLD_HEADER.size:], tiles)
 
     def mark_stored(self) -> bool:
         """Call before storing: returns whether the cold part changed (and so must be written), bumping its
@@ -547,15 +550,14 @@ def _check(fmt: int, code: int, feature_set: str) -> None:
         raise FeatureSetError(f"stored state is for feature set {_SET_NAMES.get(code, code)!r}, not {feature_set!r}")
 
 
-def _pack(tier: _Tier, columns: int) -> bytes:
+def _pack(tier: _Tier) -> bytes:
     """Columns one after the other: tile indexes as deltas, times as offsets in the tile, counts as int32,
     amounts as float64 (zlib then squeezes the runs of small numbers)."""
     keys = tier.keys
     deltas = [b - a for a, b in zip([keys[0]] + keys, keys)] if keys else []
-    base = [k * (_FINE_MS if columns == _FINE_COLUMNS else _HOUR_MS) for k in keys]
+    base = [k * tier.tile_ms for k in keys]
     parts = [array("q", keys[:1]).tobytes(), array("i", deltas).tobytes()]
-    for c in range(columns):
-        column = tier.cols[c]
+    for c, column in enumerate(tier.cols):
         if c == AMOUNT:
             parts.append(array("d", column).tobytes())
         elif c in (FIRST, LAST, TAIL_FIRST):
@@ -565,7 +567,7 @@ def _pack(tier: _Tier, columns: int) -> bytes:
     return b"".join(parts)
 
 
-def _unpack(tier: _Tier, data: bytes, tiles: int, columns: int) -> None:
+def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
     if not tiles:
         return
     offset = 0
@@ -580,16 +582,16 @@ def _unpack(tier: _Tier, data: bytes, tiles: int, columns: int) -> None:
 
     first_key = take("q", 1)[0]
     keys = list(accumulate(take("i", tiles), initial=first_key))[1:]
-    base = [k * (_FINE_MS if columns == _FINE_COLUMNS else _HOUR_MS) for k in keys]
+    base = [k * tier.tile_ms for k in keys]
     tier.keys = keys
-    for c in range(columns):
+    for c in range(len(tier.cols)):
         if c == AMOUNT:
             tier.cols[c] = take("d", tiles)
         elif c in (FIRST, LAST, TAIL_FIRST):
             tier.cols[c] = [t + b for t, b in zip(take("i", tiles), base)]
         else:
             tier.cols[c] = take("i", tiles)
-    tier._prefix = None
+    tier.invalidate()
 
 
 def named(features: list[float], feature_set: str | None = None) -> dict[str, float]:

@@ -6,7 +6,6 @@ import os
 import statistics
 import time
 from datetime import datetime, timezone
-from urllib.parse import urlparse
 
 from . import aws, costs, medians, model_client, store, variants
 from .features import FeatureSetError, feature_names
@@ -21,22 +20,17 @@ def _stage(name: str, started: float, **extra) -> dict:
             "memory_mb": int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0), **extra}
 
 
-def _read_s3(uri: str):
-    parsed = urlparse(uri)
-    return json.loads(aws.client("s3").get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read())
-
-
 def load_rows(state: dict) -> list[dict]:
     """The batch's rows: inline, or in the batch journal (or a plain rows object) on S3."""
     if state.get("rows_s3_uri"):
-        body = _read_s3(state["rows_s3_uri"])
+        body = aws.get_json_uri(state["rows_s3_uri"])
         return body["rows"] if isinstance(body, dict) else body
     return state["rows"]
 
 
 def load_predictions(state: dict) -> list[dict]:
     if state.get("predictions_s3_uri"):
-        return _read_s3(state["predictions_s3_uri"])
+        return aws.get_json_uri(state["predictions_s3_uri"])
     return state["predictions"]
 
 
@@ -97,11 +91,9 @@ def invoke_model(state: dict, settings: Settings) -> dict:
         "stages": state.get("stages", []) + [_stage("invoke_model", started, chunk_size=chunk, calls=calls,
                                                     model_seconds=model_seconds, model_bytes=model_bytes)],
     }
-    body = json.dumps(predictions, separators=(",", ":"))
-    if len(body) > MAX_INLINE_OUTPUT_BYTES:  # keep the state under Step Functions' 256 KB
-        key = f"predictions/{state['batch_id']}.json"
-        aws.client("s3").put_object(Bucket=settings.artifacts_bucket, Key=key, Body=body.encode())
-        output.update(predictions=[], predictions_s3_uri=f"s3://{settings.artifacts_bucket}/{key}")
+    if len(json.dumps(predictions, separators=(",", ":"))) > MAX_INLINE_OUTPUT_BYTES:  # state < Step Functions' 256 KB
+        uri = aws.put_json(settings.artifacts_bucket, f"predictions/{state['batch_id']}.json", predictions)
+        output.update(predictions=[], predictions_s3_uri=uri)
         output["stages"][-1]["s3_puts"] = 1
     return output
 
@@ -158,6 +150,7 @@ def record_cost(state: dict, settings: Settings) -> dict:
     span = costs.span_seconds(events, first, last, window)
     now = time.time()
     # this function's own duration as measured up to here (its two writes below are not in it)
+    # its two writes come after this figure: the cost record (~2 KB, 2 WRU) and the stats counters (1 WRU)
     stages = stages + [_stage("record_cost", started, ddb_rru=reads.rru, ddb_wru=3)]
     usage = costs.BatchUsage(
         events=events, event_bytes=stream.get("bytes", 0), lambda_stages=stages,

@@ -4,7 +4,6 @@ from __future__ import annotations
 import statistics
 import time
 from datetime import datetime, timezone
-from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
@@ -89,10 +88,9 @@ def stats(settings: Settings) -> dict:
     # "stats" + one "stream#<shard>" item per shard: a constant number of small items
     for item in store.scan_all(settings.state_table, FilterExpression="pk = :s OR begins_with(pk, :stream)",
                                ExpressionAttributeValues={":s": "stats", ":stream": "stream#"}):
-        if item["pk"] == "stats" or item["pk"].startswith("stream#"):
-            for name, value in item.items():
-                if isinstance(value, (int, float)) and name not in ("counted_seq",):
-                    counters[name] = counters.get(name, 0) + value
+        for name, value in item.items():
+            if isinstance(value, (int, float)) and name != "counted_seq":
+                counters[name] = counters.get(name, 0) + value
     config = store.get_item(settings.state_table, {"pk": "config"}) or {}
     median_of_medians, sampled = medians.median_of_medians(settings)
     events_cost = counters.get("cost_events_total", 0)

@@ -24,10 +24,8 @@ BatchGetItem (projection event_id) per 100 rows. Plain functions; clients are ma
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import Callable
 
 from . import aws, store, stream
@@ -36,7 +34,6 @@ from .settings import Settings, settings as current_settings
 GRACE_SECONDS = 600          # past the Express 5-minute limit, plus the event source mapping's retries
 MAX_JOURNALS = 10_000        # journals examined per run (the listing stops there: ``truncated``)
 KEYS_PER_LOOKUP = 1_000      # event ids gathered across journals before they are looked up (100 per BatchGetItem)
-JOURNAL_PREFIX = "journal/"
 
 
 @dataclass
@@ -74,21 +71,13 @@ class Report:
         return self.summary() | {"batches": [asdict(b) for b in self.missing]}
 
 
-def hour_prefixes(hours: float, now: float) -> list[str]:
-    """The journal prefixes (one per UTC hour) from ``hours`` before ``now`` to ``now``'s hour, oldest first."""
-    first = int((now - hours * 3600) // 3600)
-    last = int(now // 3600)
-    return [JOURNAL_PREFIX + datetime.fromtimestamp(h * 3600, tz=timezone.utc).strftime("%Y-%m-%dT%H") + "/"
-            for h in range(first, last + 1)]
-
-
 def list_journals(settings: Settings, hours: float, now: float,
                   max_journals: int = MAX_JOURNALS) -> tuple[list[tuple[str, float]], bool]:
     """(key, last modified epoch) of the journals of the window, oldest hour first: one paginated listing per hour
     prefix, at most ``max_journals`` (and whether it stopped there)."""
     s3 = aws.client("s3")
     found: list[tuple[str, float]] = []
-    for prefix in hour_prefixes(hours, now):
+    for prefix in stream.journal_hour_prefixes(hours, now):
         kwargs = {"Bucket": settings.artifacts_bucket, "Prefix": prefix}
         while True:
             response = s3.list_objects_v2(**kwargs)
@@ -133,7 +122,7 @@ def reconcile(settings: Settings | None = None, hours: float = 24, grace_seconds
             report.young += 1
         else:
             newest[batch_id_of(key)] = key
-    say(f"{report.listed} journals in {len(hour_prefixes(hours, now))} hour prefixes"
+    say(f"{report.listed} journals in {len(stream.journal_hour_prefixes(hours, now))} hour prefixes"
         f"{' (truncated)' if report.truncated else ''}; {report.young} younger than {grace_seconds:g} s")
 
     pending: list[tuple[str, str, dict]] = []

@@ -79,12 +79,15 @@ def _value_size(value: Any) -> int:
     return len(str(value))
 
 
-def write_units(item: dict) -> int:
-    return max(1, math.ceil(item_size(item) / WRITE_UNIT_BYTES))
+def write_units(size: int) -> int:
+    """WRU to write an item of ``size`` bytes: one per started 1 KB."""
+    return max(1, math.ceil(size / WRITE_UNIT_BYTES))
 
 
-def read_units(item: dict | None, consistent: bool = True) -> float:
-    units = max(1, math.ceil(item_size(item or {}) / READ_UNIT_BYTES))
+def read_units(size: int, consistent: bool = True) -> float:
+    """RRU to read ``size`` bytes (an item, or what a Query read): one per started 4 KB, half if eventually
+    consistent."""
+    units = max(1, math.ceil(size / READ_UNIT_BYTES))
     return units if consistent else units / 2
 
 
@@ -138,7 +141,6 @@ def _batch_get_pages(service, table_name: str, keys: list[dict], projection: dic
     """BatchGetItem in chunks of 100 on a client or resource, retrying unprocessed keys with backoff; charges the
     read units of what it found (``size`` measures an item as returned)."""
     found: list[dict] = []
-    per_unit = 1 if consistent else 2
     for start in range(0, len(keys), BATCH_GET_LIMIT):
         request = {table_name: {"Keys": keys[start:start + BATCH_GET_LIMIT], "ConsistentRead": consistent,
                                 **projection}}
@@ -146,7 +148,7 @@ def _batch_get_pages(service, table_name: str, keys: list[dict], projection: dic
             response = service.batch_get_item(RequestItems=request)
             items = response["Responses"].get(table_name, [])
             found.extend(items)
-            _charge(rru=sum(max(1, math.ceil(size(i) / READ_UNIT_BYTES)) for i in items) / per_unit)
+            _charge(rru=sum(read_units(size(i), consistent) for i in items))
             request = response.get("UnprocessedKeys") or {}
             if not request:
                 break
@@ -200,7 +202,7 @@ def batch_put_raw(table_name: str, items: list[dict]) -> int:
             time.sleep(min(0.05 * 2 ** attempt, 1.0))
         else:
             raise RuntimeError(f"BatchWriteItem on {table_name} left items unprocessed after retries")
-    _charge(wru=sum(max(1, math.ceil(raw_size(i) / WRITE_UNIT_BYTES)) for i in items))
+    _charge(wru=sum(write_units(raw_size(i)) for i in items))
     return len(items)
 
 
@@ -213,7 +215,7 @@ def batch_put(table_name: str, items: Iterable[dict], key_names: tuple[str, ...]
         for item in items:
             converted = to_item(item)
             writer.put_item(Item=converted)
-            units += write_units(converted)
+            units += write_units(item_size(converted))
             count += 1
     _charge(wru=units * (1 + index_copies))
     return count
@@ -224,8 +226,9 @@ def add_counters(table_name: str, pk: str, counters: dict[str, float],
     """Atomically add to numeric counters on one item (one UpdateItem).
 
     ``mark=(attribute, expected, new)``: also set ``attribute`` to ``new``, only if it still equals ``expected``
-    (None: absent). ``set_values``: other attributes set in the same update. That makes a batch's counts apply exactly once; a failed condition raises
+    (None: absent). That makes a batch's counts apply exactly once; a failed condition raises
     ConditionalCheckFailedException (the batch is retried and recounted from the new mark).
+    ``set_values``: other attributes set in the same update.
     """
     counters = {k: v for k, v in counters.items() if v}
     if not counters and mark is None and not set_values:
@@ -251,7 +254,7 @@ def add_counters(table_name: str, pk: str, counters: dict[str, float],
     response = aws.table(table_name).update_item(
         Key={"pk": pk}, UpdateExpression=expression.strip(), ExpressionAttributeNames=names,
         ExpressionAttributeValues=values, ReturnValues="ALL_NEW", **kwargs)
-    _charge(wru=write_units(response.get("Attributes", {})))  # the larger of before and after: after, here
+    _charge(wru=write_units(item_size(response.get("Attributes", {}))))  # the larger of before and after: after, here
 
 
 def scan_all(table_name: str, **kwargs: Any) -> list[dict]:
@@ -268,14 +271,14 @@ def scan_all(table_name: str, **kwargs: Any) -> list[dict]:
 
 def get_item(table_name: str, key: dict) -> dict | None:
     item = aws.table(table_name).get_item(Key=key, ConsistentRead=True).get("Item")
-    _charge(rru=read_units(item))
+    _charge(rru=read_units(item_size(item or {})))
     return from_item(item) if item is not None else None
 
 
 def put_item(table_name: str, item: dict, **kwargs: Any) -> None:
     converted = to_item(item)
     aws.table(table_name).put_item(Item=converted, **kwargs)
-    _charge(wru=write_units(converted))
+    _charge(wru=write_units(item_size(converted)))
 
 
 def query(table_name: str, limit: int | None = None, **kwargs: Any) -> list[dict]:
@@ -289,7 +292,7 @@ def query(table_name: str, limit: int | None = None, **kwargs: Any) -> list[dict
         items.extend(response.get("Items", []))
         # a Query is billed on the total size it read, rounded up to 4 KB (eventually consistent: half)
         size = sum(item_size(i) for i in response.get("Items", []))
-        _charge(rru=max(1, math.ceil(size / READ_UNIT_BYTES)) / (1 if kwargs.get("ConsistentRead") else 2))
+        _charge(rru=read_units(size, bool(kwargs.get("ConsistentRead"))))
         start = response.get("LastEvaluatedKey")
         if not start or (limit is not None and len(items) >= limit):
             break

@@ -30,10 +30,9 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-
-from dataclasses import dataclass, field
 
 from . import aws, store
 from .events import Event, validate_event
@@ -47,6 +46,7 @@ DEDUPE_RING = 24                  # event ids remembered per user (8-byte hashes
 ID_HASH_BYTES = 8
 JOURNAL_KEEP = 16                 # batches of a shard whose journal keys the counters item remembers
 COLD_SUFFIX = "#cold"
+JOURNAL_PREFIX = "journal/"
 
 
 @dataclass
@@ -118,8 +118,12 @@ class UserState:
     def applied(self, record: "StreamRecord") -> bool:
         return record.shard_id == self.shard and int(record.sequence) <= self.applied_seq
 
-    def remember(self, record: "StreamRecord", event_id: str) -> None:
+    def advance(self, record: "StreamRecord") -> None:
+        """``record`` is now applied to the user (a duplicate too: its redelivery is then recognised)."""
         self.shard, self.applied_seq = record.shard_id, int(record.sequence)
+
+    def remember(self, record: "StreamRecord", event_id: str) -> None:
+        self.advance(record)
         self.ring.append(id_hash(event_id))
         del self.ring[:-DEDUPE_RING]
 
@@ -177,9 +181,18 @@ def user_items(user_id: str, user: UserState, feature_set: str, now: float) -> l
     return items
 
 
+def journal_hour_prefix(when: float) -> str:
+    """The prefix of the journals written in ``when``'s UTC hour: journal/YYYY-MM-DDTHH/."""
+    return JOURNAL_PREFIX + datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%dT%H") + "/"
+
+
+def journal_hour_prefixes(hours: float, now: float) -> list[str]:
+    """The journal prefixes (one per UTC hour) from ``hours`` before ``now`` to ``now``'s hour, oldest first."""
+    return [journal_hour_prefix(h * 3600) for h in range(int((now - hours * 3600) // 3600), int(now // 3600) + 1)]
+
+
 def journal_key(shard_id: str, batch_id: str, now: float) -> str:
-    hour = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H")
-    return f"journal/{hour}/{shard_id}/{batch_id}.json"
+    return f"{journal_hour_prefix(now)}{shard_id}/{batch_id}.json"
 
 
 class Journals:
@@ -203,11 +216,8 @@ class Journals:
 
 
 def read_journal(settings: Settings, key: str) -> dict | None:
-    s3 = aws.client("s3")
-    try:
-        return json.loads(s3.get_object(Bucket=settings.artifacts_bucket, Key=key)["Body"].read())
-    except s3.exceptions.NoSuchKey:
-        return None
+    """A batch journal, None when it is gone (expired)."""
+    return aws.get_json(settings.artifacts_bucket, key, missing_ok=True)
 
 
 def process(records: list[StreamRecord], settings: Settings, started: float | None = None) -> BatchOutcome:
@@ -234,7 +244,7 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
         outcomes: dict[str, dict] = {}
         touched: set[str] = set()
         seen_in_batch: set[str] = set()
-        duplicates = late = replayed = 0
+        duplicates = late = 0
         for r in records:  # sequence order == arrival order within the shard
             new_record = int(r.sequence) > counted
             if r.event is None:
@@ -246,10 +256,9 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
                 before = journals.outcome(r.sequence)
                 if before is None:
                     before = _rescore(event, user, r)
-                replayed += 1
             elif event.event_id in seen_in_batch or id_hash(event.event_id) in user.ring:
                 before = {"duplicate": True}  # a client retry of an event we already have
-                user.shard, user.applied_seq = r.shard_id, int(r.sequence)
+                user.advance(r)
                 touched.add(event.user_id)
             else:
                 tally["users_tracked"] += new_record and user.new and event.user_id not in touched
@@ -273,10 +282,9 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
             rows.append(before["row"])
 
         key = journal_key(shard_id, batch_id, now)
-        body = json.dumps({"batch_id": batch_id, "shard": shard_id, "first": records[0].sequence,
-                           "last": records[-1].sequence, "feature_set": feature_set, "created_at": now,
-                           "records": outcomes, "rows": rows}, separators=(",", ":"))
-        aws.client("s3").put_object(Bucket=settings.artifacts_bucket, Key=key, Body=body.encode())
+        aws.put_json(settings.artifacts_bucket, key, {
+            "batch_id": batch_id, "shard": shard_id, "first": records[0].sequence, "last": records[-1].sequence,
+            "feature_set": feature_set, "created_at": now, "records": outcomes, "rows": rows})
         if int(records[-1].sequence) > counted:
             entry = {"key": key, "first": records[0].sequence, "last": records[-1].sequence}
             store.add_counters(settings.state_table, counters_key(shard_id), tally,
@@ -338,8 +346,7 @@ def inference_input(rows: list[dict], batch_id: str, settings: Settings, feature
     if (by_reference and journal is not None) or len(body) > MAX_INLINE_INPUT_BYTES:
         if journal is None:
             journal = f"batches/{batch_id}.json"
-            aws.client("s3").put_object(Bucket=settings.artifacts_bucket, Key=journal,
-                                        Body=json.dumps({"rows": rows}, separators=(",", ":")).encode())
+            aws.put_json(settings.artifacts_bucket, journal, {"rows": rows})
         execution_input.update(rows=[], rows_s3_uri=f"s3://{settings.artifacts_bucket}/{journal}")
         body = json.dumps(execution_input, separators=(",", ":"))
     return body

@@ -13,7 +13,7 @@ import pytest
 from drift_data import event_features, features_of
 from localcloud.alarms import evaluate_alarm
 from model import train
-from pipeline import drift, store
+from pipeline import drift
 from pipeline.features import FEATURE_NAMES
 from scripts import loadgen
 

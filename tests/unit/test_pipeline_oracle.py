@@ -12,7 +12,7 @@ import pytest
 
 import feature_oracle
 from conftest import kinesis_event
-from pipeline import inference, queries, store
+from pipeline import inference, queries
 from pipeline.features import named
 from pipeline.settings import settings
 

@@ -123,7 +123,7 @@ def test_the_listing_is_bounded_and_covers_the_window_by_hour(aws, lambda_contex
     report = reconcile.reconcile(now=time.time() + LATER, max_journals=2)
     assert (report.listed, report.truncated, len(report.missing)) == (2, True, 2)
     hour = 1_800_000_000 // 3600 * 3600
-    assert reconcile.hour_prefixes(2, hour + 60) == [
+    assert stream.journal_hour_prefixes(2, hour + 60) == [
         "journal/2027-01-15T06/", "journal/2027-01-15T07/", "journal/2027-01-15T08/"]
     # journals older than the window are not listed
     assert reconcile.reconcile(now=time.time() + 30 * 3600, hours=24).listed == 0
