@@ -280,3 +280,19 @@ def test_the_instance_variant_keeps_the_express_budget(synth, instance_template,
                 timeouts[name] = function["Properties"]["Timeout"]
     seconds, _ = express_budget.worst_case(json.loads(machine["Properties"]["DefinitionString"]), timeouts)
     assert seconds < EXPRESS_LIMIT
+
+
+def test_batch_payloads_outlive_the_quarantine_that_points_to_them(synth):
+    """A quarantined batch is a message whose state points to S3 objects (its journal, large predictions); the
+    objects must outlive the message. SQS keeps a message at most 14 days (Amazon SQS Developer Guide, "Amazon SQS
+    message quotas": message retention 60 s to 1,209,600 s = 14 days,
+    https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html), and the
+    lifecycle rules expire journal/, batches/ and predictions/ one day later."""
+    queue = synth.of_type("AWS::SQS::Queue")[synth.logical_id("QuarantineQueue", "AWS::SQS::Queue")]
+    retention_days = queue["Properties"]["MessageRetentionPeriod"] / 86_400
+    assert retention_days <= 14
+    bucket = synth.of_type("AWS::S3::Bucket")[synth.logical_id("ArtifactsBucket", "AWS::S3::Bucket")]
+    rules = {r.get("Prefix"): r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"]}
+    for prefix in ("journal/", "batches/", "predictions/"):
+        assert rules[prefix]["Status"] == "Enabled"
+        assert rules[prefix]["ExpirationInDays"] > retention_days, prefix

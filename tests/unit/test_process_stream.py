@@ -44,6 +44,9 @@ def test_batch_is_featurised_and_one_inference_started(aws, lambda_context):
 
 
 def test_the_hot_item_stays_small_and_no_item_is_written_per_event(aws, lambda_context):
+    """The hot item is rewritten on every batch: kept within one write unit (1 KB, sized as DynamoDB sizes items:
+    attribute names plus values, binary by raw length; DynamoDB Developer Guide, "DynamoDB item sizes and formats",
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)."""
     _handler()(kinesis_event([event(n) for n in range(200)]), lambda_context)
     items = _state(aws)["features"]
     assert len(items) == 1  # one user, no ledger item per event, no cold item before an hour rolls up
@@ -142,7 +145,9 @@ def test_a_record_that_cannot_be_handled_fails_alone_and_later_records_wait(aws,
 def test_one_very_active_user_is_scored_in_full_with_bounded_state(aws, lambda_context, monkeypatch):
     """50,000 events of one user at 100,000 events/day (v2, 12 hours of event time) through the real handler in
     batches of 500: every event is scored, no batch fails, the stored state stays bounded (the previous layout
-    kept every event of the week: this user's item would have passed DynamoDB's 400 KB limit at ~16,000 events)."""
+    kept every event of the week: this user's item would have passed DynamoDB's 400 KB item size limit at ~16,000
+    events; DynamoDB Developer Guide, "Constraints in Amazon DynamoDB", Items: "The maximum item size in DynamoDB
+    is 400 KB", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html)."""
     monkeypatch.setenv("FEATURE_SET", "v2")
     from pipeline import stream
 
