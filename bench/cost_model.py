@@ -15,6 +15,9 @@ What is measured and what is modelled:
 - The previous design's units are MODELLED from its layout: per event a ledger read (1 RRU) and write (1 WRU) and a
   prediction (2 WRU with its index); per user and batch its state item read and rewritten whole (171 bytes per
   event per day of activity for v2, measured on the previous main: 171 KB at 1,000 events/day).
+- DynamoDB is priced both ways: tables on demand (per request unit: the default) and provisioned with auto scaling
+  at a 70 % target (per capacity-hour, ``costs.dynamodb_cost``: -c tableCapacity='{"mode":"provisioned"}'), which
+  suits this steady reference rate.
 - Everything else is priced by pipeline/costs.py from modelled usage: Lambda durations (``--handler-us-per-event``
   of process_stream CPU, as bench.stream_handler measures it with moto in another process, plus
   ASSUMED_CALL_SECONDS per AWS call), one Express execution per batch, SageMaker serverless
@@ -204,8 +207,9 @@ def model_previous(batch_size: int, users_per_batch: float) -> dict:
             "fits": all(s <= ITEM_LIMIT for s in sizes)}
 
 
-def price(units: dict, batch_size: int, cpu_per_event: float) -> dict:
-    """$ per 1M events, per cost line, for one design's units per event."""
+def price(units: dict, batch_size: int, cpu_per_event: float, table_capacity: str = "on_demand") -> dict:
+    """$ per 1M events, per cost line, for one design's units per event (tables on demand, or provisioned with
+    auto scaling at the default 70 % target: cdk.json tableCapacity)."""
     from pipeline import costs
 
     batches = 1e6 / batch_size
@@ -224,7 +228,8 @@ def price(units: dict, batch_size: int, cpu_per_event: float) -> dict:
         ddb_wru=units["wru_per_event"] * batch_size, s3_puts=round(units["s3_puts_per_event"] * batch_size),
         s3_gets=round(units["s3_gets_per_event"] * batch_size), span_seconds=span,
         api_requests=batch_size / EVENTS_PER_REQUEST)
-    cost = costs.batch_cost(usage, costs.Deployment(shards=SHARDS, endpoint_mode="serverless", variants=2))
+    cost = costs.batch_cost(usage, costs.Deployment(shards=SHARDS, endpoint_mode="serverless", variants=2,
+                                                    table_capacity=table_capacity))
     # the API function: one invocation per request (100 events), ~30 ms at 512 MB (assumption)
     cost["lambda_api"] = usage.api_requests * costs.lambda_cost(0.030, 512)
     cost["total"] += cost["lambda_api"]
@@ -254,14 +259,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"  per event: current {current['rru_per_event']:.2f} RRU + {current['wru_per_event']:.2f} WRU "
               f"(of which cold roll-ups {current['cold_rollup_wru_per_event']:.3f}); "
               f"previous {previous['rru_per_event']:.1f} RRU + {previous['wru_per_event']:.1f} WRU")
+        provisioned = price(current, batch_size, args.handler_us_per_event * 1e-6, "provisioned")
         lines = sorted(k for k in now_cost if k not in ("tunable", "attributed", "total"))
-        print(f"  {'$ per 1M events':28} {'current':>10} {'previous':>10}")
+        print(f"  {'$ per 1M events':28} {'current':>10} {'previous':>10} {'current, provisioned tables':>28}")
         for line in lines:
-            print(f"  {line:28} {now_cost[line]:>10.4f} {old_cost.get(line, 0.0):>10.4f}")
-        print(f"  {'total':28} {now_cost['total']:>10.4f} {old_cost['total']:>10.4f}   "
-              f"(previous / current = {old_cost['total'] / now_cost['total']:.1f}x)", flush=True)
+            print(f"  {line:28} {now_cost[line]:>10.4f} {old_cost.get(line, 0.0):>10.4f} {provisioned[line]:>28.4f}")
+        print(f"  {'total':28} {now_cost['total']:>10.4f} {old_cost['total']:>10.4f} {provisioned['total']:>28.4f}"
+              f"   (previous / current = {old_cost['total'] / now_cost['total']:.1f}x)", flush=True)
         results.append({"batch_size": batch_size, "current": now_cost, "previous": old_cost,
-                        "units": {"current": current, "previous": previous}})
+                        "current_provisioned": provisioned, "units": {"current": current, "previous": previous}})
     return results
 
 

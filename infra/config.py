@@ -32,6 +32,12 @@ SERVERLESS_MAX_CONCURRENCY = (1, 200)
 SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
 REALTIME_PAYLOAD_BYTES = 6 * 1024 * 1024
 MAX_PRODUCTION_VARIANTS = 10
+# DynamoDB provisioned-capacity quotas (default, per Region): at most 40,000 RCU and 40,000 WCU for one table or one
+# of its GSIs, 80,000 for the sum over the account's tables and GSIs, at least 1 for any table or GSI
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html).
+DDB_TABLE_CAPACITY_QUOTA = 40_000
+DDB_ACCOUNT_CAPACITY_QUOTA = 80_000
+DDB_AUTOSCALED_TARGETS = 6          # five tables and the predictions table's by_user index (infra/stack.py _data)
 # A feature value in the text/csv body (pipeline/model_client.to_csv: repr(float), at most 24 characters for a
 # float64, e.g. -1.2345678901234567e-300) plus its separator.
 CSV_BYTES_PER_FEATURE = 25
@@ -96,6 +102,22 @@ class EndpointSettings:
 
 
 @dataclass(frozen=True)
+class TableCapacity:
+    """DynamoDB capacity mode of every table. on_demand (default): billed per request, nothing when idle.
+    provisioned: capacity per second, billed per hour, kept near ``target_utilization_percent`` of what is consumed by
+    Application Auto Scaling between ``min_capacity`` and ``max_capacity`` (each table and GSI, reads and writes);
+    cheaper for steady traffic (README "Cost"), throttled on bursts faster than auto scaling reacts."""
+    mode: str = "on_demand"             # or "provisioned"
+    target_utilization_percent: int = 70
+    min_capacity: int = 5
+    max_capacity: int = 10_000
+
+    @property
+    def provisioned(self) -> bool:
+        return self.mode == "provisioned"
+
+
+@dataclass(frozen=True)
 class AlarmSettings:
     iterator_age_seconds: int           # ProcessStreamFunction IteratorAge (max) above this
     dlq_messages: int                   # StreamDlq visible messages above this
@@ -152,6 +174,7 @@ class Config:
     metrics_namespace: str
     functions: dict[str, FunctionSettings] = field(default_factory=dict)
     api_throttle: ApiThrottle = ApiThrottle(200, 400)
+    table_capacity: TableCapacity = TableCapacity()
     removal_policy: str = "retain"
     model_kind: str = "xgboost"                                   # default kind of a variant
     pytorch_model_artifact: str = "model/artifacts/pytorch/model.tar.gz"
@@ -180,6 +203,7 @@ class Config:
         alarms_raw = r.mapping("alarms", {})
         functions_raw = r.mapping("functions", {})
         throttle_raw = r.mapping("apiThrottle", {})
+        capacity_raw = r.mapping("tableCapacity", {})
         model_kind = r.choice("modelKind", MODEL_KINDS, cast=lambda v: str(v).lower(), default="xgboost")
         config = cls(
             stack_name=r.string("stackName", pattern=_STACK_NAME_RE, hint="letters, digits and hyphens, "
@@ -216,6 +240,7 @@ class Config:
             api_throttle=ApiThrottle(
                 rate_limit=reader.nested_integer("apiThrottle", throttle_raw, "rateLimit", 200, 1, 100_000),
                 burst_limit=reader.nested_integer("apiThrottle", throttle_raw, "burstLimit", 400, 1, 100_000)),
+            table_capacity=_table_capacity(reader, capacity_raw),
             removal_policy=r.choice("removalPolicy", ("retain", "destroy"), cast=lambda v: str(v).lower(),
                                     default="retain"),
             model_kind=model_kind,
@@ -247,7 +272,7 @@ KNOWN_KEYS = frozenset({
     "featureSet", "modelArtifact", "xgboostImageTag", "endpoint", "variants", "retrainSchedule", "driftSchedule",
     "alarms", "alarmEmail", "logRetentionDays", "powertoolsLayerVersion", "powertoolsLogLevel", "serviceName",
     "metricsNamespace", "functions", "apiThrottle", "removalPolicy", "modelKind", "pytorchModelArtifact",
-    "pytorchImageTag", "region"})
+    "pytorchImageTag", "region", "tableCapacity"})
 
 
 def unknown_keys(context: Mapping[str, Any]) -> list[str]:
@@ -424,6 +449,25 @@ def _endpoint(r: _Reader, raw: Mapping) -> EndpointSettings:
         instance_type=instance_type,
         instance_count=r.nested_integer("endpoint", raw, "instanceCount", 1, 1, 100),
         data_capture_percent=capture)
+
+
+def _table_capacity(r: _Reader, raw: Mapping) -> TableCapacity:
+    mode = str(raw.get("mode", "on_demand")).lower()
+    if mode not in ("on_demand", "provisioned"):
+        r.errors.append(f"tableCapacity.mode: {mode!r} is not one of on_demand, provisioned")
+        mode = "on_demand"
+    low = r.nested_integer("tableCapacity", raw, "minCapacity", 5, 1, DDB_TABLE_CAPACITY_QUOTA)
+    high = r.nested_integer("tableCapacity", raw, "maxCapacity", 10_000, 1, DDB_TABLE_CAPACITY_QUOTA)
+    if low > high:
+        r.errors.append(f"tableCapacity: minCapacity ({low}) is larger than maxCapacity ({high})")
+    if mode == "provisioned" and high * DDB_AUTOSCALED_TARGETS > DDB_ACCOUNT_CAPACITY_QUOTA:
+        r.errors.append(f"tableCapacity.maxCapacity: {high} on each of {DDB_AUTOSCALED_TARGETS} tables and indexes "
+                        f"could provision {high * DDB_AUTOSCALED_TARGETS:,} units, past the default account quota "
+                        f"of {DDB_ACCOUNT_CAPACITY_QUOTA:,} per Region: lower it or raise the quota first")
+    return TableCapacity(
+        mode=mode, min_capacity=low, max_capacity=high,
+        # 20-90 %: the DynamoDB console's range for target utilization (aws-cdk-lib itself rejects < 10 or > 90)
+        target_utilization_percent=r.nested_integer("tableCapacity", raw, "targetUtilizationPercent", 70, 20, 90))
 
 
 def _check_images(r: _Reader, config: "Config") -> None:

@@ -183,11 +183,19 @@ class RealtimeInferenceStack(Stack):
 
         self.events_table = self._table("EventsTable", "event_id", ttl="expires_at")
         self.predictions_table = self._table("PredictionsTable", "event_id", ttl="expires_at")
+        capacity = self.config.table_capacity
         self.predictions_table.add_global_secondary_index(
             index_name="by_user",
             partition_key=dynamodb.Attribute(name="user_id", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="ts", type=dynamodb.AttributeType.NUMBER),
-            projection_type=dynamodb.ProjectionType.ALL)
+            projection_type=dynamodb.ProjectionType.ALL,
+            read_capacity=capacity.min_capacity if capacity.provisioned else None,
+            write_capacity=capacity.min_capacity if capacity.provisioned else None)
+        if capacity.provisioned:
+            for scaling in (self.predictions_table.auto_scale_global_secondary_index_read_capacity,
+                            self.predictions_table.auto_scale_global_secondary_index_write_capacity):
+                scaling("by_user", min_capacity=capacity.min_capacity, max_capacity=capacity.max_capacity) \
+                    .scale_on_utilization(target_utilization_percent=capacity.target_utilization_percent)
         self.features_table = self._table("FeaturesTable", "user_id", sort_key="feature_set")
         self.cost_table = self._table("CostTable", "day", sort_key="batch_key")
         self.state_table = self._table("StateTable", "pk")
@@ -221,16 +229,27 @@ class RealtimeInferenceStack(Stack):
 
     def _table(self, construct_id: str, partition_key: str, sort_key: str | None = None,
                ttl: str | None = None) -> dynamodb.Table:
-        return dynamodb.Table(
+        capacity = self.config.table_capacity
+        table = dynamodb.Table(
             self, construct_id,
             partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING) if sort_key else None,
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            billing_mode=dynamodb.BillingMode.PROVISIONED if capacity.provisioned
+            else dynamodb.BillingMode.PAY_PER_REQUEST,
+            read_capacity=capacity.min_capacity if capacity.provisioned else None,
+            write_capacity=capacity.min_capacity if capacity.provisioned else None,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True),
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             time_to_live_attribute=ttl,
             removal_policy=self.removal)
+        if capacity.provisioned:
+            # target tracking keeps consumed / provisioned near the target: the cost model prices each consumed unit
+            # at 1/target of a unit-hour's share (pipeline/costs.py)
+            for scaling in (table.auto_scale_read_capacity, table.auto_scale_write_capacity):
+                scaling(min_capacity=capacity.min_capacity, max_capacity=capacity.max_capacity) \
+                    .scale_on_utilization(target_utilization_percent=capacity.target_utilization_percent)
+        return table
 
     def _queue(self, construct_id: str) -> sqs.Queue:
         return sqs.Queue(
@@ -425,7 +444,9 @@ class RealtimeInferenceStack(Stack):
                 "shards": cfg.shard_count, "endpoint_mode": cfg.endpoint.mode,
                 "endpoint_memory_mb": cfg.endpoint.serverless_memory_mb,
                 "instance_type": cfg.endpoint.instance_type, "instance_count": cfg.endpoint.instance_count,
-                "variants": len(cfg.variants)}, separators=(",", ":")),
+                "variants": len(cfg.variants), "table_capacity": cfg.table_capacity.mode,
+                "table_target_utilization": cfg.table_capacity.target_utilization_percent / 100},
+                separators=(",", ":")),
             "POWERTOOLS_SERVICE_NAME": cfg.service_name,
             "POWERTOOLS_METRICS_NAMESPACE": cfg.metrics_namespace,
             "POWERTOOLS_LOG_LEVEL": cfg.powertools_log_level,

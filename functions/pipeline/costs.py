@@ -20,7 +20,8 @@ rate, which is why they are not in the optimizer's target.
 
 DynamoDB is priced by request units as the functions meter them (pipeline/store.py ``metered``): 1 WRU per
 started 1 KB of each item written (twice for a prediction: the table and its by_user index), 1 RRU per started
-4 KB of each item read strongly consistent, half that eventually consistent. S3 requests of the batch journal and
+4 KB of each item read strongly consistent, half that eventually consistent; on-demand tables pay per unit,
+provisioned tables per unit-hour of capacity (``dynamodb_cost``). S3 requests of the batch journal and
 of large payloads are priced per request.
 
 Not modelled: free tiers, volume tiers, data transfer out, the API function's own duration (not measured per
@@ -64,6 +65,8 @@ class Deployment:
     instance_type: str = "ml.m5.large"
     instance_count: int = 1                    # per variant
     variants: int = 1
+    table_capacity: str = "on_demand"          # or "provisioned" (auto scaled: tableCapacity in cdk.json)
+    table_target_utilization: float = 0.7      # provisioned: auto scaling's target consumed / provisioned
 
     @classmethod
     def from_env(cls) -> "Deployment":
@@ -99,6 +102,19 @@ def lambda_cost(seconds: float, memory_mb: int) -> float:
     return p["lambda_request"] + billed * (memory_mb / 1024) * p["lambda_gb_second"]
 
 
+def dynamodb_cost(rru: float, wru: float, deployment: Deployment) -> float:
+    """$ of ``rru`` read and ``wru`` write units. On demand: per request unit. Provisioned with target tracking: a
+    unit consumed per second needs 1/target units provisioned for that second, billed by the unit-hour, so one
+    consumed unit costs hour_price / 3600 / target. The min-capacity floor paid while idle is a fixed monthly cost
+    and, like metric-months, not charged per batch."""
+    p = prices()
+    if deployment.table_capacity == "provisioned":
+        per_unit_second = 1 / 3600 / deployment.table_target_utilization
+        return (rru * p["dynamodb_read_capacity_unit_hour"] + wru * p["dynamodb_write_capacity_unit_hour"]) \
+            * per_unit_second
+    return rru * p["dynamodb_read_request_unit"] + wru * p["dynamodb_write_request_unit"]
+
+
 def batch_cost(usage: BatchUsage, deployment: Deployment | None = None) -> dict[str, float]:
     """$ per cost line for one batch, plus "tunable", "attributed" and "total"."""
     d = deployment or Deployment()
@@ -120,8 +136,7 @@ def batch_cost(usage: BatchUsage, deployment: Deployment | None = None) -> dict[
         cost["sagemaker_serverless"] = data_gb * p["sagemaker_data_processed_gb"]   # data processed still applies
         cost["sagemaker_instance"] = (usage.span_seconds / max(d.shards, 1) / 3600
                                       * hour_price * d.instance_count * d.variants)
-    cost["dynamodb"] = (usage.ddb_rru * p["dynamodb_read_request_unit"]
-                        + usage.ddb_wru * p["dynamodb_write_request_unit"])
+    cost["dynamodb"] = dynamodb_cost(usage.ddb_rru, usage.ddb_wru, d)
     cost["s3_requests"] = usage.s3_puts * p["s3_put_request"] + usage.s3_gets * p["s3_get_request"]
     log_bytes = usage.log_bytes if usage.log_bytes is not None \
         else LOG_BYTES_PER_INVOCATION * max(len(usage.lambda_stages), 1)

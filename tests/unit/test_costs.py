@@ -43,6 +43,24 @@ def test_batch_cost_prices_each_line_from_the_table():
     assert cost["total"] == pytest.approx(sum(lines.values()))
 
 
+def test_provisioned_tables_price_consumed_units_by_capacity_hour_at_the_target(monkeypatch):
+    """Golden figures from the AWS pricing pages (us-east-1, https://aws.amazon.com/dynamodb/pricing/): on demand
+    $0.625 per million WRU and $0.125 per million RRU; provisioned $0.00065 per WCU-hour and $0.00013 per RCU-hour.
+    At 70 % target utilization, 1M units consumed over time need 1M / 0.7 unit-seconds of capacity."""
+    on_demand = costs.dynamodb_cost(1e6, 1e6, costs.Deployment())
+    assert on_demand == pytest.approx(0.125 + 0.625)
+    provisioned = costs.Deployment(table_capacity="provisioned", table_target_utilization=0.7)
+    assert costs.dynamodb_cost(0, 1e6, provisioned) == pytest.approx(0.00065 * 1e6 / 3600 / 0.7)   # $0.258
+    assert costs.dynamodb_cost(1e6, 0, provisioned) == pytest.approx(0.00013 * 1e6 / 3600 / 0.7)   # $0.0516
+    full = costs.Deployment(table_capacity="provisioned", table_target_utilization=0.9)
+    assert costs.dynamodb_cost(0, 1e6, full) < costs.dynamodb_cost(0, 1e6, provisioned)
+    assert costs.batch_cost(_usage(), provisioned)["dynamodb"] == pytest.approx(
+        costs.dynamodb_cost(120, 205, provisioned))
+    monkeypatch.setenv("COST_PROFILE", '{"shards": 2, "table_capacity": "provisioned", '
+                                       '"table_target_utilization": 0.5}')
+    assert costs.Deployment.from_env() == costs.Deployment(table_capacity="provisioned", table_target_utilization=0.5)
+
+
 def test_instance_mode_attributes_instance_hours_by_time():
     deployment = costs.Deployment(shards=2, endpoint_mode="instance", instance_type="ml.m5.large",
                                   instance_count=1, variants=2)
