@@ -38,6 +38,7 @@ from .gateway import Gateway, json_response
 from .httpapi import HttpApiServer
 from .kinesis import KinesisPollers
 from .lambdahost import InvokeResult, LambdaHost
+from .metrics import EmfShipper
 from .sagemaker import SageMakerRuntime, _SageMakerError
 from .schedules import Scheduler
 from .sigv4 import LOCAL_CREDENTIALS, SigV4Verifier
@@ -100,6 +101,8 @@ class LocalCloud:
         self.pollers: KinesisPollers | None = None
         self.scheduler: Scheduler | None = None
         self.deployer: Deployer | None = None
+        self.emf: EmfShipper | None = None
+        self.dashboard = None
         self.outputs: dict[str, Any] = {}
         self.resources: dict[str, Any] = {}
         self.deploy_seconds = 0.0
@@ -127,6 +130,11 @@ class LocalCloud:
     def api_url(self) -> str:
         self._require_started()
         return f"http://127.0.0.1:{self.http_api.server.server_address[1]}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The live dashboard (localcloud/dashboard.py), on the gateway's control API."""
+        return f"{self.endpoint_url}/_localcloud/dashboard"
 
     @property
     def log_dir(self) -> Path:
@@ -235,6 +243,13 @@ class LocalCloud:
                                    account_id=self.account_id, time_scale=self.time_scale,
                                    enabled=self.run_schedules)
         self.scheduler.start()
+        # CloudWatch Logs turns the functions' EMF log lines into metrics in AWS: here a thread does
+        self.emf = EmfShipper([self.log_dir / f"{spec.logical_id}.log" for spec in deployer.functions.values()],
+                              self.client("cloudwatch"))
+        self.emf.start()
+        from .dashboard import Dashboard
+
+        self.dashboard = Dashboard(self)
         self.outputs = dict(deployer.outputs)
         self.resources = {lid: r.ref for lid, r in deployer.resources.items() if r.status in ("created", "skipped")}
         if self.prewarm:
@@ -248,6 +263,9 @@ class LocalCloud:
 
     def stop(self) -> None:
         """Stop threads, workers and servers. Safe to call twice."""
+        if self.emf is not None:
+            self.emf.stop()
+            self.emf = None
         if self.scheduler is not None:
             self.scheduler.stop()
         if self.pollers is not None:
@@ -381,7 +399,8 @@ class LocalCloud:
         data: dict[str, Any] = {"stack": self.stack.stack_name if self.stack else None, "started": self._started,
                                 "deployed": self._deployed, "pid": os.getpid()}
         if self._started:
-            data.update(endpoint_url=self.endpoint_url, api_url=self.api_url, log_dir=str(self.log_dir),
+            data.update(endpoint_url=self.endpoint_url, api_url=self.api_url, dashboard_url=self.dashboard_url,
+                        log_dir=str(self.log_dir),
                         api_auth=self.api_auth())
         if self._deployed:
             data.update(outputs=self.outputs, resources=self.resources, deploy_seconds=round(self.deploy_seconds, 3),
@@ -419,7 +438,8 @@ class LocalCloud:
 
     def _write_state_file(self) -> None:
         state = {"pid": os.getpid(), "stack": self.stack.stack_name, "endpoint_url": self.endpoint_url,
-                 "api_url": self.api_url, "log_dir": str(self.log_dir), "started": time.time(),
+                 "api_url": self.api_url, "dashboard_url": self.dashboard_url, "log_dir": str(self.log_dir),
+                 "started": time.time(),
                  "api_auth": self.api_auth(),
                  # the stack's outputs, resolved from the template as CloudFormation would (Deployer.deploy): the
                  # scripts' --local mode reads the names their --stack mode gets from DescribeStacks
@@ -465,6 +485,8 @@ class LocalCloud:
         body = request.get_json(silent=True) or {}
         if parts == ["status"] and method == "GET":
             return json_response(self.status())
+        if parts[:1] == ["dashboard"] and method == "GET" and self.dashboard is not None:
+            return self.dashboard.handle(request, parts[1:])
         if parts == ["outputs"] and method == "GET":
             return json_response(self.outputs)
         if parts == ["sagemaker", "faults"]:

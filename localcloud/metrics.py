@@ -1,0 +1,181 @@
+"""CloudWatch metrics in the local cloud: EMF log lines become metrics, and GetMetricData answers fast enough for a
+live dashboard.
+
+- ``EmfShipper``: in AWS, CloudWatch Logs extracts metrics from log events in the embedded metric format (EMF;
+  https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html):
+  a JSON object with ``_aws.CloudWatchMetrics`` (a list of directives: Namespace, Dimensions = a list of dimension
+  sets, each one a metric of its own, Metrics = [{Name, Unit}]) and ``_aws.Timestamp`` (ms), the values as root
+  members (a number or an array of numbers). The local cloud's functions write their logs to files
+  (``logs/<LogicalId>.log``); a thread tails them and publishes what the EMF lines say with PutMetricData.
+- ``patch_cloudwatch``: moto 5.2.5's GetMetricData scans every stored datum once per period per query (35 queries
+  over 10k datums at a 10 s period over 10 minutes: 14.6 s measured), and has no percentile statistics (``pNN``
+  answers nothing). The patch answers metric-stat queries in one pass over the window (same results, periods and
+  labels as moto), adds ``pNN`` (nearest rank over the period's values), and drops datums older than
+  ``RETENTION_SECONDS`` so a long ``make up`` does not grow without bound.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+log = logging.getLogger("localcloud.metrics")
+
+PUT_BATCH = 1000             # PutMetricData: up to 1,000 metrics per call
+VALUES_PER_DATUM = 150       # PutMetricData: up to 150 values in a datum's Values array
+RETENTION_SECONDS = 3 * 3600  # local memory bound (CloudWatch itself keeps 1-minute data for 15 days)
+_PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
+
+
+def emf_datums(line: str) -> tuple[list[tuple[str, dict]], int]:
+    """The (namespace, PutMetricData datum) pairs one log line declares (none if it is not an EMF document), and
+    the number of values it carries."""
+    if '"_aws"' not in line:
+        return [], 0
+    try:
+        document = json.loads(line)
+        metadata = document["_aws"]
+        directives = metadata["CloudWatchMetrics"]
+    except (ValueError, KeyError, TypeError):
+        return [], 0
+    timestamp = datetime.fromtimestamp(metadata.get("Timestamp", time.time() * 1000) / 1000, tz=timezone.utc)
+    datums, values_seen = [], 0
+    for directive in directives:
+        for dimension_set in directive.get("Dimensions") or [[]]:
+            dimensions = [{"Name": name, "Value": str(document[name])} for name in dimension_set if name in document]
+            for metric in directive.get("Metrics", []):
+                value = document.get(metric["Name"])
+                values = value if isinstance(value, list) else [value]
+                values = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+                values_seen += len(values)
+                for start in range(0, len(values), VALUES_PER_DATUM):
+                    datum = {"MetricName": metric["Name"], "Dimensions": dimensions, "Timestamp": timestamp,
+                             "Values": values[start:start + VALUES_PER_DATUM]}
+                    if metric.get("Unit"):
+                        datum["Unit"] = metric["Unit"]
+                    datums.append((directive["Namespace"], datum))
+    return datums, values_seen
+
+
+class EmfShipper:
+    """Tails the functions' log files and publishes their EMF metrics (what CloudWatch Logs does in AWS)."""
+
+    def __init__(self, log_files: list[Path], cloudwatch, interval: float = 1.0):
+        self.cloudwatch = cloudwatch
+        self.interval = interval
+        # only what is written from now on: log files outlive a run, moto's metrics do not
+        self.offsets = {path: (path.stat().st_size if path.exists() else 0) for path in log_files}
+        self.published = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="localcloud-emf")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self.ship()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.ship()
+            except Exception:  # noqa: BLE001 - a bad line or a reset moto must not stop the shipping
+                log.exception("EMF shipping failed")
+
+    def ship(self) -> int:
+        """Publish the metrics of the EMF lines written since the last call; returns the values published."""
+        by_namespace: dict[str, list[dict]] = defaultdict(list)
+        values = 0
+        for path, offset in self.offsets.items():
+            if not path.exists() or path.stat().st_size <= offset:
+                continue
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            complete = chunk.rfind(b"\n") + 1  # a line still being written is read next time
+            self.offsets[path] = offset + complete
+            for line in chunk[:complete].decode("utf-8", "replace").splitlines():
+                datums, count = emf_datums(line)
+                values += count
+                for namespace, datum in datums:
+                    by_namespace[namespace].append(datum)
+        for namespace, datums in by_namespace.items():
+            for start in range(0, len(datums), PUT_BATCH):
+                self.cloudwatch.put_metric_data(Namespace=namespace, MetricData=datums[start:start + PUT_BATCH])
+        self.published += values
+        return values
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def patch_cloudwatch() -> None:
+    from moto.cloudwatch.models import CloudWatchBackend, Dimension, Statistics
+
+    original_statistic = Statistics.get_statistics_for_type
+    original_get_metric_data = CloudWatchBackend.get_metric_data
+    original_put_metric_data = CloudWatchBackend.put_metric_data
+
+    def get_statistics_for_type(self, stat: str):
+        match = _PERCENTILE.match(stat)
+        if match:
+            return _percentile(self.metric_single_values_list, float(match.group(1)))
+        return original_statistic(self, stat)
+
+    def get_metric_data(self, queries, start_time, end_time, scan_by="TimestampAscending"):
+        if any("MetricStat" not in q for q in queries):  # metric math / insights: moto's own path
+            return original_get_metric_data(self, queries, start_time, end_time, scan_by)
+        start_time, end_time = start_time.replace(microsecond=0), end_time.replace(microsecond=0)
+        if start_time >= end_time:
+            return original_get_metric_data(self, queries, start_time, end_time, scan_by)  # moto's errors
+        by_name = defaultdict(list)
+        for datum in self.get_all_metrics():
+            if start_time <= datum.timestamp < end_time:
+                by_name[(datum.namespace, datum.name)].append(datum)
+        results = []
+        for query in queries:
+            metric_stat = query["MetricStat"]
+            metric, stat, unit = metric_stat["Metric"], metric_stat["Stat"], metric_stat.get("Unit")
+            period = int(metric_stat["Period"])
+            dimensions = sorted(Dimension(name=d["Name"], value=d["Value"]) for d in metric.get("Dimensions", []))
+            buckets = defaultdict(list)
+            for datum in by_name.get((metric["Namespace"], metric["MetricName"]), []):
+                if (not dimensions or sorted(datum.dimensions) == dimensions) and (not unit or datum.unit == unit):
+                    buckets[int((datum.timestamp - start_time).total_seconds()) // period].append(datum)
+            timestamps, values = [], []
+            for index in sorted(buckets):
+                stats = Statistics([stat], start_time + timedelta(seconds=index * period))
+                stats.metric_data = buckets[index]
+                timestamps.append(stats.timestamp)
+                values.append(stats.get_statistics_for_type(stat))
+            if scan_by == "TimestampDescending":
+                timestamps.reverse()
+                values.reverse()
+            if query.get("ReturnData", True):
+                results.append({"id": query["Id"], "label": query.get("Label") or f"{metric['MetricName']} {stat}",
+                                "values": values, "timestamps": timestamps, "status_code": "Complete"})
+        return results
+
+    def put_metric_data(self, namespace, metric_data):
+        original_put_metric_data(self, namespace, metric_data)
+        self._localcloud_puts = getattr(self, "_localcloud_puts", 0) + 1
+        if self._localcloud_puts % 200 == 0:  # now and then: drop what is past the local retention
+            cutoff = datetime.now(timezone.utc) - timedelta(seconds=RETENTION_SECONDS)
+            self.metric_data = [d for d in self.metric_data if d.timestamp >= cutoff]
+
+    Statistics.get_statistics_for_type = get_statistics_for_type
+    CloudWatchBackend.get_metric_data = get_metric_data
+    CloudWatchBackend.put_metric_data = put_metric_data
