@@ -38,7 +38,7 @@ from .gateway import Gateway, json_response
 from .httpapi import HttpApiServer
 from .kinesis import KinesisPollers
 from .lambdahost import InvokeResult, LambdaHost
-from .metrics import EmfShipper
+from .metrics import EmfShipper, ServiceMetrics
 from .sagemaker import SageMakerRuntime, _SageMakerError
 from .schedules import Scheduler
 from .sigv4 import LOCAL_CREDENTIALS, SigV4Verifier
@@ -102,6 +102,7 @@ class LocalCloud:
         self.scheduler: Scheduler | None = None
         self.deployer: Deployer | None = None
         self.emf: EmfShipper | None = None
+        self.service_metrics = ServiceMetrics()  # AWS/Lambda, AWS/SageMaker, AWS/SQS as AWS would publish them
         self.dashboard = None
         self.outputs: dict[str, Any] = {}
         self.resources: dict[str, Any] = {}
@@ -193,6 +194,8 @@ class LocalCloud:
                                       init_timeout=self.init_timeout, aws_config_file=empty_config)
         self.sagemaker = SageMakerRuntime(s3_get=self._s3_get, work_dir=self.state_dir, region=self.region,
                                           account_id=self.account_id)
+        self.lambda_host.on_result = self.service_metrics.lambda_invocation
+        self.sagemaker.on_invocation = self.service_metrics.model_invocation
         self.gateway.lambda_host = self.lambda_host
         self.gateway.sagemaker = self.sagemaker
         self.gateway.sagemaker_control = self._update_endpoint
@@ -244,8 +247,16 @@ class LocalCloud:
                                    enabled=self.run_schedules)
         self.scheduler.start()
         # CloudWatch Logs turns the functions' EMF log lines into metrics in AWS: here a thread does
+        created = [r for r in deployer.resources.values() if r.status == "created"]
+        queues = [r.ref for r in created if r.type == "AWS::SQS::Queue"]
+        machines = [r.ref for r in created if r.type == "AWS::StepFunctions::StateMachine"]
+
+        def sample() -> None:  # what AWS samples or counts for its services (metrics.ServiceMetrics)
+            self.service_metrics.queue_depths(self.client("sqs"), queues)
+            self.service_metrics.executions(machines, self.region, self.account_id)
+
         self.emf = EmfShipper([self.log_dir / f"{spec.logical_id}.log" for spec in deployer.functions.values()],
-                              self.client("cloudwatch"))
+                              self.client("cloudwatch"), service=self.service_metrics, sample=sample)
         self.emf.start()
         from .dashboard import Dashboard
 

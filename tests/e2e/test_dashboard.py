@@ -23,8 +23,10 @@ BROWSER_BINARIES = ("chromium", "chromium-browser", "google-chrome")
 INSTALL_HINT = ("the dashboard test needs a headless Chromium and its WebDriver: on Debian/Ubuntu "
                 "`sudo apt-get install -y chromium chromium-driver` (`make test` does it as root); elsewhere install "
                 "Chromium and a matching chromedriver on PATH")
+# widgets drawn from the functions' EMF metrics and from what the local cloud records for AWS/Lambda, AWS/SageMaker
 CHARTED = ("Events processed / batch size", "Cost per 1,000 events (USD): all lines / tunable by the batch size",
-           "Batch: configured BatchSize / events / latency (s)")
+           "Batch: configured BatchSize / events / latency (s)", "Lambda duration p90 (ms)", "Lambda errors",
+           "Iterator age (ms)", "Model latency (SageMaker, µs)", "DLQ / quarantine depth", "State machine executions")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def test_dashboard_draws_the_stack_dashboard_and_agrees_with_stats(cloud, api, b
     started = time.monotonic()
     load = {}
     workload = threading.Thread(target=lambda: load.update(result=loadgen.run(
-        cloud.api_url, events=1800, rate=90, seed=13, users=30)), daemon=True)
+        cloud.api_url, events=1200, rate=80, seed=13, users=30)), daemon=True)
     workload.start()
     browser.get(cloud.dashboard_url + "?refresh=2&period=5&minutes=5")
     assert browser.title.startswith("Real-time inference")
@@ -82,8 +84,9 @@ def test_dashboard_draws_the_stack_dashboard_and_agrees_with_stats(cloud, api, b
     workload.join(60)
     assert load["result"].accepted > 0
 
-    # once the pipeline is idle, the next refresh shows exactly what /stats says
+    # once the pipeline is idle (and the drift monitor has run), the next refreshes show what /stats says
     assert cloud.wait_idle(90)
+    drift = cloud.run_schedule("MonitorDrift")
     time.sleep(1.5)  # EMF lines are shipped every second
     status, stats = api.request("GET", "/stats")
     assert status == 200
@@ -97,6 +100,7 @@ def test_dashboard_draws_the_stack_dashboard_and_agrees_with_stats(cloud, api, b
     assert number(card(browser, "cost")) == pytest.approx(stats["cost_per_1k_events_usd"], abs=5e-7)
     p50, p95, p99 = (number(v) for v in card(browser, "latency").split(" / "))
     assert 0 < p50 <= p95 <= p99
+    assert number(card(browser, "drift")) == pytest.approx(drift["max_psi"], abs=5e-4)
     _, variants = api.request("GET", "/variants/stats")
     assert all(v["name"] in card(browser, "ab") for v in variants["variants"])
 
@@ -106,8 +110,8 @@ def test_dashboard_draws_the_stack_dashboard_and_agrees_with_stats(cloud, api, b
     assert browser.execute_script("return window.dashboard.errors") == 0
 
     screenshot = tmp_path / "dashboard.png"
-    height = browser.execute_script("return document.body.scrollHeight")
-    browser.set_window_size(1600, max(900, height + 20))
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1600, height + 140)  # + the headless window's own frame
     time.sleep(0.5)
     assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 20_000
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
