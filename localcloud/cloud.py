@@ -258,9 +258,6 @@ class LocalCloud:
         self.emf = EmfShipper([self.log_dir / f"{spec.logical_id}.log" for spec in deployer.functions.values()],
                               self.client("cloudwatch"), service=self.service_metrics, sample=sample)
         self.emf.start()
-        from .dashboard import Dashboard
-
-        self.dashboard = Dashboard(self)
         self.outputs = dict(deployer.outputs)
         self.resources = {lid: r.ref for lid, r in deployer.resources.items() if r.status in ("created", "skipped")}
         if self.prewarm:
@@ -288,6 +285,7 @@ class LocalCloud:
         if self.gateway is not None:
             self.gateway.stop()
         self.scheduler = self.pollers = None
+        self.dashboard = None
         self.gateway = None
         self._started = False
         self._deployed = False
@@ -496,7 +494,11 @@ class LocalCloud:
         body = request.get_json(silent=True) or {}
         if parts == ["status"] and method == "GET":
             return json_response(self.status())
-        if parts[:1] == ["dashboard"] and method == "GET" and self.dashboard is not None:
+        if parts[:1] == ["dashboard"] and method == "GET" and self._deployed:
+            if self.dashboard is None:  # built on first use: a template without a dashboard deploys as before
+                from .dashboard import Dashboard
+
+                self.dashboard = Dashboard(self)
             return self.dashboard.handle(request, parts[1:])
         if parts == ["outputs"] and method == "GET":
             return json_response(self.outputs)

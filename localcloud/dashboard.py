@@ -78,7 +78,8 @@ class Dashboard:
     def __init__(self, cloud):
         self.cloud = cloud
         self.widgets = dashboard_widgets(cloud.deployer)
-        environment = next(iter(cloud.deployer.functions.values())).environment
+        environment = next(iter(cloud.deployer.functions.values()), None)
+        environment = environment.environment if environment else {}
         # the functions' own metric namespace and service dimension (what Powertools writes into their EMF lines)
         self.namespace = environment.get("POWERTOOLS_METRICS_NAMESPACE", "")
         self.dimensions = [{"Name": "service", "Value": environment.get("POWERTOOLS_SERVICE_NAME", "")}]
