@@ -7,10 +7,10 @@ Served by the gateway's control API (so no HTTP API route is shadowed):
 
 Widgets: every ``AWS::CloudWatch::Dashboard`` in the template, its DashboardBody resolved with the deployer's
 resolver (intrinsics.py): the same widgets, titles, positions, metrics, stats, labels and axes, each metric row a
-GetMetricData query against what the local cloud records (EMF lines of the functions via metrics.EmfShipper, and
-PutMetricData). AWS service metrics (AWS/Lambda, AWS/Kinesis, AWS/States, AWS/SQS, AWS/SageMaker) are not
-emitted by the local cloud: those lines say "no data". The console's period override applies (``period``,
-default 10 s) because the widgets' own period (300 s) shows one point per five minutes.
+GetMetricData query against what the local cloud records: the functions' EMF lines (metrics.EmfShipper),
+PutMetricData, and the AWS service metrics the local cloud records as AWS would (metrics.ServiceMetrics); a line
+with no local source says "no data locally". The console's period override applies (``period``, default 10 s)
+because the widgets' own period (300 s) shows one point per five minutes.
 
 Cards: what the HTTP API answers (/stats, /variants/stats, /batches/recent, /model/status), and the metrics the
 functions publish (IngestToPredictionSeconds p50/p95/p99; FeatureDriftMaxPSI).

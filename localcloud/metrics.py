@@ -7,8 +7,11 @@ live dashboard.
   sets, each one a metric of its own, Metrics = [{Name, Unit}]) and ``_aws.Timestamp`` (ms), the values as root
   members (a number or an array of numbers). The local cloud's functions write their logs to files
   (``logs/<LogicalId>.log``); a thread tails them and publishes what the EMF lines say with PutMetricData.
-- ``patch_cloudwatch``: moto 5.2.5's GetMetricData scans every stored datum once per period per query (35 queries
-  over 10k datums at a 10 s period over 10 minutes: 14.6 s measured), and has no percentile statistics (``pNN``
+- ``ServiceMetrics``: the AWS/Lambda, AWS/SageMaker, AWS/States and AWS/SQS metrics AWS records for its services,
+  recorded by the local cloud's parts and shipped with the EMF metrics.
+- ``patch_cloudwatch``: moto 5.2.5's GetMetricData scans every stored datum once per period per query (one call of
+  35 queries over 10k datums at a 10 s period over 10 minutes, moto's in-process mock, 2026-11-29: 14.6 s as
+  installed, 0.7 s patched), and has no percentile statistics (``pNN``
   answers nothing). The patch answers metric-stat queries in one pass over the window (same results, periods and
   labels as moto), adds ``pNN`` (nearest rank over the period's values), and drops datums older than
   ``RETENTION_SECONDS`` so a long ``make up`` does not grow without bound.

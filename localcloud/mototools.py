@@ -35,7 +35,7 @@ from typing import Any
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"
-SERIALIZED_SERVICES = ("dynamodb", "kinesis", "dynamodbstreams")
+SERIALIZED_SERVICES = ("dynamodb", "kinesis", "dynamodbstreams", "cloudwatch")  # cloudwatch: metrics.py trims
 
 _service_locks: dict[str, threading.RLock] = {name: threading.RLock() for name in SERIALIZED_SERVICES}
 _patched = False
