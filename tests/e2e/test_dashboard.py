@@ -9,14 +9,14 @@ import os
 import shutil
 import threading
 import time
-from pathlib import Path
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from conftest import ROOT, wait_for
-from localcloud.dashboard import dashboard_widgets
+from localcloud.dashboard import CHART_JS, dashboard_widgets
 from scripts import loadgen
 
 BROWSER_BINARIES = ("chromium", "chromium-browser", "google-chrome")
@@ -59,11 +59,24 @@ def card(driver, name: str) -> str:
         "const c = document.querySelector(`[data-card='${arguments[0]}'] .value`); return c && c.textContent;", name)
 
 
+def drift_as_cloudwatch_says(cloud) -> str:
+    """The largest FeatureDriftMaxPSI of the last 24 h by GetMetricStatistics (the page uses GetMetricData), as the
+    card prints it ("–": never published)."""
+    env = next(iter(cloud.deployer.functions.values())).environment
+    end = datetime.now(timezone.utc)
+    points = cloud.client("cloudwatch").get_metric_statistics(
+        Namespace=env["POWERTOOLS_METRICS_NAMESPACE"], MetricName="FeatureDriftMaxPSI",
+        Dimensions=[{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}], StartTime=end - timedelta(days=1),
+        EndTime=end + timedelta(seconds=1), Period=86400, Statistics=["Maximum"])["Datapoints"]
+    return f"{max(p['Maximum'] for p in points):.3f}" if points else "–"
+
+
 def number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
 def test_dashboard_draws_the_stack_dashboard_and_agrees_with_stats(cloud, api, browser, tmp_path):
+    assert CHART_JS.is_file(), f"{CHART_JS} is missing: run `npm ci` (package.json pins chart.js)"
     started = time.monotonic()
     load = {}
     workload = threading.Thread(target=lambda: load.update(result=loadgen.run(
@@ -84,9 +97,9 @@ def test_dashboard_draws_the_stack_dashboard_and_agrees_with_stats(cloud, api, b
     workload.join(60)
     assert load["result"].accepted > 0
 
-    # once the pipeline is idle (and the drift monitor has run), the next refreshes show what /stats says
+    # once the pipeline is idle, the next refreshes show what /stats says. (The drift monitor is not run here: its
+    # metric would stay in the session cloud's CloudWatch and decide test_drift_alarm's alarm.)
     assert cloud.wait_idle(90)
-    drift = cloud.run_schedule("MonitorDrift")
     time.sleep(1.5)  # EMF lines are shipped every second
     status, stats = api.request("GET", "/stats")
     assert status == 200
@@ -100,7 +113,7 @@ def test_dashboard_draws_the_stack_dashboard_and_agrees_with_stats(cloud, api, b
     assert number(card(browser, "cost")) == pytest.approx(stats["cost_per_1k_events_usd"], abs=5e-7)
     p50, p95, p99 = (number(v) for v in card(browser, "latency").split(" / "))
     assert 0 < p50 <= p95 <= p99
-    assert number(card(browser, "drift")) == pytest.approx(drift["max_psi"], abs=5e-4)
+    assert card(browser, "drift") == drift_as_cloudwatch_says(cloud)
     _, variants = api.request("GET", "/variants/stats")
     assert all(v["name"] in card(browser, "ab") for v in variants["variants"])
 
