@@ -171,3 +171,21 @@ def test_dashboard_metric_rows_follow_the_cloudwatch_body_format():
                        "dimensions": [{"Name": "FunctionName", "Value": "f1"}]}
     assert rows[1]["dimensions"] == [{"Name": "FunctionName", "Value": "f2"}] and rows[1]["stat"] == "Maximum"
     assert rows[2]["axis"] == "right" and rows[3]["unsupported"]
+
+
+@mock_aws
+def test_datums_past_the_local_retention_are_dropped(monkeypatch):
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    from localcloud import metrics
+
+    patch_cloudwatch()
+    monkeypatch.setattr(metrics, "RETENTION_SECONDS", 3600)
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    now = datetime.now(timezone.utc)
+    cloudwatch.put_metric_data(Namespace="NS", MetricData=[
+        {"MetricName": "Old", "Value": 1.0, "Timestamp": now - timedelta(hours=2)}])
+    for _ in range(199):  # the trim runs every 200th put
+        cloudwatch.put_metric_data(Namespace="NS", MetricData=[{"MetricName": "New", "Value": 1.0, "Timestamp": now}])
+    names = {d.name for d in cloudwatch_backends[mototools.ACCOUNT_ID]["us-east-1"].metric_data}
+    assert names == {"New"}
