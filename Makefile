@@ -8,12 +8,12 @@ export CDK_DISABLE_VERSION_CHECK := 1
 MODEL := model/artifacts/model.tar.gz
 TORCH_MODEL := model/artifacts/pytorch/model.tar.gz
 
-.PHONY: run up test synth model deploy localstack-deploy bench clean help
+.PHONY: run up test synth model deploy localstack-deploy bench clean help browser
 
 help:
 	@echo "make run    - local cloud + deploy + demo workload + report (no Docker, no AWS account)"
 	@echo "make test   - the whole test suite"
-	@echo "make up     - serve the HTTP API on http://127.0.0.1:8000 until Ctrl-C"
+	@echo "make up     - serve the HTTP API on http://127.0.0.1:8000 and the live dashboard until Ctrl-C"
 	@echo "make synth  - synthesize the CDK app into cdk.out (cdk-nag checks run on every synth)"
 	@echo "make model  - train the XGBoost model into $(MODEL) and the PyTorch model into $(TORCH_MODEL)"
 	@echo "make deploy - cdk deploy to your AWS account (needs credentials and Docker for the ML image)"
@@ -29,6 +29,21 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# The dashboard's browser test (tests/e2e/test_dashboard.py) drives a headless Chromium through chromedriver.
+# Installed here with apt-get where that works (root on Debian/Ubuntu); otherwise `make test` stops and says what
+# to install (the test itself fails, never skips, without them).
+BROWSER_HINT := install Chromium and its WebDriver: Debian \`apt-get install -y chromium chromium-driver\`, Ubuntu \`apt-get install -y chromium-browser chromium-chromedriver\`, macOS \`brew install --cask chromium chromedriver\`
+browser:
+	@if command -v chromedriver >/dev/null && { command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing the browser for the dashboard test: apt-get install chromium chromium-driver ..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+			|| { echo "apt-get could not install chromium chromium-driver: $(BROWSER_HINT)"; exit 1; }; \
+	else \
+		echo "make test needs a headless browser for tests/e2e/test_dashboard.py: $(BROWSER_HINT)"; exit 1; \
+	fi
 
 $(MODEL): $(VENV)/.installed model/train.py model/synthetic.py functions/pipeline/features.py functions/pipeline/drift.py
 	$(PY) model/train.py --kinds xgboost
@@ -48,7 +63,7 @@ run: synth
 up: synth
 	$(PY) -m localcloud up --cdk-out cdk.out --api-port 8000
 
-test: $(VENV)/.installed node_modules/.installed $(MODEL) $(TORCH_MODEL)
+test: $(VENV)/.installed node_modules/.installed browser $(MODEL) $(TORCH_MODEL)
 	$(PY) -m pytest
 
 bench: synth

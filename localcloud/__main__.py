@@ -52,6 +52,7 @@ def _up(args: argparse.Namespace) -> int:
             print(f"                SigV4 required on AWS_IAM routes: sign for service execute-api, region "
                   f"{auth['region']}, access key {auth['access_key_id']!r} / secret {auth['secret_access_key']!r} "
                   "(the scripts do: --sign)")
+        print(f"  dashboard     {cloud.dashboard_url}   (live; the stack's CloudWatch dashboard + stat cards)")
         print(f"  AWS endpoint  {cloud.endpoint_url}   (AWS_ENDPOINT_URL for boto3 / the AWS CLI; any credentials)")
         print(f"  logs          {cloud.log_dir}")
         if cloud.outputs:

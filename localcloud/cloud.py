@@ -38,6 +38,7 @@ from .gateway import Gateway, json_response
 from .httpapi import HttpApiServer
 from .kinesis import KinesisPollers
 from .lambdahost import InvokeResult, LambdaHost
+from .metrics import EmfShipper, ServiceMetrics
 from .sagemaker import SageMakerRuntime, _SageMakerError
 from .schedules import Scheduler
 from .sigv4 import LOCAL_CREDENTIALS, SigV4Verifier
@@ -100,6 +101,9 @@ class LocalCloud:
         self.pollers: KinesisPollers | None = None
         self.scheduler: Scheduler | None = None
         self.deployer: Deployer | None = None
+        self.emf: EmfShipper | None = None
+        self.service_metrics = ServiceMetrics()  # AWS/Lambda, AWS/SageMaker, AWS/SQS as AWS would publish them
+        self.dashboard = None
         self.outputs: dict[str, Any] = {}
         self.resources: dict[str, Any] = {}
         self.deploy_seconds = 0.0
@@ -127,6 +131,11 @@ class LocalCloud:
     def api_url(self) -> str:
         self._require_started()
         return f"http://127.0.0.1:{self.http_api.server.server_address[1]}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The live dashboard (localcloud/dashboard.py), on the gateway's control API."""
+        return f"{self.endpoint_url}/_localcloud/dashboard"
 
     @property
     def log_dir(self) -> Path:
@@ -185,6 +194,8 @@ class LocalCloud:
                                       init_timeout=self.init_timeout, aws_config_file=empty_config)
         self.sagemaker = SageMakerRuntime(s3_get=self._s3_get, work_dir=self.state_dir, region=self.region,
                                           account_id=self.account_id)
+        self.lambda_host.on_result = self.service_metrics.lambda_invocation
+        self.sagemaker.on_invocation = self.service_metrics.model_invocation
         self.gateway.lambda_host = self.lambda_host
         self.gateway.sagemaker = self.sagemaker
         self.gateway.sagemaker_control = self._update_endpoint
@@ -235,6 +246,18 @@ class LocalCloud:
                                    account_id=self.account_id, time_scale=self.time_scale,
                                    enabled=self.run_schedules)
         self.scheduler.start()
+        # CloudWatch Logs turns the functions' EMF log lines into metrics in AWS: here a thread does
+        created = [r for r in deployer.resources.values() if r.status == "created"]
+        queues = [r.ref for r in created if r.type == "AWS::SQS::Queue"]
+        machines = [r.ref for r in created if r.type == "AWS::StepFunctions::StateMachine"]
+
+        def sample() -> None:  # what AWS samples or counts for its services (metrics.ServiceMetrics)
+            self.service_metrics.queue_depths(self.client("sqs"), queues)
+            self.service_metrics.executions(machines, self.region, self.account_id)
+
+        self.emf = EmfShipper([self.log_dir / f"{spec.logical_id}.log" for spec in deployer.functions.values()],
+                              self.client("cloudwatch"), service=self.service_metrics, sample=sample)
+        self.emf.start()
         self.outputs = dict(deployer.outputs)
         self.resources = {lid: r.ref for lid, r in deployer.resources.items() if r.status in ("created", "skipped")}
         if self.prewarm:
@@ -248,6 +271,9 @@ class LocalCloud:
 
     def stop(self) -> None:
         """Stop threads, workers and servers. Safe to call twice."""
+        if self.emf is not None:
+            self.emf.stop()
+            self.emf = None
         if self.scheduler is not None:
             self.scheduler.stop()
         if self.pollers is not None:
@@ -259,6 +285,7 @@ class LocalCloud:
         if self.gateway is not None:
             self.gateway.stop()
         self.scheduler = self.pollers = None
+        self.dashboard = None
         self.gateway = None
         self._started = False
         self._deployed = False
@@ -381,7 +408,8 @@ class LocalCloud:
         data: dict[str, Any] = {"stack": self.stack.stack_name if self.stack else None, "started": self._started,
                                 "deployed": self._deployed, "pid": os.getpid()}
         if self._started:
-            data.update(endpoint_url=self.endpoint_url, api_url=self.api_url, log_dir=str(self.log_dir),
+            data.update(endpoint_url=self.endpoint_url, api_url=self.api_url, dashboard_url=self.dashboard_url,
+                        log_dir=str(self.log_dir),
                         api_auth=self.api_auth())
         if self._deployed:
             data.update(outputs=self.outputs, resources=self.resources, deploy_seconds=round(self.deploy_seconds, 3),
@@ -419,7 +447,8 @@ class LocalCloud:
 
     def _write_state_file(self) -> None:
         state = {"pid": os.getpid(), "stack": self.stack.stack_name, "endpoint_url": self.endpoint_url,
-                 "api_url": self.api_url, "log_dir": str(self.log_dir), "started": time.time(),
+                 "api_url": self.api_url, "dashboard_url": self.dashboard_url, "log_dir": str(self.log_dir),
+                 "started": time.time(),
                  "api_auth": self.api_auth(),
                  # the stack's outputs, resolved from the template as CloudFormation would (Deployer.deploy): the
                  # scripts' --local mode reads the names their --stack mode gets from DescribeStacks
@@ -465,6 +494,12 @@ class LocalCloud:
         body = request.get_json(silent=True) or {}
         if parts == ["status"] and method == "GET":
             return json_response(self.status())
+        if parts[:1] == ["dashboard"] and method == "GET" and self._deployed:
+            if self.dashboard is None:  # built on first use: a template without a dashboard deploys as before
+                from .dashboard import Dashboard
+
+                self.dashboard = Dashboard(self)
+            return self.dashboard.handle(request, parts[1:])
         if parts == ["outputs"] and method == "GET":
             return json_response(self.outputs)
         if parts == ["sagemaker", "faults"]:

@@ -284,6 +284,7 @@ class LambdaHost:
     def __init__(self, *, endpoint_url: str, log_dir: Path, region: str, account_id: str,
                  workers_per_function: int = 2, init_timeout: float = 60.0, aws_config_file: Path | None = None):
         self.endpoint_url = endpoint_url
+        self.on_result = None  # (function name, payload, InvokeResult) after each invocation: CloudWatch metrics
         self.log_dir = Path(log_dir)
         self.region = region
         self.account_id = account_id
@@ -382,7 +383,10 @@ class LambdaHost:
         with self._in_flight_lock:
             self._in_flight += 1
         try:
-            return self.pools[spec.name].invoke(payload)
+            result = self.pools[spec.name].invoke(payload)
+            if self.on_result is not None:
+                self.on_result(spec.name, payload, result)
+            return result
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1

@@ -18,6 +18,8 @@ Why patches (each one is small, local to this process, and keeps moto's behaviou
 - Step Functions: the executor builds a new boto3 client for every Lambda or SQS task (``boto_client_for``);
   client creation was 13 % of the local cloud's CPU under load. Clients are thread-safe: they are cached per
   (region, service, endpoint).
+- CloudWatch (``metrics.patch_cloudwatch``): GetMetricData in one pass over the window instead of one per period
+  per query, ``pNN`` statistics, datums older than 3 hours dropped.
 - moto's Lambda would invoke functions itself (through Docker) when a record is put on a stream with an event
   source mapping; ``detach_kinesis_mapping`` removes that hook (the local poller delivers records instead).
 """
@@ -33,7 +35,7 @@ from typing import Any
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"
-SERIALIZED_SERVICES = ("dynamodb", "kinesis", "dynamodbstreams")
+SERIALIZED_SERVICES = ("dynamodb", "kinesis", "dynamodbstreams", "cloudwatch")  # cloudwatch: metrics.py trims
 
 _service_locks: dict[str, threading.RLock] = {name: threading.RLock() for name in SERIALIZED_SERVICES}
 _patched = False
@@ -93,6 +95,9 @@ def _apply_patches() -> None:
     _cache_stepfunctions_clients()
     _cache_request_dispatch()
     _untrack_data_models()
+    from .metrics import patch_cloudwatch  # GetMetricData in one pass, percentiles, bounded retention
+
+    patch_cloudwatch()
     _patched = True
 
 

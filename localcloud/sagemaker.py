@@ -27,6 +27,7 @@ import logging
 import pickle
 import random
 import sys
+import time
 import tarfile
 import threading
 import uuid
@@ -348,6 +349,7 @@ class _SageMakerError(Exception):
 class SageMakerRuntime:
     def __init__(self, *, s3_get: Callable[[str, str], bytes], work_dir: str | Path, region: str, account_id: str):
         self.s3_get = s3_get
+        self.on_invocation = None  # (endpoint, variant, seconds) after each invocation: CloudWatch metrics
         self.work_dir = Path(work_dir)
         self.region = region
         self.account_id = account_id
@@ -491,12 +493,15 @@ class SageMakerRuntime:
         from .gateway import aws_error
         from werkzeug.wrappers import Response
 
+        started = time.perf_counter()
         try:
             data, out_type, variant = self.invoke(
                 name, request.get_data(), request.headers.get("Content-Type", "text/csv"),
                 request.headers.get("Accept", ""), request.headers.get("X-Amzn-SageMaker-Target-Variant"))
         except _SageMakerError as exc:
             return aws_error(exc.code, str(exc), exc.status, exc.extra)
+        if self.on_invocation is not None:  # CloudWatch metrics (localcloud/metrics.py ServiceMetrics)
+            self.on_invocation(name, variant, time.perf_counter() - started)
         return Response(data, status=200, content_type=out_type,
                         headers={"X-Amzn-Invoked-Production-Variant": variant, "x-amzn-RequestId": str(uuid.uuid4())})
 

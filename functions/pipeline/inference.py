@@ -115,6 +115,7 @@ def store_predictions(state: dict, settings: Settings) -> dict:
         "batch_id": state["batch_id"], "created_at": state["created_at"], "events": len(items),
         "latency_p50": statistics.median(latencies) if latencies else 0.0,
         "latency_max": latencies[-1] if latencies else 0.0,
+        "latencies": latencies,  # per event, for the latency metric; the handler takes it out of the state
         # workload figures for the cost record: arrival span and ingest requests (the API stamps one ingest_ts
         # per request, so distinct stamps count the requests that carried this batch)
         "ingest_first": min(ingest) if ingest else None, "ingest_last": max(ingest) if ingest else None,
