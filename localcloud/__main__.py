@@ -33,6 +33,10 @@ def _up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, terminate)
     if args.kinesis_retention_hours:
         os.environ["LOCALCLOUD_KINESIS_RETENTION_HOURS"] = str(args.kinesis_retention_hours)
+    problem = _stale_cdk_out(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     try:
         cloud = LocalCloud(cdk_out=args.cdk_out, state_dir=args.state_dir, gateway_port=args.gateway_port,
@@ -79,6 +83,21 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stale_cdk_out(args: argparse.Namespace) -> str | None:
+    """Why cdk.out must not be deployed (this project's synth record, infra/synth_inputs.py), or None. A cdk.out
+    without the record (another CDK app) is deployed as it is."""
+    from infra import synth_inputs
+
+    if not (Path(args.cdk_out) / synth_inputs.RECORD).is_file():
+        return None
+    try:
+        wanted = None if args.context is None else synth_inputs.parse_context_args(args.context)
+        synth_inputs.check(args.cdk_out, wanted)
+    except (synth_inputs.StaleCdkOut, ValueError) as exc:
+        return str(exc)
+    return None
+
+
 def _endpoint(args: argparse.Namespace) -> str:
     if args.endpoint_url:
         return args.endpoint_url.rstrip("/")
@@ -123,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--require-sigv4", action="store_true",
                     help="verify SigV4 on the HTTP API's AWS_IAM routes as API Gateway does (403 when missing or "
                          "invalid); sign with the local credentials localcloud/localcloud")
+    up.add_argument("--context", default=None, metavar='"-c KEY=VALUE ..."',
+                    help="the CDK context overrides cdk.out must have been synthesized with (`make up "
+                         "CDK_CONTEXT=...` passes its own); default: any. A cdk.out older than its inputs is refused")
     up.add_argument("--kinesis-retention-hours", type=float, default=None,
                     help="trim stream records older than this even where RetentionPeriodHours is longer (memory: "
                          "~0.8 KB per record held; at 300 events/s, 24 h is ~20 GB). Default: the stream's retention")

@@ -2,7 +2,11 @@
 the HTTP API end to end and print a report. Exits 0 only when every accepted event is accounted for.
 
     python scripts/demo.py [--events 6000] [--rate 600] [--users N] [--history-hours 24] [--seed 7] [--cdk-out cdk.out]
-                           [--sigv4]
+                           [--sigv4] [--context "-c batchSize=200 ..."]
+
+--context: the -c overrides cdk.out must have been synthesized with (`make run CDK_CONTEXT="..."` passes its own);
+a cdk.out synthesized with other overrides, or older than cdk.json, the sources or the model artifacts, is refused
+(infra/synth_inputs.py) instead of silently run.
 
 --sigv4: the local cloud requires and verifies SigV4 on the HTTP API (as API Gateway does with IAM auth) and the
 workload is signed by the scripts' client (scripts/client.py), the same code that signs for a deployed stack.
@@ -21,6 +25,7 @@ import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from infra import synth_inputs  # noqa: E402
 from localcloud import LocalCloud  # noqa: E402
 from scripts import loadgen  # noqa: E402
 from scripts.client import local_client  # noqa: E402
@@ -161,7 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=180.0)
     parser.add_argument("--sigv4", action="store_true",
                         help="require SigV4 on the HTTP API and sign the workload (scripts/client.py)")
+    parser.add_argument("--context", default="", metavar='"-c KEY=VALUE ..."',
+                        help="the CDK context overrides cdk.out must have been synthesized with (default: none)")
     args = parser.parse_args(argv)
+    try:
+        synth_inputs.check(args.cdk_out, synth_inputs.parse_context_args(args.context))
+    except (synth_inputs.StaleCdkOut, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     log(f"starting the embedded local cloud from {args.cdk_out} ...")
     with LocalCloud(cdk_out=args.cdk_out, state_dir=str(ROOT / ".localcloud"), api_port=args.api_port,
