@@ -4,7 +4,7 @@
                             [--require-sigv4]
                             [--kinesis-retention-hours H]
     python -m localcloud run-schedule <rule>     # rule logical id, name, prefix, or its target function
-    python -m localcloud status
+    python -m localcloud status [--details]      # one-screen summary; --details: everything, as JSON
     python -m localcloud fault --error ThrottlingException --count 2 [--endpoint NAME]
     python -m localcloud clear-faults
 
@@ -126,6 +126,43 @@ def _print(status: int, body: dict) -> int:
     return 0 if status < 400 else 1
 
 
+def summary(status: dict) -> str:
+    """One screen: where things are, what is deployed, what ran and what failed (``--details`` has the rest)."""
+    lines = [f"stack       {status.get('stack')}   "
+             f"{'deployed' if status.get('deployed') else 'started, deploying' if status.get('started') else 'stopped'}"
+             + (f" in {status['deploy_seconds']:.1f} s" if status.get("deploy_seconds") else "")]
+    if status.get("api_url"):
+        sigv4 = (status.get("api_auth") or {}).get("require_sigv4")
+        lines += [f"HTTP API    {status['api_url']}   (SigV4 {'required' if sigv4 else 'not required'})",
+                  f"AWS         {status['endpoint_url']}   logs {status.get('log_dir')}"]
+    functions = status.get("functions") or {}
+    if functions:
+        lines.append(f"functions   {len(functions)}: " + ", ".join(
+            f"{lid.removesuffix('Function')} {f['invocations']}" + (f" ({f['errors']} errors)" if f["errors"] else "")
+            for lid, f in sorted(functions.items())) + "   (invocations)")
+    pollers = status.get("pollers") or []
+    if pollers:
+        failed = sum(p["records_failed"] for p in pollers)
+        errors = [p["last_error"] for p in pollers if p.get("last_error")]
+        lines.append(f"stream      {len(pollers)} shards: {sum(p['batches'] for p in pollers)} batches, "
+                     f"{sum(p['records_delivered'] for p in pollers)} records delivered, {failed} failed, "
+                     f"{sum(p['buffered'] for p in pollers)} buffered" + (f"; last error: {errors[-1]}" if errors else ""))
+    for name, endpoint in (status.get("endpoints") or {}).items():
+        variants = ", ".join(f"{v['name']} {v.get('kind') or '?'} w={v['weight']:g} {v['invocations']} calls"
+                             + (f" ERROR {v['error']}" if v.get("error") else "") for v in endpoint["variants"])
+        lines.append(f"endpoint    {name}: {variants}")
+    if status.get("model_faults"):
+        lines.append("faults      " + ", ".join(f"{f['error']} x{f['remaining']} on {f['endpoint']}"
+                                                for f in status["model_faults"]))
+    schedules = status.get("schedules") or {}
+    if schedules:
+        lines.append("schedules   " + ", ".join(f"{lid} {s['expression']} fired {s['fired']}"
+                                                for lid, s in schedules.items()))
+    lines.append(f"resources   {len(status.get('resources') or {})} deployed, {len(status.get('skipped') or [])} "
+                 f"skipped; {len(status.get('outputs') or {})} outputs   (--details for everything, as JSON)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,14 +185,22 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--kinesis-retention-hours", type=float, default=None,
                     help="trim stream records older than this even where RetentionPeriodHours is longer (memory: "
                          "~0.8 KB per record held; at 300 events/s, 24 h is ~20 GB). Default: the stream's retention")
+    helps = {"run-schedule": "fire a schedule now", "status": "what runs and what ran (one screen; --details)",
+             "fault": "make the next SageMaker invocations fail", "clear-faults": "remove the injected faults"}
     for name in ("run-schedule", "status", "fault", "clear-faults"):
-        command = sub.add_parser(name)
+        command = sub.add_parser(name, help=helps[name])
         command.add_argument("--endpoint-url", default=None)
         command.add_argument("--timeout", type=float, default=900)
         if name == "run-schedule":
             command.add_argument("rule")
+        if name == "status":
+            command.add_argument("--details", action="store_true", help="the whole status as JSON")
         if name == "fault":
-            command.add_argument("--error", default="ThrottlingException")
+            from .sagemaker import ERROR_STATUS
+
+            command.add_argument("--error", default="ThrottlingException", choices=sorted(ERROR_STATUS),
+                                 help="the SageMaker runtime error the next invocations answer (default "
+                                      "ThrottlingException)")
             command.add_argument("--count", type=int, default=1)
             command.add_argument("--endpoint", default="*")
     for command in sub.choices.values():
@@ -166,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run-schedule":
         return _print(*_call(args, "POST", f"schedules/{args.rule}/run"))
     if args.command == "status":
-        return _print(*_call(args, "GET", "status"))
+        status, body = _call(args, "GET", "status")
+        if args.details or status >= 400:
+            return _print(status, body)
+        print(summary(body))
+        return 0
     if args.command == "fault":
         return _print(*_call(args, "POST", "sagemaker/faults",
                              {"error": args.error, "count": args.count, "endpoint": args.endpoint}))
