@@ -76,6 +76,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/variants/stats"),
     ("GET", "/batches/recent"),
     ("GET", "/model/status"),
+    ("GET", "/models"),
     ("GET", "/health"),
     ("GET", "/openapi.json"),
 )
@@ -558,6 +559,8 @@ class RealtimeInferenceStack(Stack):
                                             "dynamodb:Scan", "dynamodb:DescribeTable"],
             resources=[predictions_arn, f"{predictions_arn}/index/by_user"]))
         api.add_to_role_policy(invoke_endpoint)
+        api.add_to_role_policy(iam.PolicyStatement(   # GET /models: the registry's manifest (model/registry.py)
+            sid="ReadModelRegistry", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("models/manifest.json")]))
         api.add_to_role_policy(iam.PolicyStatement(
             sid="QueueDepths", actions=["sqs:GetQueueAttributes"],
             resources=[self.stream_dlq.queue_arn, self.quarantine_queue.queue_arn]))
