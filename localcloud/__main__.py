@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
+import textwrap
 import sys
 import time
 import urllib.error
@@ -126,6 +128,11 @@ def _print(status: int, body: dict) -> int:
     return 0 if status < 400 else 1
 
 
+def _short(logical_id: str) -> str:
+    """A CDK logical id without its 8-hex-digit hash suffix (ApiFunctionCE271BD4 -> ApiFunction)."""
+    return re.sub(r"(?<=[a-z])[0-9A-F]{8}$", "", logical_id)
+
+
 def summary(status: dict) -> str:
     """One screen: where things are, what is deployed, what ran and what failed (``--details`` has the rest)."""
     lines = [f"stack       {status.get('stack')}   "
@@ -137,9 +144,10 @@ def summary(status: dict) -> str:
                   f"AWS         {status['endpoint_url']}   logs {status.get('log_dir')}"]
     functions = status.get("functions") or {}
     if functions:
-        lines.append(f"functions   {len(functions)}: " + ", ".join(
-            f"{lid.removesuffix('Function')} {f['invocations']}" + (f" ({f['errors']} errors)" if f["errors"] else "")
-            for lid, f in sorted(functions.items())) + "   (invocations)")
+        lines += textwrap.wrap(f"functions   {len(functions)}, invocations: " + ", ".join(
+            f"{_short(lid).removesuffix('Function')} {f['invocations']}"
+            + (f" ({f['errors']} errors)" if f["errors"] else "") for lid, f in sorted(functions.items())),
+            width=110, subsequent_indent=" " * 12)
     pollers = status.get("pollers") or []
     if pollers:
         failed = sum(p["records_failed"] for p in pollers)
@@ -156,8 +164,9 @@ def summary(status: dict) -> str:
                                                 for f in status["model_faults"]))
     schedules = status.get("schedules") or {}
     if schedules:
-        lines.append("schedules   " + ", ".join(f"{lid} {s['expression']} fired {s['fired']}"
-                                                for lid, s in schedules.items()))
+        lines += textwrap.wrap("schedules   " + ", ".join(f"{_short(lid)} {s['expression']} fired {s['fired']}"
+                                                          for lid, s in schedules.items()),
+                               width=110, subsequent_indent=" " * 12)
     lines.append(f"resources   {len(status.get('resources') or {})} deployed, {len(status.get('skipped') or [])} "
                  f"skipped; {len(status.get('outputs') or {})} outputs   (--details for everything, as JSON)")
     return "\n".join(lines)
