@@ -29,6 +29,7 @@ from infra import synth_inputs  # noqa: E402
 from localcloud import LocalCloud  # noqa: E402
 from scripts import loadgen  # noqa: E402
 from scripts.client import local_client  # noqa: E402
+from scripts.progress import progress  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -191,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"sending {args.events} events at {args.rate:g}/s from {users} users, replaying {args.history_hours:g} h "
             "of event time (2% invalid, 2% duplicates) ...")
         log(f"  to {api}")
-        load = loadgen.run(api, args.events, args.rate, users=users, seed=args.seed,
-                           history_hours=args.history_hours,
-                           progress=lambda done, n: done % 1000 == 0 and log(f"  sent {done}/{n}"))
+        with progress("events sent", args.events) as advance:
+            load = loadgen.run(api, args.events, args.rate, users=users, seed=args.seed,
+                               history_hours=args.history_hours,
+                               progress=lambda done, n: (advance(completed=done),
+                                                         done % 1000 == 0 and log(f"  sent {done}/{n}")))
         log(f"sent {load.sent} in {load.seconds:.1f} s: accepted {load.accepted}, rejected {load.rejected}, "
             f"failed {load.failed}" + (f" (first error: {load.request_errors[0]})" if load.request_errors else ""))
 
@@ -201,22 +204,24 @@ def main(argv: list[str] | None = None) -> int:
         expected = load.unique_accepted
         deadline = time.monotonic() + args.drain_timeout
         last, last_change = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            # Progress from the pipeline's own counters (one GetItem): scanning the tables every second would
-            # load the local cloud more than the workload does. A full count confirms before we stop.
-            done = pipeline.counter("events_predicted")
-            if done >= expected:
-                done = pipeline.count("PREDICTIONS_TABLE")
-            settled = done + len(pipeline.quarantined_event_ids()) + pipeline.dlq_records()
-            if settled != last:
-                log(f"  {done} predicted, {settled}/{expected} settled")
-                last, last_change = settled, time.monotonic()
-            if settled >= expected:
-                break
-            if time.monotonic() - last_change > 30:
-                log("  no progress for 30 s; reporting what is there")
-                break
-            time.sleep(1.0)
+        with progress("events settled", expected) as advance:
+            while time.monotonic() < deadline:
+                # Progress from the pipeline's own counters (one GetItem): scanning the tables every second would
+                # load the local cloud more than the workload does. A full count confirms before we stop.
+                done = pipeline.counter("events_predicted")
+                if done >= expected:
+                    done = pipeline.count("PREDICTIONS_TABLE")
+                settled = done + len(pipeline.quarantined_event_ids()) + pipeline.dlq_records()
+                if settled != last:
+                    advance(completed=settled)
+                    log(f"  {done} predicted, {settled}/{expected} settled")
+                    last, last_change = settled, time.monotonic()
+                if settled >= expected:
+                    break
+                if time.monotonic() - last_change > 30:
+                    log("  no progress for 30 s; reporting what is there")
+                    break
+                time.sleep(1.0)
 
         log("running the scheduled jobs once (retrain batch size, drift) ...")
         optimizer = cloud.run_schedule("RetrainBatchSize")
