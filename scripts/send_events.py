@@ -33,6 +33,16 @@ def load_file(path: Path) -> list[dict]:
     return data["events"] if isinstance(data, dict) and "events" in data else data if isinstance(data, list) else [data]
 
 
+def synthetic_events(count: int, user: str | None = None, seed: int | None = None) -> list[dict]:
+    """``count`` valid events; without ``seed`` a fresh seed and a run id in every event_id, so ids never repeat
+    across runs (a repeated id is a client duplicate to the pipeline)."""
+    prefix = "manual" if seed is not None else f"manual-{secrets.token_hex(4)}"
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    events = [e for e, _ in generate(count, users=5, seed=seed, bad_fraction=0, duplicate_fraction=0,
+                                     id_prefix=prefix, history_hours=0)]
+    return [e | {"user_id": user} for e in events] if user else events
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", type=Path)
@@ -43,16 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                              "second run is not taken for duplicates)")
     add_target_arguments(parser)
     args = parser.parse_args(argv)
-    if args.file:
-        events = load_file(args.file)
-    else:
-        # without --seed, a fresh seed and a run id in every event_id: ids never repeat across runs
-        seed = secrets.randbelow(2**31) if args.seed is None else args.seed
-        prefix = "manual" if args.seed is not None else f"manual-{secrets.token_hex(4)}"
-        events = [e for e, _ in generate(args.count, users=5, seed=seed, bad_fraction=0, duplicate_fraction=0,
-                                         id_prefix=prefix, history_hours=0)]
-        if args.user:
-            events = [e | {"user_id": args.user} for e in events]
+    events = load_file(args.file) if args.file else synthetic_events(args.count, args.user, args.seed)
     try:
         api = client_from_args(args)
     except ClientError as exc:
