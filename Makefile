@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := 1
+# CDK context overrides for synth and what runs on it, as the CDK CLI takes them: make up CDK_CONTEXT="-c batchSize=200"
+CDK_CONTEXT ?=
 MODEL := model/artifacts/model.tar.gz
 TORCH_MODEL := model/artifacts/pytorch/model.tar.gz
 
@@ -12,6 +14,7 @@ TORCH_MODEL := model/artifacts/pytorch/model.tar.gz
 
 help:
 	@echo "make run    - local cloud + deploy + demo workload + report (no Docker, no AWS account)"
+	@echo "             CDK_CONTEXT=\"-c batchSize=200\" overrides cdk.json for run, up, synth and bench"
 	@echo "make test   - the whole test suite"
 	@echo "make up     - serve the HTTP API on http://127.0.0.1:8000 and the live dashboard until Ctrl-C"
 	@echo "make synth  - synthesize the CDK app into cdk.out (cdk-nag checks run on every synth)"
@@ -55,19 +58,19 @@ model: $(MODEL) $(TORCH_MODEL)
 
 synth: $(VENV)/.installed $(MODEL) $(TORCH_MODEL)
 	@echo "synthesizing the CDK app (cdk-nag AwsSolutions checks included) ..."
-	@$(PY) app.py
+	@$(PY) app.py $(CDK_CONTEXT)
 
 run: synth
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py --context "$(CDK_CONTEXT)"
 
 up: synth
-	$(PY) -m localcloud up --cdk-out cdk.out --api-port 8000
+	$(PY) -m localcloud up --cdk-out cdk.out --api-port 8000 --context "$(CDK_CONTEXT)"
 
 test: $(VENV)/.installed node_modules/.installed browser $(MODEL) $(TORCH_MODEL)
 	$(PY) -m pytest
 
 bench: synth
-	$(PY) -m bench
+	CDK_CONTEXT="$(CDK_CONTEXT)" $(PY) -m bench
 
 deploy: synth node_modules/.installed
 	npx --no-install cdk deploy --require-approval broadening

@@ -3,10 +3,12 @@
 AwsSolutions checks (an unacknowledged finding fails synthesis) and synthesizes to $CDK_OUTDIR or cdk.out.
 
     .venv/bin/python app.py                      # plain synth, no CDK CLI needed (what `make synth` runs)
+    .venv/bin/python app.py -c batchSize=200     # -c overrides as the CDK CLI takes them (make CDK_CONTEXT="...")
     npx cdk synth -c shardCount=4                # through the CLI: -c values override cdk.json
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -16,7 +18,8 @@ from typing import Any, Mapping
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import Config, ConfigError, unknown_keys
+from infra import synth_inputs
+from infra.config import KNOWN_KEYS, Config, ConfigError, unknown_keys
 from infra.stack import RealtimeInferenceStack
 
 ROOT = Path(__file__).resolve().parent
@@ -50,13 +53,26 @@ def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = Non
     return app, stack
 
 
-def main() -> int:
+def effective_context(app: cdk.App) -> dict[str, Any]:
+    """The project's settings as the stack read them (cdk.json, then -c values from this command or the CLI)."""
+    keys = set(cdk_json_context()) | KNOWN_KEYS
+    return {k: v for k in sorted(keys) if (v := app.node.try_get_context(k)) is not None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a cdk.json context value, as `cdk synth -c` does (repeatable)")
+    args = parser.parse_args(argv)
     try:
-        app, _ = build_app()
-    except ConfigError as exc:
+        overrides = synth_inputs.parse_context_args([w for pair in args.context for w in ("-c", pair)])
+        app, _ = build_app(overrides=overrides)
+    except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    app.synth()
+    assembly = app.synth()
+    # what this synth was made from: the demo and the benches refuse a cdk.out that no longer matches it
+    synth_inputs.record(assembly.directory, effective_context(app))
     return 0
 
 

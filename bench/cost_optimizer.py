@@ -48,6 +48,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
+from scripts.progress import tracked  # noqa: E402
 
 SIZES = (10, 50, 100, 200, 500)
 SHARDS = 2
@@ -433,7 +434,7 @@ def main(argv: list[str] | None = None) -> dict:
                            "latency_slo_seconds": SLO_SECONDS})
     t0 = 1_798_761_600.0          # a Monday 00:00 UTC: the records' hour-of-day feature is the simulated hour
     runs = []
-    for seed in range(args.seeds):
+    for seed in tracked(range(args.seeds), "simulated seeds"):
         started = time.perf_counter()
         day1 = [times.tolist() for times in arrivals(1, seed)]
         fixed = {}

@@ -76,6 +76,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/variants/stats"),
     ("GET", "/batches/recent"),
     ("GET", "/model/status"),
+    ("GET", "/models"),
     ("GET", "/health"),
     ("GET", "/openapi.json"),
 )
@@ -396,7 +397,28 @@ class RealtimeInferenceStack(Stack):
             raise ConfigError(f"{kind} model artifact {artifact} not found ({path}): run `make model` first (it "
                               "trains both kinds into model/artifacts/), or point the variant's modelArtifact "
                               f"(or {key}) context at an existing SageMaker {kind} model.tar.gz")
+        self._check_artifact(artifact, path, kind)
         return s3_assets.Asset(self, construct_id, path=str(path))
+
+    def _check_artifact(self, artifact: str, path: Path, kind: str) -> None:
+        """The artifact must be of the variant's kind and trained on the deployed feature set: a mismatch would
+        deploy fine and then quarantine every batch at run time."""
+        from model.registry import PromotionError, artifact_info
+
+        try:
+            info = artifact_info(path)
+        except (PromotionError, OSError, ValueError) as exc:
+            raise ConfigError(f"model artifact {artifact}: {exc}") from None
+        if info["kind"] != kind:
+            raise ConfigError(f"model artifact {artifact} is a {info['kind']} model, but the variant serving it is "
+                              f"of kind {kind}: point its modelArtifact at a {kind} model.tar.gz")
+        wanted = self.config.feature_set
+        if info["feature_set"] != wanted:
+            raise ConfigError(
+                f"featureSet is {wanted}, but the {kind} model artifact {artifact} was trained on feature set "
+                f"{info['feature_set']}: train one for {wanted} (`.venv/bin/python model/train.py --feature-set "
+                f"{wanted} --out <dir>`) and point modelArtifact / pytorchModelArtifact (or the variant's "
+                f"modelArtifact) at it, or synthesize with -c featureSet={info['feature_set']}")
 
     # -- Lambda -------------------------------------------------------------------------------------------------
     def _functions(self) -> None:
@@ -558,6 +580,8 @@ class RealtimeInferenceStack(Stack):
                                             "dynamodb:Scan", "dynamodb:DescribeTable"],
             resources=[predictions_arn, f"{predictions_arn}/index/by_user"]))
         api.add_to_role_policy(invoke_endpoint)
+        api.add_to_role_policy(iam.PolicyStatement(   # GET /models: the registry's manifest (model/registry.py)
+            sid="ReadModelRegistry", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("models/manifest.json")]))
         api.add_to_role_policy(iam.PolicyStatement(
             sid="QueueDepths", actions=["sqs:GetQueueAttributes"],
             resources=[self.stream_dlq.queue_arn, self.quarantine_queue.queue_arn]))

@@ -4,7 +4,7 @@
                             [--require-sigv4]
                             [--kinesis-retention-hours H]
     python -m localcloud run-schedule <rule>     # rule logical id, name, prefix, or its target function
-    python -m localcloud status
+    python -m localcloud status [--details]      # one-screen summary; --details: everything, as JSON
     python -m localcloud fault --error ThrottlingException --count 2 [--endpoint NAME]
     python -m localcloud clear-faults
 
@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
+import textwrap
 import sys
 import time
 import urllib.error
@@ -33,6 +35,10 @@ def _up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, terminate)
     if args.kinesis_retention_hours:
         os.environ["LOCALCLOUD_KINESIS_RETENTION_HOURS"] = str(args.kinesis_retention_hours)
+    problem = _stale_cdk_out(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     try:
         cloud = LocalCloud(cdk_out=args.cdk_out, state_dir=args.state_dir, gateway_port=args.gateway_port,
@@ -80,6 +86,21 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stale_cdk_out(args: argparse.Namespace) -> str | None:
+    """Why cdk.out must not be deployed (this project's synth record, infra/synth_inputs.py), or None. A cdk.out
+    without the record (another CDK app) is deployed as it is."""
+    from infra import synth_inputs
+
+    if not (Path(args.cdk_out) / synth_inputs.RECORD).is_file():
+        return None
+    try:
+        wanted = None if args.context is None else synth_inputs.parse_context_args(args.context)
+        synth_inputs.check(args.cdk_out, wanted)
+    except (synth_inputs.StaleCdkOut, ValueError) as exc:
+        return str(exc)
+    return None
+
+
 def _endpoint(args: argparse.Namespace) -> str:
     if args.endpoint_url:
         return args.endpoint_url.rstrip("/")
@@ -108,6 +129,50 @@ def _print(status: int, body: dict) -> int:
     return 0 if status < 400 else 1
 
 
+def _short(logical_id: str) -> str:
+    """A CDK logical id without its 8-hex-digit hash suffix (ApiFunctionCE271BD4 -> ApiFunction)."""
+    return re.sub(r"(?<=[a-z])[0-9A-F]{8}$", "", logical_id)
+
+
+def summary(status: dict) -> str:
+    """One screen: where things are, what is deployed, what ran and what failed (``--details`` has the rest)."""
+    lines = [f"stack       {status.get('stack')}   "
+             f"{'deployed' if status.get('deployed') else 'started, deploying' if status.get('started') else 'stopped'}"
+             + (f" in {status['deploy_seconds']:.1f} s" if status.get("deploy_seconds") else "")]
+    if status.get("api_url"):
+        sigv4 = (status.get("api_auth") or {}).get("require_sigv4")
+        lines += [f"HTTP API    {status['api_url']}   (SigV4 {'required' if sigv4 else 'not required'})",
+                  f"AWS         {status['endpoint_url']}   logs {status.get('log_dir')}"]
+    functions = status.get("functions") or {}
+    if functions:
+        lines += textwrap.wrap(f"functions   {len(functions)}, invocations: " + ", ".join(
+            f"{_short(lid).removesuffix('Function')} {f['invocations']}"
+            + (f" ({f['errors']} errors)" if f["errors"] else "") for lid, f in sorted(functions.items())),
+            width=110, subsequent_indent=" " * 12)
+    pollers = status.get("pollers") or []
+    if pollers:
+        failed = sum(p["records_failed"] for p in pollers)
+        errors = [p["last_error"] for p in pollers if p.get("last_error")]
+        lines.append(f"stream      {len(pollers)} shards: {sum(p['batches'] for p in pollers)} batches, "
+                     f"{sum(p['records_delivered'] for p in pollers)} records delivered, {failed} failed, "
+                     f"{sum(p['buffered'] for p in pollers)} buffered" + (f"; last error: {errors[-1]}" if errors else ""))
+    for name, endpoint in (status.get("endpoints") or {}).items():
+        variants = ", ".join(f"{v['name']} {v.get('kind') or '?'} w={v['weight']:g} {v['invocations']} calls"
+                             + (f" ERROR {v['error']}" if v.get("error") else "") for v in endpoint["variants"])
+        lines.append(f"endpoint    {name}: {variants}")
+    if status.get("model_faults"):
+        lines.append("faults      " + ", ".join(f"{f['error']} x{f['remaining']} on {f['endpoint']}"
+                                                for f in status["model_faults"]))
+    schedules = status.get("schedules") or {}
+    if schedules:
+        lines += textwrap.wrap("schedules   " + ", ".join(f"{_short(lid)} {s['expression']} fired {s['fired']}"
+                                                          for lid, s in schedules.items()),
+                               width=110, subsequent_indent=" " * 12)
+    lines.append(f"resources   {len(status.get('resources') or {})} deployed, {len(status.get('skipped') or [])} "
+                 f"skipped; {len(status.get('outputs') or {})} outputs   (--details for everything, as JSON)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,17 +189,28 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--require-sigv4", action="store_true",
                     help="verify SigV4 on the HTTP API's AWS_IAM routes as API Gateway does (403 when missing or "
                          "invalid); sign with the local credentials localcloud/localcloud")
+    up.add_argument("--context", default=None, metavar='"-c KEY=VALUE ..."',
+                    help="the CDK context overrides cdk.out must have been synthesized with (`make up "
+                         "CDK_CONTEXT=...` passes its own); default: any. A cdk.out older than its inputs is refused")
     up.add_argument("--kinesis-retention-hours", type=float, default=None,
                     help="trim stream records older than this even where RetentionPeriodHours is longer (memory: "
                          "~0.8 KB per record held; at 300 events/s, 24 h is ~20 GB). Default: the stream's retention")
+    helps = {"run-schedule": "fire a schedule now", "status": "what runs and what ran (one screen; --details)",
+             "fault": "make the next SageMaker invocations fail", "clear-faults": "remove the injected faults"}
     for name in ("run-schedule", "status", "fault", "clear-faults"):
-        command = sub.add_parser(name)
+        command = sub.add_parser(name, help=helps[name])
         command.add_argument("--endpoint-url", default=None)
         command.add_argument("--timeout", type=float, default=900)
         if name == "run-schedule":
             command.add_argument("rule")
+        if name == "status":
+            command.add_argument("--details", action="store_true", help="the whole status as JSON")
         if name == "fault":
-            command.add_argument("--error", default="ThrottlingException")
+            from .sagemaker import ERROR_STATUS
+
+            command.add_argument("--error", default="ThrottlingException", choices=sorted(ERROR_STATUS),
+                                 help="the SageMaker runtime error the next invocations answer (default "
+                                      "ThrottlingException)")
             command.add_argument("--count", type=int, default=1)
             command.add_argument("--endpoint", default="*")
     for command in sub.choices.values():
@@ -145,7 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run-schedule":
         return _print(*_call(args, "POST", f"schedules/{args.rule}/run"))
     if args.command == "status":
-        return _print(*_call(args, "GET", "status"))
+        status, body = _call(args, "GET", "status")
+        if args.details or status >= 400:
+            return _print(status, body)
+        print(summary(body))
+        return 0
     if args.command == "fault":
         return _print(*_call(args, "POST", "sagemaker/faults",
                              {"error": args.error, "count": args.count, "endpoint": args.endpoint}))

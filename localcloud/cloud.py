@@ -265,6 +265,7 @@ class LocalCloud:
         self._deployed = True
         self.deploy_seconds = time.perf_counter() - started
         self._write_state_file()
+        self.http_api.ready = True
         log.info("deployed %s in %.1f s: %d resources created, %d skipped", self.stack.stack_name,
                  self.deploy_seconds, sum(r.status == "created" for r in deployer.resources.values()),
                  len(deployer.skipped))

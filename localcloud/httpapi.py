@@ -6,6 +6,7 @@ follows API Gateway: the most specific path wins (literal segments before variab
 match before ``ANY``, ``$default`` last. Requests become payload format 2.0 events; the 2.0 response rules turn the
 result into the HTTP response. Unknown route -> 404 ``{"message":"Not Found"}``; a function error -> 500
 ``{"message":"Internal Server Error"}``; a body over 10 MB -> 413 ``{"message":"Request Entity Too Large"}``.
+Until ``LocalCloud.deploy`` is done, every request (``/health`` too) -> 503 ``{"error": "deploying", "message"}``.
 
 IAM authorization: with a ``SigV4Verifier`` (``LocalCloud(require_sigv4=True)``, ``python -m localcloud up
 --require-sigv4``) every request to a route whose AuthorizationType is ``AWS_IAM`` must carry a valid SigV4
@@ -106,6 +107,8 @@ class HttpApiServer:
         self.auth_failures = 0
         self.api: HttpApiInfo | None = None
         self.routes: list[Route] = []
+        # False while the stack deploys (LocalCloud.deploy sets it at the end): every request is answered 503
+        self.ready = api is not None
         if api is not None:
             self.configure(api)
         self.server: BaseWSGIServer | None = None
@@ -137,6 +140,8 @@ class HttpApiServer:
 
     def handle(self, request: Request) -> Response:
         path = request.path
+        if not self.ready:
+            return _not_ready()
         if self.api is None:
             return _message(404, "Not Found")
         if self.api.stage and self.api.stage != "$default":
@@ -304,6 +309,14 @@ class HttpApiServer:
 
 def _message(status: int, message: str) -> Response:
     return Response(json.dumps({"message": message}), status=status, content_type="application/json")
+
+
+def _not_ready() -> Response:
+    """Before the deploy is done: 503 on every route, /health included, in the API's error shape (a local-cloud
+    answer; API Gateway has no such state)."""
+    body = {"error": "deploying", "message": "the local cloud is still deploying the stack; retry when `make up` "
+                                             "prints 'local cloud up'"}
+    return Response(json.dumps(body), status=503, content_type="application/json", headers={"Retry-After": "5"})
 
 
 def _reason(exc: BaseException) -> str:

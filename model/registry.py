@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MANIFEST_KEY = "models/manifest.json"
+MANIFEST_KEY = "models/manifest.json"   # = functions/pipeline/models.py MANIFEST_KEY (GET /models reads it)
 _NAME_RE = re.compile(r"[^a-zA-Z0-9-]+")
 
 
@@ -255,6 +255,25 @@ def rollback(*, sm, s3, ddb, bucket: str, endpoint: str, state_table: str | None
     record["live"] = _record_live(ddb, state_table, sm, all_variants, manifest,
                                   {target_endpoint: last["previous_endpoint_config"]})
     return record
+
+
+def list_versions(s3, bucket: str, variants: list[dict] | None = None) -> list[dict]:
+    """The registered versions (kind, feature set, metrics, created time) and which variants serve them: the
+    manifest's live map over the stack's variants (``variants``: its ModelVariants output). The rows are built by
+    the code behind GET /models (functions/pipeline/models.py), so both show the same thing."""
+    import sys
+
+    functions = str(ROOT / "functions")
+    if functions not in sys.path:
+        sys.path.append(functions)
+    from pipeline.models import version_rows
+
+    manifest = read_manifest(s3, bucket)
+    live = [dict(v, model_version=manifest["live"].get(v["name"]) or v.get("model_version", ""))
+            for v in variants or []]
+    live += [{"name": name, "model_version": version} for name, version in manifest["live"].items()
+             if name not in {v["name"] for v in live}]
+    return version_rows(manifest, live)
 
 
 def status(sm, s3, bucket: str, endpoint: str, variants: list[dict] | None = None) -> dict:

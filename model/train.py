@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
 from model.synthetic import label_probability, make_users, stream  # noqa: E402
+from scripts.progress import progress  # noqa: E402
 from pipeline.drift import baseline_from_features  # noqa: E402
 from pipeline.events import Event  # noqa: E402
 from pipeline.features import (FEATURE_REVISION, FEATURE_SET, FEATURE_SETS, FeatureState, feature_names,  # noqa: E402
@@ -45,12 +46,28 @@ def build_dataset(users: int, hours: float, seed: int, feature_set: str = FEATUR
     states: dict[str, FeatureState] = {}
     rows, labels = [], []
     start = time.time() - hours * 3600
-    for raw in stream(population, start, hours * 3600, rng):
-        event = Event.model_validate(raw)
-        features = states.setdefault(event.user_id, FeatureState(feature_set)).add(event)
-        rows.append(features)
-        labels.append(1 if rng.random() < label_probability(named(features, feature_set)) else 0)
+    with progress("features (hours of event time)", hours) as advance:
+        for raw in stream(population, start, hours * 3600, rng):
+            event = Event.model_validate(raw)
+            features = states.setdefault(event.user_id, FeatureState(feature_set)).add(event)
+            rows.append(features)
+            labels.append(1 if rng.random() < label_probability(named(features, feature_set)) else 0)
+            if len(rows) % 2000 == 0:
+                advance(completed=round((event.timestamp - start) / 3600, 1))
+        advance(completed=hours)
     return np.asarray(rows, dtype=np.float32), np.asarray(labels, dtype=np.float32)
+
+
+class _Advance(xgboost.callback.TrainingCallback):
+    """One progress step per boosting round."""
+
+    def __init__(self, advance):
+        super().__init__()
+        self.advance = advance
+
+    def after_iteration(self, model, epoch, evals_log) -> bool:
+        self.advance()
+        return False     # never stops training itself
 
 
 def train(x: np.ndarray, y: np.ndarray, seed: int, rounds: int = 150) -> tuple[xgboost.Booster, dict]:
@@ -59,8 +76,9 @@ def train(x: np.ndarray, y: np.ndarray, seed: int, rounds: int = 150) -> tuple[x
     train_idx, test_idx = order[:split], order[split:]
     dtrain = xgboost.DMatrix(x[train_idx], label=y[train_idx])
     dtest = xgboost.DMatrix(x[test_idx], label=y[test_idx])
-    booster = xgboost.train(PARAMS, dtrain, num_boost_round=rounds, evals=[(dtest, "holdout")],
-                            early_stopping_rounds=20, verbose_eval=False)
+    with progress("XGBoost rounds (stops early)", rounds) as advance:
+        booster = xgboost.train(PARAMS, dtrain, num_boost_round=rounds, evals=[(dtest, "holdout")],
+                                early_stopping_rounds=20, verbose_eval=False, callbacks=[_Advance(advance)])
     holdout_auc = float(roc_auc_score(y[test_idx], booster.predict(dtest, iteration_range=(0, booster.best_iteration + 1))))
     return booster, {"holdout_auc": round(holdout_auc, 4), "rows": int(len(y)), "positives": int(y.sum()),
                      "best_iteration": int(booster.best_iteration), "xgboost": xgboost.__version__}

@@ -63,14 +63,18 @@ def train(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = EPOCHS):
     loss_fn = torch.nn.BCEWithLogitsLoss()
     generator = torch.Generator().manual_seed(seed)
     model.train()
-    for _ in range(epochs):
-        permutation = torch.randperm(len(y_train), generator=generator)
-        for start in range(0, len(permutation), BATCH):
-            batch = permutation[start:start + BATCH]
-            optimizer.zero_grad()
-            loss = loss_fn(model(x_train[batch]), y_train[batch])
-            loss.backward()
-            optimizer.step()
+    from scripts.progress import progress
+
+    with progress("PyTorch epochs", epochs) as advance:
+        for _ in range(epochs):
+            permutation = torch.randperm(len(y_train), generator=generator)
+            for start in range(0, len(permutation), BATCH):
+                batch = permutation[start:start + BATCH]
+                optimizer.zero_grad()
+                loss = loss_fn(model(x_train[batch]), y_train[batch])
+                loss.backward()
+                optimizer.step()
+            advance()
     model.eval()
     holdout = code.predict_fn(torch.from_numpy(np.asarray(x[test_idx], dtype=np.float32)), model)
     metrics = {"holdout_auc": round(float(roc_auc_score(y[test_idx], holdout)), 4), "rows": int(len(y)),

@@ -2,7 +2,11 @@
 the HTTP API end to end and print a report. Exits 0 only when every accepted event is accounted for.
 
     python scripts/demo.py [--events 6000] [--rate 600] [--users N] [--history-hours 24] [--seed 7] [--cdk-out cdk.out]
-                           [--sigv4]
+                           [--sigv4] [--context "-c batchSize=200 ..."]
+
+--context: the -c overrides cdk.out must have been synthesized with (`make run CDK_CONTEXT="..."` passes its own);
+a cdk.out synthesized with other overrides, or older than cdk.json, the sources or the model artifacts, is refused
+(infra/synth_inputs.py) instead of silently run.
 
 --sigv4: the local cloud requires and verifies SigV4 on the HTTP API (as API Gateway does with IAM auth) and the
 workload is signed by the scripts' client (scripts/client.py), the same code that signs for a deployed stack.
@@ -21,9 +25,11 @@ import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from infra import synth_inputs  # noqa: E402
 from localcloud import LocalCloud  # noqa: E402
 from scripts import loadgen  # noqa: E402
 from scripts.client import local_client  # noqa: E402
+from scripts.progress import progress  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -161,7 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=180.0)
     parser.add_argument("--sigv4", action="store_true",
                         help="require SigV4 on the HTTP API and sign the workload (scripts/client.py)")
+    parser.add_argument("--context", default="", metavar='"-c KEY=VALUE ..."',
+                        help="the CDK context overrides cdk.out must have been synthesized with (default: none)")
     args = parser.parse_args(argv)
+    try:
+        synth_inputs.check(args.cdk_out, synth_inputs.parse_context_args(args.context))
+    except (synth_inputs.StaleCdkOut, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     log(f"starting the embedded local cloud from {args.cdk_out} ...")
     with LocalCloud(cdk_out=args.cdk_out, state_dir=str(ROOT / ".localcloud"), api_port=args.api_port,
@@ -179,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"sending {args.events} events at {args.rate:g}/s from {users} users, replaying {args.history_hours:g} h "
             "of event time (2% invalid, 2% duplicates) ...")
         log(f"  to {api}")
-        load = loadgen.run(api, args.events, args.rate, users=users, seed=args.seed,
-                           history_hours=args.history_hours,
-                           progress=lambda done, n: done % 1000 == 0 and log(f"  sent {done}/{n}"))
+        with progress("events sent", args.events) as advance:
+            load = loadgen.run(api, args.events, args.rate, users=users, seed=args.seed,
+                               history_hours=args.history_hours,
+                               progress=lambda done, n: (advance(completed=done),
+                                                         done % 1000 == 0 and log(f"  sent {done}/{n}")))
         log(f"sent {load.sent} in {load.seconds:.1f} s: accepted {load.accepted}, rejected {load.rejected}, "
             f"failed {load.failed}" + (f" (first error: {load.request_errors[0]})" if load.request_errors else ""))
 
@@ -189,22 +204,24 @@ def main(argv: list[str] | None = None) -> int:
         expected = load.unique_accepted
         deadline = time.monotonic() + args.drain_timeout
         last, last_change = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            # Progress from the pipeline's own counters (one GetItem): scanning the tables every second would
-            # load the local cloud more than the workload does. A full count confirms before we stop.
-            done = pipeline.counter("events_predicted")
-            if done >= expected:
-                done = pipeline.count("PREDICTIONS_TABLE")
-            settled = done + len(pipeline.quarantined_event_ids()) + pipeline.dlq_records()
-            if settled != last:
-                log(f"  {done} predicted, {settled}/{expected} settled")
-                last, last_change = settled, time.monotonic()
-            if settled >= expected:
-                break
-            if time.monotonic() - last_change > 30:
-                log("  no progress for 30 s; reporting what is there")
-                break
-            time.sleep(1.0)
+        with progress("events settled", expected) as advance:
+            while time.monotonic() < deadline:
+                # Progress from the pipeline's own counters (one GetItem): scanning the tables every second would
+                # load the local cloud more than the workload does. A full count confirms before we stop.
+                done = pipeline.counter("events_predicted")
+                if done >= expected:
+                    done = pipeline.count("PREDICTIONS_TABLE")
+                settled = done + len(pipeline.quarantined_event_ids()) + pipeline.dlq_records()
+                if settled != last:
+                    advance(completed=settled)
+                    log(f"  {done} predicted, {settled}/{expected} settled")
+                    last, last_change = settled, time.monotonic()
+                if settled >= expected:
+                    break
+                if time.monotonic() - last_change > 30:
+                    log("  no progress for 30 s; reporting what is there")
+                    break
+                time.sleep(1.0)
 
         log("running the scheduled jobs once (retrain batch size, drift) ...")
         optimizer = cloud.run_schedule("RetrainBatchSize")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.synthetic import make_event, make_users, stream, users_for  # noqa: E402
+from scripts.progress import progress  # noqa: E402
 from scripts.client import ApiClient, ClientError, Response, add_target_arguments, client_from_args, \
     local_client  # noqa: E402
 
@@ -198,12 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"sending {total} events at {args.rate:g}/s to {api}", file=sys.stderr)
     try:
-        result = run(api, total, args.rate, args.users, args.seed, args.bad_fraction, args.duplicate_fraction,
-                     args.per_request, args.concurrency, args.history_hours,
-                     progress=lambda done, n: print(f"\rsent {done}/{n}", end="", file=sys.stderr, flush=True))
+        with progress("events sent", total) as advance:
+            result = run(api, total, args.rate, args.users, args.seed, args.bad_fraction, args.duplicate_fraction,
+                         args.per_request, args.concurrency, args.history_hours,
+                         progress=lambda done, n: advance(completed=done))
     except ValueError as exc:
         parser.error(str(exc))
-    print(file=sys.stderr)
     print(json.dumps({"sent": result.sent, "accepted": result.accepted, "unique_accepted": result.unique_accepted,
                       "rejected": result.rejected, "failed": result.failed, "bad_sent": result.bad_sent,
                       "duplicates_sent": result.duplicates_sent, "seconds": round(result.seconds, 2),

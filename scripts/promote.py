@@ -4,6 +4,7 @@
     python scripts/promote.py --local promote torch-2 [--variant challenger]
     python scripts/promote.py --local rollback
     python scripts/promote.py --local status
+    python scripts/promote.py --local list         # versions: kind, metrics, created time, live on which variant
     python scripts/promote.py --stack RealtimeInference promote xgb-2        (AWS: credentials from the environment)
 
 --local reads the running `make up` local cloud (.localcloud/localcloud.json: its endpoint and the stack outputs
@@ -51,6 +52,18 @@ def _local_outputs(endpoint_url: str) -> dict:
         return json.loads(response.read() or b"{}")
 
 
+def format_versions(rows: list[dict]) -> str:
+    """A table: version, kind, feature set, AUC, created, live on."""
+    table = [("version", "kind", "set", "holdout AUC", "created (UTC)", "live on")]
+    for r in rows:
+        auc = r["metrics"].get("holdout_auc")
+        table.append((r["version"], r["kind"] or "?", r["feature_set"] or "-", f"{auc:.4f}" if auc else "-",
+                      (r["created_at"] or "(deployed by the stack)").replace("+00:00", ""),
+                      ", ".join(r["variants"]) or "-"))
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group(required=True)
@@ -67,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--variant", help="A/B variant to switch (default: the first); its endpoint is updated")
     sub.add_parser("rollback")
     sub.add_parser("status")
+    listing = sub.add_parser("list", help="registered versions with kind, metrics, created time and which is live")
+    listing.add_argument("--json", action="store_true", help="the rows as JSON")
     args = parser.parse_args(argv)
     try:
         make, outputs, region = clients(args)
@@ -93,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "rollback":
             result = registry.rollback(sm=sm, s3=s3, ddb=ddb, bucket=bucket, endpoint=endpoint, state_table=table,
                                        wait=not args.no_wait, variants=variants)
+        elif args.command == "list":
+            rows = registry.list_versions(s3, bucket, variants)
+            if not args.json:
+                print(format_versions(rows))
+                return 0
+            result = rows
         else:
             result = registry.status(sm, s3, bucket, endpoint, variants)
     except registry.PromotionError as exc:

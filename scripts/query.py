@@ -4,9 +4,10 @@
     python scripts/query.py prediction <event_id>
     python scripts/query.py features <user_id> [name]
     python scripts/query.py median <user_id>
-    python scripts/query.py history <user_id> [--since T] [--until T]
+    python scripts/query.py history <user_id> [--since T] [--until T] [--next-token TOKEN | --all]
     python scripts/query.py batches [--limit N]
-    python scripts/query.py model
+    python scripts/query.py model                # live variants and versions, batch settings, optimizer
+    python scripts/query.py models               # registered model versions, which is live
     python scripts/query.py stats --stack RealtimeInference          # a deployed stack (SigV4, boto3 chain)
 
 Where the API is and how requests are signed: scripts/client.py (--target, --url, --stack, --sign).
@@ -24,11 +25,15 @@ from scripts.client import ClientError, add_target_arguments, client_from_args, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["stats", "prediction", "features", "median", "history", "batches", "model"])
+    parser.add_argument("what", choices=["stats", "prediction", "features", "median", "history", "batches", "model",
+                                                 "models"])
     parser.add_argument("args", nargs="*")
     parser.add_argument("--since")
     parser.add_argument("--until")
-    parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--limit", type=int, default=None, help="batches: records (default 10); history: rows per "
+                                                                  "page (default: the API's, 100)")
+    parser.add_argument("--next-token", help="history: the page after the one that returned this token")
+    parser.add_argument("--all", action="store_true", help="history: follow next_token to the last page")
     add_target_arguments(parser)
     args = parser.parse_args(argv)
     needs = {"prediction": 1, "features": 1, "median": 1, "history": 1}
@@ -40,16 +45,24 @@ def main(argv: list[str] | None = None) -> int:
         "prediction": lambda: (f"/predictions/{ids[0]}", None),
         "features": lambda: (f"/users/{ids[0]}/features" + (f"/{ids[1]}" if len(ids) > 1 else ""), None),
         "median": lambda: (f"/users/{ids[0]}/median", None),
-        "history": lambda: (f"/users/{ids[0]}/history", {"since": args.since, "until": args.until}),
-        "batches": lambda: ("/batches/recent", {"limit": args.limit}),
+        "history": lambda: (f"/users/{ids[0]}/history", {"since": args.since, "until": args.until,
+                                                          "limit": args.limit, "next_token": args.next_token}),
+        "batches": lambda: ("/batches/recent", {"limit": args.limit or 10}),
         "model": lambda: ("/model/status", None),
+        "models": lambda: ("/models", None),
     }[args.what]()
     try:
-        response = client_from_args(args).get(path, query)
+        api = client_from_args(args)
+        response = api.get(path, query)
+        body = response.json()
+        while args.what == "history" and args.all and response.ok and body.get("next_token"):
+            response = api.get(path, query | {"next_token": body["next_token"]})
+            page = response.json()
+            body = page | {"history": body["history"] + page.get("history", [])}
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(response.json(), indent=2))
+    print(json.dumps(body, indent=2))
     return 0 if response.ok else 1
 
 

@@ -1,6 +1,7 @@
 """Send test events to the HTTP API: a JSON or NDJSON file, or N generated events.
 
     python scripts/send_events.py --count 20                  # 20 synthetic events to the local cloud
+    python scripts/send_events.py --count 20 --seed 3         # the same 20 events (same ids) on every run
     python scripts/send_events.py events.ndjson               # a file of your own (JSON list, {"events": [...]}, NDJSON)
     python scripts/send_events.py --count 5 --user alice --url http://127.0.0.1:8000
     python scripts/send_events.py --count 20 --stack RealtimeInference            # AWS: SigV4-signed (boto3 chain)
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from pathlib import Path
 
@@ -31,21 +33,27 @@ def load_file(path: Path) -> list[dict]:
     return data["events"] if isinstance(data, dict) and "events" in data else data if isinstance(data, list) else [data]
 
 
+def synthetic_events(count: int, user: str | None = None, seed: int | None = None) -> list[dict]:
+    """``count`` valid events; without ``seed`` a fresh seed and a run id in every event_id, so ids never repeat
+    across runs (a repeated id is a client duplicate to the pipeline)."""
+    prefix = "manual" if seed is not None else f"manual-{secrets.token_hex(4)}"
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    events = [e for e, _ in generate(count, users=5, seed=seed, bad_fraction=0, duplicate_fraction=0,
+                                     id_prefix=prefix, history_hours=0)]
+    return [e | {"user_id": user} for e in events] if user else events
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", type=Path)
     parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--user", help="send every generated event as this user_id")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="repeat a run: the same events and event ids (default: new ids on every run, so a "
+                             "second run is not taken for duplicates)")
     add_target_arguments(parser)
     args = parser.parse_args(argv)
-    if args.file:
-        events = load_file(args.file)
-    else:
-        events = [e for e, _ in generate(args.count, users=5, seed=args.seed, bad_fraction=0, duplicate_fraction=0,
-                                         id_prefix="manual", history_hours=0)]
-        if args.user:
-            events = [e | {"user_id": args.user} for e in events]
+    events = load_file(args.file) if args.file else synthetic_events(args.count, args.user, args.seed)
     try:
         api = client_from_args(args)
     except ClientError as exc:

@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pipeline import queries
+from pipeline import models, queries
 from pipeline.events import parse_timestamp
 from pipeline.ingest import BadRequest, ingest, parse_body
 from pipeline.observability import logger, metrics, tracer
@@ -79,10 +79,16 @@ def get_median(user_id: str):
     return queries.user_median(settings(), user_id, window_seconds=window)
 
 
-@app.get("/users/<user_id>/history")
+@app.get("/users/<user_id>/history", summary="A user's scores over time, oldest first, one page at a time",
+         description="since/until: epoch seconds or ISO-8601. limit: rows per page (default 100, at most 1000). "
+                     "next_token: from the previous page; null when there are no more pages.")
 def get_history(user_id: str):
-    rows = queries.history(settings(), user_id, _query_time("since"), _query_time("until"))
-    return {"user_id": user_id, "history": rows}
+    page_size = _query_int("limit", queries.HISTORY_PAGE_SIZE, 1, queries.HISTORY_MAX_PAGE_SIZE)
+    try:
+        return queries.history_page(settings(), user_id, _query_time("since"), _query_time("until"), page_size,
+                                    app.current_event.get_query_string_value("next_token"))
+    except queries.BadToken as exc:
+        raise BadRequest("bad_query", str(exc)) from None
 
 
 @app.get("/predictions/<event_id>")
@@ -128,6 +134,14 @@ def get_recent_batches():
                      "models, predicted cost curve), the last change and its evaluation, rollbacks, history.")
 def get_model_status():
     return queries.model_status(settings())
+
+
+@app.get("/models", summary="Registered model versions and which is live",
+         description="Every version in the registry (models/manifest.json: kind, feature set, metrics, created "
+                     "time, sha256) and the stack's own deployed versions, each with the variants serving it now; "
+                     "`live`: the variants in force and whether a promotion or the deploy set them.")
+def get_models():
+    return models.registered(settings())
 
 
 @app.get("/health")

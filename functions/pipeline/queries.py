@@ -1,6 +1,8 @@
 """Read side of the HTTP API: features, scores, history, stats. Plain functions returning JSON-able data."""
 from __future__ import annotations
 
+import base64
+import json
 import statistics
 import time
 from datetime import datetime, timezone
@@ -47,8 +49,41 @@ def prediction(settings: Settings, event_id: str) -> dict:
     return item
 
 
-def history(settings: Settings, user_id: str, since: float | None, until: float | None,
-            limit: int = 1000) -> list[dict]:
+class BadToken(ValueError):
+    pass
+
+
+HISTORY_PAGE_SIZE = 100        # GET /users/{id}/history rows per page unless ?limit= says otherwise
+HISTORY_MAX_PAGE_SIZE = 1000
+
+
+def _encode_token(key: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, user_id: str) -> dict:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise BadToken("next_token is not a token this API returned") from None
+    if not isinstance(key, dict) or set(key) != {"event_id", "user_id", "ts"} or key["user_id"] != user_id:
+        raise BadToken("next_token belongs to another query") from None
+    return key
+
+
+def history_page(settings: Settings, user_id: str, since: float | None, until: float | None,
+                 page_size: int = HISTORY_PAGE_SIZE, next_token: str | None = None) -> dict:
+    """One page of a user's scores, oldest first, and ``next_token`` for the next page (null: no more). A page has
+    at most ``page_size`` rows; the last one may come back empty (DynamoDB's LastEvaluatedKey does not say whether
+    more items follow)."""
+    start = _decode_token(next_token, user_id) if next_token else None
+    items, last = store.query_page(settings.predictions_table, page_size, start, IndexName="by_user",
+                                   KeyConditionExpression=_history_condition(user_id, since, until))
+    return {"user_id": user_id, "history": [_history_row(i) for i in items], "page_size": page_size,
+            "next_token": _encode_token(last) if last else None}
+
+
+def _history_condition(user_id: str, since: float | None, until: float | None):
     condition = Key("user_id").eq(user_id)
     if since is not None and until is not None:
         condition &= Key("ts").between(store.to_item(since), store.to_item(until))
@@ -56,10 +91,19 @@ def history(settings: Settings, user_id: str, since: float | None, until: float 
         condition &= Key("ts").gte(store.to_item(since))
     elif until is not None:
         condition &= Key("ts").lte(store.to_item(until))
+    return condition
+
+
+def _history_row(item: dict) -> dict:
+    return {"event_id": item["event_id"], "timestamp": item["ts"], "score": item["score"],
+            "variant": item.get("variant")}
+
+
+def history(settings: Settings, user_id: str, since: float | None, until: float | None,
+            limit: int = 1000) -> list[dict]:
     items = store.query(settings.predictions_table, limit=limit, IndexName="by_user",
-                        KeyConditionExpression=condition)
-    return [{"event_id": i["event_id"], "timestamp": i["ts"], "score": i["score"], "variant": i.get("variant")}
-            for i in items]
+                        KeyConditionExpression=_history_condition(user_id, since, until))
+    return [_history_row(i) for i in items]
 
 
 def user_median(settings: Settings, user_id: str, window_seconds: float = MEDIAN_WINDOW_SECONDS) -> dict:
@@ -159,9 +203,14 @@ def _optimizer_view(settings: Settings, config: dict) -> dict:
 
 
 def model_status(settings: Settings) -> dict:
+    from . import models
+
     config = store.get_item(settings.state_table, {"pk": "config"}) or {}
+    live = models.live_view(settings)   # what a promotion made live, not only what the stack configured
     return {
-        "endpoint": settings.endpoint_name, "model_version": settings.model_version, "feature_set": settings.feature_set,
+        "endpoint": settings.endpoint_name,
+        "model_version": live["variants"][0]["model_version"] if live["variants"] else settings.model_version,
+        "configured_model_version": settings.model_version, "live": live, "feature_set": settings.feature_set,
         "batch_size": config.get("batch_size", settings.batch_size),
         "batching_window_seconds": config.get("batching_window_seconds", settings.batching_window_seconds),
         "invoke_chunk_size": config.get("invoke_chunk_size", settings.invoke_chunk_size),

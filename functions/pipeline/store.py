@@ -281,6 +281,19 @@ def put_item(table_name: str, item: dict, **kwargs: Any) -> None:
     _charge(wru=write_units(item_size(converted)))
 
 
+def query_page(table_name: str, limit: int, start_key: dict | None = None,
+               **kwargs: Any) -> tuple[list[dict], dict | None]:
+    """One Query call: up to ``limit`` items (fewer when the page reaches 1 MB) and the key to continue from (None:
+    the end; a key may also lead to an empty last page, as DynamoDB documents)."""
+    if start_key:
+        kwargs["ExclusiveStartKey"] = to_item(start_key)
+    response = aws.table(table_name).query(Limit=limit, **kwargs)
+    items = response.get("Items", [])
+    _charge(rru=read_units(sum(item_size(i) for i in items), bool(kwargs.get("ConsistentRead"))))
+    last = response.get("LastEvaluatedKey")
+    return [from_item(item) for item in items], from_item(last) if last else None
+
+
 def query(table_name: str, limit: int | None = None, **kwargs: Any) -> list[dict]:
     """Query with pagination; stops after ``limit`` items when given."""
     items: list[dict] = []

@@ -18,11 +18,16 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_placeholder_artifact(path: Path) -> Path:
-    """A model.tar.gz with the layout SageMaker's XGBoost container expects (one file, xgboost-model). Not a
-    model: synthesis only hashes and stages the file."""
+def write_placeholder_artifact(path: Path, feature_set: str = "v1") -> Path:
+    """A model.tar.gz with the layout SageMaker's XGBoost container expects (one file, xgboost-model): a one-tree
+    booster that declares ``feature_set`` as train.py's models do (the stack checks it at synth)."""
+    import xgboost
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = b"placeholder model for template tests\n"
+    width = 15 if feature_set == "v1" else 25
+    booster = xgboost.train({"nthread": 1}, xgboost.DMatrix([[0.0] * width, [1.0] * width], label=[0, 1]), 1)
+    booster.set_attr(feature_set=feature_set)
+    data = bytes(booster.save_raw("json"))
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         info = tarfile.TarInfo("xgboost-model")

@@ -15,7 +15,7 @@ import json
 CONTRACT = {"POST /events", "GET /users/{user_id}/features", "GET /users/{user_id}/features/{name}",
             "GET /users/{user_id}/median", "GET /users/{user_id}/history", "GET /predictions/{event_id}",
             "POST /predict", "GET /stats", "GET /batches/recent", "GET /model/status", "GET /health",
-            "GET /openapi.json", "GET /variants/stats"}
+            "GET /openapi.json", "GET /variants/stats", "GET /models"}
 
 
 def test_routes_match_the_contract_with_iam_auth(synth):

@@ -49,7 +49,7 @@ def test_resource_counts(synth):
         "AWS::DynamoDB::Table": 5, "AWS::SQS::Queue": 2, "AWS::S3::Bucket": 2, "AWS::StepFunctions::StateMachine": 1,
         # serverless A/B: one endpoint (and endpoint config) per variant
         "AWS::SageMaker::Model": 2, "AWS::SageMaker::EndpointConfig": 2, "AWS::SageMaker::Endpoint": 2,
-        "AWS::Events::Rule": 2, "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Route": 14,
+        "AWS::Events::Rule": 2, "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Route": 15,
         "AWS::ApiGatewayV2::Integration": 1, "AWS::ApiGatewayV2::Stage": 1, "AWS::CloudWatch::Dashboard": 1,
         "AWS::SNS::Topic": 1, "AWS::KMS::Key": 1,
         # stream age, DLQ, quarantine, 7 function errors, failed and timed-out executions, model latency per variant,
@@ -383,7 +383,10 @@ def test_function_roles_least_privilege(synth):
         assert "ManagedPolicyArns" not in role["Properties"]        # no AWS managed policies
     api = _all_actions(statements["ApiFunction"])
     assert {"kinesis:PutRecords", "sagemaker:InvokeEndpoint", "sqs:GetQueueAttributes"} <= api
-    assert not {a for a in api if a.startswith(("states:", "lambda:", "s3:"))}
+    assert not {a for a in api if a.startswith(("states:", "lambda:"))}
+    [registry] = [s for s in statements["ApiFunction"] if s.get("Sid") == "ReadModelRegistry"]   # GET /models
+    assert {a for a in api if a.startswith("s3:")} == _actions(registry) == {"s3:GetObject"}
+    assert json.dumps(registry["Resource"]).endswith('/models/manifest.json"]]}')
     process = _all_actions(statements["ProcessStreamFunction"])
     assert {"kinesis:GetRecords", "states:StartExecution", "sqs:SendMessage", "s3:PutObject"} <= process
     assert "sagemaker:InvokeEndpoint" not in process

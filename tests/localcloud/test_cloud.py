@@ -111,6 +111,30 @@ def test_control_api_status(cloud):
     assert "Schedule" in status["schedules"]
 
 
+def test_status_command_prints_a_one_screen_summary_and_details_on_request(cloud, capsys):
+    from localcloud.__main__ import main
+
+    cloud.invoke("PingFunction", {"n": 1})
+    assert main(["status", "--endpoint-url", cloud.endpoint_url]) == 0
+    summary = capsys.readouterr().out
+    lines = summary.splitlines()
+    assert len(lines) <= 24 and max(map(len, lines)) <= 200   # fits a terminal screen (long names wrap)
+    assert lines[0].startswith("stack       CloudTestStack   deployed")
+    assert f"HTTP API    {cloud.api_url}" in summary and "--details" in summary
+    assert "Ping " in summary and "Schedule rate(1 hour) fired 0" in summary
+    assert main(["status", "--details", "--endpoint-url", cloud.endpoint_url]) == 0
+    details = json.loads(capsys.readouterr().out)
+    assert details["functions"]["PingFunction"]["invocations"] >= 1 and details["resources"]
+
+
+def test_fault_help_lists_the_error_names(capsys):
+    from localcloud.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["fault", "--help"])
+    assert "ModelError" in capsys.readouterr().out
+
+
 def test_a_second_cloud_in_the_same_process(cloud, tmp_path):
     """State machines reach the functions of every running cloud (moto's executor knows only one port)."""
     out = FakeCdkOut(tmp_path / "cdk.out", stack="SecondStack")

@@ -123,3 +123,39 @@ def test_route_selection_prefers_the_most_specific_match():
     assert server.select("PUT", "/users/42")[0].route_key == "ANY /users/{id}"
     assert server.select("GET", "/a/b")[0].route_key == "ANY /{proxy+}"
     assert server.select("GET", "/")[0].route_key == "$default"
+
+
+def test_every_route_answers_503_until_the_deploy_is_done(tmp_path, monkeypatch):
+    """`make up` binds the API port before it deploys: until the deploy is done every request, /health and unknown
+    paths included, gets 503 with a JSON body that says why, not a 404 that looks like a missing route."""
+    import localcloud.cloud
+
+    out = FakeCdkOut(tmp_path / "cdk.out", stack="NotReadyStack")
+    code = out.code_asset({"api.py": HANDLERS})
+    out.function("EchoFunction", "api.echo", code)
+    out.add("HttpApi", "AWS::ApiGatewayV2::Api", {"Name": "HttpApi", "ProtocolType": "HTTP"})
+    out.add("HttpApiDefaultStage", "AWS::ApiGatewayV2::Stage", {"ApiId": {"Ref": "HttpApi"}, "StageName": "$default"})
+    out.add("EchoIntegration", "AWS::ApiGatewayV2::Integration", {
+        "ApiId": {"Ref": "HttpApi"}, "IntegrationType": "AWS_PROXY", "PayloadFormatVersion": "2.0",
+        "IntegrationUri": {"Fn::GetAtt": ["EchoFunction", "Arn"]}})
+    out.add("HealthRoute", "AWS::ApiGatewayV2::Route", {
+        "ApiId": {"Ref": "HttpApi"}, "RouteKey": "GET /health",
+        "Target": {"Fn::Join": ["", ["integrations/", {"Ref": "EchoIntegration"}]]}})
+    during_deploy = []
+    start_schedules = localcloud.cloud.Scheduler.start
+
+    def start_and_probe(scheduler):  # the routes are configured by now, the deploy is not finished
+        during_deploy.append(call(cloud, "GET", "/health")[0])
+        start_schedules(scheduler)
+
+    monkeypatch.setattr(localcloud.cloud.Scheduler, "start", start_and_probe)
+    with LocalCloud(cdk_out=out.write(), state_dir=tmp_path / "state", api_port=0, run_schedules=False) as cloud:
+        for method, path in (("GET", "/health"), ("POST", "/events"), ("GET", "/nope")):
+            status, headers, body = call(cloud, method, path)
+            assert status == 503, (method, path)
+            assert json.loads(body)["error"] == "deploying" and "local cloud up" in json.loads(body)["message"]
+            assert headers["content-type"] == "application/json" and headers["retry-after"]
+        cloud.deploy()
+        assert during_deploy == [503]
+        assert call(cloud, "GET", "/health")[0] == 201   # the echo handler's own answer
+        assert call(cloud, "GET", "/nope")[0] == 404

@@ -140,6 +140,15 @@ def test_promote_script_local_mode(cloud, models, capsys):
         promoted["endpoint_config"]
     live = run("status")
     assert "torch-script" in live["versions"] and live["live"]["primary"] == "torch-script"
+    rows = {r["version"]: r for r in run("list", "--json")}
+    assert rows["torch-script"]["live"] and rows["torch-script"]["variants"] == ["primary"]
+    assert rows["torch-script"]["kind"] == "pytorch" and rows["torch-script"]["metrics"]["holdout_auc"] > 0
+    assert rows["torch-script"]["created_at"].endswith("+00:00")
+    capsys.readouterr()
+    assert promote.main(local + ["list"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["version", "kind", "set", "holdout", "AUC", "created", "(UTC)", "live", "on"]
+    assert any(line.startswith("torch-script") and line.endswith("primary") for line in table)
     assert live["endpoints"]["primary"]["endpoint_config"] == promoted["endpoint_config"]
     rolled = run("rollback")
     assert rolled["endpoint_config"] == original
