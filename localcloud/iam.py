@@ -55,10 +55,6 @@ SIGNING_NAMES = {"monitoring": "cloudwatch", "execute-api": "execute-api"}
 # Batch APIs that SQS authorizes as their single-message action (SQS Developer Guide, "Amazon SQS batch actions")
 SQS_BATCH = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
              "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
-# DynamoDB transactions are authorized per item as the item's action (DynamoDB Developer Guide, "Using IAM with
-# DynamoDB transactions")
-DYNAMODB_TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
-                     "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
 
 
 class AccessDenied(LocalCloudError):
@@ -346,13 +342,7 @@ def _json_service(service: str, operation: str, params: dict, arn: _Arns) -> lis
 def _dynamodb(operation: str, params: dict, arn: _Arns) -> list[IamRequest]:
     if operation in ("BatchGetItem", "BatchWriteItem"):
         return [IamRequest.of(f"dynamodb:{operation}", arn.table(table)) for table in params.get("RequestItems", {})]
-    if operation in ("TransactWriteItems", "TransactGetItems"):
-        found = []
-        for item in params.get("TransactItems", []):
-            for kind, request in item.items():
-                found.append(IamRequest.of(f"dynamodb:{DYNAMODB_TRANSACT[kind]}", arn.table(request["TableName"])))
-        return list(dict.fromkeys(found))
-    if operation in ("ListTables", "DescribeLimits", "DescribeEndpoints"):
+    if operation in ("ListTables", "DescribeLimits", "DescribeEndpoints"):  # (transactions: not used, not modelled)
         return [IamRequest.of(f"dynamodb:{operation}", "*")]
     table = params.get("TableName") or params.get("TableArn") or params.get("ResourceArn", "*")
     return [IamRequest.of(f"dynamodb:{operation}", arn.table(table, params.get("IndexName")))]
@@ -556,8 +546,10 @@ def _compare(operator: str, value: str, wanted: str) -> bool:
 def access_denied(environ: dict, message: str) -> Response:
     request_id = str(uuid.uuid4())
     target = environ.get("HTTP_X_AMZ_TARGET", "")
-    if target:  # JSON protocols: 400 with __type (SQS and CloudWatch also send the query-compatible code)
-        headers = {"x-amzn-RequestId": request_id, "x-amzn-query-error": "AccessDenied;Sender"}
+    if target:  # JSON protocols: 400 with __type; SQS and CloudWatch (query-compatible) also send their query code
+        headers = {"x-amzn-RequestId": request_id}
+        if target.split(".")[0] in ("AmazonSQS", "GraniteServiceVersion20100801"):
+            headers["x-amzn-query-error"] = "AccessDenied;Sender"
         return Response(json.dumps({"__type": "AccessDeniedException", "message": message, "Message": message}),
                         status=400, content_type="application/x-amz-json-1.0", headers=headers)
     if _signing_service(environ) == "s3":
