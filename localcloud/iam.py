@@ -117,10 +117,12 @@ class Iam:
         self.used: set[tuple[str, str, str]] = set()     # (role ARN, action, resource) of every allowed call
         self.checked = 0
         self._lock = threading.Lock()
+        self._decisions: dict[tuple[str, IamRequest], str] = {}   # policies do not change once loaded
 
     # -- policies, from the deployed template ---------------------------------------------------------------------
     def load(self, deployer) -> None:
         """Every role's statements, resolved as CloudFormation would (the deployer's resolver and registry)."""
+        self.forget_decisions()
         resources = deployer.resources
         roles = {r.ref: r.attributes.get("Arn") for r in resources.values()
                  if r.type == "AWS::IAM::Role" and r.status == "created"}
@@ -151,6 +153,10 @@ class Iam:
                     self.policies.setdefault(role_arn, []))
         return principal
 
+    def forget_decisions(self) -> None:
+        """Call after changing ``policies`` in place (decisions are cached per principal and request)."""
+        self._decisions.clear()
+
     # -- the gateway's hook ---------------------------------------------------------------------------------------
     def check(self, environ: dict) -> Response | None:
         """None to let the request through; an AWS error response when a function's role may not make it."""
@@ -168,7 +174,13 @@ class Iam:
             return None
         for request in requests:
             self.checked += 1
-            decision = evaluate(principal.statements, request, _global_context(principal))
+            key = (principal.access_key_id, request)
+            decision = self._decisions.get(key)
+            if decision is None:
+                decision = evaluate(principal.statements, request, _global_context(principal))
+                if len(self._decisions) > 20000:   # S3 object keys make most requests unique: keep it bounded
+                    self._decisions.clear()
+                self._decisions[key] = decision
             if decision == "Allow":
                 self.used.add((principal.role_arn, request.action, request.resource))
                 continue
