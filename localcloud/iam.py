@@ -31,6 +31,7 @@ import logging
 import re
 import threading
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -113,8 +114,8 @@ class Iam:
         self.account_id = account_id
         self.policies: dict[str, list[dict]] = {}        # role ARN -> statements
         self.principals: dict[str, Principal] = {}      # access key id -> principal
-        self.denials: list[Denial] = []
-        self.used: set[tuple[str, str, str]] = set()     # (role ARN, action, resource) of every allowed call
+        self.denials: deque[Denial] = deque(maxlen=1000)               # the last ones
+        self.used: set[tuple[str, str, str]] = set()     # (role ARN, action, resource) of allowed calls (the first 10k)
         self.checked = 0
         self._lock = threading.Lock()
         self._decisions: dict[tuple[str, IamRequest], str] = {}   # policies do not change once loaded
@@ -182,7 +183,8 @@ class Iam:
                     self._decisions.clear()
                 self._decisions[key] = decision
             if decision == "Allow":
-                self.used.add((principal.role_arn, request.action, request.resource))
+                if len(self.used) < 10000:
+                    self.used.add((principal.role_arn, request.action, request.resource))
                 continue
             denial = Denial(principal.arn, request.action, request.resource, decision == "Deny",
                             self.mode == "enforce")
@@ -199,7 +201,7 @@ class Iam:
         return {"mode": self.mode, "checked": self.checked, "principals": len(self.principals),
                 "denials": [{"principal": d.principal, "action": d.action, "resource": d.resource,
                              "explicit": d.explicit, "enforced": d.enforced, "message": d.message}
-                            for d in self.denials[-100:]]}
+                            for d in list(self.denials)[-100:]]}
 
 
 def _statements(document: Any) -> list[dict]:

@@ -28,6 +28,7 @@ AWS behaviour encoded here:
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -68,7 +69,8 @@ def test_explicit_deny_wins_and_an_allow_is_needed():
 def test_resource_wildcards_match_within_segments_and_past_the_last_colon():
     assert resource_matches("arn:aws:s3:::bucket/journal/*", "arn:aws:s3:::bucket/journal/2026/x.json")
     assert not resource_matches("arn:aws:s3:::bucket/journal/*", "arn:aws:s3:::bucket/batches/x.json")
-    assert resource_matches("arn:aws:dynamodb:*:123456789012:table/T", "arn:aws:dynamodb:us-east-1:123456789012:table/T")
+    assert resource_matches("arn:aws:dynamodb:*:123456789012:table/T",
+                            "arn:aws:dynamodb:us-east-1:123456789012:table/T")
     assert not resource_matches("arn:aws:dynamodb:*:123456789012:table/T",
                                 "arn:aws:dynamodb:us-east-1:123456789012:table/T/index/by_user")
     assert resource_matches("arn:aws:lambda:us-east-1:123456789012:function:f*",
@@ -95,7 +97,8 @@ def test_conditions_as_the_stack_uses_them():
     assert evaluate([_allow("s3:*", "*", Condition={"StringEqualsIfExists": {"s3:prefix": "x"}})], put) == "Allow"
     assert evaluate([_allow("s3:*", "*", Condition={"Null": {"s3:prefix": "true"}})], put) == "Allow"
     assert evaluate([_allow("s3:*", "*", Condition={"Null": {"s3:prefix": "false"}})], put) == "ImplicitDeny"
-    secure = {"Effect": "Deny", "Action": "s3:*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": False}}}
+    secure = {"Effect": "Deny", "Action": "s3:*", "Resource": "*",
+              "Condition": {"Bool": {"aws:SecureTransport": False}}}
     assert evaluate([_allow("s3:*", "*"), secure], put, {"aws:SecureTransport": ("true",)}) == "Allow"
 
 
@@ -208,7 +211,7 @@ def test_the_gateway_hook_answers_access_denied_like_the_service():
         iam.mode = mode
         environ = _wire("dynamodb", "batch_write_item", RequestItems={table: [{"PutRequest": {"Item": {}}}]})
         environ["HTTP_AUTHORIZATION"] = environ["HTTP_AUTHORIZATION"].replace("ASIAEXAMPLE", principal.access_key_id)
-        environ["wsgi.input"] = __import__("io").BytesIO(environ.pop("_body"))
+        environ["wsgi.input"] = io.BytesIO(environ.pop("_body"))
         return iam.check(environ)
 
     response = call("Predictions")
