@@ -2,7 +2,7 @@
 
     python -m localcloud up [--cdk-out cdk.out] [--api-port 8000] [--gateway-port 0] [--state-dir .localcloud]
                             [--require-sigv4]
-                            [--kinesis-retention-hours H]
+                            [--kinesis-retention-hours H] [--iam enforce|report|off]
     python -m localcloud run-schedule <rule>     # rule logical id, name, prefix, or its target function
     python -m localcloud status [--details]      # one-screen summary; --details: everything, as JSON
     python -m localcloud fault --error ThrottlingException --count 2 [--endpoint NAME]
@@ -44,7 +44,7 @@ def _up(args: argparse.Namespace) -> int:
         cloud = LocalCloud(cdk_out=args.cdk_out, state_dir=args.state_dir, gateway_port=args.gateway_port,
                            api_port=args.api_port, workers_per_function=args.workers,
                            run_schedules=not args.no_schedules, time_scale=args.time_scale, prewarm=args.prewarm,
-                           stack=args.stack, require_sigv4=args.require_sigv4)
+                           stack=args.stack, require_sigv4=args.require_sigv4, iam=args.iam)
         cloud.start()
     except LocalCloudError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--kinesis-retention-hours", type=float, default=None,
                     help="trim stream records older than this even where RetentionPeriodHours is longer (memory: "
                          "~0.8 KB per record held; at 300 events/s, 24 h is ~20 GB). Default: the stream's retention")
+    up.add_argument("--iam", choices=("enforce", "report", "off"), default=None,
+                    help="check every AWS call of a function against its role's policies: enforce (AccessDenied, the "
+                         "default, or LOCALCLOUD_IAM), report (log would-be denials) or off")
     helps = {"run-schedule": "fire a schedule now", "status": "what runs and what ran (one screen; --details)",
              "fault": "make the next SageMaker invocations fail", "clear-faults": "remove the injected faults"}
     for name in ("run-schedule", "status", "fault", "clear-faults"):

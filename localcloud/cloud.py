@@ -36,6 +36,7 @@ from .deployer import Deployer
 from .errors import FunctionError, LocalCloudError
 from .gateway import Gateway, json_response
 from .httpapi import HttpApiServer
+from .iam import Iam
 from .kinesis import KinesisPollers
 from .lambdahost import InvokeResult, LambdaHost
 from .metrics import EmfShipper, ServiceMetrics
@@ -74,7 +75,7 @@ class LocalCloud:
                  run_schedules: bool = True, time_scale: float = 1.0, poll_interval: float = 0.1,
                  retry_base: float = 0.1, retry_cap: float = 1.0, init_timeout: float = 60.0,
                  prewarm: bool = False, region: str = mototools.REGION, require_sigv4: bool = False,
-                 api_credentials: dict[str, str] | None = None):
+                 api_credentials: dict[str, str] | None = None, iam: str | None = None):
         self.cdk_out = Path(cdk_out)
         self.state_dir = Path(state_dir).resolve()
         self.gateway_port = gateway_port
@@ -92,6 +93,8 @@ class LocalCloud:
         self.account_id = mototools.ACCOUNT_ID
         self.require_sigv4 = require_sigv4
         self.api_credentials = dict(LOCAL_CREDENTIALS if api_credentials is None else api_credentials)
+        self.iam = Iam(iam or os.environ.get("LOCALCLOUD_IAM") or "enforce", region=region,
+                       account_id=self.account_id)
 
         self.stack: StackArtifact | None = None
         self.gateway: Gateway | None = None
@@ -197,6 +200,9 @@ class LocalCloud:
         self.lambda_host.on_result = self.service_metrics.lambda_invocation
         self.sagemaker.on_invocation = self.service_metrics.model_invocation
         self.gateway.lambda_host = self.lambda_host
+        self.gateway.iam = self.iam
+        self.lambda_host.role_credentials = lambda spec: self._role_keys(spec.role_arn, spec.name)
+        mototools.role_credentials = LocalCloud._state_machine_keys
         self.gateway.sagemaker = self.sagemaker
         self.gateway.sagemaker_control = self._update_endpoint
         self.http_api.host = self.lambda_host
@@ -230,6 +236,7 @@ class LocalCloud:
                             api_url=self.api_url)
         deployer.deploy()
         self.deployer = deployer
+        self.iam.load(deployer)
         for spec in deployer.functions.values():
             self.lambda_host.register(spec)
         for name, config_name, variants in deployer.endpoints:
@@ -240,7 +247,8 @@ class LocalCloud:
         if apis:
             self.http_api.configure(apis[0])
         clients = {name: self.client(name) for name in ("kinesis", "lambda", "sqs", "sns", "stepfunctions")}
-        self.pollers = KinesisPollers(self.lambda_host, clients, self.region, **self.poller_options)
+        self.pollers = KinesisPollers(self.lambda_host, clients, self.region, role_clients=self._poller_clients,
+                                      **self.poller_options)
         self.pollers.start(deployer.mappings)
         self.scheduler = Scheduler(deployer.rules, host=self.lambda_host, clients=clients, region=self.region,
                                    account_id=self.account_id, time_scale=self.time_scale,
@@ -410,8 +418,7 @@ class LocalCloud:
                                 "deployed": self._deployed, "pid": os.getpid()}
         if self._started:
             data.update(endpoint_url=self.endpoint_url, api_url=self.api_url, dashboard_url=self.dashboard_url,
-                        log_dir=str(self.log_dir),
-                        api_auth=self.api_auth())
+                        log_dir=str(self.log_dir), api_auth=self.api_auth(), iam=self.iam.status())
         if self._deployed:
             data.update(outputs=self.outputs, resources=self.resources, deploy_seconds=round(self.deploy_seconds, 3),
                         functions=self.lambda_host.stats(), pollers=self.pollers.stats(),
@@ -427,6 +434,30 @@ class LocalCloud:
             raise LocalCloudError("nothing is deployed: call deploy() first")
 
     # -- internals ----------------------------------------------------------------------------------------------
+    def _role_keys(self, role_arn: str, session: str) -> tuple[str, str, str]:
+        principal = self.iam.credentials(role_arn, session)
+        return principal.access_key_id, principal.secret_access_key, principal.session_token
+
+    @classmethod
+    def _state_machine_keys(cls, role_arn: str) -> tuple[str, str, str] | None:
+        """moto's executor runs every cloud's state machines: the keys of the cloud whose template has the role."""
+        for cloud in list(cls._active):
+            if role_arn in cloud.iam.policies:
+                return cloud._role_keys(role_arn, "states")
+        return None
+
+    def _poller_clients(self, mapping) -> dict[str, Any]:
+        """A mapping's poller reads the stream and sends on-failure records with the function's role; moto's
+        GetEventSourceMapping (Lambda's own bookkeeping) stays with the local cloud's keys."""
+        key, secret, token = self._role_keys(self.lambda_host.spec(mapping.function_name).role_arn,
+                                             mapping.function_name)
+        session = boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token,
+                                        region_name=self.region)
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=120)
+        clients = {name: session.client(name, endpoint_url=self.endpoint_url, config=config)
+                   for name in ("kinesis", "sqs", "sns")}
+        return {**{name: self.client(name) for name in ("lambda", "stepfunctions")}, **clients}
+
     def _s3_get(self, bucket: str, key: str) -> bytes:
         return self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
 
@@ -503,6 +534,8 @@ class LocalCloud:
             return self.dashboard.handle(request, parts[1:])
         if parts == ["outputs"] and method == "GET":
             return json_response(self.outputs)
+        if parts == ["iam"] and method == "GET":
+            return json_response(self.iam.status())
         if parts == ["sagemaker", "faults"]:
             if method == "POST":
                 try:

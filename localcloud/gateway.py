@@ -66,6 +66,7 @@ class Gateway:
         self.control = control
         self.sagemaker_control: Callable[[Request], Response] | None = None  # UpdateEndpoint (not in moto)
         self.other_hosts: Callable[[], list] = lambda: []  # Lambda hosts of other clouds in this process
+        self.iam = None  # localcloud.iam.Iam: checks the calls made with a function's (or state machine's) role
         self.server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -73,6 +74,10 @@ class Gateway:
     def __call__(self, environ: dict, start_response):
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
+        if self.iam is not None and not path.startswith("/_localcloud/"):
+            denied = self.iam.check(environ)
+            if denied is not None:
+                return denied(environ, start_response)
         if method == "POST" and path.endswith("/invocations"):
             if path.startswith("/2015-03-31/functions/") and self.lambda_host is not None:
                 response = self._lambda_invoke(Request(environ),

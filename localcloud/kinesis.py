@@ -323,9 +323,12 @@ class ShardPoller:
 class KinesisPollers:
     """All pollers of all Kinesis event source mappings."""
 
-    def __init__(self, host: LambdaHost, clients: dict[str, Any], region: str, **options):
+    def __init__(self, host: LambdaHost, clients: dict[str, Any], region: str, role_clients=None, **options):
         self.host = host
         self.clients = clients
+        # mapping -> the clients its poller uses: Lambda reads the stream and writes the on-failure destination with
+        # the function's execution role (localcloud/iam.py checks those calls); default: ``clients``
+        self.role_clients = role_clients or (lambda mapping: clients)
         self.region = region
         self.options = options
         self.stop_event = threading.Event()
@@ -338,7 +341,7 @@ class KinesisPollers:
             stream = mapping.event_source_arn.split("/", 1)[1]
             shards = self.clients["kinesis"].list_shards(StreamName=stream)["Shards"]
             for shard in shards:
-                poller = ShardPoller(mapping, shard["ShardId"], host=self.host, clients=self.clients,
+                poller = ShardPoller(mapping, shard["ShardId"], host=self.host, clients=self.role_clients(mapping),
                                      region=self.region, stop=self.stop_event, **self.options)
                 self.pollers.append(poller)
                 poller.thread.start()

@@ -20,6 +20,7 @@ import uuid
 from multiprocessing.connection import Connection
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from . import _worker
@@ -297,6 +298,8 @@ class LambdaHost:
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self._async_threads: set[threading.Thread] = set()
+        # spec -> (access key id, secret, session token) of the function's role (localcloud/iam.py); else fake keys
+        self.role_credentials: Callable[[FunctionSpec], tuple[str, str, str]] | None = None
 
     # -- registry -----------------------------------------------------------------------------------------------
     def register(self, spec: FunctionSpec) -> None:
@@ -309,6 +312,7 @@ class LambdaHost:
                                              self.workers_per_function, self.init_timeout)
 
     def runtime_environment(self, spec: FunctionSpec) -> dict[str, str]:
+        key, secret, token = self.role_credentials(spec) if self.role_credentials else ("localcloud",) * 3
         env = dict(spec.image_environment)
         env.update({
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -323,8 +327,7 @@ class LambdaHost:
             "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}",
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
-            "AWS_ACCESS_KEY_ID": "localcloud", "AWS_SECRET_ACCESS_KEY": "localcloud",
-            "AWS_SESSION_TOKEN": "localcloud",
+            "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": token,
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "POWERTOOLS_TRACE_DISABLED": "true",
         })

@@ -17,7 +17,8 @@ Why patches (each one is small, local to this process, and keeps moto's behaviou
   unnamed execution of a state machine fails with ExecutionAlreadyExists. Unnamed executions get a UUID, as in AWS.
 - Step Functions: the executor builds a new boto3 client for every Lambda or SQS task (``boto_client_for``);
   client creation was 13 % of the local cloud's CPU under load. Clients are thread-safe: they are cached per
-  (region, service, endpoint).
+  (region, service, endpoint, role). The executor signs with fixed keys; here a task is signed with its state
+  machine's role (``role_credentials``), so the gateway's IAM check sees which role calls.
 - CloudWatch (``metrics.patch_cloudwatch``): GetMetricData in one pass over the window instead of one per period
   per query, ``pNN`` statistics, datums older than 3 hours dropped.
 - moto's Lambda would invoke functions itself (through Docker) when a record is put on a stream with an event
@@ -135,6 +136,21 @@ def _cache_request_dispatch() -> None:
     responses.method_names_from_class = method_names_from_class
 
 
+# The executing state machine's role -> (access key id, secret, session token) its task calls are signed with, so the
+# gateway checks them against that role's policies (set by the local cloud: localcloud/iam.py); None = moto's keys.
+role_credentials: Any = lambda role_arn: None
+
+
+def _role_client(client, keys: tuple[str, str, str]):
+    """The same client as moto's executor builds (endpoint, config), signed with the role's keys."""
+    import boto3
+
+    key, secret, token = keys
+    return boto3.client(client.meta.service_model.service_name, region_name=client.meta.region_name,
+                        endpoint_url=client.meta.endpoint_url, config=client.meta.config, aws_access_key_id=key,
+                        aws_secret_access_key=secret, aws_session_token=token)
+
+
 def _cache_stepfunctions_clients() -> None:
     import importlib
 
@@ -147,10 +163,13 @@ def _cache_stepfunctions_clients() -> None:
     lock = threading.Lock()
 
     def boto_client_for(region: str, service: str, state_credentials=None):
-        key = (region, service, botocore_stubber.enabled, moto_server_port())  # the port is read on every call
+        role_arn = getattr(state_credentials, "role_arn", None)
+        keys = role_credentials(role_arn) if role_arn and not botocore_stubber.enabled else None
+        key = (region, service, botocore_stubber.enabled, moto_server_port(), keys)  # the port is read every call
         with lock:
             if key not in cache:
-                cache[key] = original(region, service, state_credentials)
+                cache[key] = original(region, service, state_credentials) if keys is None else \
+                    _role_client(original(region, service, state_credentials), keys)
             return cache[key]
 
     boto_client.boto_client_for = boto_client_for

@@ -41,6 +41,9 @@ class FakeCdkOut:
                                  "Default": "/cdk-bootstrap/hnb659fds/version"}}
         self.files: dict[str, dict] = {}
         self.images: dict[str, dict] = {}
+        # The local cloud enforces IAM (localcloud/iam.py): a role no policy of the fake stack names may do anything,
+        # so tests of other features need no grants. test_iam.py turns this off.
+        self.allow_unpoliced_roles = True
 
     # -- assets -------------------------------------------------------------------------------------------------
     def code_asset(self, files: dict[str, str]) -> str:
@@ -103,6 +106,14 @@ class FakeCdkOut:
 
     def write(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.allow_unpoliced_roles:
+            named = {json.dumps(r) for r in self.resources.values() if r["Type"] == "AWS::IAM::Policy"}
+            for logical_id in [k for k, r in self.resources.items() if r["Type"] == "AWS::IAM::Role"]:
+                if not any(json.dumps({"Ref": logical_id}) in text for text in named):
+                    self.add(f"{logical_id}AllowAll", "AWS::IAM::Policy", {
+                        "PolicyName": f"{logical_id}AllowAll", "Roles": [{"Ref": logical_id}],
+                        "PolicyDocument": {"Version": "2012-10-17",
+                                           "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}})
         template = {"Parameters": self.parameters, "Resources": self.resources}
         if self.outputs:
             template["Outputs"] = self.outputs
