@@ -46,7 +46,7 @@ class Pipeline:
         self.sqs = self.client("sqs")
         self.s3 = self.client("s3")
         self._bodies: dict[str, dict[str, dict]] = {}   # queue env name -> message id -> body
-        self._batch_ids: dict[str, set[str]] = {}       # quarantined batch -> its event ids
+        self._batch_ids: dict[str, set[str]] = {}       # quarantined batch state -> its event ids
 
     def scan(self, table: str, **kwargs) -> list[dict]:
         items, table_ = [], self.dynamodb.Table(self.env[table])
@@ -74,21 +74,22 @@ class Pipeline:
         """Every message body of a queue, each once (see read_queue); parsed bodies are cached by message id."""
         cache = self._bodies.setdefault(env_name, {})
         url = self.env[env_name]
-        if queue_depth(self.sqs, url) != len(cache):  # the demo deletes nothing: same depth, same messages
-            for message in read_queue(self.sqs, url):
-                if message["MessageId"] not in cache:
-                    cache[message["MessageId"]] = json.loads(message["Body"])
+        if queue_depth(self.sqs, url) != len(cache):  # same depth, same messages (the demo deletes none; a redrive
+            messages = read_queue(self.sqs, url)      # deletes what it replayed: the depth changes)
+            self._bodies[env_name] = cache = {m["MessageId"]: cache.get(m["MessageId"]) or json.loads(m["Body"])
+                                              for m in messages}
         return list(cache.values())
 
     def quarantined_event_ids(self) -> set[str]:
         """The events of the quarantined batches: each message is a failed batch's state (rows inline or in the
         batch journal on S3 when InvokeModel failed; predictions inline or on S3 when StorePredictions failed)."""
-        cache = self._batch_ids
+        cache, found = self._batch_ids, set()
         for body in self.queue_messages("QUARANTINE_QUEUE_URL"):
-            key = body.get("batch_id") or json.dumps(body, sort_keys=True)
+            key = json.dumps(body, sort_keys=True)
             if key not in cache:
                 cache[key] = batch_event_ids(body, self.s3)
-        return set().union(*cache.values()) if cache else set()
+            found |= cache[key]
+        return found
 
     def dlq_records(self) -> int:
         """Records in the stream DLQ: each message is a Lambda on-failure record describing a shard's sequence

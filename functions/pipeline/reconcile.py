@@ -186,6 +186,7 @@ class Replayed:
     events: int
     detail: str               # the execution started, or the invocation's outcome
     ok: bool
+    message_id: str = ""
 
 
 def receive_all(queue_url: str, hold_seconds: int = 300) -> list[dict]:
@@ -216,7 +217,27 @@ def redrive_quarantined(settings: Settings, queue_url: str, say: Callable[[str],
     without features, so it restarts from its journal."""
     sqs = aws.client("sqs")
     done: list[Replayed] = []
-    for message in receive_all(queue_url):
+    messages = receive_all(queue_url)
+    try:
+        _redrive_quarantined(settings, messages, queue_url, done, say)
+    finally:
+        release(queue_url, messages, done)
+    return done
+
+
+def release(queue_url: str, messages: list[dict], done: list[Replayed]) -> None:
+    """Make the messages that were not replayed (and so not deleted) visible again at once."""
+    left = [m for m in messages if m["MessageId"] not in {r.message_id for r in done if r.ok}]
+    for start in range(0, len(left), 10):
+        aws.client("sqs").change_message_visibility_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+            for i, m in enumerate(left[start:start + 10])])
+
+
+def _redrive_quarantined(settings: Settings, messages: list[dict], queue_url: str, done: list[Replayed],
+                         say: Callable[[str], None]) -> None:
+    sqs = aws.client("sqs")
+    for message in messages:
         try:
             state = json.loads(message["Body"])
             batch_id = state["batch_id"]
@@ -245,9 +266,8 @@ def redrive_quarantined(settings: Settings, queue_url: str, say: Callable[[str],
             done.append(Replayed("quarantine", batch_id, 0, f"{type(exc).__name__}: {exc}", False))
             continue
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        done.append(Replayed("quarantine", batch_id, events or 0, arn, True))
+        done.append(Replayed("quarantine", batch_id, events or 0, arn, True, message["MessageId"]))
         say(f"quarantine: {batch_id} restarted as {arn}")
-    return done
 
 
 def kinesis_event(records: list[dict], shard_id: str, stream_arn: str, region: str) -> dict:
@@ -285,10 +305,19 @@ def redrive_dlq(settings: Settings, queue_url: str, say: Callable[[str], None] =
     """Replay every stream DLQ record: an on-failure record names a shard's sequence range (KinesisBatchInfo), not
     the records, so they are read back from the stream (while it retains them) and handed to the mapping's
     function as the mapping would; the message is deleted when no record failed."""
+    done: list[Replayed] = []
+    messages = receive_all(queue_url)
+    try:
+        _redrive_dlq(messages, queue_url, done, say)
+    finally:
+        release(queue_url, messages, done)
+    return done
+
+
+def _redrive_dlq(messages: list[dict], queue_url: str, done: list[Replayed], say: Callable[[str], None]) -> None:
     sqs, lambda_ = aws.client("sqs"), aws.client("lambda")
     functions: dict[str, str] = {}
-    done: list[Replayed] = []
-    for message in receive_all(queue_url):
+    for message in messages:
         try:
             info = json.loads(message["Body"])["KinesisBatchInfo"]
             stream_arn, shard = info["streamArn"], info["shardId"]
@@ -318,6 +347,6 @@ def redrive_dlq(settings: Settings, queue_url: str, say: Callable[[str], None] =
             done.append(Replayed("dlq", what, len(records), f"the function failed: {str(payload)[:300]}", False))
             continue
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        done.append(Replayed("dlq", what, len(records), f"processed by {functions[stream_arn]}", True))
+        done.append(Replayed("dlq", what, len(records), f"processed by {functions[stream_arn]}", True,
+                             message["MessageId"]))
         say(f"dlq: {what} ({len(records)} records) processed")
-    return done
