@@ -6,6 +6,10 @@ settled, clears the fault, runs scripts/redrive.py where events were set aside, 
 accounting (scripts/demo.py ``account``): every accepted event has a prediction, is in a quarantined batch or in
 the stream DLQ; none unaccounted; none in two places; the predictions counter equals the predictions stored.
 
+AWS behaviour relied on: BatchWriteItem is not atomic as a whole and returns what it did not write in
+UnprocessedItems, to be retried with backoff (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/
+API_BatchWriteItem.html); a Kinesis mapping's on-failure record names the batch, not its records (below).
+
 One stack for the whole module, synthesized from cdk.json with two overrides through the CDK context (the CLI's
 ``-c``): its own stack name, and ProcessStreamFunction's timeout at 8 s so the timeout case takes seconds, not the
 deployed 120 s.
@@ -118,6 +122,10 @@ CASES = [
     ("crash-in-batch-write", {"count": 1}, "absorbed"),        # retried: half the users scored from the journal
     ("stream-timeout", {"count": 1}, "absorbed"),              # retried; the held write lands late
     ("sagemaker-throttle", {"count": 1000}, "set aside"),      # outlasts the state machine's retry: quarantined
+    # outlasts botocore's retries in StorePredictions (not a retried error there): quarantined, redriven from the
+    # batch journal (the state holds predictions, not features)
+    ("dynamodb-throttle", {"count": 10_000, "table": "PredictionsTable", "function": "StorePredictions"},
+     "set aside"),
 ]
 
 
@@ -169,3 +177,23 @@ def test_large_batches_through_s3_and_an_s3_failure_on_that_path(matrix):
         mappings.update_event_source_mapping(UUID=uuid, BatchSize=100)
     # the fault can only fire on the S3 path: InvokeModel reads a journal only for an input passed by reference
     assert any(h["name"] == "s3-error" and h["function"].startswith("InvokeModel") for h in cloud.faults.history)
+
+
+def one_user(prefix: str, events: int = 3):
+    def send(api) -> set[str]:
+        now = time.time()
+        batch = [{"event_id": f"{prefix}-{n}", "user_id": f"{prefix}-user", "event_type": "view",
+                  "timestamp": now - events + n} for n in range(events)]
+        assert loadgen.post_events(api, batch).json()["accepted"] == events
+        return {e["event_id"] for e in batch}
+    return send
+
+
+@pytest.mark.slow
+def test_records_that_exhaust_the_mapping_retries_go_to_the_dlq_and_are_redriven(matrix):
+    """The stream counters' update fails on every attempt: the mapping bisects the batch down to single records,
+    retries each MaximumRetryAttempts times, then sends an on-failure record (shard and sequence range, not the
+    records: https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html) to the DLQ. The
+    redrive reads the range back from the stream and hands it to process_stream."""
+    before, after = run_case(matrix, "counters-conflict", one_user("dlq"), expect="set aside", count=10_000)
+    assert before.dlq and not before.quarantined and not after.dlq
