@@ -128,8 +128,10 @@ def _event_id(data: bytes) -> str | None:
 @dataclass
 class Accounting:
     """Where every accepted event is: stored prediction, quarantined batch or stream DLQ. ``unaccounted`` must be
-    0; an event in two places (``overlap``) or a predictions counter above the predictions stored
-    (``double_counted``) is a double count."""
+    0 and no event may be in two places (``overlap``). ``double_counted``: the predictions counter above the
+    predictions stored, i.e. events scored twice; a client retry past the dedupe horizon (README "Exactly-once
+    effect") is scored again by design, so `make run` (whose load resends old events) reports it and the fault
+    matrix (whose load stays within the horizon) requires 0."""
     expected: int                 # unique accepted event ids
     predicted: set[str]
     quarantined: set[str]
@@ -147,7 +149,7 @@ class Accounting:
 
     @property
     def ok(self) -> bool:
-        return self.unaccounted == 0 and not self.overlap and self.double_counted == 0
+        return self.unaccounted == 0 and not self.overlap
 
 
 def account(pipeline: Pipeline, accepted_ids: set[str], predictions: list[dict] | None = None) -> Accounting:
@@ -300,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         ("quarantined (state machine Catch)", len(accounting.quarantined)),
         ("in the stream DLQ", len(accounting.dlq)),
         ("UNACCOUNTED", accounting.unaccounted),
-        ("double counted", len(accounting.overlap) + accounting.double_counted),
+        ("  in two places", len(accounting.overlap)),
+        ("scored again (client retries past the dedupe horizon)", accounting.double_counted),
         ("batches", len(costs)),
         ("ingest-to-prediction p50 / p95 / p99 (s)",
          " / ".join(f"{percentile(latencies, q):.3f}" for q in (50, 95, 99)) if latencies else "n/a"),
@@ -314,9 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== Real-time inference pipeline: local run report ===")
     for key, value in lines:
         print(f"{key:<{width}}  {value}")
-    print("OK: every accepted event is accounted for, once." if accounting.ok else
+    print("OK: every accepted event is accounted for." if accounting.ok else
           f"FAIL: {accounting.unaccounted} accepted events are unaccounted for, {len(accounting.overlap)} in two "
-          f"places, predictions counted {accounting.double_counted} times more than stored.")
+          "places.")
     return 0 if accounting.ok else 1
 
 
