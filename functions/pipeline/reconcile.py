@@ -19,6 +19,8 @@ overwrite), and a batch with some rows stored is one whose StorePredictions neve
 predictions are written first), so the re-run counts the batch once. A row can also have its prediction from
 another batch (a redelivered record journaled again): it is checked by event_id all the same.
 
+Redrive (issue 13, scripts/redrive.py) is at the end: the quarantine queue's batches and the stream DLQ's ranges.
+
 Cost: one S3 LIST per 1,000 journals, one GET per journal past the grace period and one eventually consistent
 BatchGetItem (projection event_id) per 100 rows. Plain functions; clients are made on first use (pipeline/aws.py).
 """
@@ -215,7 +217,6 @@ def redrive_quarantined(settings: Settings, queue_url: str, say: Callable[[str],
     again is quarantined again by the state machine's Catch). A batch that failed in InvokeModel carries its
     input (rows inline or the journal's URI) and restarts from it; one that failed later carries predictions
     without features, so it restarts from its journal."""
-    sqs = aws.client("sqs")
     done: list[Replayed] = []
     messages = receive_all(queue_url)
     try:
