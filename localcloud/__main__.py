@@ -5,7 +5,8 @@
                             [--kinesis-retention-hours H] [--iam enforce|report|off]
     python -m localcloud run-schedule <rule>     # rule logical id, name, prefix, or its target function
     python -m localcloud status [--details]      # one-screen summary; --details: everything, as JSON
-    python -m localcloud fault --error ThrottlingException --count 2 [--endpoint NAME]
+    python -m localcloud fault NAME [--count N] [--table T] [--function F] [--key-prefix P] [--seconds S]
+    python -m localcloud fault --error ThrottlingException --count 2 [--endpoint NAME]   # = sagemaker-error
     python -m localcloud clear-faults
 
 The helpers find the running instance through <state-dir>/localcloud.json (or --endpoint-url).
@@ -209,13 +210,24 @@ def main(argv: list[str] | None = None) -> int:
         if name == "status":
             command.add_argument("--details", action="store_true", help="the whole status as JSON")
         if name == "fault":
-            from .sagemaker import ERROR_STATUS
+            from .faults import KINDS, catalogue
 
-            command.add_argument("--error", default="ThrottlingException", choices=sorted(ERROR_STATUS),
-                                 help="the SageMaker runtime error the next invocations answer (default "
-                                      "ThrottlingException)")
-            command.add_argument("--count", type=int, default=1)
-            command.add_argument("--endpoint", default="*")
+            command.description = "Arm a fault for the next --count calls it matches (localcloud/faults.py)."
+            command.epilog = "faults:\n" + catalogue()
+            command.formatter_class = argparse.RawDescriptionHelpFormatter
+            command.add_argument("name", nargs="?", default="sagemaker-error", choices=list(KINDS),
+                                 metavar="NAME", help="a fault name (below); default sagemaker-error")
+            command.add_argument("--count", type=int, default=1, help="matching calls to hit (default 1)")
+            command.add_argument("--error", default=None, help="sagemaker-error: the error code "
+                                 "(default ThrottlingException)")
+            command.add_argument("--endpoint", default=None, help="sagemaker-error: one endpoint (default all)")
+            command.add_argument("--table", default=None, help="only calls naming a table that contains this")
+            command.add_argument("--function", default=None,
+                                 help="only calls made by this function (logical id prefix, e.g. ProcessStream)")
+            command.add_argument("--key-prefix", default=None, help="only items (pk) or S3 keys with this prefix")
+            command.add_argument("--operation", default=None, help="only this operation (e.g. GetObject)")
+            command.add_argument("--seconds", type=float, default=None, help="sagemaker-timeout, stream-timeout: "
+                                 "how long the call is held")
     for command in sub.choices.values():
         command.add_argument("--state-dir", default=".localcloud")
     args = parser.parse_args(argv)
@@ -230,10 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         print(summary(body))
         return 0
     if args.command == "fault":
-        return _print(*_call(args, "POST", "sagemaker/faults",
-                             {"error": args.error, "count": args.count, "endpoint": args.endpoint}))
+        if args.name == "sagemaker-error":
+            return _print(*_call(args, "POST", "sagemaker/faults", {
+                "error": args.error or "ThrottlingException", "count": args.count, "endpoint": args.endpoint or "*"}))
+        params = {k: getattr(args, k) for k in ("table", "function", "key_prefix", "operation", "seconds")
+                  if getattr(args, k) is not None}
+        return _print(*_call(args, "POST", "faults", {"name": args.name, "count": args.count, **params}))
     if args.command == "clear-faults":
-        return _print(*_call(args, "DELETE", "sagemaker/faults"))
+        return _print(*_call(args, "DELETE", "faults"))
     return 2
 
 

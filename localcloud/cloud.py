@@ -5,6 +5,7 @@
         cloud.api_url, cloud.endpoint_url, cloud.outputs, cloud.resources
         cloud.invoke("ApiFunction", event); cloud.run_schedule("RetrainBatchSize")
         cloud.set_model_fault(error="ThrottlingException", count=2); cloud.wait_idle(30)
+        cloud.inject_fault("crash-before-state"); cloud.clear_faults()   # localcloud/faults.py
 
 ``require_sigv4=True``: the HTTP API verifies SigV4 on every AWS_IAM route (localcloud/sigv4.py) against
 ``api_credentials`` ({access key: secret}; default the local pair ``localcloud``/``localcloud``, also in
@@ -34,6 +35,7 @@ from . import mototools
 from .assembly import CloudAssembly, StackArtifact
 from .deployer import Deployer
 from .errors import FunctionError, LocalCloudError
+from .faults import Faults
 from .gateway import Gateway, json_response
 from .httpapi import HttpApiServer
 from .iam import Iam
@@ -101,6 +103,7 @@ class LocalCloud:
         self.http_api: HttpApiServer | None = None
         self.lambda_host: LambdaHost | None = None
         self.sagemaker: SageMakerRuntime | None = None
+        self.faults: Faults | None = None
         self.pollers: KinesisPollers | None = None
         self.scheduler: Scheduler | None = None
         self.deployer: Deployer | None = None
@@ -205,6 +208,7 @@ class LocalCloud:
         mototools.role_credentials = LocalCloud._state_machine_keys
         self.gateway.sagemaker = self.sagemaker
         self.gateway.sagemaker_control = self._update_endpoint
+        self.faults = self.gateway.faults = Faults(self.lambda_host, self.sagemaker)
         self.http_api.host = self.lambda_host
         atexit.register(self.stop)
         log.info("local cloud for %s: AWS endpoint %s, HTTP API %s", self.stack.stack_name, self.endpoint_url,
@@ -375,6 +379,16 @@ class LocalCloud:
         self._require_started()
         self.sagemaker.clear_faults()
 
+    def inject_fault(self, name: str, count: int = 1, **params) -> dict:
+        """Arm fault ``name`` (localcloud/faults.KINDS) for the next ``count`` calls it matches."""
+        self._require_started()
+        return self.faults.inject(name, count, **params)
+
+    def clear_faults(self) -> None:
+        """Disarm every fault (SageMaker's too)."""
+        self._require_started()
+        self.faults.clear()
+
     def stepfunctions_in_flight(self) -> int:
         """RUNNING executions of the stack's state machines (moto's ListExecutions; works for EXPRESS)."""
         self._require_deployed()
@@ -423,6 +437,7 @@ class LocalCloud:
             data.update(outputs=self.outputs, resources=self.resources, deploy_seconds=round(self.deploy_seconds, 3),
                         functions=self.lambda_host.stats(), pollers=self.pollers.stats(),
                         endpoints=self.sagemaker.status(), model_faults=self.sagemaker.faults(),
+                        faults={"armed": self.faults.armed(), "hits": self.faults.history[-50:]},
                         schedules={r.logical_id: {"name": r.name, "expression": r.schedule,
                                                   "fired": self.scheduler.fired.get(r.logical_id, 0)}
                                    for r in self.scheduler.rules},
@@ -550,6 +565,16 @@ class LocalCloud:
                 return json_response({"faults": []})
             if method == "GET":
                 return json_response({"faults": self.sagemaker.faults()})
+        if parts == ["faults"]:
+            if method == "POST":
+                params = {k: v for k, v in body.items() if k not in ("name", "count")}
+                try:
+                    self.inject_fault(body.get("name", ""), int(body.get("count", 1)), **params)
+                except ValueError as exc:
+                    return json_response({"error": str(exc)}, 400)
+            elif method == "DELETE":
+                self.clear_faults()
+            return json_response({"faults": self.faults.armed(), "hits": self.faults.history[-50:]})
         if parts == ["schedules"] and method == "GET":
             return json_response(self.status().get("schedules", {}))
         if len(parts) == 3 and parts[0] == "schedules" and parts[2] == "run" and method == "POST":

@@ -5,6 +5,7 @@ Routes, in order:
   host (errors as HTTP 200 + ``X-Amz-Function-Error: Unhandled`` + ``{errorMessage, errorType, stackTrace}``).
 - ``POST /endpoints/{name}/invocations``: the SageMaker runtime stand-in.
 - ``/_localcloud/...``: the control API (faults, schedules run-now, status, idle wait).
+While a fault is armed, every request first passes ``faults.serve`` (localcloud/faults.py).
 - everything else: moto's own WSGI app (``DomainDispatcherApplication(create_backend_app)``, as moto's
   ThreadedMotoServer builds it), with requests to non-thread-safe services serialized per service.
 """
@@ -67,11 +68,17 @@ class Gateway:
         self.sagemaker_control: Callable[[Request], Response] | None = None  # UpdateEndpoint (not in moto)
         self.other_hosts: Callable[[], list] = lambda: []  # Lambda hosts of other clouds in this process
         self.iam = None  # localcloud.iam.Iam: checks the calls made with a function's (or state machine's) role
+        self.faults = None  # localcloud/faults.Faults: injected failures
         self.server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- WSGI ---------------------------------------------------------------------------------------------------
     def __call__(self, environ: dict, start_response):
+        if self.faults is not None and self.faults.active:
+            return self.faults.serve(environ, start_response, self._route)
+        return self._route(environ, start_response)
+
+    def _route(self, environ: dict, start_response):
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if self.iam is not None and not path.startswith("/_localcloud/"):

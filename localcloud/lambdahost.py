@@ -274,6 +274,10 @@ class FunctionPool:
         for worker in busy:
             worker.kill()
 
+    def pids(self) -> list[int]:
+        with self._cond:
+            return [w.process.pid for w in self._all]
+
     @property
     def warm_workers(self) -> int:
         return len(self._idle)
@@ -433,6 +437,10 @@ class LambdaHost:
             t.start()
         for t in threads:
             t.join()
+
+    def worker_pids(self) -> list[tuple[FunctionSpec, int]]:
+        """(function, pid) of every live worker (localcloud/faults.py finds the caller of a request by it)."""
+        return [(self.functions[name], pid) for name, pool in self.pools.items() for pid in pool.pids()]
 
     def stats(self) -> dict:
         return {spec.logical_id: {"name": name, "invocations": self.pools[name].invocations,

@@ -54,8 +54,9 @@ def stack_outputs(stack: str) -> dict:
     return {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
 
 
-def configure(args: argparse.Namespace) -> str:
-    """Point the pipeline code (pipeline/settings.py, pipeline/aws.py) at the target; a description of it."""
+def configure(args: argparse.Namespace, needed: dict[str, str] = NEEDED) -> str:
+    """Point the pipeline code (pipeline/settings.py, pipeline/aws.py) at the target; a description of it.
+    ``needed``: environment variable -> the stack output it is read from."""
     if args.stack:
         outputs, where = stack_outputs(args.stack), f"stack {args.stack}"
     else:
@@ -65,10 +66,10 @@ def configure(args: argparse.Namespace) -> str:
         os.environ.pop("AWS_PROFILE", None)
         os.environ.pop("AWS_SESSION_TOKEN", None)
         where = f"local cloud {endpoint}"
-    absent = [output for output in NEEDED.values() if not outputs.get(output)]
+    absent = [output for output in needed.values() if not outputs.get(output)]
     if absent:
         raise SystemExit(f"error: {where} has no {', '.join(absent)} output (outputs: {', '.join(outputs) or 'none'})")
-    os.environ.update({env: outputs[output] for env, output in NEEDED.items()})
+    os.environ.update({env: outputs[output] for env, output in needed.items()})
     return where
 
 

@@ -145,3 +145,31 @@ def test_the_command_reports_and_redrives(aws, lambda_context, monkeypatch, caps
     assert command.main(["--stack", "S", "--grace-minutes", "0", "--redrive", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["redriven"] == 1 and report["batches"][0]["execution_arn"].split(":")[-1].startswith(batch_id)
+
+
+# -- redrive of the quarantine queue (scripts/redrive.py; issue 13) ------------------------------------------------
+
+def test_redrive_restarts_quarantined_batches_and_keeps_what_it_cannot(aws, lambda_context):
+    """Three quarantine messages as the state machine's Catch writes them (statemachines/inference.asl.json: the
+    whole state plus $.error): a batch that failed in InvokeModel (its input), one that failed in StorePredictions
+    (predictions, no features: restarted from its journal) and a body that is no batch."""
+    batch_id = _batch(lambda_context, [event(1), event(2, user="u2")])
+    original = _executions(aws)[batch_id]
+    sqs, queue = aws["sqs"], settings().quarantine_queue_url
+    failed_invoke = original | {"error": {"Error": "ModelThrottledError", "Cause": "{}"}}
+    failed_store = {"batch_id": batch_id, "created_at": original["created_at"], "model_version": "xgb-1",
+                    "predictions": [{"event_id": "e1", "score": 0.5}], "predictions_s3_uri": None, "stages": [],
+                    "error": {"Error": "ProvisionedThroughputExceededException", "Cause": "{}"}}
+    for body in (failed_invoke, failed_store, {"not": "a batch"}):
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))
+
+    done = reconcile.redrive_quarantined(settings(), queue)
+
+    assert [(r.what, r.ok) for r in done] == [(batch_id, True), (batch_id, True), (done[2].what, False)]
+    started = {name: body for name, body in _executions(aws).items() if name != batch_id}
+    assert len(started) == 2 and all(name.startswith(f"{batch_id}-q") for name in started)
+    inputs = sorted(started.values(), key=lambda body: bool(body["rows_s3_uri"]))
+    assert inputs[0] == original | {"created_at": original["created_at"]}          # its own input, without $.error
+    assert inputs[1]["rows_s3_uri"].endswith(f"/{batch_id}.json") and inputs[1]["rows"] == []  # the journal
+    left = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"]) for m in left] == [{"not": "a batch"}]  # kept, and visible again at once
