@@ -56,7 +56,12 @@ _tables: dict = {}
 
 def put_json(bucket: str, key: str, value) -> str:
     """Write ``value`` as a compact JSON object; returns its s3:// URI."""
-    client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(value, separators=(",", ":")).encode())
+    return put_json_text(bucket, key, json.dumps(value, separators=(",", ":")))
+
+
+def put_json_text(bucket: str, key: str, text: str) -> str:
+    """Write JSON text already serialised; returns its s3:// URI."""
+    client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode())
     return f"s3://{bucket}/{key}"
 
 

@@ -309,9 +309,10 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
             rows.append(before["row"])
 
         key = journal_key(shard_id, batch_id, now)
-        aws.put_json(settings.artifacts_bucket, key, {
+        rows_json = json.dumps(rows, separators=(",", ":"))  # once: the bulk of the journal and the execution input
+        aws.put_json_text(settings.artifacts_bucket, key, with_rows({
             "batch_id": batch_id, "shard": shard_id, "first": records[0].sequence, "last": records[-1].sequence,
-            "feature_set": feature_set, "created_at": now, "records": outcomes, "rows": rows})
+            "feature_set": feature_set, "created_at": now, "records": outcomes}, rows_json))
         if int(records[-1].sequence) > counted:
             entry = {"key": key, "first": records[0].sequence, "last": records[-1].sequence}
             journal = (counters.get("journal", []) + [entry])[-JOURNAL_KEEP:]
@@ -329,10 +330,10 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
 
     execution_arn = None
     if rows:
-        execution_arn = start_inference(rows, batch_id, settings, feature_set, journal=key, stream_stats={
-            "events": len(records), "bytes": sum(r.size for r in records),
-            "seconds": time.time() - started, "memory_mb": _memory_mb(),
-            "ddb_rru": meter.rru, "ddb_wru": meter.wru, "s3_puts": 1})
+        stats = {"events": len(records), "bytes": sum(r.size for r in records), "seconds": time.time() - started,
+                 "memory_mb": _memory_mb(), "ddb_rru": meter.rru, "ddb_wru": meter.wru, "s3_puts": 1}
+        execution_arn = start_inference(rows, batch_id, settings, feature_set, stats, journal=key,
+                                        rows_json=rows_json)
     return BatchOutcome(batch_id, len(rows), duplicates, len(records) - len(valid), execution_arn, late)
 
 
@@ -366,30 +367,38 @@ def _memory_mb() -> int:
     return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
 
 
+def with_rows(document: dict, rows_json: str) -> str:
+    """``document`` as compact JSON with its "rows" given as JSON text already (serialised once per batch)."""
+    head = json.dumps(document, separators=(",", ":"))[:-1] + ("," if document else "")
+    return f'{head}"rows":{rows_json}}}'
+
+
 def inference_input(rows: list[dict], batch_id: str, settings: Settings, feature_set: str, stream_stats: dict,
-                    journal: str | None = None, by_reference: bool = False) -> str:
+                    journal: str | None = None, by_reference: bool = False, rows_json: str | None = None) -> str:
     """The execution input (JSON) of a batch: the rows inline, or the S3 URI of the batch journal (``journal``) when
-    the input would be too large or ``by_reference`` (a redrive of a journaled batch, pipeline/reconcile.py)."""
+    the input would be too large or ``by_reference`` (a redrive of a journaled batch, pipeline/reconcile.py).
+    ``rows_json``: the rows as JSON text, when the caller has it."""
     execution_input: dict[str, Any] = {
         "batch_id": batch_id, "created_at": time.time(), "feature_set": feature_set,
         "model_version": settings.model_version, "stages": [dict(stream_stats, stage="process_stream")],
-        "rows": rows, "rows_s3_uri": None}
-    body = json.dumps(execution_input, separators=(",", ":"))
+        "rows_s3_uri": None}
+    rows_json = rows_json if rows_json is not None else json.dumps(rows, separators=(",", ":"))
+    body = with_rows(execution_input, rows_json)
     if (by_reference and journal is not None) or len(body) > MAX_INLINE_INPUT_BYTES:
         if journal is None:
             journal = f"batches/{batch_id}.json"
-            aws.put_json(settings.artifacts_bucket, journal, {"rows": rows})
-        execution_input.update(rows=[], rows_s3_uri=f"s3://{settings.artifacts_bucket}/{journal}")
-        body = json.dumps(execution_input, separators=(",", ":"))
+            aws.put_json_text(settings.artifacts_bucket, journal, with_rows({}, rows_json))
+        execution_input["rows_s3_uri"] = f"s3://{settings.artifacts_bucket}/{journal}"
+        body = with_rows(execution_input, "[]")
     return body
 
 
 def start_inference(rows: list[dict], batch_id: str, settings: Settings, feature_set: str,
                     stream_stats: dict, journal: str | None = None, name: str | None = None,
-                    by_reference: bool = False) -> str:
+                    by_reference: bool = False, rows_json: str | None = None) -> str:
     """Start one inference execution for the batch (named ``name``, default the batch id); the rows travel inline,
     or as the batch journal's S3 key when the input would be too large (``inference_input``)."""
-    body = inference_input(rows, batch_id, settings, feature_set, stream_stats, journal, by_reference)
+    body = inference_input(rows, batch_id, settings, feature_set, stream_stats, journal, by_reference, rows_json)
     name = name or batch_id
     sfn = aws.client("stepfunctions")
     try:
