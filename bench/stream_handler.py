@@ -1,6 +1,7 @@
 """process_stream handler CPU per event at batch 200, next to the in-process compute floor, measured in one run.
 
     python -m bench.stream_handler [--batches 30] [--batch-size 200] [--users 400] [--feature-set v1]
+                                   [--breakdown]
 
 - floor: base64 + JSON decode, pydantic validation and the streaming features (FeatureState.observe) of every
   event, no I/O; "+ predict" adds XGBoost scoring of the batch (inplace_predict, nthread=1) with the trained
@@ -152,6 +153,34 @@ def handler_runner(endpoint: str, env: dict[str, str], feature_set: str):
     return run
 
 
+def timed(owner, name: str, totals: dict, label=None) -> None:
+    """Replace ``owner.name`` by a wrapper adding its CPU seconds to ``totals[label(args)]`` (default: ``name``)."""
+    real = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        started = time.process_time()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            key = label(args) if label else name
+            totals[key] = totals.get(key, 0.0) + time.process_time() - started
+    setattr(owner, name, wrapper)
+
+
+def breakdown_parts() -> dict:
+    """CPU seconds of each AWS operation (botocore: serialising, signing, HTTP, parsing) and of the users' state
+    (de)serialisation, summed from now on."""
+    import botocore.client
+
+    from pipeline.features import FeatureState
+
+    totals: dict[str, float] = {}
+    timed(botocore.client.BaseClient, "_make_api_call", totals, label=lambda args: args[1])
+    timed(FeatureState, "from_bytes", totals, label=lambda args: "FeatureState.from_bytes")
+    timed(FeatureState, "to_bytes", totals, label=lambda args: "FeatureState.to_bytes")
+    return totals
+
+
 def load_booster():
     import xgboost
 
@@ -168,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--users", type=int, default=400)
     parser.add_argument("--feature-set", default="v1")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time each AWS call and the state (de)serialisation (wrappers add a little CPU)")
     args = parser.parse_args(argv)
     batches = records(args.batch_size, args.batches + 1, args.users)
     booster = load_booster()
@@ -178,7 +209,10 @@ def main(argv: list[str] | None = None) -> dict:
     moto, endpoint = start_moto()
     try:
         run_handler = handler_runner(endpoint, deploy_tables(endpoint), args.feature_set)
-        for batch in batches:  # interleaved: on a shared machine both sides see the same load
+        parts: dict[str, float] = {}
+        for number, batch in enumerate(batches):  # interleaved: on a shared machine both sides see the same load
+            if number == 1 and args.breakdown:  # after the warm-up batch
+                parts = breakdown_parts()
             floor_seconds, predict_seconds = floor.run(batch)
             plain.append(floor_seconds)
             with_predict.append(predict_seconds)
@@ -203,6 +237,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  handler (Powertools + DynamoDB + SFN)    {result['handler_cpu_us_per_event']:8.1f} µs/event")
     print(f"  ratio handler / floor                    {result['ratio_handler_to_floor']:8.2f}"
           + (f"   (vs floor + predict: {result['ratio_handler_to_floor_with_predict']:.2f})" if with_predict else ""))
+    if parts:
+        events = args.batch_size * args.batches
+        print(f"  of which (mean over the batches, µs/event; handler mean {sum(handler[1:]) / events * 1e6:.1f}):")
+        for name, seconds in sorted(parts.items(), key=lambda item: -item[1]):
+            print(f"    {name:36s} {seconds / events * 1e6:8.1f}")
+        result["breakdown_us_per_event"] = {name: seconds / events * 1e6 for name, seconds in parts.items()}
     return result
 
 
