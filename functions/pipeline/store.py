@@ -193,9 +193,9 @@ def batch_get(table_name: str, keys: Iterable[dict], attributes: Iterable[str] |
 
 
 def raw_size(item: dict) -> int:
-    """``item_size`` of an item in the low-level form ({"S": ...}, {"B": ...}, {"N": ...}, {"L": [...]}, ...)."""
+    """``item_size`` of an item in the low-level form ({"S": ...}, {"B": ...}, {"N": ...}, {"L": [...]}, ...);
+    strings counted in characters (the keys and attributes written through it are ASCII)."""
     return sum(len(name) + _raw_value_size(typed) for name, typed in item.items())
-    # (strings counted in characters: the keys and attributes written here are ASCII)
 
 
 def _raw_value_size(typed: dict) -> int:

@@ -3,9 +3,9 @@
 Storage per batch (README "Exactly once" and "Storage"): no item per event.
 - each user's feature state is two items of the features table (pipeline/features.py): the "hot" part (fine
   tiles, counters, newest vector), rewritten on every batch that touches the user and about 1 KB at most, and the
-  "cold" part (hourly tiles), rewritten only when tiles roll up (about once an hour). The hot item also carries
-  the dedupe ring (short hashes of the user's last ``DEDUPE_RING`` event ids) and the position (shard, sequence
-  number) of the last record applied to the user.
+  "cold" part (hourly tiles), rewritten only when tiles roll up (about once an hour). The hot item also carries,
+  packed in one attribute (``pos``), the position (shard, sequence number) of the last record applied to the user
+  and the dedupe ring (short hashes of the user's last ``DEDUPE_RING`` event ids).
 - the batch journal: one S3 object per batch (``journal/<hour>/<shard>/<batch_id>.json``) with every record's
   outcome (its row and features, a duplicate, late) — the execution's input when the rows are too large to pass
   inline, the source a redelivered record is scored from, and the drift monitor's sample.

@@ -209,3 +209,19 @@ def test_a_batch_makes_one_read_and_one_write_per_25_users(aws, lambda_context, 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", real)
     assert queries.stats(settings())["events_processed"] == 240
     assert queries.user_features(settings(), "u7")["total_events"] == 2
+
+
+def test_the_counters_update_is_charged_on_the_item_it_leaves(aws, lambda_context):
+    """An UpdateItem costs 1 WRU per started 1 KB of the larger of the item before and after it (DynamoDB Developer
+    Guide, "DynamoDB read and write operations",
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html#write-operation-consumption):
+    the batch charges the counters item as its update leaves it, computed from the item it read rather than
+    returned by DynamoDB."""
+    for n in range(20):  # 16 journal entries: the counters item passes 1 KB
+        _handler()(kinesis_event([event(n)], first_seq=100 + n), lambda_context)
+    assert store.item_size(_state(aws)["counters"]) > 1024
+    with store.metered() as meter:
+        _handler()(kinesis_event([event(20)], first_seq=200), lambda_context)
+    hot = [store.to_item(i) for i in _state(aws)["features"]]
+    assert meter.wru == store.write_units(store.item_size(_state(aws)["counters"])) + store.write_units(
+        store.item_size(hot[0]))
