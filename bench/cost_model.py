@@ -144,8 +144,8 @@ def measure_current(batch_size: int, batches: int, states: dict) -> dict:
         seeded = []
         for user in users:  # only the users the batches touch need a stored state
             source = heavy_state if user.startswith("h") else light_state
-            seeded.append(stream.hot_key(user, "v2") | {"hot": source.to_bytes(), "sh": "", "seq": "-1",
-                                                        "ids": b"\0" * 8 * stream.DEDUPE_RING, "at": 0})
+            seeded.append(stream.hot_key(user, "v2") | {"hot": source.to_bytes(), "at": 0, "pos": stream.pack_position(
+                "", -1, [b"\0" * stream.ID_HASH_BYTES] * stream.DEDUPE_RING)})
             seeded.append(stream.cold_key(user, "v2") | {"cold": source.cold_bytes()})
         store.batch_put("features", seeded, ("user_id", "feature_set"))
         # the median sample at steady state: the 256 smallest user hashes of the whole population

@@ -1,6 +1,7 @@
 """process_stream handler CPU per event at batch 200, next to the in-process compute floor, measured in one run.
 
     python -m bench.stream_handler [--batches 30] [--batch-size 200] [--users 400] [--feature-set v1]
+                                   [--breakdown]
 
 - floor: base64 + JSON decode, pydantic validation and the streaming features (FeatureState.observe) of every
   event, no I/O; "+ predict" adds XGBoost scoring of the batch (inplace_predict, nthread=1) with the trained
@@ -8,8 +9,9 @@
 - handler: the real process_stream handler (Powertools BatchProcessor, Logger, Metrics) with its DynamoDB and
   Step Functions calls served by a moto server in ANOTHER process, so ``time.process_time`` counts only what the
   Lambda itself spends: our code, boto3 request signing/serialisation and response parsing.
-Both sides process the same records in the same order, warm (a warm-up batch first). Figures are medians of the
-per-batch measurements; the ratio is handler / floor (the goal is <= 2.0).
+Both sides process the same records in the same order, warm (a warm-up batch first), one batch each in turn so
+that a shared machine's load weighs on both alike. Figures are medians of the per-batch measurements; the ratio is
+handler / floor (issue 10's goal: <= 3 at batch 200).
 """
 from __future__ import annotations
 
@@ -55,28 +57,35 @@ def records(batch_size: int, batches: int, users: int, seed: int = 7) -> list[di
     return out
 
 
-def floor(batches: list[dict], feature_set: str, booster) -> tuple[list[float], list[float]]:
-    """CPU seconds per batch: decode + validate + features, and the same plus predict."""
-    import numpy as np
+class Floor:
+    """The compute floor, one batch at a time: decode + validate + features (and XGBoost predict, when a booster
+    is given) of every record, the users' states kept in memory."""
 
-    from pipeline.events import validate_event
-    from pipeline.features import FeatureState
+    def __init__(self, feature_set: str, booster=None):
+        from pipeline.features import FeatureState
 
-    states: dict[str, FeatureState] = {}
-    plain, with_predict = [], []
-    for batch in batches:
+        self.feature_set, self.booster, self.states = feature_set, booster, {}
+        self.new_state = FeatureState
+
+    def run(self, batch: dict) -> tuple[float, float | None]:
+        """CPU seconds: decode + validate + features, and the same plus predict (None without a booster)."""
+        import numpy as np
+
+        from pipeline.events import validate_event
+
         started = time.process_time()
         rows = []
         for record in batch["Records"]:
             event, _ = validate_event(json.loads(base64.b64decode(record["kinesis"]["data"])))
-            state = states.setdefault(event.user_id, FeatureState(feature_set))
+            state = self.states.get(event.user_id)
+            if state is None:
+                state = self.states[event.user_id] = self.new_state(self.feature_set)
             rows.append(state.observe(event).features)
         middle = time.process_time()
-        booster.inplace_predict(np.asarray(rows, dtype=np.float32))
-        ended = time.process_time()
-        plain.append(middle - started)
-        with_predict.append(ended - started)
-    return plain, with_predict
+        if self.booster is None:
+            return middle - started, None
+        self.booster.inplace_predict(np.asarray(rows, dtype=np.float32))
+        return middle - started, time.process_time() - started
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:
@@ -121,7 +130,8 @@ class Context:
         return 120_000
 
 
-def handler_cpu(batches: list[dict], endpoint: str, env: dict[str, str], feature_set: str) -> list[float]:
+def handler_runner(endpoint: str, env: dict[str, str], feature_set: str):
+    """A function that runs the real handler on one batch and returns its CPU seconds."""
     os.environ.update(env, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                       AWS_DEFAULT_REGION="us-east-1", FEATURE_SET=feature_set, POWERTOOLS_TRACE_DISABLED="true",
                       POWERTOOLS_METRICS_NAMESPACE="Bench", POWERTOOLS_SERVICE_NAME="bench",
@@ -129,17 +139,46 @@ def handler_cpu(batches: list[dict], endpoint: str, env: dict[str, str], feature
     from process_stream import handler
 
     devnull = open(os.devnull, "w")
-    seconds = []
-    for batch in batches:
+
+    def run(batch: dict) -> float:
         stdout, sys.stdout = sys.stdout, devnull  # the EMF blob of every invocation goes to stdout
         try:
             started = time.process_time()
             response = handler.handler(batch, Context())
-            seconds.append(time.process_time() - started)
+            seconds = time.process_time() - started
         finally:
             sys.stdout = stdout
         assert response == {"batchItemFailures": []}, response
-    return seconds
+        return seconds
+    return run
+
+
+def timed(owner, name: str, totals: dict, label=None) -> None:
+    """Replace ``owner.name`` by a wrapper adding its CPU seconds to ``totals[label(args)]`` (default: ``name``)."""
+    real = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        started = time.process_time()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            key = label(args) if label else name
+            totals[key] = totals.get(key, 0.0) + time.process_time() - started
+    setattr(owner, name, wrapper)
+
+
+def breakdown_parts() -> dict:
+    """CPU seconds of each AWS operation (botocore: serialising, signing, HTTP, parsing) and of the users' state
+    (de)serialisation, summed from now on."""
+    import botocore.client
+
+    from pipeline.features import FeatureState
+
+    totals: dict[str, float] = {}
+    timed(botocore.client.BaseClient, "_make_api_call", totals, label=lambda args: args[1])
+    timed(FeatureState, "from_bytes", totals, label=lambda args: "FeatureState.from_bytes")
+    timed(FeatureState, "to_bytes", totals, label=lambda args: "FeatureState.to_bytes")
+    return totals
 
 
 def load_booster():
@@ -158,19 +197,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--users", type=int, default=400)
     parser.add_argument("--feature-set", default="v1")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time each AWS call and the state (de)serialisation (wrappers add a little CPU)")
     args = parser.parse_args(argv)
     batches = records(args.batch_size, args.batches + 1, args.users)
     booster = load_booster()
     if args.feature_set != json.loads((ROOT / "model" / "artifacts" / "metadata.json").read_text())["feature_set"]:
         booster = None
-    plain, with_predict = floor(batches, args.feature_set, booster) if booster else (floor_no_model(
-        batches, args.feature_set), None)
+    floor = Floor(args.feature_set, booster)
+    plain, with_predict, handler = [], [], []
     moto, endpoint = start_moto()
     try:
-        env = deploy_tables(endpoint)
-        handler = handler_cpu(batches, endpoint, env, args.feature_set)
+        run_handler = handler_runner(endpoint, deploy_tables(endpoint), args.feature_set)
+        parts: dict[str, float] = {}
+        for number, batch in enumerate(batches):  # interleaved: on a shared machine both sides see the same load
+            if number == 1 and args.breakdown:  # after the warm-up batch
+                parts = breakdown_parts()
+            floor_seconds, predict_seconds = floor.run(batch)
+            plain.append(floor_seconds)
+            with_predict.append(predict_seconds)
+            handler.append(run_handler(batch))
     finally:
         moto.terminate()
+    with_predict = with_predict if booster else None
     per_event = lambda values: statistics.median(values[1:]) / args.batch_size * 1e6  # noqa: E731 (skip warm-up)
     result = {"batch_size": args.batch_size, "batches": args.batches, "feature_set": args.feature_set,
               "floor_us_per_event": per_event(plain),
@@ -188,15 +237,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  handler (Powertools + DynamoDB + SFN)    {result['handler_cpu_us_per_event']:8.1f} µs/event")
     print(f"  ratio handler / floor                    {result['ratio_handler_to_floor']:8.2f}"
           + (f"   (vs floor + predict: {result['ratio_handler_to_floor_with_predict']:.2f})" if with_predict else ""))
+    if parts:
+        events = args.batch_size * args.batches
+        print(f"  of which (mean over the batches, µs/event; handler mean {sum(handler[1:]) / events * 1e6:.1f}):")
+        for name, seconds in sorted(parts.items(), key=lambda item: -item[1]):
+            print(f"    {name:36s} {seconds / events * 1e6:8.1f}")
+        result["breakdown_us_per_event"] = {name: seconds / events * 1e6 for name, seconds in parts.items()}
     return result
-
-
-def floor_no_model(batches: list[dict], feature_set: str) -> list[float]:
-    class NoModel:
-        @staticmethod
-        def inplace_predict(_rows):
-            return None
-    return floor(batches, feature_set, NoModel())[0]
 
 
 if __name__ == "__main__":

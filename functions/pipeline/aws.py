@@ -42,12 +42,26 @@ def resource(service: str):
 
 
 def table(name: str):
-    return resource("dynamodb").Table(name)
+    """A Table of the cached resource, itself cached: building one costs a model lookup and a class creation (about
+    a BatchWriteItem's worth of CPU in bench/stream_handler.py), on every call."""
+    dynamodb = resource("dynamodb")
+    found = _tables.get(name)
+    if found is None or found.meta.client is not dynamodb.meta.client:  # the resource was made anew (tests)
+        found = _tables[name] = dynamodb.Table(name)
+    return found
+
+
+_tables: dict = {}
 
 
 def put_json(bucket: str, key: str, value) -> str:
     """Write ``value`` as a compact JSON object; returns its s3:// URI."""
-    client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(value, separators=(",", ":")).encode())
+    return put_json_text(bucket, key, json.dumps(value, separators=(",", ":")))
+
+
+def put_json_text(bucket: str, key: str, text: str) -> str:
+    """Write JSON text already serialised; returns its s3:// URI."""
+    client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode())
     return f"s3://{bucket}/{key}"
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Iterator
 
-from boto3.dynamodb.types import Binary
+from boto3.dynamodb.types import Binary, TypeDeserializer
 
 from . import aws
 
@@ -136,26 +136,45 @@ def _projection(attributes: Iterable[str] | None, key: dict | None) -> dict:
             "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(names)}}
 
 
-def _batch_get_pages(service, table_name: str, keys: list[dict], projection: dict, consistent: bool,
-                     size) -> list[dict]:
-    """BatchGetItem in chunks of 100 on a client or resource, retrying unprocessed keys with backoff; charges the
-    read units of what it found (``size`` measures an item as returned)."""
-    found: list[dict] = []
-    for start in range(0, len(keys), BATCH_GET_LIMIT):
-        request = {table_name: {"Keys": keys[start:start + BATCH_GET_LIMIT], "ConsistentRead": consistent,
-                                **projection}}
+@dataclass
+class Read:
+    """Keys of one table for ``_batch_get``: ``projection`` holds ProjectionExpression and its names (or nothing
+    for whole items), ``size`` measures an item as returned (for the read units)."""
+    table: str
+    keys: list[dict]
+    projection: dict
+    consistent: bool
+    size: Any
+
+
+def _batch_get(service, reads: list[Read]) -> list[list[dict]]:
+    """BatchGetItem on a client or resource of the keys of several tables, 100 keys per call across the tables
+    (DynamoDB API Reference, BatchGetItem: "up to 100 items" from "one or more tables"), retrying unprocessed keys
+    with backoff; charges the read units of what it found. Returns each read's items (any order)."""
+    if len({read.table for read in reads}) != len(reads):
+        raise ValueError("one Read per table: a BatchGetItem names each table once")
+    found: dict[str, list[dict]] = {read.table: [] for read in reads}
+    by_table = {read.table: read for read in reads}
+    pending = [(read.table, key) for read in reads for key in read.keys]
+    for start in range(0, len(pending), BATCH_GET_LIMIT):
+        chunk: dict[str, list[dict]] = {}
+        for table_name, key in pending[start:start + BATCH_GET_LIMIT]:
+            chunk.setdefault(table_name, []).append(key)
+        request = {name: {"Keys": keys, "ConsistentRead": by_table[name].consistent, **by_table[name].projection}
+                   for name, keys in chunk.items()}
         for attempt in range(8):
             response = service.batch_get_item(RequestItems=request)
-            items = response["Responses"].get(table_name, [])
-            found.extend(items)
-            _charge(rru=sum(read_units(size(i), consistent) for i in items))
+            for name, items in response["Responses"].items():
+                found[name].extend(items)
+                read = by_table[name]
+                _charge(rru=sum(read_units(read.size(i), read.consistent) for i in items))
             request = response.get("UnprocessedKeys") or {}
             if not request:
                 break
             time.sleep(min(0.05 * 2 ** attempt, 1.0))
         else:
-            raise RuntimeError(f"BatchGetItem on {table_name} left keys unprocessed after retries")
-    return found
+            raise RuntimeError(f"BatchGetItem on {', '.join(request)} left keys unprocessed after retries")
+    return [found[read.table] for read in reads]
 
 
 def batch_get(table_name: str, keys: Iterable[dict], attributes: Iterable[str] | None = None,
@@ -166,28 +185,60 @@ def batch_get(table_name: str, keys: Iterable[dict], attributes: Iterable[str] |
     DynamoDB does (a projection saves bandwidth, not units); this meters the projected size, a lower bound.
     """
     unique = list({json.dumps(k, sort_keys=True): k for k in keys}.values())
-    found = _batch_get_pages(aws.resource("dynamodb"), table_name, unique,
-                             _projection(attributes, unique[0] if unique else None), consistent, item_size)
+    if not unique:
+        return []
+    [found] = _batch_get(aws.resource("dynamodb"), [Read(table_name, unique, _projection(attributes, unique[0]),
+                                                         consistent, item_size)])
     return [from_item(item) for item in found]
 
 
 def raw_size(item: dict) -> int:
-    """``item_size`` of an item in the low-level form ({"S": ...}, {"B": ...}, {"N": ...})."""
-    size = 0
-    for name, typed in item.items():
-        for kind, value in typed.items():  # one entry
-            size += len(name) + (len(value) if kind in ("B", "S") else len(value) // 2 + 1)
-    return size  # (strings counted in characters: the keys and attributes written here are ASCII)
+    """``item_size`` of an item in the low-level form ({"S": ...}, {"B": ...}, {"N": ...}, {"L": [...]}, ...);
+    strings counted in characters (the keys and attributes written through it are ASCII)."""
+    return sum(len(name) + _raw_value_size(typed) for name, typed in item.items())
 
 
-def batch_get_raw(table_name: str, keys: list[dict], attributes: Iterable[str],
-                  consistent: bool = True) -> list[dict]:
-    """BatchGetItem through the low-level client, keys and items in DynamoDB's typed form: for the per-batch hot
-    path, where the resource layer's type conversion of every value costs more CPU than the rest of the batch."""
-    if not keys:
-        return []
-    return _batch_get_pages(aws.client("dynamodb"), table_name, keys, _projection(attributes, keys[0]),
-                            consistent, raw_size)
+def _raw_value_size(typed: dict) -> int:
+    [(kind, value)] = typed.items()
+    if kind in ("S", "B"):
+        return len(value)
+    if kind == "N":
+        return len(value) // 2 + 1
+    if kind == "M":
+        return 3 + sum(1 + len(k) + _raw_value_size(v) for k, v in value.items())
+    if kind == "L":
+        return 3 + sum(1 + _raw_value_size(v) for v in value)
+    if kind in ("SS", "BS"):
+        return sum(len(v) for v in value)
+    if kind == "NS":
+        return sum(len(v) // 2 + 1 for v in value)
+    return 1  # BOOL, NULL
+
+
+_deserializer = TypeDeserializer()
+
+
+def from_raw(item: dict) -> dict:
+    """A typed (low-level) item as plain Python, as ``from_item`` gives it."""
+    return from_item({name: _deserializer.deserialize(typed) for name, typed in item.items()})
+
+
+def raw_read(table_name: str, keys: list[dict], attributes: Iterable[str] | None = None,
+             consistent: bool = True) -> Read:
+    """A read for ``batch_get_raw``: typed keys, and exactly ``attributes`` (None: whole items, typed)."""
+    projection = {} if attributes is None else {
+        "ProjectionExpression": ", ".join(f"#p{i}" for i, _ in enumerate(attributes)),
+        "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(attributes)}}
+    return Read(table_name, keys, projection, consistent, raw_size)
+
+
+def batch_get_raw(*reads: Read) -> list[list[dict]]:
+    """BatchGetItem through the low-level client (``raw_read``s of distinct tables, in as few calls as 100 keys a
+    call allow), keys and items in DynamoDB's typed form: for the per-batch hot path, where the resource layer's
+    type conversion of every value costs more CPU than the rest of the batch. Each read's items, any order."""
+    asked = [read for read in reads if read.keys]
+    found = dict(zip((read.table for read in asked), _batch_get(aws.client("dynamodb"), asked) if asked else []))
+    return [found.get(read.table, []) for read in reads]
 
 
 def batch_put_raw(table_name: str, items: list[dict]) -> int:
@@ -222,13 +273,16 @@ def batch_put(table_name: str, items: Iterable[dict], key_names: tuple[str, ...]
 
 
 def add_counters(table_name: str, pk: str, counters: dict[str, float],
-                 mark: tuple[str, Any, Any] | None = None, set_values: dict[str, Any] | None = None) -> None:
+                 mark: tuple[str, Any, Any] | None = None, set_values: dict[str, Any] | None = None,
+                 size_after: int | None = None) -> None:
     """Atomically add to numeric counters on one item (one UpdateItem).
 
     ``mark=(attribute, expected, new)``: also set ``attribute`` to ``new``, only if it still equals ``expected``
     (None: absent). That makes a batch's counts apply exactly once; a failed condition raises
     ConditionalCheckFailedException (the batch is retried and recounted from the new mark).
     ``set_values``: other attributes set in the same update.
+    ``size_after``: the item's size after the update, when the caller knows it (it read the item and ``mark``
+    proves nobody wrote it since): units are charged on it without asking DynamoDB to return the item.
     """
     counters = {k: v for k, v in counters.items() if v}
     if not counters and mark is None and not set_values:
@@ -253,8 +307,10 @@ def add_counters(table_name: str, pk: str, counters: dict[str, float],
         expression += (", " if " SET " in f" {expression}" else " SET ") + f"#s{i} = :s{i}"
     response = aws.table(table_name).update_item(
         Key={"pk": pk}, UpdateExpression=expression.strip(), ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values, ReturnValues="ALL_NEW", **kwargs)
-    _charge(wru=write_units(item_size(response.get("Attributes", {}))))  # the larger of before and after: after, here
+        ExpressionAttributeValues=values, ReturnValues="ALL_NEW" if size_after is None else "NONE", **kwargs)
+    if size_after is None:
+        size_after = item_size(response.get("Attributes", {}))
+    _charge(wru=write_units(size_after))  # the larger of before and after: after, here
 
 
 def scan_all(table_name: str, **kwargs: Any) -> list[dict]:

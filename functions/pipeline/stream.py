@@ -3,9 +3,9 @@
 Storage per batch (README "Exactly once" and "Storage"): no item per event.
 - each user's feature state is two items of the features table (pipeline/features.py): the "hot" part (fine
   tiles, counters, newest vector), rewritten on every batch that touches the user and about 1 KB at most, and the
-  "cold" part (hourly tiles), rewritten only when tiles roll up (about once an hour). The hot item also carries
-  the dedupe ring (short hashes of the user's last ``DEDUPE_RING`` event ids) and the position (shard, sequence
-  number) of the last record applied to the user.
+  "cold" part (hourly tiles), rewritten only when tiles roll up (about once an hour). The hot item also carries,
+  packed in one attribute (``pos``), the position (shard, sequence number) of the last record applied to the user
+  and the dedupe ring (short hashes of the user's last ``DEDUPE_RING`` event ids).
 - the batch journal: one S3 object per batch (``journal/<hour>/<shard>/<batch_id>.json``) with every record's
   outcome (its row and features, a duplicate, late) — the execution's input when the rows are too large to pass
   inline, the source a redelivered record is scored from, and the drift monitor's sample.
@@ -30,9 +30,10 @@ import hashlib
 import json
 import os
 import time
+from itertools import repeat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable
 
 from . import aws, store
 from .events import Event, validate_event
@@ -46,6 +47,7 @@ DEDUPE_RING = 24                  # event ids remembered per user (8-byte hashes
 ID_HASH_BYTES = 8
 JOURNAL_KEEP = 16                 # batches of a shard whose journal keys the counters item remembers
 COLD_SUFFIX = "#cold"
+SIX_DIGITS = repeat(6)            # features are rounded to 6 digits in the rows (map(round, ...) runs in C)
 JOURNAL_PREFIX = "journal/"
 
 
@@ -140,24 +142,46 @@ def _typed_key(key: dict) -> dict:
     return {name: {"S": value} for name, value in key.items()}
 
 
-def load_users(settings: Settings, users: set[str], feature_set: str) -> dict[str, UserState]:
-    """The users' hot items (strongly consistent), then the cold items the hot ones name (eventually consistent:
-    a cold item changes about once an hour; a stale copy is detected by its version and read again strongly).
-    Through the low-level client: these few attributes are read and written on every batch."""
+def pack_position(shard: str, applied_seq: int, ring: list[bytes]) -> bytes:
+    """The hot item's ``pos`` attribute: "<shard>/<sequence>\\n" then the ring's hashes (a shard id and a sequence
+    number hold no "/" or newline). One attribute, not three: botocore's work grows with every typed value it
+    serialises and parses, and this item is written and read for every user of every batch."""
+    return f"{shard}/{applied_seq}\n".encode() + b"".join(ring)
+
+
+def unpack_position(pos: bytes) -> tuple[str, int, list[bytes]]:
+    head, _, ring = pos.partition(b"\n")
+    shard, _, seq = head.decode().partition("/")
+    return shard, int(seq), [ring[i:i + ID_HASH_BYTES] for i in range(0, len(ring), ID_HASH_BYTES)]
+
+
+def hot_read(settings: Settings, users: Iterable[str], feature_set: str) -> store.Read:
+    """The users' hot items, strongly consistent, the attributes ``load_users`` needs."""
+    return store.raw_read(settings.features_table, [_typed_key(hot_key(u, feature_set)) for u in users],
+                          attributes=("user_id", "hot", "pos"))
+
+
+def load_users(settings: Settings, users: set[str], feature_set: str,
+               hot_items: list[dict] | None = None) -> dict[str, UserState]:
+    """The users' hot items (``hot_read``; ``hot_items`` when the caller read them already), then the cold items
+    the hot ones name (eventually consistent: a cold item changes about once an hour; a stale copy is detected by
+    its version and read again strongly). Through the low-level client: these few attributes are read and written
+    on every batch."""
+    if hot_items is None:
+        [hot_items] = store.batch_get_raw(hot_read(settings, users, feature_set))
     states: dict[str, UserState] = {}
-    for item in store.batch_get_raw(settings.features_table, [_typed_key(hot_key(u, feature_set)) for u in users],
-                                    attributes=("hot", "sh", "seq", "ids")):
-        ring = item["ids"]["B"] if "ids" in item else b""
+    for item in hot_items:
+        shard, applied_seq, ring = unpack_position(item["pos"]["B"]) if "pos" in item else ("", -1, [])
         states[item["user_id"]["S"]] = UserState(
             FeatureState.from_bytes(item["hot"]["B"] if "hot" in item else None, None, feature_set, hot_only=True),
-            shard=item.get("sh", {}).get("S", ""), applied_seq=int(item.get("seq", {}).get("S", "-1")),
-            ring=[ring[i:i + ID_HASH_BYTES] for i in range(0, len(ring), ID_HASH_BYTES)], new=False)
+            shard=shard, applied_seq=applied_seq, ring=ring, new=False)
     for user in users - states.keys():  # first seen
         states[user] = UserState(FeatureState(feature_set))
     need_cold = [u for u, state in states.items() if state.features.cold_version]
-    cold = {item["user_id"]["S"]: item["cold"]["B"] for item in store.batch_get_raw(
-        settings.features_table, [_typed_key(cold_key(u, feature_set)) for u in need_cold], attributes=("cold",),
-        consistent=False) if "cold" in item}
+    [cold_items] = store.batch_get_raw(store.raw_read(
+        settings.features_table, [_typed_key(cold_key(u, feature_set)) for u in need_cold],
+        attributes=("user_id", "cold"), consistent=False))
+    cold = {item["user_id"]["S"]: item["cold"]["B"] for item in cold_items if "cold" in item}
     for user in need_cold:
         try:
             states[user].features.attach_cold(cold.get(user))
@@ -171,10 +195,8 @@ def user_items(user_id: str, user: UserState, feature_set: str, now: float) -> l
     """The items to write for one user (typed): the hot item always, the cold item when its tiles changed."""
     cold_changed = user.features.mark_stored()
     hot = _typed_key(hot_key(user_id, feature_set)) | {
-        "hot": {"B": user.features.to_bytes()}, "sh": {"S": user.shard}, "seq": {"S": str(user.applied_seq)},
+        "hot": {"B": user.features.to_bytes()}, "pos": {"B": pack_position(user.shard, user.applied_seq, user.ring)},
         "at": {"N": str(int(now))}}
-    if user.ring:
-        hot["ids"] = {"B": b"".join(user.ring)}
     items = [hot]
     if cold_changed:
         items.append(_typed_key(cold_key(user_id, feature_set)) | {"cold": {"B": user.features.cold_bytes()}})
@@ -231,12 +253,17 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
     shard_id = records[0].shard_id
     batch_id = batch_id_for(records)
     with store.metered() as meter:
-        counters = store.get_item(settings.state_table, {"pk": counters_key(shard_id)}) or {}
+        valid = [r for r in records if r.event is not None]
+        user_ids = {r.event.user_id for r in valid}
+        # the shard's counters and the users' hot items in one BatchGetItem (both strongly consistent)
+        counters_found, hot_items = store.batch_get_raw(
+            store.raw_read(settings.state_table, [{"pk": {"S": counters_key(shard_id)}}]),
+            hot_read(settings, user_ids, feature_set))
+        counters = store.from_raw(counters_found[0]) if counters_found else {"pk": counters_key(shard_id)}
         counted_mark = counters.get("counted_seq")
         counted = int(counted_mark) if counted_mark is not None else -1
         journals = Journals(settings, counters.get("journal", []))
-        valid = [r for r in records if r.event is not None]
-        users = load_users(settings, {r.event.user_id for r in valid}, feature_set)
+        users = load_users(settings, user_ids, feature_set, hot_items)
 
         tally = {"events_processed_by_stream": 0, "events_rejected": 0, "events_duplicate": 0, "events_late": 0,
                  "users_tracked": 0}
@@ -268,7 +295,7 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
                 before = {"late": observed.late, "row": {
                     "event_id": event.event_id, "user_id": event.user_id, "ts": event.timestamp,
                     "ingest_ts": event.ingest_ts or r.arrival or now,
-                    "features": [round(f, 6) for f in observed.features]}}
+                    "features": list(map(round, observed.features, SIX_DIGITS))}}
             seen_in_batch.add(event.event_id)
             if before.get("duplicate"):
                 duplicates += 1
@@ -282,25 +309,31 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
             rows.append(before["row"])
 
         key = journal_key(shard_id, batch_id, now)
-        aws.put_json(settings.artifacts_bucket, key, {
+        rows_json = json.dumps(rows, separators=(",", ":"))  # once: the bulk of the journal and the execution input
+        aws.put_json_text(settings.artifacts_bucket, key, with_rows({
             "batch_id": batch_id, "shard": shard_id, "first": records[0].sequence, "last": records[-1].sequence,
-            "feature_set": feature_set, "created_at": now, "records": outcomes, "rows": rows})
+            "feature_set": feature_set, "created_at": now, "records": outcomes}, rows_json))
         if int(records[-1].sequence) > counted:
             entry = {"key": key, "first": records[0].sequence, "last": records[-1].sequence}
+            journal = (counters.get("journal", []) + [entry])[-JOURNAL_KEEP:]
+            # the item as the update leaves it (the mark's condition proves it is still the one read above)
+            after = counters | {name: counters.get(name, 0) + count for name, count in tally.items() if count} | {
+                "counted_seq": records[-1].sequence, "journal": journal}
             store.add_counters(settings.state_table, counters_key(shard_id), tally,
                                mark=("counted_seq", counted_mark, records[-1].sequence),
-                               set_values={"journal": (counters.get("journal", []) + [entry])[-JOURNAL_KEEP:]})
+                               set_values={"journal": journal}, size_after=store.item_size(after))
         store.batch_put_raw(settings.features_table,
                             [item for u in touched for item in user_items(u, users[u], feature_set, now)])
-        store.batch_put(settings.events_table, [_rejection(r, now) for r in records if r.event is None],
-                        ("event_id",))
+        rejections = [_rejection(r, now) for r in records if r.event is None]
+        if rejections:
+            store.batch_put(settings.events_table, rejections, ("event_id",))
 
     execution_arn = None
     if rows:
-        execution_arn = start_inference(rows, batch_id, settings, feature_set, journal=key, stream_stats={
-            "events": len(records), "bytes": sum(r.size for r in records),
-            "seconds": time.time() - started, "memory_mb": _memory_mb(),
-            "ddb_rru": meter.rru, "ddb_wru": meter.wru, "s3_puts": 1})
+        stats = {"events": len(records), "bytes": sum(r.size for r in records), "seconds": time.time() - started,
+                 "memory_mb": _memory_mb(), "ddb_rru": meter.rru, "ddb_wru": meter.wru, "s3_puts": 1}
+        execution_arn = start_inference(rows, batch_id, settings, feature_set, stats, journal=key,
+                                        rows_json=rows_json)
     return BatchOutcome(batch_id, len(rows), duplicates, len(records) - len(valid), execution_arn, late)
 
 
@@ -334,30 +367,38 @@ def _memory_mb() -> int:
     return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
 
 
+def with_rows(document: dict, rows_json: str) -> str:
+    """``document`` as compact JSON with its "rows" given as JSON text already (serialised once per batch)."""
+    head = json.dumps(document, separators=(",", ":"))[:-1] + ("," if document else "")
+    return f'{head}"rows":{rows_json}}}'
+
+
 def inference_input(rows: list[dict], batch_id: str, settings: Settings, feature_set: str, stream_stats: dict,
-                    journal: str | None = None, by_reference: bool = False) -> str:
+                    journal: str | None = None, by_reference: bool = False, rows_json: str | None = None) -> str:
     """The execution input (JSON) of a batch: the rows inline, or the S3 URI of the batch journal (``journal``) when
-    the input would be too large or ``by_reference`` (a redrive of a journaled batch, pipeline/reconcile.py)."""
+    the input would be too large or ``by_reference`` (a redrive of a journaled batch, pipeline/reconcile.py).
+    ``rows_json``: the rows as JSON text, when the caller has it."""
     execution_input: dict[str, Any] = {
         "batch_id": batch_id, "created_at": time.time(), "feature_set": feature_set,
         "model_version": settings.model_version, "stages": [dict(stream_stats, stage="process_stream")],
-        "rows": rows, "rows_s3_uri": None}
-    body = json.dumps(execution_input, separators=(",", ":"))
+        "rows_s3_uri": None}
+    rows_json = rows_json if rows_json is not None else json.dumps(rows, separators=(",", ":"))
+    body = with_rows(execution_input, rows_json)
     if (by_reference and journal is not None) or len(body) > MAX_INLINE_INPUT_BYTES:
         if journal is None:
             journal = f"batches/{batch_id}.json"
-            aws.put_json(settings.artifacts_bucket, journal, {"rows": rows})
-        execution_input.update(rows=[], rows_s3_uri=f"s3://{settings.artifacts_bucket}/{journal}")
-        body = json.dumps(execution_input, separators=(",", ":"))
+            aws.put_json_text(settings.artifacts_bucket, journal, with_rows({}, rows_json))
+        execution_input["rows_s3_uri"] = f"s3://{settings.artifacts_bucket}/{journal}"
+        body = with_rows(execution_input, "[]")
     return body
 
 
 def start_inference(rows: list[dict], batch_id: str, settings: Settings, feature_set: str,
                     stream_stats: dict, journal: str | None = None, name: str | None = None,
-                    by_reference: bool = False) -> str:
+                    by_reference: bool = False, rows_json: str | None = None) -> str:
     """Start one inference execution for the batch (named ``name``, default the batch id); the rows travel inline,
     or as the batch journal's S3 key when the input would be too large (``inference_input``)."""
-    body = inference_input(rows, batch_id, settings, feature_set, stream_stats, journal, by_reference)
+    body = inference_input(rows, batch_id, settings, feature_set, stream_stats, journal, by_reference, rows_json)
     name = name or batch_id
     sfn = aws.client("stepfunctions")
     try:

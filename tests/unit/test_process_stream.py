@@ -167,3 +167,61 @@ def test_one_very_active_user_is_scored_in_full_with_bounded_state(aws, lambda_c
     features = queries.user_features(settings(), "u1")
     assert features["total_events"] == 50_000
     assert features["features"]["events_24h"] == 50_000 and features["features"]["events_1h"] > 4_000
+
+
+def test_the_position_packs_any_shard_id_and_sequence_number_with_the_ring():
+    """The hot item's ``pos`` is "<shard>/<sequence>\\n" then the ring's hashes: unambiguous because a shard id
+    matches [a-zA-Z0-9_.-]+ (Kinesis API Reference, Shard,
+    https://docs.aws.amazon.com/kinesis/latest/APIReference/API_Shard.html) and a sequence number
+    0|([1-9]\\d{0,128}) (SequenceNumberRange,
+    https://docs.aws.amazon.com/kinesis/latest/APIReference/API_SequenceNumberRange.html): neither holds "/" or a
+    newline, while the hashes may hold both."""
+    from pipeline.stream import ID_HASH_BYTES, pack_position, unpack_position
+
+    ring = [b"/\n\x00abcde", b"\n" * ID_HASH_BYTES, bytes(range(ID_HASH_BYTES))]
+    for shard, seq in [("shardId-000000000000", 0), ("a_b.c-" + "x" * 122, int("9" * 129)), ("", -1)]:
+        assert unpack_position(pack_position(shard, seq, ring)) == (shard, seq, ring)
+        assert unpack_position(pack_position(shard, seq, [])) == (shard, seq, [])
+
+
+def test_a_batch_makes_one_read_and_one_write_per_25_users(aws, lambda_context, monkeypatch):
+    """BatchGetItem reads "as many as 100 items" from "one or more tables" per call (DynamoDB API Reference,
+    BatchGetItem, https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html), so the
+    shard's counters item travels with the users' hot items; BatchWriteItem takes up to 25 put requests
+    (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html). 120 users: 121 keys
+    in two reads, 120 hot items in five writes, and one journal PUT, counters update and StartExecution."""
+    import botocore.client
+
+    calls = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def record(client, operation, params):
+        calls.append(operation)
+        return real(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    for first in (0, 120):  # the users' first batch, then one with every user stored (the same hour: no roll-up)
+        calls.clear()
+        _handler()(kinesis_event([event(first + n, user=f"u{n}") for n in range(120)], first_seq=100 + first),
+                   lambda_context)
+        assert sorted(calls) == sorted(["BatchGetItem"] * 2 + ["PutObject", "UpdateItem"] + ["BatchWriteItem"] * 5
+                                       + ["StartExecution"])
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", real)
+    assert queries.stats(settings())["events_processed"] == 240
+    assert queries.user_features(settings(), "u7")["total_events"] == 2
+
+
+def test_the_counters_update_is_charged_on_the_item_it_leaves(aws, lambda_context):
+    """An UpdateItem costs 1 WRU per started 1 KB of the larger of the item before and after it (DynamoDB Developer
+    Guide, "DynamoDB read and write operations",
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html#write-operation-consumption):
+    the batch charges the counters item as its update leaves it, computed from the item it read rather than
+    returned by DynamoDB."""
+    for n in range(20):  # 16 journal entries: the counters item passes 1 KB
+        _handler()(kinesis_event([event(n)], first_seq=100 + n), lambda_context)
+    assert store.item_size(_state(aws)["counters"]) > 1024
+    with store.metered() as meter:
+        _handler()(kinesis_event([event(20)], first_seq=200), lambda_context)
+    hot = [store.to_item(i) for i in _state(aws)["features"]]
+    assert meter.wru == store.write_units(store.item_size(_state(aws)["counters"])) + store.write_units(
+        store.item_size(hot[0]))
