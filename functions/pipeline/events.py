@@ -31,21 +31,22 @@ INGEST_SKEW_SECONDS = 300           # ingest_ts (set by the API) against the rec
 # letters and digits of any script (Python's \w), space, and -._~()'!*:@,;=+&$<>[]{}|^ . Not "/" (it splits the
 # path before routing), not "%" (so an id decoded once or twice is the same id), no control or format characters.
 ID_PUNCTUATION = "-._~()'!*:@,;=+&$<>[]{}|^ "
-_ID = re.compile(r"[\w" + re.escape(ID_PUNCTUATION) + r"]+")
+_ID_CHAR = re.compile(r"[\w" + re.escape(ID_PUNCTUATION) + r"]")
+_ID = re.compile(r"(?! )" + _ID_CHAR.pattern + r"+(?<! )")  # no leading or trailing space
 # Epoch seconds as text: ASCII digits only (float() would also take "1_000", "nan", "inf" and other scripts' digits)
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
 def check_id(value: str) -> str:
     """Raise ValueError naming the first character an id cannot hold."""
+    if _ID.fullmatch(value):
+        return value
     if value.strip() != value:
         raise ValueError("must not start or end with whitespace")
-    if not _ID.fullmatch(value):
-        bad = next(c for c in value if not _ID.fullmatch(c))
-        name = unicodedata.name(bad, unicodedata.category(bad))
-        raise ValueError(f"character U+{ord(bad):04X} ({name}) is not allowed: ids are letters, digits, spaces "
-                         f"and {ID_PUNCTUATION.strip()}")
-    return value
+    bad = next(c for c in value if not _ID_CHAR.fullmatch(c))
+    name = unicodedata.name(bad, unicodedata.category(bad))
+    raise ValueError(f"character U+{ord(bad):04X} ({name}) is not allowed: ids are letters, digits, spaces "
+                     f"and {ID_PUNCTUATION.strip()}")
 
 
 def parse_timestamp(value: Any) -> float:
@@ -80,8 +81,7 @@ def parse_timestamp(value: Any) -> float:
 Id = Annotated[str, Field(strict=True, min_length=1, max_length=ID_MAX_CHARS), AfterValidator(check_id)]
 Category = Annotated[str, Field(strict=True, min_length=1, max_length=CATEGORY_MAX_CHARS), AfterValidator(check_id)]
 EpochSeconds = Annotated[float, BeforeValidator(parse_timestamp)]
-# JSON numbers only: not true, not "1_000"; + 0.0 turns -0.0 into 0.0
-Amount = Annotated[float, Field(strict=True, ge=0, le=MAX_AMOUNT, allow_inf_nan=False), AfterValidator(lambda a: a + 0.0)]
+Amount = Annotated[float, Field(strict=True, ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]  # not true, "12", "1_000"
 IngestTime = Annotated[float, Field(strict=True, ge=0, le=MAX_EPOCH, allow_inf_nan=False)]
 
 
