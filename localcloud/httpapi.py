@@ -4,7 +4,11 @@ Routes come from ``AWS::ApiGatewayV2::Route`` RouteKeys (``POST /events``, ``GET
 ``{proxy+}``, ``ANY``, ``$default``) and their ``AWS::ApiGatewayV2::Integration`` (Lambda proxy). Route selection
 follows API Gateway: the most specific path wins (literal segments before variables before greedy), a method
 match before ``ANY``, ``$default`` last. Requests become payload format 2.0 events; the 2.0 response rules turn the
-result into the HTTP response. Unknown route -> 404 ``{"message":"Not Found"}``; a function error -> 500
+result into the HTTP response. Percent-encoding: API Gateway "decodes URL-encoded request parameters before passing
+them to your backend integration" (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-
+routes.html); the path is decoded once, before routing, so ``%2F`` splits segments, and ``rawPath``,
+``requestContext.http.path`` and ``pathParameters`` all carry the decoded text (``rawQueryString`` stays encoded).
+Unknown route -> 404 ``{"message":"Not Found"}``; a function error -> 500
 ``{"message":"Internal Server Error"}``; a body over 10 MB -> 413 ``{"message":"Request Entity Too Large"}``.
 Until ``LocalCloud.deploy`` is done, every request (``/health`` too) -> 503 ``{"error": "deploying", "message"}``.
 
@@ -32,7 +36,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -88,7 +91,9 @@ class Route:
         found = self.regex.match(path)
         if not found:
             return None
-        return {name: unquote(found.group(f"p{i}")) for i, name in enumerate(self.params)}
+        # ``path`` is already decoded (as API Gateway decodes it before routing): decoding the values again would
+        # turn a literal "%41" into "A"
+        return {name: found.group(f"p{i}") for i, name in enumerate(self.params)}
 
     def specificity(self) -> tuple:
         if self.regex is None:

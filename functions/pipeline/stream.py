@@ -74,11 +74,11 @@ def decode(record: dict, now: float | None = None) -> StreamRecord:
                           arrival=float(kinesis.get("approximateArrivalTimestamp") or 0.0), size=len(data))
     try:
         payload = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, an integer too long, nesting too deep
         result.errors = [f"record: not valid JSON ({exc.__class__.__name__})"]
         result.raw = data[:RAW_KEEP_BYTES].decode("utf-8", "replace")
         return result
-    result.event, result.errors = validate_event(payload, now=now)
+    result.event, result.errors = validate_event(payload, now=now, arrival=result.arrival)
     if result.event is None:
         result.raw = data[:RAW_KEEP_BYTES].decode("utf-8", "replace")
     return result
@@ -356,10 +356,11 @@ def _rejection(r: StreamRecord, now: float) -> dict:
     event_id = None
     try:
         event_id = json.loads(r.raw).get("event_id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         pass
+    claimed = event_id.encode("utf-8", "replace").decode() if isinstance(event_id, str) else None  # no lone surrogates
     return {"event_id": f"rejected#{r.shard_id}#{r.sequence}", "seq": r.sequence, "status": "rejected",
-            "claimed_event_id": event_id if isinstance(event_id, str) else None, "errors": r.errors, "raw": r.raw,
+            "claimed_event_id": claimed, "errors": r.errors, "raw": r.raw,
             "rejected_at": now, "expires_at": int(now + REJECTED_TTL_SECONDS)}
 
 

@@ -159,3 +159,15 @@ def test_every_route_answers_503_until_the_deploy_is_done(tmp_path, monkeypatch)
         assert during_deploy == [503]
         assert call(cloud, "GET", "/health")[0] == 201   # the echo handler's own answer
         assert call(cloud, "GET", "/nope")[0] == 404
+
+
+def test_path_is_decoded_once_before_routing(cloud):
+    """API Gateway decodes URL-encoded request parameters before passing them to the integration
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html), once: an encoded
+    "%" stays a "%", non-ASCII text arrives as text, and an encoded "/" splits the path before routing."""
+    status, headers, body = call(cloud, "GET", "/users/caf%C3%A9%2541/median")
+    event = json.loads(body)
+    assert status == 201 and event["pathParameters"] == {"user_id": "café%41"}
+    assert event["rawPath"] == event["requestContext"]["http"]["path"] == "/users/café%41/median"
+    status, headers, body = call(cloud, "GET", "/users/a%2Fb/median")
+    assert headers.get("x-route") != "GET /users/{user_id}/median"

@@ -91,8 +91,12 @@ def aws(monkeypatch):
     pipeline_aws.resource.cache_clear()
 
 
+# Event times must be recent: the input contract takes events up to 30 days old (pipeline/events.py).
+T0 = float(int(time.time()) // 3600 * 3600 - 86400)
+
+
 def event(n: int, user: str = "u1", **fields) -> dict:
-    base = {"event_id": f"e{n}", "user_id": user, "event_type": "view", "timestamp": 1_700_000_000 + n * 10}
+    base = {"event_id": f"e{n}", "user_id": user, "event_type": "view", "timestamp": T0 + n * 10}
     return base | fields
 
 

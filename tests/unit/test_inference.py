@@ -74,13 +74,13 @@ def test_the_largest_batch_keeps_every_state_under_the_step_functions_limit(aws,
     activity, or workflow execution: 256 KiB"; States.DataLimitExceeded is not caught by States.ALL,
     https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html)."""
     import json
-    from conftest import kinesis_event
+    from conftest import T0, kinesis_event
 
     monkeypatch.setenv("FEATURE_SET", "v2")
     size = 10_000
     sfn = aws["sfn"]
     events = [{"event_id": f"{n:0>128}", "user_id": f"{n % 700:x>128}", "event_type": "purchase", "amount": 12.5,
-               "timestamp": 1_700_000_000 + n * 0.01} for n in range(size)]
+               "timestamp": T0 + n * 0.01} for n in range(size)]
     from process_stream import handler
     assert handler.handler(kinesis_event(events), lambda_context) == {"batchItemFailures": []}
     [execution] = sfn.list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]

@@ -16,7 +16,7 @@ from pipeline import inference, queries
 from pipeline.features import named
 from pipeline.settings import settings
 
-T0 = 1_700_000_000.0
+from conftest import T0  # recent: the input contract rejects events over 30 days old
 
 
 def _stream(seed=11, users=6, count=700):

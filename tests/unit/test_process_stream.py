@@ -3,7 +3,7 @@ import json
 import boto3
 import pytest
 
-from conftest import event, kinesis_event
+from conftest import T0, event, kinesis_event
 from pipeline import queries, store
 from pipeline.settings import settings
 
@@ -156,7 +156,7 @@ def test_one_very_active_user_is_scored_in_full_with_bounded_state(aws, lambda_c
     kinds = ["view", "click", "add_to_cart", "purchase"]
     for start in range(0, 50_000, 500):
         batch = kinesis_event([event(n, event_type=kinds[n % 4], amount=1.0 if n % 4 == 3 else None,
-                                     timestamp=1_700_000_000 + n * 0.864) for n in range(start, start + 500)],
+                                     timestamp=T0 + n * 0.864) for n in range(start, start + 500)],
                               first_seq=1_000 + start)
         assert _handler()(batch, lambda_context) == {"batchItemFailures": []}
     assert len(scored) == len(set(scored)) == 50_000
