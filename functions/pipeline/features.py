@@ -110,6 +110,9 @@ _PURCHASE = EVENT_TYPES.index("purchase")
 _VIEW = EVENT_TYPES.index("view")
 _CLICK = EVENT_TYPES.index("click")
 _POINTS = tuple(ENGAGEMENT_POINTS[t] for t in EVENT_TYPES)
+_TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
+_DEVICE_CODES = {name: code for code, name in enumerate(DEVICE_TYPES)} | {None: -1}
+_PRIORITY_CODES = {name: code for code, name in enumerate(PRIORITIES)} | {None: -1}
 _SET_CODES = {"v1": 1, "v2": 2}
 _FORMAT = 1  # binary layout version of to_bytes / cold_bytes
 _HOT_HEADER = struct.Struct("<BBqIIHBI")   # format, set, last seen ms, events, late, fine tiles, vector width, cold v.
@@ -119,6 +122,8 @@ _COLD_HEADER = struct.Struct("<BBIH")      # format, set, cold version, hourly t
 N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES, FIRST, LAST = range(9)
 GAPS, TAIL_N, TAIL_FIRST = 9, 10, 11
 _FINE_COLUMNS = 9
+_TILE_SUMS = (N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES)  # what a window adds up
+_NO_TILE = (0, 0, 0, 0, 0, 0, 0)
 _HOURLY_COLUMNS = 12
 
 
@@ -142,10 +147,6 @@ def retention_seconds(feature_set: str) -> float:
 
 def to_millis(ts: float) -> int:
     return int(round(ts * _MS))
-
-
-def _code(values: tuple[str, ...], value: str | None) -> int:
-    return values.index(value) if value is not None else -1
 
 
 def _window_start_fine(ts_ms: int, window: tuple[int, int]) -> int:
@@ -186,20 +187,20 @@ class _Tier:
             del column[:count]
         self.invalidate()
 
-    def window(self, lo: int, hi: int) -> tuple:
-        """(events, purchases, views, clicks, amount, points, devices) over tiles [lo, hi), cached until the tier
-        changes: for the hourly tier the same few windows are asked for by every event of an hour."""
-        found = self._cache().get((lo, hi))
+    def sums(self, lo: int, hi: int, columns: tuple[int, ...]) -> tuple:
+        """Each of ``columns`` summed (DEVICES: OR-ed) over tiles [lo, hi), cached until the tier changes: for the
+        hourly tier every event of an hour asks for the same few windows."""
+        key = (lo, hi, columns)
+        found = self._cache().get(key)
         if found is None:
             cols = self.cols
-            found = self._cached[(lo, hi)] = (
-                sum(cols[N][lo:hi]), sum(cols[PURCHASES][lo:hi]), sum(cols[VIEWS][lo:hi]), sum(cols[CLICKS][lo:hi]),
-                sum(cols[AMOUNT][lo:hi]), sum(cols[POINTS][lo:hi]), reduce(or_, cols[DEVICES][lo:hi], 0))
+            found = self._cached[key] = tuple(
+                reduce(or_, cols[c][lo:hi], 0) if c == DEVICES else sum(cols[c][lo:hi]) for c in columns)
         return found
 
     def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
         """From fine tile ``top`` down: (events and first time of the session that tile ``top`` is in, whether that
-        session reaches tile 0, session gaps between the tiles lo..top). Cached like ``window``."""
+        session reaches tile 0, session gaps between the tiles lo..top). Cached like ``sums``."""
         key = ("walk", top, lo)
         found = self._cache().get(key)
         if found is None:
@@ -258,7 +259,12 @@ class _Tier:
 
 
 class FeatureState:
-    """What we keep per user and feature set: bounded tiles, a few counters and the newest vector."""
+    """What we keep per user and feature set: bounded tiles, a few counters and the newest vector.
+
+    Per event, everything a vector needs from tiles other than the event's own 5-minute tile (the window sums, the
+    session below it) is computed once per tile and reused by the next events of that tile (``_base``,
+    ``_session``) until a tile before it changes (an out-of-order event, a roll-up): an event in order costs a
+    few additions whatever the user's activity."""
 
     def __init__(self, feature_set: str = FEATURE_SET):
         self._names = feature_names(feature_set)
@@ -274,6 +280,8 @@ class FeatureState:
         self.latest: list[float] = []       # the vector of the newest (by arrival) on-time event
         self.cold_version = 0               # bumped whenever the hourly tiles change (they are stored apart)
         self.cold_changed = False
+        self._base: tuple | None = None     # (fine tile, window sums without that tile): see _window_sums
+        self._session: tuple | None = None  # (fine tile, its first time, the session below it): see _session_below
 
     @property
     def last_seen(self) -> float:
@@ -285,19 +293,42 @@ class FeatureState:
 
     def observe(self, event: Event) -> Observation:
         ts_ms = to_millis(event.timestamp)
-        type_code = _code(EVENT_TYPES, event.event_type)
-        device = _code(DEVICE_TYPES, event.device_type)
+        end = ts_ms // _FINE_MS   # the event's 5-minute tile
+        type_code = _TYPE_CODES[event.event_type]
+        device = _DEVICE_CODES[event.device_type]
         amount = event.amount or 0.0
         purchase_amount = amount if type_code == _PURCHASE else 0.0
         if self.total_events and ts_ms < self.last_seen_ms - _LATE_MS:
             self.late_events += 1
             own = (1, int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK),
                    purchase_amount, _POINTS[type_code], (1 << device) if device >= 0 else 0)
-            features = self._vector(event, ts_ms, type_code, device, amount, own=own, previous_ms=None)
+            sums = self._window_sums(end, bisect_right(self.fine.keys, end))  # the tiles as they are, uncached
+            features = self._vector(event, ts_ms, type_code, device, amount, sums, _NO_TILE, own, 0.0, (1, 0, 1))
             return Observation(features, True)
-        previous_ms = self.last_seen_ms if self.total_events else None
-        self._apply(ts_ms, type_code, device, purchase_amount)
-        features = self._vector(event, ts_ms, type_code, device, amount, own=None, previous_ms=previous_ms)
+        if not self.total_events:
+            since_prev = NO_PREVIOUS_EVENT
+        elif ts_ms < self.last_seen_ms:
+            since_prev = 0.0
+        else:
+            gap = ts_ms - self.last_seen_ms
+            since_prev = gap / _MS if gap < self._longest_ms else NO_PREVIOUS_EVENT
+        own = self._apply(ts_ms, end, type_code, device, purchase_amount)
+        cols = self.fine.cols
+        tile = (cols[N][own], cols[PURCHASES][own], cols[VIEWS][own], cols[CLICKS][own], cols[AMOUNT][own],
+                cols[POINTS][own], cols[DEVICES][own])
+        base = self._base
+        if base is None or base[0] != end:
+            base = self._base = (end, self._window_sums(end, own))
+        session = None
+        if self._v2:
+            first = cols[FIRST][own]
+            below = self._session
+            if below is None or below[0] != end or below[1] != first:
+                below = self._session = (end, first) + self._session_below(end, own)
+            _, _, below_n, chain_first, gaps = below
+            session = (tile[N] + below_n, cols[LAST][own] - (first if chain_first is None else chain_first), 1 + gaps)
+        features = self._vector(event, ts_ms, type_code, device, amount, base[1], tile, _NO_TILE, since_prev,
+                                session)
         self.total_events += 1
         if ts_ms > self.last_seen_ms:
             self.last_seen_ms = ts_ms
@@ -305,13 +336,23 @@ class FeatureState:
         self.latest = features
         return Observation(features, False)
 
+    def _forget(self) -> None:
+        """A tile other than the newest fine tile changed: what was computed from the tiles is stale."""
+        self._base = self._session = None
+        self.fine.invalidate()
+
     # -- the tiles ------------------------------------------------------------------------------------------
-    def _apply(self, ts_ms: int, type_code: int, device: int, purchase_amount: float) -> None:
-        key = ts_ms // _FINE_MS
+    def _apply(self, ts_ms: int, key: int, type_code: int, device: int, purchase_amount: float) -> int:
+        """Add the event to its fine tile; returns the tile's position."""
         fine = self.fine
-        position = bisect_left(fine.keys, key)
-        if position == len(fine.keys) or fine.keys[position] != key:
-            fine.insert(position, key, [0, 0, 0, 0, 0.0, 0, 0, ts_ms, ts_ms])
+        keys = fine.keys
+        position = len(keys) - 1
+        if position < 0 or keys[position] != key:  # not the newest tile (the usual case)
+            position = bisect_left(keys, key)
+            if position == len(keys) or keys[position] != key:
+                fine.insert(position, key, [0, 0, 0, 0, 0.0, 0, 0, ts_ms, ts_ms])
+            if position != len(keys) - 1:
+                self._forget()
         cols = fine.cols
         cols[N][position] += 1
         if type_code == _PURCHASE:
@@ -328,8 +369,7 @@ class FeatureState:
             cols[FIRST][position] = ts_ms
         if ts_ms > cols[LAST][position]:
             cols[LAST][position] = ts_ms
-        if position != len(fine.keys) - 1:
-            fine.invalidate()  # cached windows never include the newest tile (see _window_sums): they stay valid
+        return position
 
     def _roll_up(self) -> None:
         """Fine tiles that no on-time event can reach any more become hourly tiles (whole hours at a time);
@@ -351,67 +391,57 @@ class FeatureState:
             hourly.insert(len(hourly.keys), hour, row)
             fine.drop_first(count)
             self.cold_changed = True
+            self._forget()
+        hkeys = hourly.keys
         oldest = (self.last_seen_ms - self._retention_ms) // _HOUR_MS
-        drop = bisect_left(hourly.keys, oldest)
-        if drop:
-            hourly.drop_first(drop)
+        if hkeys and hkeys[0] < oldest:
+            hourly.drop_first(bisect_left(hkeys, oldest))
             self.cold_changed = True
+            self._forget()
 
     # -- the vector -----------------------------------------------------------------------------------------
-    def _window_sums(self, starts: tuple[int, ...], end: int) -> list[list]:
-        """(events, purchases, views, clicks, amount, points, devices) over the tiles [start, end], for each start.
-
-        The fine tiles before the last one of a range come from a cache that only a change to a tile other than the
-        newest clears, and windows with the same first fine tile or hourly tile share one lookup, so an event in
-        order costs a few lookups whatever the user's activity."""
+    def _window_sums(self, end: int, upto: int) -> tuple:
+        """The windows of an event in fine tile ``end``, summed over their tiles but the fine tiles from position
+        ``upto`` on (the event's own tile when it is in the tiles, added per event by ``_vector``):
+        (events, purchases, views, clicks, points, devices over 24 h, the 24 h amount over fine and over hourly
+        tiles, events over 1 h, events over 6 h, events, purchases over 7 d, the 7 d amount over fine and hourly
+        tiles). Amounts are kept apart so that they add up in the same order whatever is cached."""
         fine, hourly = self.fine, self.hourly
-        keys, cols = fine.keys, fine.cols
-        hi = bisect_right(keys, end)
-        last = hi - 1
-        own = [c[last] for c in cols[:DEVICES + 1]] if hi else None
-        parts: dict[int, list] = {}
-        hkeys = hourly.keys
+        keys, hkeys = fine.keys, hourly.keys
         newest_hour = hkeys[-1] * _PER_HOUR if hkeys else None
-        hhi = bisect_right(hkeys, end // _PER_HOUR) if hkeys else 0
-        out = []
-        for start in starts:
-            lo = bisect_left(keys, start)
-            sums = parts.get(lo)
-            if sums is None:
-                if lo < hi:
-                    base = fine.window(lo, last) if last > lo else (0, 0, 0, 0, 0.0, 0, 0)
-                    sums = [base[i] + own[i] for i in range(DEVICES)] + [base[DEVICES] | own[DEVICES]]
-                else:
-                    sums = [0, 0, 0, 0, 0.0, 0, 0]
-                parts[lo] = sums
-            if newest_hour is not None and newest_hour >= start:
-                more = hourly.window(bisect_left(hkeys, -(-start // _PER_HOUR)), hhi)
-                sums = [a + b for a, b in zip(sums[:DEVICES], more)] + [sums[DEVICES] | more[DEVICES]]
-            out.append(sums)
-        return out
+        hhi = bisect_right(hkeys, end // _PER_HOUR)
 
-    def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float,
-                own: tuple | None, previous_ms: int | None) -> list[float]:
-        """The event's feature vector. ``own``: the event's contributions when it is not in the tiles (late)."""
-        end = ts_ms // _FINE_MS
-        extra = own or (0, 0, 0, 0, 0.0, 0, 0)
-        starts = (_window_start_fine(ts_ms, WINDOW_24H), _window_start_fine(ts_ms, WINDOW_1H))
-        if self._v2:
-            starts += (_window_start_fine(ts_ms, WINDOW_7D), _window_start_fine(ts_ms, WINDOW_6H))
-        sums = self._window_sums(starts, end)
-        day = sums[0]
-        events_24h, purchases, views = day[N] + extra[N], day[PURCHASES] + extra[PURCHASES], day[VIEWS] + extra[VIEWS]
-        amount_sum = day[AMOUNT] + extra[AMOUNT]
-        devices = day[DEVICES] | extra[DEVICES]
-        if own is not None or previous_ms is None:
-            since_prev = NO_PREVIOUS_EVENT if own is None else 0.0
-        elif ts_ms < previous_ms:
-            since_prev = 0.0
-        else:
-            since_prev = (ts_ms - previous_ms) / _MS if ts_ms - previous_ms < self._longest_ms else NO_PREVIOUS_EVENT
+        def window(width: tuple[int, int], columns: tuple[int, ...]) -> tuple[tuple, tuple]:
+            start = _window_start_fine(end * _FINE_MS, width)
+            in_fine = fine.sums(bisect_left(keys, start), upto, columns)
+            if newest_hour is not None and newest_hour >= start:
+                return in_fine, hourly.sums(bisect_left(hkeys, -(-start // _PER_HOUR)), hhi, columns)
+            return in_fine, _NO_TILE
+        (n, p, v, c, amount, points, devices), (hn, hp, hv, hc, h_amount, h_points, h_devices) = window(
+            WINDOW_24H, _TILE_SUMS)
+        (n_1h,), (h_1h, *_) = window(WINDOW_1H, (N,))
+        sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h + h_1h)
+        if not self._v2:
+            return sums
+        (n_6h,), (h_6h, *_) = window(WINDOW_6H, (N,))
+        (n_7d, p_7d, amount_7d), (h_n_7d, h_p_7d, h_amount_7d, *_) = window(WINDOW_7D, (N, PURCHASES, AMOUNT))
+        return sums + (n_6h + h_6h, n_7d + h_n_7d, p_7d + h_p_7d, amount_7d, h_amount_7d)
+
+    def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float, sums: tuple,
+                tile: tuple, own: tuple, since_prev: float, session: tuple | None) -> list[float]:
+        """The event's feature vector from ``_window_sums``, the event's tile and the event's own contributions
+        when it is not in the tiles (late)."""
+        n_24h, p_24h, v_24h, c_24h, points_24h, devices_24h, amount_24h, h_amount_24h, n_1h = sums[:9]
+        t_n, t_p, t_v, t_c, t_amount, t_points, t_devices = tile
+        o_n, o_p, o_v, o_c, o_amount, o_points, o_devices = own
+        events_24h = n_24h + t_n + o_n
+        purchases = p_24h + t_p + o_p
+        views = v_24h + t_v + o_v
+        amount_sum = amount_24h + t_amount + h_amount_24h + o_amount
+        devices = devices_24h | t_devices | o_devices
         days = ts_ms // 86_400_000
         vector = [
-            float(sums[1][N] + extra[N]),
+            float(n_1h + t_n + o_n),
             float(events_24h),
             float(purchases),
             float(views),
@@ -423,43 +453,42 @@ class FeatureState:
             float(type_code),
             float(amount),
             float(device),
-            float(_code(PRIORITIES, event.priority)),
+            float(_PRIORITY_CODES[event.priority]),
             float(purchases / views) if views else float(purchases),
-            float(bin(devices).count("1")),
+            float(devices.bit_count()),
         ]
         if not self._v2:
             return vector
-        week = sums[2]
-        week_purchases, week_amount = week[PURCHASES] + extra[PURCHASES], week[AMOUNT] + extra[AMOUNT]
-        if own is None:
-            session_events, session_ms, sessions = self._sessions(ts_ms, end)
-        else:
-            session_events, session_ms, sessions = 1, 0, 1
+        n_6h, n_7d, p_7d, amount_7d, h_amount_7d = sums[9:]
+        week_purchases = p_7d + t_p + o_p
+        week_amount = amount_7d + t_amount + h_amount_7d + o_amount
+        session_events, session_ms, sessions = session
         vector += [
-            float(sums[3][N] + extra[N]),
-            float(week[N] + extra[N]),
+            float(n_6h + t_n + o_n),
+            float(n_7d + t_n + o_n),
             float(week_purchases),
             float(week_amount),
             float(week_amount / week_purchases) if week_purchases else 0.0,
-            float(day[CLICKS] + extra[CLICKS]),
+            float(c_24h + t_c + o_c),
             float(session_events),
             session_ms / _MS,
             float(sessions),
-            100.0 * (1.0 - math.exp(-(day[POINTS] + extra[POINTS]) / ENGAGEMENT_SCALE)),
+            100.0 * (1.0 - math.exp(-(points_24h + t_points + o_points) / ENGAGEMENT_SCALE)),
         ]
         return vector
 
-    def _sessions(self, ts_ms: int, end: int) -> tuple[int, int, int]:
-        """(events in the session of the event's tile, its length in ms, sessions in the 24 h window).
+    def _session_below(self, end: int, own: int) -> tuple[int, int | None, int]:
+        """What the session features of an event in fine tile ``end`` (at position ``own``) take from the other
+        tiles: (events of its session before its tile, the session's first time or None when it starts in its
+        tile, session gaps in the 24 h window). Depends on the own tile only through its first time.
 
-        One backward pass over the fine tiles from the event's own tile; hourly tiles only when the window or
-        the session reaches them."""
+        One backward pass over the fine tiles below the event's tile; hourly tiles only when the window or the
+        session reaches them."""
         fine, hourly = self.fine, self.hourly
-        first, last, n = fine.cols[FIRST], fine.cols[LAST], fine.cols[N]
-        own = bisect_right(fine.keys, end) - 1            # the event's own tile (it holds the event)
-        start = _window_start_fine(ts_ms, WINDOW_24H)
+        first, last = fine.cols[FIRST], fine.cols[LAST]
+        start = _window_start_fine(end * _FINE_MS, WINDOW_24H)
         lo = bisect_left(fine.keys, start)
-        chain_n, chain_first, in_session, gaps = n[own], first[own], True, 0
+        chain_n, chain_first, in_session, gaps = 0, None, True, 0
         if own > 0:
             apart = first[own] - last[own - 1] >= _GAP_MS
             below_n, below_first, below_in_session, below_gaps = fine.walk_down(own - 1, lo)
@@ -467,7 +496,7 @@ class FeatureState:
             if apart:
                 in_session = False
             else:
-                chain_n, chain_first, in_session = chain_n + below_n, below_first, below_in_session
+                chain_n, chain_first, in_session = below_n, below_first, below_in_session
         h_last = hourly.cols[LAST]
         top = len(hourly.keys) - 1
         if in_session and top >= 0 and first[0] - h_last[top] < _GAP_MS:  # the session reaches the hourly tiles
@@ -478,7 +507,7 @@ class FeatureState:
             if lo <= own:
                 gaps += first[lo] - h_last[top] >= _GAP_MS
             gaps += hourly.gaps_from(hlo)
-        return chain_n, last[own] - chain_first, 1 + gaps
+        return chain_n, chain_first, gaps
 
     # -- storage ----------------------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -526,6 +555,7 @@ class FeatureState:
         if version != self.cold_version:
             raise StaleColdState(f"cold tiles version {version}, the hot state needs {self.cold_version}")
         _unpack(self.hourly, data[_COLD_HEADER.size:], tiles)
+        self._forget()
 
     def mark_stored(self) -> bool:
         """Call before storing: returns whether the cold part changed (and so must be written), bumping its
