@@ -175,10 +175,12 @@ class _Tier:
         return len(self.keys)
 
     def insert(self, position: int, key: int, row: list) -> None:
+        """A new tile; one added after the others leaves what is cached about them valid."""
+        if position < len(self.keys):
+            self.invalidate()
         self.keys.insert(position, key)
         for column, value in zip(self.cols, row):
             column.insert(position, value)
-        self.invalidate()
 
     def drop_first(self, count: int) -> None:
         del self.keys[:count]
@@ -203,29 +205,34 @@ class _Tier:
 
     def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
         """From fine tile ``top`` down: (events and first time of the session that tile ``top`` is in, whether that
-        session reaches tile 0, session gaps between the tiles lo..top). Cached like ``sums``."""
-        key = ("walk", top, lo)
-        found = self._cache().get(key)
+        session reaches tile 0, session gaps between the tiles lo..top)."""
+        chain_n, chain_first, reaches_first, gaps = self._chain(top)
+        return chain_n, chain_first, reaches_first, gaps - self._chain(lo)[3] if lo < top else 0
+
+    def _chain(self, top: int) -> tuple[int, int, bool, int]:
+        """(events and first time of the session that tile ``top`` is in, whether it reaches tile 0, session gaps
+        between tiles 0..top), each tile's from the one below it: a new tile costs one step. Cached like ``sums``."""
+        cache = self._cache()
+        found = cache.get(("chain", top))
         if found is None:
             first, last, n = self.cols[FIRST], self.cols[LAST], self.cols[N]
-            chain_n, chain_first, in_session, gaps = n[top], first[top], True, 0
-            for i in range(top - 1, -1, -1):
-                apart = first[i + 1] - last[i] >= _GAP_MS
-                if i >= lo:
-                    gaps += apart
-                if in_session:
-                    if apart:
-                        in_session = False
-                    else:
-                        chain_n, chain_first = chain_n + n[i], first[i]
-                if i < lo and not in_session:
-                    break
-            found = self._cached[key] = (chain_n, chain_first, in_session, gaps)
+            i = top
+            while i > 0 and ("chain", i - 1) not in cache:
+                i -= 1
+            found = cache[("chain", i - 1)] if i > 0 else None
+            for i in range(i, top + 1):
+                if found is None:
+                    found = (n[0], first[0], True, 0)
+                elif first[i] - last[i - 1] >= _GAP_MS:
+                    found = (n[i], first[i], False, found[3] + 1)
+                else:
+                    found = (found[0] + n[i], found[1], found[2], found[3])
+                cache[("chain", i)] = found
         return found
 
     def session_back(self) -> tuple[int, int]:
         """(events, first time) of the session that the newest hourly tile's last event belongs to."""
-        key = ("session",)
+        key = ("session", len(self.keys))
         found = self._cache().get(key)
         if found is None:
             cols, j = self.cols, len(self.keys) - 1
@@ -243,7 +250,7 @@ class _Tier:
 
     def gaps_from(self, lo: int) -> int:
         """Session gaps inside the hourly tiles from ``lo`` to the newest and between them."""
-        key = ("gaps", lo)
+        key = ("gaps", lo, len(self.keys))
         found = self._cache().get(key)
         if found is None:
             cols = self.cols
