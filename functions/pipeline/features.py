@@ -122,6 +122,7 @@ _COLD_HEADER = struct.Struct("<BBIH")      # format, set, cold version, hourly t
 N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES, FIRST, LAST = range(9)
 GAPS, TAIL_N, TAIL_FIRST = 9, 10, 11
 _FINE_COLUMNS = 9
+ALL_SUMS = (N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES)  # what a window adds up
 _NO_TILE = (0, 0, 0, 0, 0, 0, 0)  # (events, purchases, views, clicks, amount, points, devices) of no tile
 _HOURLY_COLUMNS = 12
 
@@ -188,19 +189,19 @@ class _Tier:
             del column[:count]
         self.invalidate()
 
-    def sums(self, lo: int, hi: int) -> tuple:
-        """(events, purchases, views, clicks, amount, points, devices) over tiles [lo, hi), cached until the tier
-        changes: windows that start in the same tile share them, and for the hourly tier every event of an hour
-        asks for the same few windows."""
+    def sums(self, lo: int, hi: int, columns: tuple[int, ...] = ALL_SUMS) -> tuple:
+        """Each of ``columns`` (default: events, purchases, views, clicks, amount, points, devices) summed
+        (devices: OR-ed) over tiles [lo, hi), cached until the tier changes: windows that start in the same tile
+        share them, and for the hourly tier every event of an hour asks for the same few windows."""
         if lo >= hi:
             return _NO_TILE
-        key = (lo, hi)
+        key = (lo, hi, columns)
         found = self._cache().get(key)
         if found is None:
             c = self.cols
-            found = self._cached[key] = (
-                sum(c[N][lo:hi]), sum(c[PURCHASES][lo:hi]), sum(c[VIEWS][lo:hi]), sum(c[CLICKS][lo:hi]),
-                sum(c[AMOUNT][lo:hi]), sum(c[POINTS][lo:hi]), reduce(or_, set(c[DEVICES][lo:hi])))
+            found = self._cached[key] = tuple(
+                reduce(or_, set(c[DEVICES][lo:hi])) if column == DEVICES else sum(c[column][lo:hi])
+                for column in columns)
         return found
 
     def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
@@ -421,20 +422,22 @@ class FeatureState:
         newest_hour = hkeys[-1] * _PER_HOUR if hkeys else None
         hhi = bisect_right(hkeys, end // _PER_HOUR)
 
-        def window(width: tuple[int, int]) -> tuple[tuple, tuple]:
-            start = _window_start_fine(end * _FINE_MS, width)
+        def window(start: int, columns: tuple[int, ...]) -> tuple[tuple, tuple]:
+            """(the window's fine tiles, all columns; its hourly tiles, ``columns``)"""
             in_fine = fine.sums(bisect_left(keys, start), upto)
             if newest_hour is not None and newest_hour >= start:
-                return in_fine, hourly.sums(bisect_left(hkeys, -(-start // _PER_HOUR)), hhi)
+                return in_fine, hourly.sums(bisect_left(hkeys, -(-start // _PER_HOUR)), hhi, columns)
             return in_fine, _NO_TILE
-        (n, p, v, c, amount, points, devices), (hn, hp, hv, hc, h_amount, h_points, h_devices) = window(WINDOW_24H)
-        (n_1h, *_), (h_1h, *_) = window(WINDOW_1H)
+        hour = end // _PER_HOUR * _PER_HOUR   # windows of an hourly resolution start on the hour (a fine index)
+        (n, p, v, c, amount, points, devices), (hn, hp, hv, hc, h_amount, h_points, h_devices) = window(
+            hour - 24 * _PER_HOUR, ALL_SUMS)
+        (n_1h, *_), (h_1h, *_) = window(end - _PER_HOUR, (N,))
         sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h + h_1h)
         if not self._v2:
             return sums
-        (n_6h, *_), (h_6h, *_) = window(WINDOW_6H)
-        (n_7d, p_7d, *_, amount_7d, _, _), (h_n_7d, h_p_7d, *_, h_amount_7d, _, _) = window(WINDOW_7D)
-        return sums + (n_6h + h_6h, n_7d + h_n_7d, p_7d + h_p_7d, amount_7d, h_amount_7d)
+        (n_6h, *_), (h_6h, *_) = window(hour - 6 * _PER_HOUR, (N,))
+        week, (h_n_7d, h_p_7d, h_amount_7d, *_) = window(hour - 7 * 24 * _PER_HOUR, (N, PURCHASES, AMOUNT))
+        return sums + (week[N] + h_n_7d, week[PURCHASES] + h_p_7d, week[AMOUNT], h_amount_7d, n_6h + h_6h)
 
     def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float, sums: tuple,
                 tile: tuple, own: tuple, since_prev: float, session: tuple | None) -> list[float]:
@@ -468,7 +471,7 @@ class FeatureState:
         ]
         if not self._v2:
             return vector
-        n_6h, n_7d, p_7d, amount_7d, h_amount_7d = sums[9:]
+        n_7d, p_7d, amount_7d, h_amount_7d, n_6h = sums[9:]
         week_purchases = p_7d + t_p + o_p
         week_amount = amount_7d + t_amount + h_amount_7d + o_amount
         session_events, session_ms, sessions = session
