@@ -123,6 +123,7 @@ N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES, FIRST, LAST = range(9)
 GAPS, TAIL_N, TAIL_FIRST = 9, 10, 11
 _FINE_COLUMNS = 9
 ALL_SUMS = (N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES)  # what a window adds up
+_COUNTS = (N, PURCHASES, VIEWS, CLICKS, POINTS)                    # integers: running sums are exact
 _NO_TILE = (0, 0, 0, 0, 0, 0, 0)  # (events, purchases, views, clicks, amount, points, devices) of no tile
 _HOURLY_COLUMNS = 12
 
@@ -162,15 +163,20 @@ class Observation:
 
 
 class _Tier:
-    """Tiles of one resolution as parallel columns sorted by tile index (a few dozen to ~200 tiles)."""
+    """Tiles of one resolution as parallel columns sorted by tile index (a few dozen to ~200 tiles).
 
-    __slots__ = ("keys", "cols", "tile_ms", "_cached")
+    A tier of closed tiles (the hourly tier: tiles are only appended and dropped, never changed) also keeps running
+    sums of its count columns, so that a window's counts are two lookups whatever its length."""
 
-    def __init__(self, columns: int, tile_ms: int):
+    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running")
+
+    def __init__(self, columns: int, tile_ms: int, closed: bool = False):
         self.keys: list[int] = []
         self.cols: list[list] = [[] for _ in range(columns)]
         self.tile_ms = tile_ms
         self._cached: dict | None = None   # window sums and session walks, until the tier changes
+        self._counted = _COUNTS if closed else ()
+        self._running: dict[int, list[int]] | None = None  # column -> sum over the tiles before each position
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -179,6 +185,10 @@ class _Tier:
         """A new tile; one added after the others leaves what is cached about them valid."""
         if position < len(self.keys):
             self.invalidate()
+            self._running = None
+        elif self._running is not None:
+            for column, running in self._running.items():
+                running.append(running[-1] + row[column])
         self.keys.insert(position, key)
         for column, value in zip(self.cols, row):
             column.insert(position, value)
@@ -187,6 +197,13 @@ class _Tier:
         del self.keys[:count]
         for column in self.cols:
             del column[:count]
+        if self._running is not None:
+            for running in self._running.values():
+                del running[:count]   # the sums stay offset by the dropped tiles: windows are differences
+        self.invalidate()
+
+    def load(self, keys: list[int], cols: list[list]) -> None:
+        self.keys, self.cols, self._running = keys, cols, None
         self.invalidate()
 
     def sums(self, lo: int, hi: int, columns: tuple[int, ...] = ALL_SUMS) -> tuple:
@@ -199,8 +216,18 @@ class _Tier:
         found = self._cache().get(key)
         if found is None:
             c = self.cols
+            running = self._running
+            if columns is ALL_SUMS and not self._counted:  # the fine tier: a few tiles, every column
+                found = self._cached[key] = (
+                    sum(c[N][lo:hi]), sum(c[PURCHASES][lo:hi]), sum(c[VIEWS][lo:hi]), sum(c[CLICKS][lo:hi]),
+                    sum(c[AMOUNT][lo:hi]), sum(c[POINTS][lo:hi]), reduce(or_, c[DEVICES][lo:hi]))
+                return found
+            if running is None:
+                running = self._running = {column: list(accumulate(c[column], initial=0)) for column in self._counted}
             found = self._cached[key] = tuple(
-                reduce(or_, set(c[DEVICES][lo:hi])) if column == DEVICES else sum(c[column][lo:hi])
+                running[column][hi] - running[column][lo] if column in running
+                else reduce(or_, set(c[DEVICES][lo:hi])) if column == DEVICES
+                else sum(c[column][lo:hi])   # amounts: added in tile order, as the tiles were rolled up
                 for column in columns)
         return found
 
@@ -284,7 +311,7 @@ class FeatureState:
         self._longest_ms = int(LONGEST_WINDOW[feature_set] * _MS)
         self._retention_ms = int(retention_seconds(feature_set) * _MS)
         self.fine = _Tier(_FINE_COLUMNS, _FINE_MS)
-        self.hourly = _Tier(_HOURLY_COLUMNS, _HOUR_MS)
+        self.hourly = _Tier(_HOURLY_COLUMNS, _HOUR_MS, closed=True)
         self.total_events = 0
         self.late_events = 0
         self.last_seen_ms = -1
@@ -625,15 +652,15 @@ def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
     first_key = take("q", 1)[0]
     keys = list(accumulate(take("i", tiles), initial=first_key))[1:]
     base = [k * tier.tile_ms for k in keys]
-    tier.keys = keys
+    cols = []
     for c in range(len(tier.cols)):
         if c == AMOUNT:
-            tier.cols[c] = take("d", tiles)
+            cols.append(take("d", tiles))
         elif c in (FIRST, LAST, TAIL_FIRST):
-            tier.cols[c] = [t + b for t, b in zip(take("i", tiles), base)]
+            cols.append([t + b for t, b in zip(take("i", tiles), base)])
         else:
-            tier.cols[c] = take("i", tiles)
-    tier.invalidate()
+            cols.append(take("i", tiles))
+    tier.load(keys, cols)
 
 
 def named(features: list[float], feature_set: str | None = None) -> dict[str, float]:
