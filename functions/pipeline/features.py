@@ -43,8 +43,8 @@ from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import reduce
-from itertools import accumulate
-from operator import or_
+from itertools import accumulate, repeat
+from operator import add, mul, or_, sub
 
 from .events import DEVICE_TYPES, EVENT_TYPES, PRIORITIES, Event
 
@@ -623,43 +623,36 @@ def _pack(tier: _Tier) -> bytes:
     """Columns one after the other: tile indexes as deltas, times as offsets in the tile, counts as int32,
     amounts as float64 (zlib then squeezes the runs of small numbers)."""
     keys = tier.keys
-    deltas = [b - a for a, b in zip([keys[0]] + keys, keys)] if keys else []
-    base = [k * tier.tile_ms for k in keys]
+    deltas = list(map(sub, keys, keys[:1] + keys))   # map over C operators: (de)serialised on every batch
+    base = list(map(mul, keys, repeat(tier.tile_ms, len(keys))))
     parts = [array("q", keys[:1]).tobytes(), array("i", deltas).tobytes()]
     for c, column in enumerate(tier.cols):
         if c == AMOUNT:
             parts.append(array("d", column).tobytes())
         elif c in (FIRST, LAST, TAIL_FIRST):
-            parts.append(array("i", [t - b for t, b in zip(column, base)]).tobytes())
+            parts.append(array("i", map(sub, column, base)).tobytes())
         else:
             parts.append(array("i", column).tobytes())
     return b"".join(parts)
 
 
 def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
+    """The columns ``_pack`` wrote, read through one memoryview: the int32 runs before and after the amounts are
+    each one cast (a state is read on every batch)."""
     if not tiles:
         return
-    offset = 0
-
-    def take(code: str, count: int) -> list:
-        nonlocal offset
-        values = array(code)
-        end = offset + values.itemsize * count
-        values.frombytes(data[offset:end])
-        offset = end
-        return values.tolist()
-
-    first_key = take("q", 1)[0]
-    keys = list(accumulate(take("i", tiles), initial=first_key))[1:]
-    base = [k * tier.tile_ms for k in keys]
-    cols = []
-    for c in range(len(tier.cols)):
-        if c == AMOUNT:
-            cols.append(take("d", tiles))
-        elif c in (FIRST, LAST, TAIL_FIRST):
-            cols.append([t + b for t, b in zip(take("i", tiles), base)])
-        else:
-            cols.append(take("i", tiles))
+    view = memoryview(data)
+    head_end = 8 + 4 * tiles * (1 + AMOUNT)          # the first key, then deltas and the count columns before AMOUNT
+    amounts_end = head_end + 8 * tiles
+    after = len(tier.cols) - AMOUNT - 1
+    ints = view[8:head_end].cast("i").tolist() + view[amounts_end:amounts_end + 4 * tiles * after].cast("i").tolist()
+    runs = [ints[i:i + tiles] for i in range(0, len(ints), tiles)]
+    keys = list(accumulate(runs[0], initial=view[:8].cast("q")[0]))[1:]
+    base = list(map(mul, keys, repeat(tier.tile_ms, tiles)))
+    cols = runs[1:1 + AMOUNT] + [view[head_end:amounts_end].cast("d").tolist()] + runs[1 + AMOUNT:]
+    for c in (FIRST, LAST, TAIL_FIRST):   # times are stored as offsets in their tile
+        if c < len(cols):
+            cols[c] = list(map(add, cols[c], base))
     tier.load(keys, cols)
 
 
