@@ -330,7 +330,7 @@ class FeatureState:
         return self.observe(event).features
 
     def observe(self, event: Event) -> Observation:
-        ts_ms = to_millis(event.timestamp)
+        ts_ms = int(round(event.timestamp * _MS))   # to_millis, inline: this runs for every event
         end = ts_ms // _FINE_MS   # the event's 5-minute tile
         type_code = _TYPE_CODES[event.event_type]
         device = _DEVICE_CODES[event.device_type]
@@ -369,8 +369,11 @@ class FeatureState:
                                 session)
         self.total_events += 1
         if ts_ms > self.last_seen_ms:
+            # what rolls up or expires moves by whole tiles of the newest event time
+            newer_tile = end != self.last_seen_ms // _FINE_MS
             self.last_seen_ms = ts_ms
-            self._roll_up()
+            if newer_tile:
+                self._roll_up()
         self.latest = features
         return Observation(features, False)
 

@@ -97,3 +97,12 @@ def test_window_start_from_the_event_tile_is_floor_of_ts_minus_w(window):
         expected = _window_start_fine(tile_start, window)
         for ts_ms in (tile_start, tile_start + 1, tile_start + fine_ms // 2, tile_start + fine_ms - 1):
             assert _window_start_fine(ts_ms, window) == expected, (ts_ms, window)
+
+
+@pytest.mark.parametrize("feature_set", ["v1", "v2"])
+def test_roll_up_moves_only_when_the_newest_tile_does(feature_set):
+    """observe rolls tiles up only when the newest event time enters a new 5-minute tile: that needs the fine
+    tiles' reach and the retention to be whole tiles (and the retention whole hours)."""
+    from pipeline import features
+    assert features._FINE_KEEP_MS % features._FINE_MS == 0
+    assert int(features.retention_seconds(feature_set) * 1000) % features._HOUR_MS == 0
