@@ -341,7 +341,8 @@ class FeatureState:
             own = (1, int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK),
                    purchase_amount, _POINTS[type_code], (1 << device) if device >= 0 else 0)
             sums = self._window_sums(end, bisect_right(self.fine.keys, end))  # the tiles as they are, uncached
-            features = self._vector(event, ts_ms, type_code, device, amount, sums, _NO_TILE, own, 0.0, (1, 0, 1))
+            features = self._vector(event, ts_ms, type_code, device, amount, sums, _NO_TILE, own, 0.0,
+                                    (1, 0, 1))   # seconds_since_prev 0; a session of its own
             return Observation(features, True)
         if not self.total_events:
             since_prev = NO_PREVIOUS_EVENT
@@ -445,8 +446,8 @@ class FeatureState:
         """The windows of an event in fine tile ``end``, summed over their tiles but the fine tiles from position
         ``upto`` on (the event's own tile when it is in the tiles, added per event by ``_vector``):
         (events, purchases, views, clicks, points, devices over 24 h, the 24 h amount over fine and over hourly
-        tiles, events over 1 h, events over 6 h, events, purchases over 7 d, the 7 d amount over fine and hourly
-        tiles). Amounts are kept apart so that they add up in the same order whatever is cached."""
+        tiles, events over 1 h; for v2 also events, purchases over 7 d, the 7 d amount over fine and over hourly
+        tiles, events over 6 h). Amounts are kept apart so that they add up in the same order whatever is cached."""
         fine, hourly = self.fine, self.hourly
         keys, hkeys = fine.keys, hourly.keys
         newest_hour = hkeys[-1] * _PER_HOUR if hkeys else None
