@@ -453,16 +453,17 @@ class FeatureState:
         newest_hour = hkeys[-1] * _PER_HOUR if hkeys else None
         hhi = bisect_right(hkeys, end // _PER_HOUR)
 
-        def window(start: int, columns: tuple[int, ...]) -> tuple[tuple, tuple]:
-            """(the window's fine tiles, all columns; its hourly tiles, ``columns``)"""
-            in_fine = fine.sums(bisect_left(keys, start), upto)
+        def window(start: int, columns: tuple[int, ...], fine_columns: tuple[int, ...] = ALL_SUMS) -> tuple:
+            """(the window's fine tiles: all columns, shared by windows that start in the same tile; its hourly
+            tiles: ``columns``)"""
+            in_fine = fine.sums(bisect_left(keys, start), upto, fine_columns)
             if newest_hour is not None and newest_hour >= start:
                 return in_fine, hourly.sums(bisect_left(hkeys, -(-start // _PER_HOUR)), hhi, columns)
             return in_fine, _NO_TILE
         hour = end // _PER_HOUR * _PER_HOUR   # windows of an hourly resolution start on the hour (a fine index)
         (n, p, v, c, amount, points, devices), (hn, hp, hv, hc, h_amount, h_points, h_devices) = window(
             hour - 24 * _PER_HOUR, ALL_SUMS)
-        (n_1h, *_), (h_1h, *_) = window(end - _PER_HOUR, (N,))
+        (n_1h, *_), (h_1h, *_) = window(end - _PER_HOUR, (N,), (N,))
         sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h + h_1h)
         if not self._v2:
             return sums
