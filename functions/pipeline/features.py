@@ -338,10 +338,9 @@ class FeatureState:
         purchase_amount = amount if type_code == _PURCHASE else 0.0
         if self.total_events and ts_ms < self.last_seen_ms - _LATE_MS:
             self.late_events += 1
-            own = (1, int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK),
-                   purchase_amount, _POINTS[type_code], (1 << device) if device >= 0 else 0)
             sums = self._window_sums(end, bisect_right(self.fine.keys, end))  # the tiles as they are, uncached
-            features = self._vector(event, ts_ms, type_code, device, amount, sums, _NO_TILE, own, 0.0,
+            sums = _with_late_event(sums, type_code, device, purchase_amount)
+            features = self._vector(event, ts_ms, type_code, device, amount, sums, _NO_TILE, 0.0,
                                     (1, 0, 1))   # seconds_since_prev 0; a session of its own
             return Observation(features, True)
         if not self.total_events:
@@ -366,8 +365,7 @@ class FeatureState:
                 below = self._session = (end, first) + self._session_below(end, own)
             _, _, below_n, chain_first, gaps = below
             session = (tile[N] + below_n, cols[LAST][own] - (first if chain_first is None else chain_first), 1 + gaps)
-        features = self._vector(event, ts_ms, type_code, device, amount, base[1], tile, _NO_TILE, since_prev,
-                                session)
+        features = self._vector(event, ts_ms, type_code, device, amount, base[1], tile, since_prev, session)
         self.total_events += 1
         if ts_ms > self.last_seen_ms:
             # what rolls up or expires moves by whole tiles of the newest event time
@@ -472,20 +470,18 @@ class FeatureState:
         return sums + (week[N] + h_n_7d, week[PURCHASES] + h_p_7d, week[AMOUNT], h_amount_7d, n_6h + h_6h)
 
     def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float, sums: tuple,
-                tile: tuple, own: tuple, since_prev: float, session: tuple | None) -> list[float]:
-        """The event's feature vector from ``_window_sums``, the event's tile and the event's own contributions
-        when it is not in the tiles (late)."""
+                tile: tuple, since_prev: float, session: tuple | None) -> list[float]:
+        """The event's feature vector from ``_window_sums`` and the event's tile."""
         n_24h, p_24h, v_24h, c_24h, points_24h, devices_24h, amount_24h, h_amount_24h, n_1h = sums[:9]
         t_n, t_p, t_v, t_c, t_amount, t_points, t_devices = tile
-        o_n, o_p, o_v, o_c, o_amount, o_points, o_devices = own
-        events_24h = n_24h + t_n + o_n
-        purchases = p_24h + t_p + o_p
-        views = v_24h + t_v + o_v
-        amount_sum = amount_24h + t_amount + h_amount_24h + o_amount
-        devices = devices_24h | t_devices | o_devices
+        events_24h = n_24h + t_n
+        purchases = p_24h + t_p
+        views = v_24h + t_v
+        amount_sum = amount_24h + t_amount + h_amount_24h
+        devices = devices_24h | t_devices
         days = ts_ms // 86_400_000
         vector = [
-            float(n_1h + t_n + o_n),
+            float(n_1h + t_n),
             float(events_24h),
             float(purchases),
             float(views),
@@ -504,20 +500,20 @@ class FeatureState:
         if not self._v2:
             return vector
         n_7d, p_7d, amount_7d, h_amount_7d, n_6h = sums[9:]
-        week_purchases = p_7d + t_p + o_p
-        week_amount = amount_7d + t_amount + h_amount_7d + o_amount
+        week_purchases = p_7d + t_p
+        week_amount = amount_7d + t_amount + h_amount_7d
         session_events, session_ms, sessions = session
         vector += [
-            float(n_6h + t_n + o_n),
-            float(n_7d + t_n + o_n),
+            float(n_6h + t_n),
+            float(n_7d + t_n),
             float(week_purchases),
             float(week_amount),
             float(week_amount / week_purchases) if week_purchases else 0.0,
-            float(c_24h + t_c + o_c),
+            float(c_24h + t_c),
             float(session_events),
             session_ms / _MS,
             float(sessions),
-            100.0 * (1.0 - math.exp(-(points_24h + t_points + o_points) / ENGAGEMENT_SCALE)),
+            100.0 * (1.0 - math.exp(-(points_24h + t_points) / ENGAGEMENT_SCALE)),
         ]
         return vector
 
@@ -608,6 +604,19 @@ class FeatureState:
         if changed:
             self.cold_version += 1
         return changed
+
+
+def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: float) -> tuple:
+    """``_window_sums`` with a late event (not in the tiles) counted in every window; its amount is added after
+    the hourly part, the order of an on-time event's own tile."""
+    purchase, view, click = int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK)
+    n, p, v, c, points, devices, amount, h_amount, n_1h, *v2 = sums
+    day = (n + 1, p + purchase, v + view, c + click, points + _POINTS[type_code],
+           devices | (1 << device if device >= 0 else 0), amount + h_amount + purchase_amount, 0, n_1h + 1)
+    if not v2:
+        return day
+    n_7d, p_7d, amount_7d, h_amount_7d, n_6h = v2
+    return day + (n_7d + 1, p_7d + purchase, amount_7d + h_amount_7d + purchase_amount, 0, n_6h + 1)
 
 
 class StaleColdState(ValueError):
