@@ -53,34 +53,47 @@ def measure(feature_set: str, per_day: float, days: float, max_events: int, repe
     warm.mark_stored()
     hot, cold = warm.to_bytes(), warm.cold_bytes()
     timings = []
-    for _ in range(repeats):  # the same second half from the same warm state
+    measured = max(1, len(events) - half)
+    for _ in range(max(repeats, -(-2_000 // measured))):  # the same second half from the same warm state
         state = FeatureState.from_bytes(hot, cold, feature_set)
         started = time.process_time()
         for event in events[half:]:
             state.observe(event)
-        timings.append((time.process_time() - started) / max(1, len(events) - half) * 1e6)
-    # bytes written per 1-second batch that holds the user's events (second half, replayed batch by batch)
+        timings.append((time.process_time() - started) / measured * 1e6)
+    # per 1-second batch that holds the user's events (second half, replayed batch by batch, as process_stream
+    # does): the bytes written (the hot part, the cold part when it changed) and the CPU to store the state and
+    # to read it back (from_bytes of both parts) for the next batch
     state = FeatureState.from_bytes(hot, cold, feature_set)
-    written, batches, second = 0, 0, None
+    written = batches = store_s = load_s = 0
+    second = None
     for event in events[half:]:
         current = int(event.timestamp)
         if second is not None and current != second:
-            written += _store(state)
-            batches += 1
+            state, cold, size, store, load = _round_trip(state, cold)
+            written, store_s, load_s, batches = written + size, store_s + store, load_s + load, batches + 1
         second = current
         state.observe(event)
-    written += _store(state)
-    batches += 1
-    state.mark_stored()
+    state, cold, size, store, load = _round_trip(state, cold)
+    written, store_s, load_s, batches = written + size, store_s + store, load_s + load, batches + 1
     return {"feature_set": feature_set, "events_per_day": per_day, "events": len(events),
             "us_per_event": statistics.median(timings), "hot_bytes": len(state.to_bytes()),
             "cold_bytes": len(state.cold_bytes()), "bytes_written_per_batch": written / batches,
+            "store_us_per_batch": store_s / batches * 1e6, "load_us_per_batch": load_s / batches * 1e6,
             "fine_tiles": len(state.fine), "hourly_tiles": len(state.hourly)}
 
 
-def _store(state: FeatureState) -> int:
+def _round_trip(state: FeatureState, cold: bytes) -> tuple[FeatureState, bytes, int, float, float]:
+    """Store the state as a batch ends and read it back as the next one starts: (the state read back, the stored
+    cold part, bytes written, CPU seconds to store, CPU seconds to read)."""
+    started = time.process_time()
     cold_changed = state.mark_stored()
-    return len(state.to_bytes()) + (len(state.cold_bytes()) if cold_changed else 0)
+    hot = state.to_bytes()
+    if cold_changed:
+        cold = state.cold_bytes()
+    stored = time.process_time()
+    loaded = FeatureState.from_bytes(hot, cold, state.feature_set)
+    done = time.process_time()
+    return loaded, cold, len(hot) + (len(cold) if cold_changed else 0), stored - started, done - stored
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -91,13 +104,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     results = []
     print(f"{'set':4} {'events/day':>10} {'events':>8} {'µs/event':>9} {'hot B':>6} {'cold B':>7} "
-          f"{'stored B':>9} {'B written/batch':>16}")
+          f"{'stored B':>9} {'B written/batch':>16} {'store µs/batch':>15} {'load µs/batch':>14}")
     for feature_set in FEATURE_SETS:
         for per_day in ACTIVITIES:
             r = measure(feature_set, per_day, args.days, args.max_events, args.repeats)
             results.append(r)
             print(f"{feature_set:4} {per_day:>10,} {r['events']:>8,} {r['us_per_event']:>9.1f} {r['hot_bytes']:>6} "
-                  f"{r['cold_bytes']:>7} {r['hot_bytes'] + r['cold_bytes']:>9} {r['bytes_written_per_batch']:>16.0f}",
+                  f"{r['cold_bytes']:>7} {r['hot_bytes'] + r['cold_bytes']:>9} {r['bytes_written_per_batch']:>16.0f} "
+                  f"{r['store_us_per_batch']:>15.1f} {r['load_us_per_batch']:>14.1f}",
                   flush=True)
     slowest = max(r["us_per_event"] for r in results)
     fastest = min(r["us_per_event"] for r in results)

@@ -43,8 +43,8 @@ from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import reduce
-from itertools import accumulate
-from operator import or_
+from itertools import accumulate, repeat
+from operator import add, mul, or_, sub
 
 from .events import DEVICE_TYPES, EVENT_TYPES, PRIORITIES, Event
 
@@ -110,6 +110,9 @@ _PURCHASE = EVENT_TYPES.index("purchase")
 _VIEW = EVENT_TYPES.index("view")
 _CLICK = EVENT_TYPES.index("click")
 _POINTS = tuple(ENGAGEMENT_POINTS[t] for t in EVENT_TYPES)
+_TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
+_DEVICE_CODES = {name: code for code, name in enumerate(DEVICE_TYPES)} | {None: -1}
+_PRIORITY_CODES = {name: code for code, name in enumerate(PRIORITIES)} | {None: -1}
 _SET_CODES = {"v1": 1, "v2": 2}
 _FORMAT = 1  # binary layout version of to_bytes / cold_bytes
 _HOT_HEADER = struct.Struct("<BBqIIHBI")   # format, set, last seen ms, events, late, fine tiles, vector width, cold v.
@@ -119,6 +122,9 @@ _COLD_HEADER = struct.Struct("<BBIH")      # format, set, cold version, hourly t
 N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES, FIRST, LAST = range(9)
 GAPS, TAIL_N, TAIL_FIRST = 9, 10, 11
 _FINE_COLUMNS = 9
+ALL_SUMS = (N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES)  # what a window adds up
+_COUNTS = (N, PURCHASES, VIEWS, CLICKS, POINTS)                    # integers: running sums are exact
+_NO_TILE = (0, 0, 0, 0, 0, 0, 0)  # (events, purchases, views, clicks, amount, points, devices) of no tile
 _HOURLY_COLUMNS = 12
 
 
@@ -144,10 +150,6 @@ def to_millis(ts: float) -> int:
     return int(round(ts * _MS))
 
 
-def _code(values: tuple[str, ...], value: str | None) -> int:
-    return values.index(value) if value is not None else -1
-
-
 def _window_start_fine(ts_ms: int, window: tuple[int, int]) -> int:
     """The first 5-minute tile of a window: floor(ts - w, r), as a fine tile index."""
     width, resolution = window[0] * _MS, window[1] * _MS
@@ -161,67 +163,104 @@ class Observation:
 
 
 class _Tier:
-    """Tiles of one resolution as parallel columns sorted by tile index (a few dozen to ~200 tiles)."""
+    """Tiles of one resolution as parallel columns sorted by tile index (a few dozen to ~200 tiles).
 
-    __slots__ = ("keys", "cols", "tile_ms", "_cached")
+    A tier of closed tiles (the hourly tier: tiles are only appended and dropped, never changed) also keeps running
+    sums of its count columns, so that a window's counts are two lookups whatever its length."""
 
-    def __init__(self, columns: int, tile_ms: int):
+    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running")
+
+    def __init__(self, columns: int, tile_ms: int, closed: bool = False):
         self.keys: list[int] = []
         self.cols: list[list] = [[] for _ in range(columns)]
         self.tile_ms = tile_ms
         self._cached: dict | None = None   # window sums and session walks, until the tier changes
+        self._counted = _COUNTS if closed else ()
+        self._running: dict[int, list[int]] | None = None  # column -> sum over the tiles before each position
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def insert(self, position: int, key: int, row: list) -> None:
+        """A new tile; one added after the others leaves what is cached about them valid."""
+        if position < len(self.keys):
+            self.invalidate()
+            self._running = None
+        elif self._running is not None:
+            for column, running in self._running.items():
+                running.append(running[-1] + row[column])
         self.keys.insert(position, key)
         for column, value in zip(self.cols, row):
             column.insert(position, value)
-        self.invalidate()
 
     def drop_first(self, count: int) -> None:
         del self.keys[:count]
         for column in self.cols:
             del column[:count]
+        if self._running is not None:
+            for running in self._running.values():
+                del running[:count]   # the sums stay offset by the dropped tiles: windows are differences
         self.invalidate()
 
-    def window(self, lo: int, hi: int) -> tuple:
-        """(events, purchases, views, clicks, amount, points, devices) over tiles [lo, hi), cached until the tier
-        changes: for the hourly tier the same few windows are asked for by every event of an hour."""
-        found = self._cache().get((lo, hi))
+    def load(self, keys: list[int], cols: list[list]) -> None:
+        self.keys, self.cols, self._running = keys, cols, None
+        self.invalidate()
+
+    def sums(self, lo: int, hi: int, columns: tuple[int, ...] = ALL_SUMS) -> tuple:
+        """Each of ``columns`` (default: events, purchases, views, clicks, amount, points, devices) summed
+        (devices: OR-ed) over tiles [lo, hi), cached until the tier changes: windows that start in the same tile
+        share them, and for the hourly tier every event of an hour asks for the same few windows."""
+        if lo >= hi:
+            return _NO_TILE
+        key = (lo, hi, columns)
+        found = self._cache().get(key)
         if found is None:
-            cols = self.cols
-            found = self._cached[(lo, hi)] = (
-                sum(cols[N][lo:hi]), sum(cols[PURCHASES][lo:hi]), sum(cols[VIEWS][lo:hi]), sum(cols[CLICKS][lo:hi]),
-                sum(cols[AMOUNT][lo:hi]), sum(cols[POINTS][lo:hi]), reduce(or_, cols[DEVICES][lo:hi], 0))
+            c = self.cols
+            running = self._running
+            if columns is ALL_SUMS and not self._counted:  # the fine tier: a few tiles, every column
+                found = self._cached[key] = (
+                    sum(c[N][lo:hi]), sum(c[PURCHASES][lo:hi]), sum(c[VIEWS][lo:hi]), sum(c[CLICKS][lo:hi]),
+                    sum(c[AMOUNT][lo:hi]), sum(c[POINTS][lo:hi]), reduce(or_, c[DEVICES][lo:hi]))
+                return found
+            if running is None:
+                running = self._running = {column: list(accumulate(c[column], initial=0)) for column in self._counted}
+            found = self._cached[key] = tuple(
+                running[column][hi] - running[column][lo] if column in running
+                else reduce(or_, set(c[DEVICES][lo:hi])) if column == DEVICES
+                else sum(c[column][lo:hi])   # amounts: added in tile order, as the tiles were rolled up
+                for column in columns)
         return found
 
     def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
         """From fine tile ``top`` down: (events and first time of the session that tile ``top`` is in, whether that
-        session reaches tile 0, session gaps between the tiles lo..top). Cached like ``window``."""
-        key = ("walk", top, lo)
-        found = self._cache().get(key)
+        session reaches tile 0, session gaps between the tiles lo..top)."""
+        chain_n, chain_first, reaches_first, gaps = self._chain(top)
+        return chain_n, chain_first, reaches_first, gaps - self._chain(lo)[3] if lo < top else 0
+
+    def _chain(self, top: int) -> tuple[int, int, bool, int]:
+        """(events and first time of the session that tile ``top`` is in, whether it reaches tile 0, session gaps
+        between tiles 0..top), each tile's from the one below it: a new tile costs one step. Cached like ``sums``."""
+        cache = self._cache()
+        found = cache.get(("chain", top))
         if found is None:
             first, last, n = self.cols[FIRST], self.cols[LAST], self.cols[N]
-            chain_n, chain_first, in_session, gaps = n[top], first[top], True, 0
-            for i in range(top - 1, -1, -1):
-                apart = first[i + 1] - last[i] >= _GAP_MS
-                if i >= lo:
-                    gaps += apart
-                if in_session:
-                    if apart:
-                        in_session = False
-                    else:
-                        chain_n, chain_first = chain_n + n[i], first[i]
-                if i < lo and not in_session:
-                    break
-            found = self._cached[key] = (chain_n, chain_first, in_session, gaps)
+            i = top
+            while i > 0 and ("chain", i - 1) not in cache:
+                i -= 1
+            found = cache[("chain", i - 1)] if i > 0 else None
+            for i in range(i, top + 1):
+                if found is None:
+                    found = (n[0], first[0], True, 0)
+                elif first[i] - last[i - 1] >= _GAP_MS:
+                    found = (n[i], first[i], False, found[3] + 1)
+                else:
+                    found = (found[0] + n[i], found[1], found[2], found[3])
+                cache[("chain", i)] = found
         return found
 
     def session_back(self) -> tuple[int, int]:
         """(events, first time) of the session that the newest hourly tile's last event belongs to."""
-        key = ("session",)
+        key = ("session", len(self.keys))
         found = self._cache().get(key)
         if found is None:
             cols, j = self.cols, len(self.keys) - 1
@@ -239,7 +278,7 @@ class _Tier:
 
     def gaps_from(self, lo: int) -> int:
         """Session gaps inside the hourly tiles from ``lo`` to the newest and between them."""
-        key = ("gaps", lo)
+        key = ("gaps", lo, len(self.keys))
         found = self._cache().get(key)
         if found is None:
             cols = self.cols
@@ -258,7 +297,12 @@ class _Tier:
 
 
 class FeatureState:
-    """What we keep per user and feature set: bounded tiles, a few counters and the newest vector."""
+    """What we keep per user and feature set: bounded tiles, a few counters and the newest vector.
+
+    Per event, everything a vector needs from tiles other than the event's own 5-minute tile (the window sums, the
+    session below it) is computed once per tile and reused by the next events of that tile (``_base``,
+    ``_session``) until a tile before it changes (an out-of-order event, a roll-up): an event in order costs a
+    few additions whatever the user's activity."""
 
     def __init__(self, feature_set: str = FEATURE_SET):
         self._names = feature_names(feature_set)
@@ -267,13 +311,15 @@ class FeatureState:
         self._longest_ms = int(LONGEST_WINDOW[feature_set] * _MS)
         self._retention_ms = int(retention_seconds(feature_set) * _MS)
         self.fine = _Tier(_FINE_COLUMNS, _FINE_MS)
-        self.hourly = _Tier(_HOURLY_COLUMNS, _HOUR_MS)
+        self.hourly = _Tier(_HOURLY_COLUMNS, _HOUR_MS, closed=True)
         self.total_events = 0
         self.late_events = 0
         self.last_seen_ms = -1
         self.latest: list[float] = []       # the vector of the newest (by arrival) on-time event
         self.cold_version = 0               # bumped whenever the hourly tiles change (they are stored apart)
         self.cold_changed = False
+        self._base: tuple | None = None     # (fine tile, window sums without that tile): see _window_sums
+        self._session: tuple | None = None  # (fine tile, its first time, the session below it): see _session_below
 
     @property
     def last_seen(self) -> float:
@@ -284,34 +330,69 @@ class FeatureState:
         return self.observe(event).features
 
     def observe(self, event: Event) -> Observation:
-        ts_ms = to_millis(event.timestamp)
-        type_code = _code(EVENT_TYPES, event.event_type)
-        device = _code(DEVICE_TYPES, event.device_type)
+        ts_ms = int(round(event.timestamp * _MS))   # to_millis, inline: this runs for every event
+        end = ts_ms // _FINE_MS   # the event's 5-minute tile
+        type_code = _TYPE_CODES[event.event_type]
+        device = _DEVICE_CODES[event.device_type]
         amount = event.amount or 0.0
         purchase_amount = amount if type_code == _PURCHASE else 0.0
         if self.total_events and ts_ms < self.last_seen_ms - _LATE_MS:
             self.late_events += 1
-            own = (1, int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK),
-                   purchase_amount, _POINTS[type_code], (1 << device) if device >= 0 else 0)
-            features = self._vector(event, ts_ms, type_code, device, amount, own=own, previous_ms=None)
+            sums = self._window_sums(end, bisect_right(self.fine.keys, end))  # the tiles as they are, uncached
+            sums = _with_late_event(sums, type_code, device, purchase_amount)
+            features = self._vector(event, ts_ms, type_code, device, amount, sums, _NO_TILE, 0.0,
+                                    (1, 0, 1))   # seconds_since_prev 0; a session of its own
             return Observation(features, True)
-        previous_ms = self.last_seen_ms if self.total_events else None
-        self._apply(ts_ms, type_code, device, purchase_amount)
-        features = self._vector(event, ts_ms, type_code, device, amount, own=None, previous_ms=previous_ms)
+        if not self.total_events:
+            since_prev = NO_PREVIOUS_EVENT
+        elif ts_ms < self.last_seen_ms:
+            since_prev = 0.0
+        else:
+            gap = ts_ms - self.last_seen_ms
+            since_prev = gap / _MS if gap < self._longest_ms else NO_PREVIOUS_EVENT
+        own = self._apply(ts_ms, end, type_code, device, purchase_amount)
+        cols = self.fine.cols
+        tile = (cols[N][own], cols[PURCHASES][own], cols[VIEWS][own], cols[CLICKS][own], cols[AMOUNT][own],
+                cols[POINTS][own], cols[DEVICES][own])
+        base = self._base
+        if base is None or base[0] != end:
+            base = self._base = (end, self._window_sums(end, own))
+        session = None
+        if self._v2:
+            first = cols[FIRST][own]
+            below = self._session
+            if below is None or below[0] != end or below[1] != first:
+                below = self._session = (end, first) + self._session_below(end, own)
+            _, _, below_n, chain_first, gaps = below
+            session = (tile[N] + below_n, cols[LAST][own] - (first if chain_first is None else chain_first), 1 + gaps)
+        features = self._vector(event, ts_ms, type_code, device, amount, base[1], tile, since_prev, session)
         self.total_events += 1
         if ts_ms > self.last_seen_ms:
+            # what rolls up or expires moves by whole tiles of the newest event time
+            newer_tile = end != self.last_seen_ms // _FINE_MS
             self.last_seen_ms = ts_ms
-            self._roll_up()
+            if newer_tile:
+                self._roll_up()
         self.latest = features
         return Observation(features, False)
 
+    def _forget(self) -> None:
+        """A tile other than the newest fine tile changed: what was computed from the tiles is stale."""
+        self._base = self._session = None
+        self.fine.invalidate()
+
     # -- the tiles ------------------------------------------------------------------------------------------
-    def _apply(self, ts_ms: int, type_code: int, device: int, purchase_amount: float) -> None:
-        key = ts_ms // _FINE_MS
+    def _apply(self, ts_ms: int, key: int, type_code: int, device: int, purchase_amount: float) -> int:
+        """Add the event to its fine tile; returns the tile's position."""
         fine = self.fine
-        position = bisect_left(fine.keys, key)
-        if position == len(fine.keys) or fine.keys[position] != key:
-            fine.insert(position, key, [0, 0, 0, 0, 0.0, 0, 0, ts_ms, ts_ms])
+        keys = fine.keys
+        position = len(keys) - 1
+        if position < 0 or keys[position] != key:  # not the newest tile (the usual case)
+            position = bisect_left(keys, key)
+            if position == len(keys) or keys[position] != key:
+                fine.insert(position, key, [0, 0, 0, 0, 0.0, 0, 0, ts_ms, ts_ms])
+            if position != len(keys) - 1:
+                self._forget()
         cols = fine.cols
         cols[N][position] += 1
         if type_code == _PURCHASE:
@@ -328,8 +409,7 @@ class FeatureState:
             cols[FIRST][position] = ts_ms
         if ts_ms > cols[LAST][position]:
             cols[LAST][position] = ts_ms
-        if position != len(fine.keys) - 1:
-            fine.invalidate()  # cached windows never include the newest tile (see _window_sums): they stay valid
+        return position
 
     def _roll_up(self) -> None:
         """Fine tiles that no on-time event can reach any more become hourly tiles (whole hours at a time);
@@ -351,67 +431,57 @@ class FeatureState:
             hourly.insert(len(hourly.keys), hour, row)
             fine.drop_first(count)
             self.cold_changed = True
+            self._forget()
+        hkeys = hourly.keys
         oldest = (self.last_seen_ms - self._retention_ms) // _HOUR_MS
-        drop = bisect_left(hourly.keys, oldest)
-        if drop:
-            hourly.drop_first(drop)
+        if hkeys and hkeys[0] < oldest:
+            hourly.drop_first(bisect_left(hkeys, oldest))
             self.cold_changed = True
+            self._forget()
 
     # -- the vector -----------------------------------------------------------------------------------------
-    def _window_sums(self, starts: tuple[int, ...], end: int) -> list[list]:
-        """(events, purchases, views, clicks, amount, points, devices) over the tiles [start, end], for each start.
-
-        The fine tiles before the last one of a range come from a cache that only a change to a tile other than the
-        newest clears, and windows with the same first fine tile or hourly tile share one lookup, so an event in
-        order costs a few lookups whatever the user's activity."""
+    def _window_sums(self, end: int, upto: int) -> tuple:
+        """The windows of an event in fine tile ``end``, summed over their tiles but the fine tiles from position
+        ``upto`` on (the event's own tile when it is in the tiles, added per event by ``_vector``):
+        (events, purchases, views, clicks, points, devices over 24 h, the 24 h amount over fine and over hourly
+        tiles, events over 1 h; for v2 also events, purchases over 7 d, the 7 d amount over fine and over hourly
+        tiles, events over 6 h). Amounts are kept apart so that they add up in the same order whatever is cached."""
         fine, hourly = self.fine, self.hourly
-        keys, cols = fine.keys, fine.cols
-        hi = bisect_right(keys, end)
-        last = hi - 1
-        own = [c[last] for c in cols[:DEVICES + 1]] if hi else None
-        parts: dict[int, list] = {}
-        hkeys = hourly.keys
+        keys, hkeys = fine.keys, hourly.keys
         newest_hour = hkeys[-1] * _PER_HOUR if hkeys else None
-        hhi = bisect_right(hkeys, end // _PER_HOUR) if hkeys else 0
-        out = []
-        for start in starts:
-            lo = bisect_left(keys, start)
-            sums = parts.get(lo)
-            if sums is None:
-                if lo < hi:
-                    base = fine.window(lo, last) if last > lo else (0, 0, 0, 0, 0.0, 0, 0)
-                    sums = [base[i] + own[i] for i in range(DEVICES)] + [base[DEVICES] | own[DEVICES]]
-                else:
-                    sums = [0, 0, 0, 0, 0.0, 0, 0]
-                parts[lo] = sums
-            if newest_hour is not None and newest_hour >= start:
-                more = hourly.window(bisect_left(hkeys, -(-start // _PER_HOUR)), hhi)
-                sums = [a + b for a, b in zip(sums[:DEVICES], more)] + [sums[DEVICES] | more[DEVICES]]
-            out.append(sums)
-        return out
+        hhi = bisect_right(hkeys, end // _PER_HOUR)
 
-    def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float,
-                own: tuple | None, previous_ms: int | None) -> list[float]:
-        """The event's feature vector. ``own``: the event's contributions when it is not in the tiles (late)."""
-        end = ts_ms // _FINE_MS
-        extra = own or (0, 0, 0, 0, 0.0, 0, 0)
-        starts = (_window_start_fine(ts_ms, WINDOW_24H), _window_start_fine(ts_ms, WINDOW_1H))
-        if self._v2:
-            starts += (_window_start_fine(ts_ms, WINDOW_7D), _window_start_fine(ts_ms, WINDOW_6H))
-        sums = self._window_sums(starts, end)
-        day = sums[0]
-        events_24h, purchases, views = day[N] + extra[N], day[PURCHASES] + extra[PURCHASES], day[VIEWS] + extra[VIEWS]
-        amount_sum = day[AMOUNT] + extra[AMOUNT]
-        devices = day[DEVICES] | extra[DEVICES]
-        if own is not None or previous_ms is None:
-            since_prev = NO_PREVIOUS_EVENT if own is None else 0.0
-        elif ts_ms < previous_ms:
-            since_prev = 0.0
-        else:
-            since_prev = (ts_ms - previous_ms) / _MS if ts_ms - previous_ms < self._longest_ms else NO_PREVIOUS_EVENT
+        def window(start: int, columns: tuple[int, ...], fine_columns: tuple[int, ...] = ALL_SUMS) -> tuple:
+            """(the window's fine tiles: all columns, shared by windows that start in the same tile; its hourly
+            tiles: ``columns``)"""
+            in_fine = fine.sums(bisect_left(keys, start), upto, fine_columns)
+            if newest_hour is not None and newest_hour >= start:
+                return in_fine, hourly.sums(bisect_left(hkeys, -(-start // _PER_HOUR)), hhi, columns)
+            return in_fine, _NO_TILE
+        hour = end // _PER_HOUR * _PER_HOUR   # windows of an hourly resolution start on the hour (a fine index)
+        (n, p, v, c, amount, points, devices), (hn, hp, hv, hc, h_amount, h_points, h_devices) = window(
+            hour - 24 * _PER_HOUR, ALL_SUMS)
+        (n_1h, *_), (h_1h, *_) = window(end - _PER_HOUR, (N,), (N,))
+        sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h + h_1h)
+        if not self._v2:
+            return sums
+        (n_6h, *_), (h_6h, *_) = window(hour - 6 * _PER_HOUR, (N,))
+        week, (h_n_7d, h_p_7d, h_amount_7d, *_) = window(hour - 7 * 24 * _PER_HOUR, (N, PURCHASES, AMOUNT))
+        return sums + (week[N] + h_n_7d, week[PURCHASES] + h_p_7d, week[AMOUNT], h_amount_7d, n_6h + h_6h)
+
+    def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float, sums: tuple,
+                tile: tuple, since_prev: float, session: tuple | None) -> list[float]:
+        """The event's feature vector from ``_window_sums`` and the event's tile."""
+        n_24h, p_24h, v_24h, c_24h, points_24h, devices_24h, amount_24h, h_amount_24h, n_1h = sums[:9]
+        t_n, t_p, t_v, t_c, t_amount, t_points, t_devices = tile
+        events_24h = n_24h + t_n
+        purchases = p_24h + t_p
+        views = v_24h + t_v
+        amount_sum = amount_24h + t_amount + h_amount_24h
+        devices = devices_24h | t_devices
         days = ts_ms // 86_400_000
         vector = [
-            float(sums[1][N] + extra[N]),
+            float(n_1h + t_n),
             float(events_24h),
             float(purchases),
             float(views),
@@ -423,43 +493,42 @@ class FeatureState:
             float(type_code),
             float(amount),
             float(device),
-            float(_code(PRIORITIES, event.priority)),
+            float(_PRIORITY_CODES[event.priority]),
             float(purchases / views) if views else float(purchases),
-            float(bin(devices).count("1")),
+            float(devices.bit_count()),
         ]
         if not self._v2:
             return vector
-        week = sums[2]
-        week_purchases, week_amount = week[PURCHASES] + extra[PURCHASES], week[AMOUNT] + extra[AMOUNT]
-        if own is None:
-            session_events, session_ms, sessions = self._sessions(ts_ms, end)
-        else:
-            session_events, session_ms, sessions = 1, 0, 1
+        n_7d, p_7d, amount_7d, h_amount_7d, n_6h = sums[9:]
+        week_purchases = p_7d + t_p
+        week_amount = amount_7d + t_amount + h_amount_7d
+        session_events, session_ms, sessions = session
         vector += [
-            float(sums[3][N] + extra[N]),
-            float(week[N] + extra[N]),
+            float(n_6h + t_n),
+            float(n_7d + t_n),
             float(week_purchases),
             float(week_amount),
             float(week_amount / week_purchases) if week_purchases else 0.0,
-            float(day[CLICKS] + extra[CLICKS]),
+            float(c_24h + t_c),
             float(session_events),
             session_ms / _MS,
             float(sessions),
-            100.0 * (1.0 - math.exp(-(day[POINTS] + extra[POINTS]) / ENGAGEMENT_SCALE)),
+            100.0 * (1.0 - math.exp(-(points_24h + t_points) / ENGAGEMENT_SCALE)),
         ]
         return vector
 
-    def _sessions(self, ts_ms: int, end: int) -> tuple[int, int, int]:
-        """(events in the session of the event's tile, its length in ms, sessions in the 24 h window).
+    def _session_below(self, end: int, own: int) -> tuple[int, int | None, int]:
+        """What the session features of an event in fine tile ``end`` (at position ``own``) take from the other
+        tiles: (events of its session before its tile, the session's first time or None when it starts in its
+        tile, session gaps in the 24 h window). Depends on the own tile only through its first time.
 
-        One backward pass over the fine tiles from the event's own tile; hourly tiles only when the window or
-        the session reaches them."""
+        One backward pass over the fine tiles below the event's tile; hourly tiles only when the window or the
+        session reaches them."""
         fine, hourly = self.fine, self.hourly
-        first, last, n = fine.cols[FIRST], fine.cols[LAST], fine.cols[N]
-        own = bisect_right(fine.keys, end) - 1            # the event's own tile (it holds the event)
-        start = _window_start_fine(ts_ms, WINDOW_24H)
+        first, last = fine.cols[FIRST], fine.cols[LAST]
+        start = _window_start_fine(end * _FINE_MS, WINDOW_24H)
         lo = bisect_left(fine.keys, start)
-        chain_n, chain_first, in_session, gaps = n[own], first[own], True, 0
+        chain_n, chain_first, in_session, gaps = 0, None, True, 0
         if own > 0:
             apart = first[own] - last[own - 1] >= _GAP_MS
             below_n, below_first, below_in_session, below_gaps = fine.walk_down(own - 1, lo)
@@ -467,7 +536,7 @@ class FeatureState:
             if apart:
                 in_session = False
             else:
-                chain_n, chain_first, in_session = chain_n + below_n, below_first, below_in_session
+                chain_n, chain_first, in_session = below_n, below_first, below_in_session
         h_last = hourly.cols[LAST]
         top = len(hourly.keys) - 1
         if in_session and top >= 0 and first[0] - h_last[top] < _GAP_MS:  # the session reaches the hourly tiles
@@ -478,7 +547,7 @@ class FeatureState:
             if lo <= own:
                 gaps += first[lo] - h_last[top] >= _GAP_MS
             gaps += hourly.gaps_from(hlo)
-        return chain_n, last[own] - chain_first, 1 + gaps
+        return chain_n, chain_first, gaps
 
     # -- storage ----------------------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -526,6 +595,7 @@ class FeatureState:
         if version != self.cold_version:
             raise StaleColdState(f"cold tiles version {version}, the hot state needs {self.cold_version}")
         _unpack(self.hourly, data[_COLD_HEADER.size:], tiles)
+        self._forget()
 
     def mark_stored(self) -> bool:
         """Call before storing: returns whether the cold part changed (and so must be written), bumping its
@@ -534,6 +604,19 @@ class FeatureState:
         if changed:
             self.cold_version += 1
         return changed
+
+
+def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: float) -> tuple:
+    """``_window_sums`` with a late event (not in the tiles) counted in every window; its amount is added after
+    the hourly part, the order of an on-time event's own tile."""
+    purchase, view, click = int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK)
+    n, p, v, c, points, devices, amount, h_amount, n_1h, *v2 = sums
+    day = (n + 1, p + purchase, v + view, c + click, points + _POINTS[type_code],
+           devices | (1 << device if device >= 0 else 0), amount + h_amount + purchase_amount, 0, n_1h + 1)
+    if not v2:
+        return day
+    n_7d, p_7d, amount_7d, h_amount_7d, n_6h = v2
+    return day + (n_7d + 1, p_7d + purchase, amount_7d + h_amount_7d + purchase_amount, 0, n_6h + 1)
 
 
 class StaleColdState(ValueError):
@@ -554,44 +637,37 @@ def _pack(tier: _Tier) -> bytes:
     """Columns one after the other: tile indexes as deltas, times as offsets in the tile, counts as int32,
     amounts as float64 (zlib then squeezes the runs of small numbers)."""
     keys = tier.keys
-    deltas = [b - a for a, b in zip([keys[0]] + keys, keys)] if keys else []
-    base = [k * tier.tile_ms for k in keys]
+    deltas = list(map(sub, keys, keys[:1] + keys))   # map over C operators: (de)serialised on every batch
+    base = list(map(mul, keys, repeat(tier.tile_ms, len(keys))))
     parts = [array("q", keys[:1]).tobytes(), array("i", deltas).tobytes()]
     for c, column in enumerate(tier.cols):
         if c == AMOUNT:
             parts.append(array("d", column).tobytes())
         elif c in (FIRST, LAST, TAIL_FIRST):
-            parts.append(array("i", [t - b for t, b in zip(column, base)]).tobytes())
+            parts.append(array("i", map(sub, column, base)).tobytes())
         else:
             parts.append(array("i", column).tobytes())
     return b"".join(parts)
 
 
 def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
+    """The columns ``_pack`` wrote, read through one memoryview: the int32 runs before and after the amounts are
+    each one cast (a state is read on every batch)."""
     if not tiles:
         return
-    offset = 0
-
-    def take(code: str, count: int) -> list:
-        nonlocal offset
-        values = array(code)
-        end = offset + values.itemsize * count
-        values.frombytes(data[offset:end])
-        offset = end
-        return values.tolist()
-
-    first_key = take("q", 1)[0]
-    keys = list(accumulate(take("i", tiles), initial=first_key))[1:]
-    base = [k * tier.tile_ms for k in keys]
-    tier.keys = keys
-    for c in range(len(tier.cols)):
-        if c == AMOUNT:
-            tier.cols[c] = take("d", tiles)
-        elif c in (FIRST, LAST, TAIL_FIRST):
-            tier.cols[c] = [t + b for t, b in zip(take("i", tiles), base)]
-        else:
-            tier.cols[c] = take("i", tiles)
-    tier.invalidate()
+    view = memoryview(data)
+    head_end = 8 + 4 * tiles * (1 + AMOUNT)          # the first key, then deltas and the count columns before AMOUNT
+    amounts_end = head_end + 8 * tiles
+    after = len(tier.cols) - AMOUNT - 1
+    ints = view[8:head_end].cast("i").tolist() + view[amounts_end:amounts_end + 4 * tiles * after].cast("i").tolist()
+    runs = [ints[i:i + tiles] for i in range(0, len(ints), tiles)]
+    keys = list(accumulate(runs[0], initial=view[:8].cast("q")[0]))[1:]
+    base = list(map(mul, keys, repeat(tier.tile_ms, tiles)))
+    cols = runs[1:1 + AMOUNT] + [view[head_end:amounts_end].cast("d").tolist()] + runs[1 + AMOUNT:]
+    for c in (FIRST, LAST, TAIL_FIRST):   # times are stored as offsets in their tile
+        if c < len(cols):
+            cols[c] = list(map(add, cols[c], base))
+    tier.load(keys, cols)
 
 
 def named(features: list[float], feature_set: str | None = None) -> dict[str, float]:
