@@ -62,5 +62,5 @@ def test_any_batch_is_scored_or_rejected_with_reasons_never_failed(aws, lambda_c
     for row in scored:
         _storable(row)
     keys = [{"event_id": {"S": f"rejected#shardId-000000000000#{first + i}"}} for i in range(len(batch))]
-    rejected = store.batch_get_raw("events", keys, attributes=("event_id", "errors"))
+    [rejected] = store.batch_get_raw(store.raw_read("events", keys, attributes=("event_id", "errors")))
     assert len(rejected) == outcome.rejected and all(r["errors"]["L"] for r in rejected)
