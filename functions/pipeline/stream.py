@@ -79,6 +79,13 @@ def decode(record: dict, now: float | None = None) -> StreamRecord:
         result.raw = data[:RAW_KEEP_BYTES].decode("utf-8", "replace")
         return result
     result.event, result.errors = validate_event(payload, now=now, arrival=result.arrival)
+    partition_key = kinesis.get("partitionKey")
+    if result.event is not None and partition_key is not None and partition_key != result.event.user_id:
+        # A user's state and dedupe ring have one writer only because all their records share a partition key,
+        # hence a shard, read in order by one invocation at a time. Another key could put the user on two shards
+        # at once: lost state updates, and a duplicate processed twice.
+        result.event, result.errors = None, [f"partitionKey: {partition_key[:64]!r} is not the event's user_id "
+                                             "(write each record with PartitionKey=user_id)"]
     if result.event is None:
         result.raw = data[:RAW_KEEP_BYTES].decode("utf-8", "replace")
     return result

@@ -106,8 +106,10 @@ def kinesis_event(payloads: list, shard: str = "shardId-000000000000", first_seq
     for i, payload in enumerate(payloads):
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         seq = str(first_seq + i)
-        records.append({
-            "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "pk", "sequenceNumber": seq,
+        user = payload.get("user_id") if isinstance(payload, dict) else None
+        records.append({   # partition key = user_id, as the API writes them (stream.decode rejects any other)
+            "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": user if isinstance(user, str) and user else "pk",
+                        "sequenceNumber": seq,
                         "data": base64.b64encode(data).decode(), "approximateArrivalTimestamp": time.time()},
             "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"{shard}:{seq}",
             "eventName": "aws:kinesis:record", "awsRegion": REGION,

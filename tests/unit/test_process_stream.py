@@ -81,6 +81,22 @@ def test_a_client_retry_on_another_shard_with_the_same_sequence_number_is_a_dupl
     assert queries.stats(settings())["events_duplicate"] == 1
 
 
+def test_a_record_whose_partition_key_is_not_its_user_is_rejected(aws, lambda_context):
+    """A user's state has one writer because all their records share a shard: a record written straight to Kinesis
+    with another partition key (which could land the user on a second shard, processed concurrently, where a
+    duplicate would be taken as new) is rejected with the reason, and the user's events on their shard go on."""
+    batch = kinesis_event([event(1), event(2)], shard="shardId-000000000000", first_seq=100)
+    batch["Records"][1]["kinesis"]["partitionKey"] = "someone-else"
+    assert _handler()(batch, lambda_context) == {"batchItemFailures": []}
+    [rejected] = [i for i in _state(aws)["events"] if i["status"] == "rejected"]
+    assert rejected["claimed_event_id"] == "e2" and "partitionKey" in rejected["errors"][0]
+    assert queries.user_features(settings(), "u1")["total_events"] == 1
+    other = kinesis_event([event(3)], shard="shardId-000000000001", first_seq=100)
+    other["Records"][0]["kinesis"]["partitionKey"] = "u1"     # the right key, whatever shard it hashed to
+    _handler()(other, lambda_context)
+    assert queries.user_features(settings(), "u1")["total_events"] == 2
+
+
 def test_the_dedupe_horizon_is_the_users_last_events(aws, lambda_context):
     from pipeline.stream import DEDUPE_RING
     _handler()(kinesis_event([event(n) for n in range(DEDUPE_RING + 1)], first_seq=100), lambda_context)
