@@ -143,6 +143,10 @@ class FunctionSettings:
 class ApiThrottle:
     rate_limit: int
     burst_limit: int
+    # POST /predict scores synchronously on the endpoints the pipeline's InvokeModel uses (a serverless endpoint
+    # serves at most its max concurrency at once): its own, lower limit keeps a burst of it from starving the pipeline
+    predict_rate_limit: int = 10
+    predict_burst_limit: int = 5
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,11 @@ class Config:
             functions=_functions(reader, functions_raw),
             api_throttle=ApiThrottle(
                 rate_limit=reader.nested_integer("apiThrottle", throttle_raw, "rateLimit", 200, 1, 100_000),
-                burst_limit=reader.nested_integer("apiThrottle", throttle_raw, "burstLimit", 400, 1, 100_000)),
+                burst_limit=reader.nested_integer("apiThrottle", throttle_raw, "burstLimit", 400, 1, 100_000),
+                predict_rate_limit=reader.nested_integer("apiThrottle", throttle_raw, "predictRateLimit", 10, 1,
+                                                         100_000),
+                predict_burst_limit=reader.nested_integer("apiThrottle", throttle_raw, "predictBurstLimit", 5, 1,
+                                                          100_000)),
             table_capacity=_table_capacity(reader, capacity_raw),
             removal_policy=r.choice("removalPolicy", ("retain", "destroy"), cast=lambda v: str(v).lower(),
                                     default="retain"),
@@ -400,6 +408,10 @@ class _Reader:
         if config.invoke_chunk_size > config.max_batch_size:
             self.errors.append(f"invokeChunkSize ({config.invoke_chunk_size}) is larger than maxBatchSize "
                                f"({config.max_batch_size}): a chunk never exceeds a batch")
+        throttle = config.api_throttle
+        if throttle.predict_rate_limit > throttle.rate_limit or throttle.predict_burst_limit > throttle.burst_limit:
+            self.errors.append("apiThrottle: predictRateLimit/predictBurstLimit must not exceed rateLimit/burstLimit "
+                               "(a route's limit above the stage's has no effect)")
         _check_endpoint(self, config)
         _check_images(self, config)
         from . import express_budget   # the Express 5-minute budget assumes each task fits in its state's timeout

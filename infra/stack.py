@@ -685,6 +685,11 @@ class RealtimeInferenceStack(Stack):
             access_log_settings=AccessLogSettings(
                 destination=apigwv2.LogGroupLogDestination(self.api_access_logs),
                 format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")))))
+        # per-route throttling (the L2 stage has no property for it): POST /predict gets its own, lower limit
+        # (config.ApiThrottle) so a burst of synchronous scoring cannot take the endpoints from the pipeline
+        self.api_stage.node.default_child.route_settings = {"POST /predict": {
+            "ThrottlingRateLimit": cfg.api_throttle.predict_rate_limit,
+            "ThrottlingBurstLimit": cfg.api_throttle.predict_burst_limit}}
 
     # -- CloudWatch ---------------------------------------------------------------------------------------------
     def _monitoring(self) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 CONTRACT = {"POST /events", "GET /users/{user_id}/features", "GET /users/{user_id}/features/{name}",
             "GET /users/{user_id}/median", "GET /users/{user_id}/history", "GET /predictions/{event_id}",
             "POST /predict", "GET /stats", "GET /batches/recent", "GET /model/status", "GET /health",
@@ -68,3 +70,20 @@ def test_default_stage_access_logs_and_throttling(synth):
     throttle = synth.config.api_throttle
     assert props["DefaultRouteSettings"] == {"ThrottlingBurstLimit": throttle.burst_limit,
                                              "ThrottlingRateLimit": throttle.rate_limit}
+    # https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html: route-level limits
+    # (RouteSettings, keyed by route key) apply per route within the stage's; POST /predict, which shares the model
+    # endpoints with the pipeline, is held lower than the stage
+    route = props["RouteSettings"]["POST /predict"]
+    assert route == {"ThrottlingRateLimit": throttle.predict_rate_limit,
+                     "ThrottlingBurstLimit": throttle.predict_burst_limit}
+    assert route["ThrottlingRateLimit"] < throttle.rate_limit and route["ThrottlingBurstLimit"] < throttle.burst_limit
+    routes = {r["Properties"]["RouteKey"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()}
+    assert set(props["RouteSettings"]) <= routes   # keys name real routes
+
+
+def test_predict_throttle_cannot_exceed_the_stage(cdk_json):
+    from infra.config import Config, ConfigError
+
+    context = dict(cdk_json["context"], apiThrottle={**cdk_json["context"]["apiThrottle"], "predictBurstLimit": 500})
+    with pytest.raises(ConfigError, match="predictBurstLimit"):
+        Config.from_mapping(context)
