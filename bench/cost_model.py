@@ -99,6 +99,7 @@ def draw_batches(batch_size: int, batches: int, heavy: int, light: int, start: f
 
 def measure_current(batch_size: int, batches: int, states: dict) -> dict:
     """Run the real write path on moto; return request units and requests per event."""
+    from scripts.progress import tracked
     import boto3
     from moto import mock_aws
 
@@ -159,7 +160,7 @@ def measure_current(batch_size: int, batches: int, states: dict) -> dict:
         rru = wru = 0.0
         s3_puts = s3_gets = events = distinct = 0
         seq = 1000
-        for number, batch in enumerate(drawn):
+        for number, batch in enumerate(tracked(drawn, f"batches of {batch_size} through process_stream")):
             from pipeline.events import validate_event
             records = []
             for raw in batch:

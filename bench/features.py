@@ -24,6 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
 from pipeline.events import Event  # noqa: E402
 from pipeline.features import FEATURE_SETS, FeatureState  # noqa: E402
+from scripts.progress import tracked  # noqa: E402
 
 T0 = 1_700_000_000.0
 ACTIVITIES = (10, 1_000, 100_000)
@@ -105,14 +106,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = []
     print(f"{'set':4} {'events/day':>10} {'events':>8} {'µs/event':>9} {'hot B':>6} {'cold B':>7} "
           f"{'stored B':>9} {'B written/batch':>16} {'store µs/batch':>15} {'load µs/batch':>14}")
-    for feature_set in FEATURE_SETS:
-        for per_day in ACTIVITIES:
-            r = measure(feature_set, per_day, args.days, args.max_events, args.repeats)
-            results.append(r)
-            print(f"{feature_set:4} {per_day:>10,} {r['events']:>8,} {r['us_per_event']:>9.1f} {r['hot_bytes']:>6} "
-                  f"{r['cold_bytes']:>7} {r['hot_bytes'] + r['cold_bytes']:>9} {r['bytes_written_per_batch']:>16.0f} "
-                  f"{r['store_us_per_batch']:>15.1f} {r['load_us_per_batch']:>14.1f}",
-                  flush=True)
+    sweep = [(feature_set, per_day) for feature_set in FEATURE_SETS for per_day in ACTIVITIES]
+    for feature_set, per_day in tracked(sweep, "feature set x activity"):
+        r = measure(feature_set, per_day, args.days, args.max_events, args.repeats)
+        results.append(r)
+        print(f"{feature_set:4} {per_day:>10,} {r['events']:>8,} {r['us_per_event']:>9.1f} {r['hot_bytes']:>6} "
+              f"{r['cold_bytes']:>7} {r['hot_bytes'] + r['cold_bytes']:>9} {r['bytes_written_per_batch']:>16.0f} "
+              f"{r['store_us_per_batch']:>15.1f} {r['load_us_per_batch']:>14.1f}",
+              flush=True)
     slowest = max(r["us_per_event"] for r in results)
     fastest = min(r["us_per_event"] for r in results)
     print(f"slowest / fastest activity: {slowest / fastest:.2f} (flat = 1)")
