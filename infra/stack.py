@@ -108,7 +108,8 @@ TABLE_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
         "StateTable": ("GetItem", "UpdateItem", "Scan"), "FeaturesTable": ("GetItem", "BatchGetItem"),
         "CostTable": ("Query",), "PredictionsTable": ("GetItem",), "PredictionsTable/index/by_user": ("Query",)},
     "ProcessStreamFunction": {                        # features, per-shard counters, rejected records
-        "FeaturesTable": ("GetItem", "BatchGetItem", "BatchWriteItem"), "StateTable": ("GetItem", "UpdateItem"),
+        "FeaturesTable": ("GetItem", "BatchGetItem", "BatchWriteItem"),
+        "StateTable": ("GetItem", "BatchGetItem", "UpdateItem"),  # the counters read with the users' hot items
         "EventsTable": ("BatchWriteItem",)},
     "InvokeModelFunction": {"StateTable": ("GetItem",)},                       # config, live model
     "StorePredictionsFunction": {                     # predictions, counters, the rolling median sample
