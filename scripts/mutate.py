@@ -28,10 +28,10 @@ PYTHON = sys.executable
 
 # module -> the unit tests that cover it (the narrowest selection that exercises the module's behaviour)
 TESTS = {
-    "events": ["tests/unit/test_events.py"],
+    "events": ["tests/unit/test_events.py", "tests/unit/test_event_limits.py"],
     "ingest": ["tests/unit/test_ingest.py"],
-    "costs": ["tests/unit/test_costs.py"],
-    "variants": ["tests/unit/test_variants.py"],
+    "costs": ["tests/unit/test_costs.py", "tests/unit/test_cost_golden.py"],
+    "variants": ["tests/unit/test_variants.py", "tests/unit/test_variant_golden.py"],
     "queries": ["tests/unit/test_queries.py"],
     "drift": ["tests/unit/test_drift.py"],
     "stream": ["tests/unit/test_process_stream.py", "tests/unit/test_stream_boundaries.py"],
