@@ -55,3 +55,14 @@ def test_iso_offsets_are_honoured_and_naive_means_utc():
 def test_a_boolean_timestamp_is_rejected_with_a_reason():
     event, errors = validate_event(_raw(timestamp=True), now=NOW)
     assert event is None and errors[0].startswith("timestamp:") and "boolean" in errors[0]
+
+
+def test_naive_iso_times_are_utc_whatever_the_machines_time_zone(monkeypatch):
+    import time
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_timestamp("2023-11-14T22:13:20") == 1_700_000_000.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
