@@ -124,3 +124,13 @@ def test_records_carry_the_event_keyed_by_user_without_empty_fields(aws, sleeps)
         "event_id": "e1", "user_id": "alice", "amount": 2.5, "priority": "medium"}
     assert "device_type" not in data and data["ingest_ts"] > 1.7e9
     assert sleeps == []
+
+
+def test_non_objects_and_future_events_are_rejected_and_records_are_compact_json(aws, sleeps):
+    import time
+    future = event(2, timestamp=time.time() + 3600)
+    result = ingest.ingest([5, future, event(3)], Settings.from_env())
+    assert [(r["index"], r["event_id"]) for r in result.rejected] == [(0, None), (1, "e2")]
+    assert "future" in result.rejected[1]["errors"][0] and result.accepted == 1
+    [record] = _stream_records(aws)
+    assert b" " not in record["Data"]            # compact: fewer bytes per record, fewer 25 KB payload units
