@@ -73,6 +73,8 @@ def test_one_batch_priced_by_hand():
 def test_kinesis_payload_units_are_25_kb_chunks_rounded_up(record_bytes, units):
     cost = costs.batch_cost(costs.BatchUsage(events=4, event_bytes=4 * record_bytes))
     assert cost["kinesis_put"] == pytest.approx(4 * units * 0.014 / 1e6)
+    single = costs.batch_cost(costs.BatchUsage(events=1, event_bytes=record_bytes))
+    assert single["kinesis_put"] == pytest.approx(units * 0.014 / 1e6)
 
 
 @pytest.mark.parametrize("seconds, billed", [(0.0, 0.001), (0.001, 0.001), (0.0011, 0.002), (0.25, 0.25),
@@ -93,7 +95,7 @@ def test_a_stage_without_memory_is_priced_at_128_mb_and_log_bytes_can_be_measure
                              log_bytes=2_000_000_000)
     cost = costs.batch_cost(usage)
     assert cost["lambda_api"] == pytest.approx(0.0000002 + 0.1 * 0.125 * 0.0000166667, rel=1e-6)
-    assert cost["cloudwatch"] == pytest.approx(1.0)                           # 2 GB at $0.50
+    assert cost["cloudwatch"] == pytest.approx(1.0, rel=1e-12)                # 2 GB (10^9 bytes each) at $0.50
     no_stage = costs.batch_cost(costs.BatchUsage(events=1, event_bytes=10))
     assert no_stage["cloudwatch"] == pytest.approx(1500 / 1e9 * 0.5)          # one invocation's estimate
 
@@ -104,7 +106,7 @@ def test_instance_mode_golden():
                                   instance_count=3, variants=2)
     cost = costs.batch_cost(usage, deployment)
     assert cost["sagemaker_instance"] == pytest.approx(7200 / 4 / 3600 * 0.115 * 3 * 2)
-    assert cost["sagemaker_serverless"] == pytest.approx(2 * 0.016)            # data processed still billed
+    assert cost["sagemaker_serverless"] == pytest.approx(2 * 0.016, rel=1e-12)  # data processed still billed
     assert cost["attributed"] == pytest.approx(cost["kinesis_put"] + cost["kinesis_shard"] + cost["apigateway"]
                                                + cost["sagemaker_instance"])
     zero_shards = costs.batch_cost(usage, costs.Deployment(shards=0, endpoint_mode="instance"))

@@ -47,6 +47,7 @@ def test_parse_fills_defaults_from_the_stack():
     assert parse(json.dumps(raw), "xgb-9") == parse(raw, "xgb-9") == [
         VariantSpec("p", 0.7, "pytorch", "t-1", "s3://b/k", "ep-p"), VariantSpec("q", 1.0, "xgboost", "xgb-9", "", "")]
     assert parse("", "x") == parse(None) == parse([]) == []
+    assert parse([{"name": "q"}])[0].model_version == ""
     assert parse([{"name": 1, "weight": "2", "model_version": None}], "v")[0] == VariantSpec("1", 2.0, "xgboost", "v")
 
 
@@ -54,3 +55,21 @@ def test_targets_count_variants_sharing_the_default_endpoint():
     live = [VariantSpec("a", 1), VariantSpec("b", 1, endpoint="ep"), VariantSpec("c", 1, endpoint="other")]
     assert variants.targets(live, "ep") == {"a": variants.Target("ep", "a"), "b": variants.Target("ep", "b"),
                                             "c": variants.Target("other", None)}
+
+
+def test_live_variants_take_the_deployed_model_version_where_none_is_recorded(aws, monkeypatch):
+    import dataclasses
+
+    from pipeline import store
+    from pipeline.settings import Settings
+
+    monkeypatch.setenv("MODEL_VARIANTS", json.dumps([{"name": "primary", "weight": 1}]))
+    monkeypatch.setenv("MODEL_VERSION", "xgb-7")
+    assert [v.model_version for v in variants.live_variants(Settings.from_env())] == ["xgb-7"]
+    store.put_item("state", {"pk": "model", "variants": [{"name": "primary", "weight": 1}, {"name": "b", "weight": 1,
+                                                                                           "model_version": "t-2"}]})
+    assert [v.model_version for v in variants.live_variants(Settings.from_env())] == ["xgb-7", "t-2"]
+    # no state table configured: the stack's variants, and no read at all
+    no_table = dataclasses.replace(Settings.from_env(), state_table="")
+    monkeypatch.setattr(store, "get_item", lambda *a, **k: pytest.fail("read the state table"))
+    assert [v.name for v in variants.live_variants(no_table)] == ["primary"]
