@@ -149,3 +149,11 @@ def test_engagement_and_purchase_figures_by_hand():
     assert (vector["purchases_7d"], vector["amount_sum_7d"], vector["amount_avg_7d"]) == (2, 30.0, 15.0)
     assert (vector["event_type_code"], vector["device_code"], vector["priority_code"]) == (5, 1, 2)
     assert vector["distinct_devices_24h"] == 1 and vector["events_6h"] == vector["events_7d"] == 6
+
+
+def test_the_cold_part_is_stored_only_when_it_changed():
+    state, _ = _features([T0, T0 + 3 * 3600])          # the first hour rolls up: the cold part changed
+    assert state.mark_stored() is True and state.cold_version == 1
+    assert state.mark_stored() is False and state.cold_version == 1   # nothing changed since
+    state.add(Event.model_validate(_event(9, T0 + 3 * 3600 + 60)))
+    assert state.mark_stored() is False
