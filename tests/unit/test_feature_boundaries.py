@@ -157,3 +157,20 @@ def test_the_cold_part_is_stored_only_when_it_changed():
     assert state.mark_stored() is False and state.cold_version == 1   # nothing changed since
     state.add(Event.model_validate(_event(9, T0 + 3 * 3600 + 60)))
     assert state.mark_stored() is False
+
+
+@pytest.mark.parametrize("first_gap", [1800.0, 1800.0 - MS, 1400.0])
+def test_a_session_reaching_back_through_rolled_up_hours_stops_at_an_exact_30_minute_gap(first_gap):
+    """The newest event's session chains back through fine tiles into hourly tiles; the gap between the last event
+    of hour 0 and the first of hour 1 is exactly 30 min (a new session), 1 ms less, or well under it."""
+    hour = 1_700_002_800.0                       # on an hour edge
+    b = hour + 4800                              # the first event of hour 1
+    times = [b - first_gap, b] + [b + 1500 * k for k in range(1, 8)]
+    arrivals = [_event(n, ts) for n, ts in enumerate(times)]
+    expected = feature_oracle.replay(arrivals, "v2")
+    state, out = _features(times, "v2")
+    assert len(state.hourly) == 2
+    for n, (_, got) in enumerate(out):
+        for name in ("session_events", "session_seconds", "sessions_24h"):
+            assert got[name] == pytest.approx(expected[f"e{n}"]["features"][name]), (name, n)
+    assert out[-1][1]["session_events"] == (8 if first_gap == 1800.0 else 9)
