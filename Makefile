@@ -10,7 +10,7 @@ CDK_CONTEXT ?=
 MODEL := model/artifacts/model.tar.gz
 TORCH_MODEL := model/artifacts/pytorch/model.tar.gz
 
-.PHONY: run up test synth model deploy localstack-deploy bench clean help browser
+.PHONY: run up test synth model deploy localstack-deploy bench mutate clean help browser
 
 help:
 	@echo "make run    - local cloud + deploy + demo workload + report (no Docker, no AWS account)"
@@ -21,6 +21,7 @@ help:
 	@echo "make model  - train the XGBoost model into $(MODEL) and the PyTorch model into $(TORCH_MODEL)"
 	@echo "make deploy - cdk deploy to your AWS account (needs credentials and Docker for the ML image)"
 	@echo "make localstack-deploy - cdklocal deploy into LocalStack (docker compose up -d first)"
+	@echo "make mutate - mutation testing of functions/pipeline and the ASL (slow; not in CI): MODULES=\"events costs\""
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -72,6 +73,10 @@ test: $(VENV)/.installed node_modules/.installed browser $(MODEL) $(TORCH_MODEL)
 bench: synth
 	CDK_CONTEXT="$(CDK_CONTEXT)" $(PY) -m bench
 
+# Mutation testing (mutmut, one module at a time, one worker): slow, so not part of `make test` or CI.
+mutate: $(VENV)/.installed
+	$(PY) scripts/mutate.py $(MODULES)
+
 deploy: synth node_modules/.installed
 	npx --no-install cdk deploy --require-approval broadening
 
@@ -80,4 +85,4 @@ localstack-deploy: synth node_modules/.installed
 	npx --no-install cdklocal deploy --require-approval never
 
 clean:
-	rm -rf cdk.out .localcloud .pytest_cache
+	rm -rf cdk.out .localcloud .pytest_cache .mutation

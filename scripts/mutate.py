@@ -1,0 +1,163 @@
+"""Mutation testing of the runtime library (functions/pipeline) with mutmut, one module at a time, each against the
+fast unit tests that cover it; and of the state machine's Retry/Catch fields (statemachines/*.asl.json).
+
+    .venv/bin/python scripts/mutate.py                 # every module below, then the ASL
+    .venv/bin/python scripts/mutate.py events costs    # some modules (or "asl")
+
+mutmut names a mutant after the module path it mutates (functions.pipeline.events) while the code runs as
+``pipeline.events`` (tests/conftest.py puts functions/ on sys.path), so a mutant would never be switched on. Each
+module is therefore run in a staging tree (.mutation/<module>/) where the library sits at the top level:
+pipeline/ (mutated), tests/, functions/ without pipeline, and what the tests read (scripts, statemachines, model).
+One worker (the machine is shared); mutmut runs, for each mutant, only the selected tests that reach its function.
+Score = killed / mutants run, where survivors that only reword an error or log message are set apart (listed
+in .mutation/<module>.survivors.txt; the score over all mutants is printed too). "No tests" mutants count as
+survivors.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGE = ROOT / ".mutation"
+PYTHON = sys.executable
+
+# module -> the unit tests that cover it (the narrowest selection that exercises the module's behaviour)
+TESTS = {
+    "events": ["tests/unit/test_events.py", "tests/unit/test_event_limits.py"],
+    "ingest": ["tests/unit/test_ingest.py"],
+    "costs": ["tests/unit/test_costs.py", "tests/unit/test_cost_golden.py"],
+    "variants": ["tests/unit/test_variants.py", "tests/unit/test_variant_golden.py"],
+    "queries": ["tests/unit/test_queries.py"],
+    "drift": ["tests/unit/test_drift_golden.py", "tests/unit/test_drift.py"],
+    "stream": ["tests/unit/test_process_stream.py", "tests/unit/test_stream_boundaries.py"],
+    "features": ["tests/unit/test_features.py", "tests/unit/test_feature_boundaries.py"],
+    "optimizer": ["tests/unit/test_optimizer.py"],
+}
+GOAL = {name: 0.80 if name == "optimizer" else 0.90 for name in TESTS}
+COPY = ["tests", "scripts", "statemachines", "pytest.ini", "cdk.json"]
+KILLED = {1, 3}
+NOT_RUN = {None, 34, 37}  # not checked, skipped, caught by a type checker (none configured)
+
+
+def stage(module: str) -> Path:
+    """A fresh staging tree for one module (the stats mutmut keeps are per tree)."""
+    tree = STAGE / module
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    shutil.copytree(ROOT / "functions" / "pipeline", tree / "pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "functions", tree / "functions", ignore=shutil.ignore_patterns("pipeline", "__pycache__"))
+    for name in COPY:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy(source, tree / name)
+    (tree / "model").symlink_to(ROOT / "model")
+    tests = "\n    ".join(TESTS[module])
+    (tree / "setup.cfg").write_text(f"""[mutmut]
+source_paths = pipeline/
+only_mutate = pipeline/{module}.py
+pytest_add_cli_args_test_selection =
+    {tests}
+pytest_add_cli_args = -p no:cacheprovider -x
+also_copy =
+    functions/
+    scripts/
+    statemachines/
+    model/
+    pytest.ini
+    cdk.json
+""")
+    return tree
+
+
+def scores(tree: Path, module: str) -> dict:
+    meta = json.loads((tree / "mutants" / "pipeline" / f"{module}.py.meta").read_text())
+    codes = meta["exit_code_by_key"]
+    counted = {k: v for k, v in codes.items() if v not in NOT_RUN}
+    killed = sum(v in KILLED for v in counted.values())
+    survivors = sorted(k for k, v in counted.items() if v not in KILLED)
+    return {"module": module, "mutants": len(codes), "run": len(counted), "killed": killed,
+            "score": killed / len(counted) if counted else 0.0, "survivors": survivors}
+
+
+STRING = re.compile(r"""[rbf]*("[^"]*"|'[^']*')|\bNone\b""")
+MESSAGE_CALL = re.compile(r"raise |Error\(|BadRequest\(|NotFound\(|logger\.")
+
+
+def is_message_wording(diff: str) -> bool:
+    """A mutant that only rewrites the text of an error or log message (XX..XX, case, None): the message is for
+    people; what the code does (the exception type, the error code, the status) is unchanged. Counted apart."""
+    removed = [line[1:] for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    return (len(removed) == len(added) == 1 and bool(MESSAGE_CALL.search(removed[0]))
+            and STRING.sub("S", removed[0]) == STRING.sub("S", added[0]))
+
+
+def review_survivors(tree: Path, module: str, survivors: list[str]) -> list[str]:
+    """Writes each surviving mutant's diff to .mutation/<module>.survivors.txt; returns the message-wording ones."""
+    mutmut = str(Path(PYTHON).parent / "mutmut")
+    diffs = {name: subprocess.run([mutmut, "show", name], cwd=tree, capture_output=True, text=True).stdout
+             for name in survivors}
+    wording = [name for name, diff in diffs.items() if is_message_wording(diff)]
+    (STAGE / f"{module}.survivors.txt").write_text("".join(
+        f"{'[message wording] ' if name in wording else ''}{name}\n{diff}\n" for name, diff in diffs.items()))
+    return wording
+
+
+def run_module(module: str) -> dict:
+    tree = stage(module)
+    env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1")
+    started = time.monotonic()
+    subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1"], cwd=tree, env=env,
+                   stdout=subprocess.DEVNULL, check=False)
+    result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
+    return finish(tree, module, result)
+
+
+def finish(tree: Path, module: str, result: dict) -> dict:
+    wording = review_survivors(tree, module, result["survivors"])
+    counted = result["run"] - len(wording)
+    result |= {"message_wording": len(wording), "score_all": result["score"],
+               "score": result["killed"] / counted if counted else 0.0}
+    (STAGE / f"{module}.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="*", help=f"modules ({', '.join(TESTS)}) and/or asl; default: all")
+    args = parser.parse_args(argv)
+    targets = args.targets or [*TESTS, "asl"]
+    results = []
+    for target in targets:
+        if target == "asl":
+            sys.path.insert(0, str(ROOT))
+            from scripts import mutate_asl
+
+            results.append(mutate_asl.run())
+        else:
+            results.append(run_module(target))
+        r = results[-1]
+        wording = r.get("message_wording", 0)
+        print(f"{r['module']:<10} {r['killed']:>4}/{r['run'] - wording:<4} killed  {100 * r['score']:5.1f} %"
+              f"  (all {r['run']} mutants: {100 * r.get('score_all', r['score']):5.1f} %; {wording} message-wording"
+              f" survivors set apart)  {r['seconds']} s", flush=True)
+    below = [r["module"] for r in results if r["score"] < GOAL.get(r["module"], 0.90)]
+    print(f"details: {STAGE}/<module>.json and <module>.survivors.txt (the surviving mutants' diffs)")
+    if below:
+        print("below the goal:", ", ".join(below))
+    return 1 if below else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Read side (pipeline/queries.py) on integer, grid-aligned times: history since/until are inclusive on both ends,
+the median window is (latest - 300 s, latest], counters sum over the stats item and the shards' items."""
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from pipeline import queries, store
+from pipeline.events import Event
+from pipeline.features import FeatureState, feature_names
+from pipeline.settings import Settings
+
+T0 = 1_700_000_000  # a multiple of 100 s
+
+
+@pytest.fixture
+def settings(aws):
+    return Settings.from_env()
+
+
+def _predictions(user: str, rows: list[tuple[float, float]]) -> None:
+    for n, (ts, score) in enumerate(rows):
+        store.put_item("predictions", {"event_id": f"{user}-e{n}", "user_id": user, "ts": ts, "score": score,
+                                       "variant": "primary", "expires_at": 9_999_999_999})
+
+
+def _ids(rows: list[dict]) -> list[str]:
+    return [r["event_id"] for r in rows]
+
+
+def test_history_bounds_are_inclusive_on_both_ends(settings):
+    _predictions("u1", [(T0, 0.1), (T0 + 100, 0.2), (T0 + 200, 0.3), (T0 + 300, 0.4)])
+    assert _ids(queries.history(settings, "u1", T0 + 100, T0 + 200)) == ["u1-e1", "u1-e2"]
+    assert _ids(queries.history(settings, "u1", T0 + 100, None)) == ["u1-e1", "u1-e2", "u1-e3"]
+    assert _ids(queries.history(settings, "u1", None, T0 + 200)) == ["u1-e0", "u1-e1", "u1-e2"]
+    assert _ids(queries.history(settings, "u1", None, None)) == ["u1-e0", "u1-e1", "u1-e2", "u1-e3"]
+    assert _ids(queries.history(settings, "u1", T0 + 100.001, T0 + 199.999)) == []
+    assert _ids(queries.history(settings, "u1", None, None, limit=2)) == ["u1-e0", "u1-e1"]
+    assert queries.history(settings, "u1", T0, T0) == [
+        {"event_id": "u1-e0", "timestamp": T0, "score": 0.1, "variant": "primary"}]
+    assert queries.history(settings, "nobody", None, None) == []
+
+
+def test_median_window_excludes_an_event_exactly_300_s_before_the_latest(settings):
+    _predictions("u1", [(T0, 0.9), (T0 + 0.001, 0.1), (T0 + 200, 0.2), (T0 + 300, 0.4)])
+    result = queries.user_median(settings, "u1")
+    # T0 is exactly 300 s before the latest event: out; T0 + 1 ms is in; even count -> mean of the middle two
+    assert result == {"user_id": "u1", "median": pytest.approx(0.2), "window_seconds": 300, "count": 3,
+                      "window_end": T0 + 300}
+    assert queries.user_median(settings, "u1", window_seconds=100)["count"] == 1
+    _predictions("u2", [(T0, 0.2), (T0 + 299, 0.6)])
+    assert queries.user_median(settings, "u2")["median"] == pytest.approx(0.4)
+    with pytest.raises(queries.NotFound) as info:
+        queries.user_median(settings, "nobody")
+    assert info.value.code == "user_not_found"
+
+
+def test_prediction_hides_its_expiry_and_unknown_ids_are_not_found(settings):
+    _predictions("u1", [(T0, 0.5)])
+    assert queries.prediction(settings, "u1-e0") == {"event_id": "u1-e0", "user_id": "u1", "ts": T0, "score": 0.5,
+                                                     "variant": "primary"}
+    with pytest.raises(queries.NotFound) as info:
+        queries.prediction(settings, "nope")
+    assert info.value.code == "prediction_not_found"
+
+
+def test_features_of_a_user_and_one_feature_by_name(settings):
+    state = FeatureState("v1")
+    state.add(Event(event_id="e1", user_id="u1", event_type="purchase", timestamp=T0, amount=5.0))
+    state.add(Event(event_id="e2", user_id="u1", event_type="view", timestamp=T0 + 60))
+    store.put_item("features", {"user_id": "u1", "feature_set": "v1", "hot": state.to_bytes(), "at": T0 + 61})
+    body = queries.user_features(settings, "u1")
+    assert body["user_id"] == "u1" and body["feature_set"] == "v1" and body["updated_at"] == T0 + 61
+    assert (body["total_events"], body["late_events"]) == (2, 0)
+    assert list(body["features"]) == list(feature_names("v1"))
+    assert body["features"]["events_1h"] == 2.0 and body["features"]["seconds_since_prev"] == 60.0
+    assert queries.user_feature(settings, "u1", "purchases_24h") == {
+        "user_id": "u1", "feature_set": "v1", "name": "purchases_24h", "value": 1.0}
+    with pytest.raises(queries.NotFound) as info:
+        queries.user_feature(settings, "u1", "nonsense")
+    assert info.value.code == "unknown_feature" and "events_1h" in str(info.value)
+    for user, item in (("u2", None), ("u3", {"user_id": "u3", "feature_set": "v1", "at": 1})):
+        if item:
+            store.put_item("features", item)
+        with pytest.raises(queries.NotFound) as info:
+            queries.user_features(settings, user)
+        assert info.value.code == "user_not_found"
+
+
+def test_stats_sum_the_stats_item_and_every_shards_counters(settings):
+    store.put_item("state", {"pk": "stats", "events_ingested": 10, "events_rejected_at_api": 2,
+                             "events_predicted": 7, "batches": 3, "cost_usd_total": 0.5, "cost_events_total": 100})
+    store.put_item("state", {"pk": "stream#shard-0", "events_processed_by_stream": 4, "events_rejected": 1,
+                             "events_duplicate": 1, "events_late": 1, "users_tracked": 2, "counted_seq": 999})
+    store.put_item("state", {"pk": "stream#shard-1", "events_processed_by_stream": 5, "users_tracked": 1,
+                             "counted_seq": 5})
+    store.put_item("state", {"pk": "other", "events_ingested": 1000})
+    store.put_item("state", {"pk": "config", "batch_size": 250, "invoke_chunk_size": 50})
+    stats = queries.stats(settings)
+    assert {k: stats[k] for k in ("events_ingested", "events_rejected_at_api", "events_processed", "events_rejected",
+                                  "events_duplicate", "events_late", "events_predicted", "users_tracked", "batches",
+                                  "current_batch_size", "invoke_chunk_size", "stream_dlq_messages",
+                                  "quarantine_messages", "median_of_medians_sample_size")} == {
+        "events_ingested": 10, "events_rejected_at_api": 2, "events_processed": 9, "events_rejected": 1,
+        "events_duplicate": 1, "events_late": 1, "events_predicted": 7, "users_tracked": 3, "batches": 3,
+        "current_batch_size": 250, "invoke_chunk_size": 50, "stream_dlq_messages": 0, "quarantine_messages": 0,
+        "median_of_medians_sample_size": 256}
+    assert stats["cost_per_1k_events_usd"] == pytest.approx(5.0)
+
+
+def test_stats_of_an_empty_deployment_use_the_configured_settings(settings):
+    stats = queries.stats(settings)
+    assert stats["events_ingested"] == 0 and stats["cost_per_1k_events_usd"] is None
+    assert (stats["current_batch_size"], stats["invoke_chunk_size"]) == (100, 100)
+    assert stats["median_of_medians"] is None
+
+
+def test_queue_depth_counts_visible_and_in_flight_messages(aws, settings):
+    sqs = aws["sqs"]
+    url = settings.quarantine_queue_url
+    for n in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=str(n))
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)
+    assert queries.queue_depth(url) == 3
+    assert queries.queue_depth("") == 0
+    assert queries.stats(settings)["quarantine_messages"] == 3
+
+
+def test_recent_batches_are_newest_first_from_today_then_yesterday(settings):
+    now = time.time()
+    today = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%d")
+    yesterday = datetime.fromtimestamp(now - 86400, tz=timezone.utc).strftime("%Y-%m-%d")
+    older = datetime.fromtimestamp(now - 2 * 86400, tz=timezone.utc).strftime("%Y-%m-%d")
+    for day, keys in ((today, ["t1", "t2"]), (yesterday, ["y1", "y2", "y3"]), (older, ["o1"])):
+        for key in keys:
+            store.put_item("cost", {"day": day, "batch_key": key})
+    assert [b["batch_key"] for b in queries.recent_batches(settings, limit=4)] == ["t2", "t1", "y3", "y2"]
+    assert [b["batch_key"] for b in queries.recent_batches(settings, limit=2)] == ["t2", "t1"]
+    assert [b["batch_key"] for b in queries.recent_batches(settings)] == ["t2", "t1", "y3", "y2", "y1"]
+
+
+def test_model_status_before_and_after_a_retrain(settings):
+    before = queries.model_status(settings)
+    assert before == {"endpoint": "model-endpoint", "model_version": "xgb-1", "feature_set": "v1", "batch_size": 100,
+                      "batching_window_seconds": 1, "invoke_chunk_size": 100, "optimizer": {
+                          "batch_size": 100, "batching_window_seconds": 1, "invoke_chunk_size": 100,
+                          "latency_slo_seconds": 2.0, "range": [10, 500], "status": "not trained yet",
+                          "reason": "no retrain has run; the deployed defaults apply"}}
+    decision = {"status": "trained", "purpose": "cost", "reason": "cheapest", "trained_at": 5, "records": 40,
+                "r2_cost": 0.9, "r2_latency": 0.8, "latency_margin_seconds": 0.1, "predicted_cost_per_event": 1e-6,
+                "predicted_latency": 1.5, "previous_batch_size": 100, "applied": True, "workload": {"rate": 1},
+                "candidates": {"200": {}}, "model_s3_key": "optimizer/x/model.pkl"}
+    state = {"last_change": {"batch_size": 200}, "last_evaluation": {"verdict": "kept"}, "rollbacks": [{"at": 1}],
+             "rejected": {"300": 9}}
+    store.put_item("state", {"pk": "config", "batch_size": 200, "batching_window_seconds": 2, "invoke_chunk_size": 50,
+                             "optimizer": decision, "optimizer_state": state, "history": [{"at": 5}]})
+    after = queries.model_status(settings)
+    assert (after["batch_size"], after["batching_window_seconds"], after["invoke_chunk_size"]) == (200, 2, 50)
+    view = after["optimizer"]
+    assert view == {"batch_size": 200, "batching_window_seconds": 2, "invoke_chunk_size": 50,
+                    "latency_slo_seconds": 2.0, "range": [10, 500], "status": "trained", "purpose": "cost",
+                    "reason": "cheapest", "trained_at": 5, "records": 40, "r2_cost": 0.9, "r2_latency": 0.8,
+                    "latency_margin_seconds": 0.1, "predicted_cost_per_event_usd": 1e-6,
+                    "predicted_latency_seconds": 1.5, "previous_batch_size": 100, "applied": True,
+                    "workload": {"rate": 1}, "predicted_curve": {"200": {}}, "model_s3_key": "optimizer/x/model.pkl",
+                    "last_change": {"batch_size": 200}, "last_evaluation": {"verdict": "kept"},
+                    "rollbacks": [{"at": 1}], "excluded_sizes": {"300": 9}, "history": [{"at": 5}]}
+    recent = queries.recent_batches_view(settings)
+    assert recent == {"batches": [], "optimizer": {
+        "batch_size": 200, "batching_window_seconds": 2, "invoke_chunk_size": 50, "status": "trained",
+        "reason": "cheapest", "r2_cost": 0.9, "r2_latency": 0.8, "trained_at": 5}}
+
+
+def test_variant_stats_per_variant_and_version(settings, monkeypatch):
+    monkeypatch.setenv("MODEL_VARIANTS", '[{"name": "primary", "weight": 0.8}, {"name": "challenger", "weight": 0.2,'
+                                         ' "kind": "pytorch", "model_version": "torch-1"}]')
+    store.put_item("state", {"pk": "stats", "variant#primary#xgb-1#n": 3, "variant#primary#xgb-1#sum": 1.5,
+                             "variant#challenger#torch-1#n": 1, "variant#challenger#torch-1#sum": 0.25,
+                             "variant#ghost#v0#n": 0, "events_ingested": 4, "variant#bad#x#n": "text"})
+    body = queries.variant_stats(Settings.from_env())
+    assert body["predictions"] == 4
+    assert body["stats"] == [
+        {"variant": "challenger", "model_version": "torch-1", "predictions": 1, "mean_score": 0.25, "share": 0.25},
+        {"variant": "ghost", "model_version": "v0", "predictions": 0, "mean_score": None, "share": 0.0},
+        {"variant": "primary", "model_version": "xgb-1", "predictions": 3, "mean_score": 0.5, "share": 0.75}]
+    assert body["variants"] == [{"name": "primary", "weight": 0.8, "kind": "xgboost", "model_version": "xgb-1"},
+                                {"name": "challenger", "weight": 0.2, "kind": "pytorch", "model_version": "torch-1"}]
+    assert body["assignment"].startswith("sticky per user")
+    store.put_item("state", {"pk": "stats"})
+    assert queries.variant_stats(Settings.from_env())["stats"] == []
