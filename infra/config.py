@@ -106,7 +106,7 @@ class TableCapacity:
     """DynamoDB capacity mode of every table. on_demand (default): billed per request, nothing when idle.
     provisioned: capacity per second, billed per hour, kept near ``target_utilization_percent`` of what is consumed by
     Application Auto Scaling between ``min_capacity`` and ``max_capacity`` (each table and GSI, reads and writes);
-    cheaper for steady traffic (README "Cost"), throttled on bursts faster than auto scaling reacts."""
+    cheaper for steady traffic (docs/cost.md, "All-in cost"), throttled on bursts faster than auto scaling reacts."""
     mode: str = "on_demand"             # or "provisioned"
     target_utilization_percent: int = 70
     min_capacity: int = 5
