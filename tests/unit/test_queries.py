@@ -142,6 +142,8 @@ def test_recent_batches_are_newest_first_from_today_then_yesterday(settings):
 def test_model_status_before_and_after_a_retrain(settings):
     before = queries.model_status(settings)
     assert before == {"endpoint": "model-endpoint", "model_version": "xgb-1", "feature_set": "v1", "batch_size": 100,
+                      "configured_model_version": "xgb-1",
+                      "live": {"source": "stack", "updated_at": None, "variants": []},   # no promotion yet
                       "batching_window_seconds": 1, "invoke_chunk_size": 100, "optimizer": {
                           "batch_size": 100, "batching_window_seconds": 1, "invoke_chunk_size": 100,
                           "latency_slo_seconds": 2.0, "range": [10, 500], "status": "not trained yet",

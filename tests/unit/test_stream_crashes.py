@@ -66,7 +66,7 @@ def _crash_once(monkeypatch, module, name, after_calls=0, partial=None):
 
 
 CRASHES = {
-    "journal": lambda mp: _crash_once(mp, pipeline_aws, "put_json"),
+    "journal": lambda mp: _crash_once(mp, pipeline_aws, "put_json_text"),
     "counters": lambda mp: _crash_once(mp, store, "add_counters"),
     "first_state_written": lambda mp: _crash_once(mp, store, "batch_put_raw",
                                                   partial=lambda real, table, items: real(table, items[:1])),
