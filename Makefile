@@ -10,12 +10,15 @@ CDK_CONTEXT ?=
 MODEL := model/artifacts/model.tar.gz
 TORCH_MODEL := model/artifacts/pytorch/model.tar.gz
 
-.PHONY: run up test synth model deploy localstack-deploy bench mutate clean help browser
+.PHONY: run up test test-fast lint typecheck synth model deploy localstack-deploy bench mutate clean help browser
 
 help:
 	@echo "make run    - local cloud + deploy + demo workload + report (no Docker, no AWS account)"
 	@echo "             CDK_CONTEXT=\"-c batchSize=200\" overrides cdk.json for run, up, synth and bench"
-	@echo "make test   - the whole test suite"
+	@echo "make test   - lint, typecheck, then the whole test suite (what CI runs)"
+	@echo "make test-fast - unit, infra and local cloud tests without the slow, network and e2e ones"
+	@echo "make lint   - ruff check of functions/, infra/, localcloud/ (rules in pyproject.toml)"
+	@echo "make typecheck - mypy on functions/, infra/, localcloud/ (settings in pyproject.toml)"
 	@echo "make up     - serve the HTTP API on http://127.0.0.1:8000 and the live dashboard until Ctrl-C"
 	@echo "make synth  - synthesize the CDK app into cdk.out (cdk-nag checks run on every synth)"
 	@echo "make model  - train the XGBoost model into $(MODEL) and the PyTorch model into $(TORCH_MODEL)"
@@ -67,8 +70,23 @@ run: synth
 up: synth
 	$(PY) -m localcloud up --cdk-out cdk.out --api-port 8000 --context "$(CDK_CONTEXT)"
 
-test: $(VENV)/.installed node_modules/.installed browser $(MODEL) $(TORCH_MODEL)
+# Lint and type checks gate the tests (CI runs `make test`); both take seconds (mypy's first run, with no
+# .mypy_cache, takes minutes: it reads the CDK's and the other libraries' types once).
+CHECKED := functions infra localcloud
+lint: $(VENV)/.installed
+	$(PY) -m ruff check $(CHECKED)
+
+typecheck: $(VENV)/.installed
+	$(PY) -m mypy $(CHECKED)
+
+test: lint typecheck $(VENV)/.installed node_modules/.installed browser $(MODEL) $(TORCH_MODEL)
 	$(PY) -m pytest
+
+# One pytest per directory: tests/unit's and tests/infra's conftest.py modules clash in one process.
+test-fast: $(VENV)/.installed node_modules/.installed $(MODEL) $(TORCH_MODEL)
+	$(PY) -m pytest tests/unit -m "not slow and not network"
+	$(PY) -m pytest tests/infra -m "not slow and not network"
+	$(PY) -m pytest tests/localcloud -m "not slow and not network"
 
 bench: synth
 	CDK_CONTEXT="$(CDK_CONTEXT)" $(PY) -m bench
@@ -85,4 +103,4 @@ localstack-deploy: synth node_modules/.installed
 	npx --no-install cdklocal deploy --require-approval never
 
 clean:
-	rm -rf cdk.out .localcloud .pytest_cache .mutation
+	rm -rf cdk.out .localcloud .pytest_cache .mutation .mypy_cache .ruff_cache

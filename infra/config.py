@@ -414,7 +414,7 @@ class _Reader:
                                "(a route's limit above the stage's has no effect)")
         _check_endpoint(self, config)
         _check_images(self, config)
-        from . import express_budget   # the Express 5-minute budget assumes each task fits in its state's timeout
+        from . import express_budget  # the Express 5-minute budget assumes each task fits in its state's timeout
         self.errors.extend(express_budget.function_timeout_problems(
             express_budget.load(), {f: s.timeout_seconds for f, s in config.functions.items()}))
 

@@ -1,7 +1,8 @@
 """cdk-nag (AwsSolutions pack) acknowledgements, each with the specific reason the finding is accepted.
 
-cdk-nag 3.x runs as a CDK policy-validation plugin (app.py: ``Validations.of(app).add_plugins(AwsSolutionsChecks(app))``)
-and fails synthesis on any unacknowledged finding. Acknowledgements are per finding: wildcard findings name the
+cdk-nag 3.x runs as a CDK policy-validation plugin
+(app.py: ``Validations.of(app).add_plugins(AwsSolutionsChecks(app))``) and fails synthesis on any unacknowledged
+finding. Acknowledgements are per finding: wildcard findings name the
 exact resource (``AwsSolutions-IAM5[Resource::...]``), so a new wildcard in a policy fails synthesis until it is
 reviewed here. ``acknowledge_stack`` returns what it acknowledged (kept as ``stack.acknowledgements``), so tests can
 check that every acknowledgement still matches a real finding.
@@ -9,9 +10,9 @@ check that every acknowledgement still matches a real finding.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
 from constructs import IConstruct
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class _Acknowledger:
 
 def _arn_token(stack: Stack, construct: IConstruct) -> str:
     """How cdk-nag renders Fn::GetAtt [<logical id>, Arn] in a finding id."""
-    logical_id = stack.resolve(stack.get_logical_id(construct.node.default_child))
+    logical_id = stack.resolve(stack.get_logical_id(cast(CfnElement, construct.node.default_child)))
     return f"<{logical_id}.Arn>"
 
 

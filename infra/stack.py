@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import jsii
 from aws_cdk import (
@@ -132,9 +133,9 @@ ACCESS_LOG_FORMAT = {
 class AccessLogSettings:
     """HTTP API stage access-log settings (an interface in CDK: Python needs a small implementing class)."""
 
-    def __init__(self, destination: apigwv2.IAccessLogDestination, format: apigw.AccessLogFormat):
+    def __init__(self, destination: apigwv2.IAccessLogDestination, log_format: apigw.AccessLogFormat):
         self._destination = destination
-        self._format = format
+        self._format = log_format
 
     @property
     def destination(self) -> apigwv2.IAccessLogDestination:
@@ -296,7 +297,8 @@ class RealtimeInferenceStack(Stack):
                 if problem:
                     raise ConfigError(problem)
             registry = CfnMapping(self, f"{_pascal(kind)}ImageRegistry",
-                                  mapping={region: {"account": account} for region, account in REGISTRIES[kind].items()})
+                                  mapping={region: {"account": account}
+                                           for region, account in REGISTRIES[kind].items()})
             registry_account = registry.find_in_map(Aws.REGION, "account")
             images[kind] = Fn.join("", [registry_account, ".dkr.ecr.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
                                         REPOSITORIES[kind], ":", cfg.image_tag(kind)])
@@ -358,7 +360,8 @@ class RealtimeInferenceStack(Stack):
         after the variant (Serverless Inference does not support multiple production variants, SageMaker Developer
         Guide, "Deploy models with Amazon SageMaker Serverless Inference"); invoke_model sends each user to the
         endpoint of their variant. The first variant's endpoint keeps the ids "EndpointConfig"/"Endpoint" (it is
-        SAGEMAKER_ENDPOINT_NAME and the EndpointName output), the others get "EndpointConfig<Variant>"/"Endpoint<Variant>"."""
+        SAGEMAKER_ENDPOINT_NAME and the EndpointName output), the others get "EndpointConfig<Variant>"/
+        "Endpoint<Variant>"."""
         cfg, endpoint = self.config, self.config.endpoint
 
         def production_variant(variant, weight: float):
@@ -601,7 +604,8 @@ class RealtimeInferenceStack(Stack):
             sid="IngestToStream", actions=["kinesis:PutRecords"], resources=[self.stream.stream_arn]))
         api.add_to_role_policy(invoke_endpoint)
         api.add_to_role_policy(iam.PolicyStatement(   # GET /models: the registry's manifest (model/registry.py)
-            sid="ReadModelRegistry", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("models/manifest.json")]))
+            sid="ReadModelRegistry", actions=["s3:GetObject"],
+            resources=[bucket.arn_for_objects("models/manifest.json")]))
         api.add_to_role_policy(iam.PolicyStatement(
             sid="QueueDepths", actions=["sqs:GetQueueAttributes"],
             resources=[self.stream_dlq.queue_arn, self.quarantine_queue.queue_arn]))
@@ -685,10 +689,10 @@ class RealtimeInferenceStack(Stack):
                                               burst_limit=cfg.api_throttle.burst_limit),
             access_log_settings=AccessLogSettings(
                 destination=apigwv2.LogGroupLogDestination(self.api_access_logs),
-                format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")))))
+                log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")))))
         # per-route throttling (the L2 stage has no property for it): POST /predict gets its own, lower limit
         # (config.ApiThrottle) so a burst of synchronous scoring cannot take the endpoints from the pipeline
-        self.api_stage.node.default_child.route_settings = {"POST /predict": {
+        cast(apigwv2.CfnStage, self.api_stage.node.default_child).route_settings = {"POST /predict": {
             "ThrottlingRateLimit": cfg.api_throttle.predict_rate_limit,
             "ThrottlingBurstLimit": cfg.api_throttle.predict_burst_limit}}
 

@@ -18,8 +18,8 @@ import json
 import os
 import re
 import signal
-import textwrap
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -156,7 +156,8 @@ def summary(status: dict) -> str:
         errors = [p["last_error"] for p in pollers if p.get("last_error")]
         lines.append(f"stream      {len(pollers)} shards: {sum(p['batches'] for p in pollers)} batches, "
                      f"{sum(p['records_delivered'] for p in pollers)} records delivered, {failed} failed, "
-                     f"{sum(p['buffered'] for p in pollers)} buffered" + (f"; last error: {errors[-1]}" if errors else ""))
+                     f"{sum(p['buffered'] for p in pollers)} buffered"
+                     + (f"; last error: {errors[-1]}" if errors else ""))
     for name, endpoint in (status.get("endpoints") or {}).items():
         variants = ", ".join(f"{v['name']} {v.get('kind') or '?'} w={v['weight']:g} {v['invocations']} calls"
                              + (f" ERROR {v['error']}" if v.get("error") else "") for v in endpoint["variants"])

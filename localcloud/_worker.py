@@ -168,7 +168,7 @@ def main(conn) -> None:
             error = _error_payload(exc, request_id)
             print(f"[ERROR] {error['errorType']}: {error['errorMessage']}\n{traceback.format_exc()}", end="")
             conn.send(("error", json.dumps(error).encode()))
-        except BaseException as exc:  # SystemExit and friends end the sandbox, as in Lambda
+        except BaseException as exc:  # noqa: BLE001 - SystemExit and friends end the sandbox, as in Lambda
             error = {"errorMessage": f"RequestId: {request_id} Error: Runtime exited: {type(exc).__name__}"
                                      f" {exc}".rstrip(), "errorType": "Runtime.ExitError"}
             conn.send(("error", json.dumps(error).encode()))

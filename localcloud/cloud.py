@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -43,6 +43,9 @@ from .kinesis import KinesisPollers
 from .lambdahost import InvokeResult, LambdaHost
 from .metrics import EmfShipper, ServiceMetrics
 from .sagemaker import SageMakerRuntime, _SageMakerError
+
+if TYPE_CHECKING:
+    from .dashboard import Dashboard
 from .schedules import Scheduler
 from .sigv4 import LOCAL_CREDENTIALS, SigV4Verifier
 
@@ -59,7 +62,7 @@ class _StderrHandler(logging.StreamHandler):
         self.setLevel(level)
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self):
         return sys.stderr
 
     @stream.setter
@@ -109,7 +112,7 @@ class LocalCloud:
         self.deployer: Deployer | None = None
         self.emf: EmfShipper | None = None
         self.service_metrics = ServiceMetrics()  # AWS/Lambda, AWS/SageMaker, AWS/SQS as AWS would publish them
-        self.dashboard = None
+        self.dashboard: Dashboard | None = None
         self.outputs: dict[str, Any] = {}
         self.resources: dict[str, Any] = {}
         self.deploy_seconds = 0.0

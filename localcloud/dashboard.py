@@ -57,7 +57,8 @@ def dashboard_widgets(deployer) -> list[dict]:
 def metric_rows(properties: dict) -> list[dict]:
     """A metric widget's ``metrics`` rows ([namespace, name, dim, value, ..., {options}]; "." repeats the row
     above at that position) as query specs."""
-    rows, previous = [], []
+    rows: list[dict] = []
+    previous: list = []
     for row in properties.get("metrics", []):
         options = row[-1] if row and isinstance(row[-1], dict) else {}
         parts = row[:-1] if options else list(row)
@@ -106,10 +107,11 @@ class Dashboard:
     def data(self, minutes: float = 15, period: int = 10) -> dict:
         end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
         start = end - timedelta(minutes=minutes)
-        widgets, queries = [], []
+        widgets: list[dict] = []
+        queries: list[tuple[dict, dict]] = []
         for widget in self.widgets:
             properties = widget.get("properties", {})
-            view = {key: widget.get(key) for key in ("type", "x", "y", "width", "height", "dashboard")}
+            view: dict[str, Any] = {key: widget.get(key) for key in ("type", "x", "y", "width", "height", "dashboard")}
             view.update(title=properties.get("title", ""), markdown=properties.get("markdown"), series=[])
             if widget.get("type") == "metric":
                 for row in metric_rows(properties):

@@ -451,11 +451,11 @@ class Deployer:
         handler = p.get("Handler", "")
         if "ImageUri" in code:
             package_type = "Image"
-            asset = self.stack.image_asset_for_uri(code["ImageUri"])
-            if asset is None:
+            image = self.stack.image_asset_for_uri(code["ImageUri"])
+            if image is None:
                 raise LocalCloudError(f"{resource.logical_id}: image {code['ImageUri']} is not a docker image asset "
                                       "of this cloud assembly (the local cloud runs only images it finds in cdk.out)")
-            code_dir, image_env, command = image_code_directory(asset)
+            code_dir, image_env, command = image_code_directory(image)
             image_config = p.get("ImageConfig") or {}
             handler = (image_config.get("Command") or command or [""])[0]
             if not handler:

@@ -250,28 +250,29 @@ class Faults:
     # -- actions ------------------------------------------------------------------------------------------------
     def _apply(self, fault: Fault, call: Call, environ: dict, route: Callable) -> Callable:
         kind, action = fault.kind, fault.kind.action
-        caller = environ.get("localcloud.fault.caller")
+        caller: Any = environ.get("localcloud.fault.caller")  # (FunctionSpec, pid) of the Lambda worker calling
+        body = call.body or {}  # the batch actions are on JSON-protocol calls, which have a body
         if action == "error":
             return error_response(call.service, kind.error, kind.status, f"injected fault {fault.name}")
         if action == "drop":
             time.sleep(float(fault.params["seconds"]))
             return _drop
         if action == "unprocessed":
-            applied, rest = _split_batch_write(call.body)
+            applied, rest = _split_batch_write(body)
             status, headers, data = forward(route, environ, applied) if applied["RequestItems"] else \
                 (200, [("Content-Type", "application/x-amz-json-1.0")], b"{}")
             answer = json.loads(data or b"{}")
             answer["UnprocessedItems"] = {**answer.get("UnprocessedItems", {}), **rest["RequestItems"]}
             return Response(json.dumps(answer), status=status, headers=_plain(headers))
         if action == "partial-error":
-            records = call.body["Records"]
-            forward(route, environ, {**call.body, "Records": records[:len(records) // 2]})
+            records = body["Records"]
+            forward(route, environ, {**body, "Records": records[:len(records) // 2]})
             return error_response(call.service, kind.error, kind.status, f"injected fault {fault.name}")
         if action == "crash":
             _kill(caller[1])
             return _drop
         if action == "partial-crash":
-            applied, _rest = _split_batch_write(call.body)
+            applied, _rest = _split_batch_write(body)
             if applied["RequestItems"]:
                 forward(route, environ, applied)
             _kill(caller[1])

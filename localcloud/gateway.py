@@ -17,14 +17,18 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from . import mototools
 from .errors import LocalCloudError
 from .lambdahost import SYNC_PAYLOAD_LIMIT
+
+if TYPE_CHECKING:
+    from .faults import Faults
+    from .iam import Iam
 
 log = logging.getLogger("localcloud.gateway")
 
@@ -67,8 +71,9 @@ class Gateway:
         self.control = control
         self.sagemaker_control: Callable[[Request], Response] | None = None  # UpdateEndpoint (not in moto)
         self.other_hosts: Callable[[], list] = lambda: []  # Lambda hosts of other clouds in this process
-        self.iam = None  # localcloud.iam.Iam: checks the calls made with a function's (or state machine's) role
-        self.faults = None  # localcloud/faults.Faults: injected failures
+        # checks the calls made with a function's (or state machine's) role
+        self.iam: Iam | None = None
+        self.faults: Faults | None = None  # injected failures
         self.server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -170,6 +175,7 @@ class Gateway:
         except (OSError, SystemExit) as exc:  # werkzeug exits on "address in use"
             raise LocalCloudError(f"cannot start the gateway on {host}:{port}: {_reason(exc)} "
                                   f"(is another local cloud running? pick another port)") from exc
+        assert isinstance(self.server, ThreadedWSGIServer)  # threaded=True
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                         daemon=True, name="localcloud-gateway")

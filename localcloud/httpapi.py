@@ -37,7 +37,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from .deployer import HttpApiInfo, IntegrationInfo
@@ -276,8 +276,8 @@ class HttpApiServer:
                 response.headers["Content-Type"] = "application/json"
             return response
         # no statusCode: 200, application/json, the body is the result (a string is sent as it is)
-        data = result if isinstance(result, str) else json.dumps(result)
-        return Response(data, status=200, content_type="application/json")
+        text = result if isinstance(result, str) else json.dumps(result)
+        return Response(text, status=200, content_type="application/json")
 
     # -- server -------------------------------------------------------------------------------------------------
     def start(self, host: str = "127.0.0.1", port: int = 8000) -> int:
@@ -297,6 +297,7 @@ class HttpApiServer:
         except (OSError, SystemExit) as exc:  # werkzeug exits on "address in use"
             raise LocalCloudError(f"cannot serve the HTTP API on {host}:{port}: {_reason(exc)} "
                                   f"(port {port} is in use? pass api_port=0 or --api-port)") from exc
+        assert isinstance(self.server, ThreadedWSGIServer)  # threaded=True
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                         daemon=True, name="localcloud-httpapi")

@@ -17,10 +17,10 @@ import sys
 import threading
 import time
 import uuid
-from multiprocessing.connection import Connection
-from dataclasses import dataclass, field
-from pathlib import Path
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from . import _worker
@@ -230,14 +230,14 @@ class FunctionPool:
 
     def _release(self, worker: _Worker, healthy: bool) -> None:
         with self._cond:
-            if healthy and not self._closed and worker.alive():
+            kept = healthy and not self._closed and worker.alive()
+            if kept:
                 self._idle.append(worker)
-                worker = None
             else:
                 self._total -= 1
                 self._all.discard(worker)
             self._cond.notify()
-        if worker is not None:
+        if not kept:
             worker.kill()
 
     def invoke(self, payload: bytes, request_id: str | None = None) -> InvokeResult:
@@ -246,7 +246,7 @@ class FunctionPool:
         self.invocations += 1
         if worker is None:
             self.errors += 1
-            return InvokeResult(request_id, init_error, "Unhandled", 0.0, True)
+            return InvokeResult(request_id, init_error or b"", "Unhandled", 0.0, True)
         healthy = False
         try:
             result, healthy = worker.invoke(request_id, payload, self.spec.timeout)
@@ -289,7 +289,8 @@ class LambdaHost:
     def __init__(self, *, endpoint_url: str, log_dir: Path, region: str, account_id: str,
                  workers_per_function: int = 2, init_timeout: float = 60.0, aws_config_file: Path | None = None):
         self.endpoint_url = endpoint_url
-        self.on_result = None  # (function name, payload, InvokeResult) after each invocation: CloudWatch metrics
+        # (function name, payload, InvokeResult) after each invocation: CloudWatch metrics
+        self.on_result: Callable[[str, bytes, InvokeResult], None] | None = None
         self.log_dir = Path(log_dir)
         self.region = region
         self.account_id = account_id

@@ -11,9 +11,9 @@ live dashboard.
   recorded by the local cloud's parts and shipped with the EMF metrics.
 - ``patch_cloudwatch``: moto 5.2.5's GetMetricData scans every stored datum once per period per query (one call of
   35 queries over 10k values at a 10 s period over 10 minutes: 36.0 s as installed, 1.03 s patched, x35, median of
-  3 on a loaded 2-core machine, ``python -m bench.cloudwatch_query``, 2026-11-29), and has no percentile statistics (``pNN``
-  answers nothing). The patch answers metric-stat queries in one pass over the window (same results, periods and
-  labels as moto), adds ``pNN`` (nearest rank over the period's values), and drops datums older than
+  3 on a loaded 2-core machine, ``python -m bench.cloudwatch_query``, 2026-11-29), and has no percentile statistics
+  (``pNN`` answers nothing). The patch answers metric-stat queries in one pass over the window (same results, periods
+  and labels as moto), adds ``pNN`` (nearest rank over the period's values), and drops datums older than
   ``RETENTION_SECONDS`` (3 h; LOCALCLOUD_METRICS_RETENTION_HOURS) so a long ``make up`` does not grow without bound.
 """
 from __future__ import annotations
@@ -199,8 +199,8 @@ class EmfShipper:
                 values += count
                 for namespace, datum in datums:
                     by_namespace[namespace].append(datum)
-        for namespace, datums in by_namespace.items():
-            for request in put_requests(datums):
+        for namespace, namespace_datums in by_namespace.items():
+            for request in put_requests(namespace_datums):
                 self.cloudwatch.put_metric_data(Namespace=namespace, MetricData=request)
         self.published += values
         return values

@@ -26,6 +26,7 @@ Why patches (each one is small, local to this process, and keeps moto's behaviou
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -138,7 +139,8 @@ def _cache_request_dispatch() -> None:
 
 # The executing state machine's role -> (access key id, secret, session token) its task calls are signed with, so the
 # gateway checks them against that role's policies (set by the local cloud: localcloud/iam.py); None = moto's keys.
-role_credentials: Any = lambda role_arn: None
+def role_credentials(role_arn: str) -> tuple[str, str, str] | None:
+    return None
 
 
 def _role_client(client, keys: tuple[str, str, str]):
@@ -202,7 +204,7 @@ class ShardRecords(OrderedDict):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.tail = next(reversed(self)) if self else 0
-        self.ordered = all(a.created_at <= b.created_at for a, b in zip(self.values(), list(self.values())[1:]))
+        self.ordered = all(a.created_at <= b.created_at for a, b in itertools.pairwise(self.values()))
 
 
 def set_kinesis_retention_cap(hours: float | None) -> None:

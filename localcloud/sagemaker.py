@@ -27,9 +27,9 @@ import logging
 import pickle
 import random
 import sys
-import time
 import tarfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +161,6 @@ class XGBoostContainer(ModelContainer):
     def predict(self, rows):
         """Scores for a 2-D array-like of feature rows (what /invocations computes)."""
         import numpy as np
-        import xgboost
 
         matrix = np.asarray(rows, dtype=float)
         with self._lock:
@@ -237,6 +236,8 @@ class PyTorchContainer(ModelContainer):
                                     f"code/{program} from model.tar.gz)")
         name = f"_localcloud_user_module_{next(_module_ids)}"
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path} as a module")
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(code_dir))   # the toolkit puts the code directory on sys.path
         try:
@@ -349,7 +350,8 @@ class _SageMakerError(Exception):
 class SageMakerRuntime:
     def __init__(self, *, s3_get: Callable[[str, str], bytes], work_dir: str | Path, region: str, account_id: str):
         self.s3_get = s3_get
-        self.on_invocation = None  # (endpoint, variant, seconds) after each invocation: CloudWatch metrics
+        # (endpoint, variant, seconds) after each invocation: CloudWatch metrics
+        self.on_invocation: Callable[[str, str, float], None] | None = None
         self.work_dir = Path(work_dir)
         self.region = region
         self.account_id = account_id
@@ -490,8 +492,9 @@ class SageMakerRuntime:
         return _SageMakerError(error, fault["message"] or messages.get(error, f"injected {error}"))
 
     def wsgi_invoke(self, name: str, request):
-        from .gateway import aws_error
         from werkzeug.wrappers import Response
+
+        from .gateway import aws_error
 
         started = time.perf_counter()
         try:

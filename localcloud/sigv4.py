@@ -27,7 +27,7 @@ import hmac
 import re
 import time
 from dataclasses import dataclass, field
-from email.utils import parsedate_tz, mktime_tz
+from email.utils import mktime_tz, parsedate_tz
 from hashlib import sha256
 from typing import Callable, Iterable, Mapping
 
@@ -92,7 +92,7 @@ class SigV4Verifier:
         """``url``: scheme, the Host header and the raw request target exactly as the client sent them;
         ``headers``: every request header (repeats allowed)."""
         header_list = [(k.lower(), v) for k, v in headers]
-        header_map = {}
+        header_map: dict[str, str] = {}
         for name, value in header_list:
             header_map.setdefault(name, value)
         authorization = header_map.get("authorization")
@@ -105,7 +105,7 @@ class SigV4Verifier:
                            f"(SigV4a and other schemes are not verified locally), got {algorithm!r}")
         missing = [f"Authorization header requires '{name}' parameter."
                    for name in ("Credential", "Signature", "SignedHeaders") if not parts.get(name)]
-        amz_date = header_map.get("x-amz-date") or _from_http_date(header_map.get("date"))
+        amz_date = header_map.get("x-amz-date") or _from_http_date(header_map.get("date")) or ""
         if not amz_date:
             missing.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
         if missing:

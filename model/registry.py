@@ -41,16 +41,23 @@ def artifact_info(path: Path) -> dict:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         names = archive.getnames()
         if "model.json" in names and "code/inference.py" in names:
-            config = json.loads(archive.extractfile("model.json").read())
+            config = json.loads(_member(archive, "model.json"))
             return {"kind": "pytorch", "metrics": config.get("metrics", {}), "feature_set": config.get("feature_set")}
         if "xgboost-model" in names:
             import xgboost
 
             booster = xgboost.Booster()
-            booster.load_model(bytearray(archive.extractfile("xgboost-model").read()))
+            booster.load_model(bytearray(_member(archive, "xgboost-model")))
             return {"kind": "xgboost", "metrics": json.loads(booster.attr("metrics") or "{}"),
                     "feature_set": booster.attr("feature_set")}
     raise PromotionError(f"{path}: neither a SageMaker XGBoost nor a PyTorch artifact (files {names})")
+
+
+def _member(archive: tarfile.TarFile, name: str) -> bytes:
+    member = archive.extractfile(name)  # None for a directory or link entry
+    if member is None:
+        raise PromotionError(f"{name} in the artifact is not a regular file")
+    return member.read()
 
 
 def read_manifest(s3, bucket: str) -> dict:

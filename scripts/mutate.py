@@ -42,7 +42,7 @@ TESTS = {
     "optimizer": ["tests/unit/test_optimizer.py"],
 }
 GOAL = {name: 0.80 if name == "optimizer" else 0.90 for name in TESTS}
-COPY = ["tests", "scripts", "statemachines", "pytest.ini", "cdk.json"]
+COPY = ["tests", "scripts", "statemachines", "pyproject.toml", "cdk.json"]
 KILLED = {1, 3}
 NOT_RUN = {None, 34, 37}  # not checked, skipped, caught by a type checker (none configured)
 
@@ -74,7 +74,7 @@ also_copy =
     scripts/
     statemachines/
     model/
-    pytest.ini
+    pyproject.toml
     cdk.json
 """)
     return tree

@@ -75,7 +75,7 @@ def stage() -> None:
     TREE.mkdir(parents=True)
     for name in ("tests", "statemachines"):
         shutil.copytree(ROOT / name, TREE / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pytest.ini", TREE / "pytest.ini")
+    shutil.copy(ROOT / "pyproject.toml", TREE / "pyproject.toml")
     for name in ("infra", "functions", "app.py", "cdk.json", "model", "scripts"):
         (TREE / name).symlink_to(ROOT / name)
 

@@ -1,14 +1,8 @@
-"""Shared test setup: the Lambda code (functions/) and the repo root are importable; hypothesis profiles."""
+"""Shared test setup: hypothesis profiles. (The repo root and functions/ are importable through pytest's
+``pythonpath`` setting in pyproject.toml.)"""
 import os
-import sys
-from pathlib import Path
 
 from hypothesis import settings
-
-ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "functions"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 
 # Property tests: "ci" (the default, `make test` and CI) is derandomized, so a run is reproducible and fast;
 # HYPOTHESIS_PROFILE=dev searches longer with fresh random examples (and remembers failures in .hypothesis/).

@@ -76,7 +76,7 @@ def _body() -> tuple[str, str]:
     """The request body as text (Content-Type checked: 415, base64 and UTF-8 decoded: 400, size: 413)."""
     event = app.current_event
     fmt = body_format(event.headers.get("content-type"))
-    return body_text(event.body, event.is_base64_encoded), fmt
+    return body_text(event.body, bool(event.is_base64_encoded)), fmt
 
 
 @app.post("/events")

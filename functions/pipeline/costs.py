@@ -127,7 +127,8 @@ def batch_cost(usage: BatchUsage, deployment: Deployment | None = None) -> dict[
     data_gb = usage.model_bytes / 1e9
     if d.endpoint_mode == "serverless":
         cost["sagemaker_serverless"] = (usage.model_seconds * d.endpoint_memory_mb / 1024
-                                        * p["sagemaker_serverless_gb_second"] + data_gb * p["sagemaker_data_processed_gb"])
+                                        * p["sagemaker_serverless_gb_second"]
+                                        + data_gb * p["sagemaker_data_processed_gb"])
     else:
         hour_price = p.get(f"sagemaker_instance_hour_{d.instance_type}")
         if hour_price is None:

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from . import aws, stream
-from .features import FEATURE_NAMES, FEATURE_SET
+from .features import FEATURE_NAMES
 from .settings import Settings
 
 EPSILON = 1e-4
@@ -83,13 +83,23 @@ def baseline_from_tarball(body: bytes) -> dict:
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
         names = archive.getnames()
         if "baseline.json" in names:                      # PyTorch artifact (model/train_pytorch.py)
-            return json.loads(archive.extractfile("baseline.json").read())
-        raw = archive.extractfile("xgboost-model").read()  # XGBoost artifact: a Booster attribute
+            return json.loads(_member(archive, "baseline.json"))
+        raw = _member(archive, "xgboost-model")  # XGBoost artifact: a Booster attribute
     import xgboost
 
     booster = xgboost.Booster()
     booster.load_model(bytearray(raw))
-    return json.loads(booster.attr("baseline"))
+    baseline = booster.attr("baseline")
+    if baseline is None:
+        raise ValueError("the XGBoost model carries no 'baseline' attribute (model/train.py sets it)")
+    return json.loads(baseline)
+
+
+def _member(archive: tarfile.TarFile, name: str) -> bytes:
+    member = archive.extractfile(name)  # None for a directory or link entry
+    if member is None:
+        raise ValueError(f"{name} in the model artifact is not a regular file")
+    return member.read()
 
 
 def load_baseline(model_data_url: str) -> dict:
@@ -155,7 +165,7 @@ def monitor(settings: Settings) -> dict:
     watched = [n for n in report if n not in CALENDAR_FEATURES]
     worst = max(watched, key=lambda n: report[n]["psi"])
     ks = {n: report[n]["ks"] for n in watched if "ks" in report[n]}
-    worst_ks = max(ks, key=ks.get) if ks else None
+    worst_ks = max(ks, key=lambda n: ks[n]) if ks else None
     return {"status": "ok", "samples": int(len(matrix)), "max_psi": report[worst]["psi"], "max_psi_feature": worst,
             "max_ks": ks[worst_ks] if worst_ks else None, "max_ks_feature": worst_ks,
             "model_data_url": model_data_url, "features": report}

@@ -190,8 +190,8 @@ class _Tier:
             for column, running in self._running.items():
                 running.append(running[-1] + row[column])
         self.keys.insert(position, key)
-        for column, value in zip(self.cols, row):
-            column.insert(position, value)
+        for col, value in zip(self.cols, row, strict=True):
+            col.insert(position, value)
 
     def drop_first(self, count: int) -> None:
         del self.keys[:count]
@@ -213,18 +213,19 @@ class _Tier:
         if lo >= hi:
             return _NO_TILE
         key = (lo, hi, columns)
-        found = self._cache().get(key)
+        cache = self._cache()
+        found = cache.get(key)
         if found is None:
             c = self.cols
             running = self._running
             if columns is ALL_SUMS and not self._counted:  # the fine tier: a few tiles, every column
-                found = self._cached[key] = (
+                found = cache[key] = (
                     sum(c[N][lo:hi]), sum(c[PURCHASES][lo:hi]), sum(c[VIEWS][lo:hi]), sum(c[CLICKS][lo:hi]),
                     sum(c[AMOUNT][lo:hi]), sum(c[POINTS][lo:hi]), reduce(or_, c[DEVICES][lo:hi]))
                 return found
             if running is None:
                 running = self._running = {column: list(accumulate(c[column], initial=0)) for column in self._counted}
-            found = self._cached[key] = tuple(
+            found = cache[key] = tuple(
                 running[column][hi] - running[column][lo] if column in running
                 else reduce(or_, set(c[DEVICES][lo:hi])) if column == DEVICES
                 else sum(c[column][lo:hi])   # amounts: added in tile order, as the tiles were rolled up
@@ -241,27 +242,29 @@ class _Tier:
         """(events and first time of the session that tile ``top`` is in, whether it reaches tile 0, session gaps
         between tiles 0..top), each tile's from the one below it: a new tile costs one step. Cached like ``sums``."""
         cache = self._cache()
-        found = cache.get(("chain", top))
+        found: tuple[int, int, bool, int] | None = cache.get(("chain", top))
         if found is None:
             first, last, n = self.cols[FIRST], self.cols[LAST], self.cols[N]
             i = top
             while i > 0 and ("chain", i - 1) not in cache:
                 i -= 1
             found = cache[("chain", i - 1)] if i > 0 else None
-            for i in range(i, top + 1):
+            for j in range(i, top + 1):
                 if found is None:
                     found = (n[0], first[0], True, 0)
-                elif first[i] - last[i - 1] >= _GAP_MS:
-                    found = (n[i], first[i], False, found[3] + 1)
+                elif first[j] - last[j - 1] >= _GAP_MS:
+                    found = (n[j], first[j], False, found[3] + 1)
                 else:
-                    found = (found[0] + n[i], found[1], found[2], found[3])
-                cache[("chain", i)] = found
+                    found = (found[0] + n[j], found[1], found[2], found[3])
+                cache[("chain", j)] = found
+        assert found is not None  # range(i, top + 1) is never empty: i <= top
         return found
 
-    def session_back(self) -> tuple[int, int]:
+    def session_back(self) -> tuple[int, int | None]:
         """(events, first time) of the session that the newest hourly tile's last event belongs to."""
         key = ("session", len(self.keys))
-        found = self._cache().get(key)
+        cache = self._cache()
+        found = cache.get(key)
         if found is None:
             cols, j = self.cols, len(self.keys) - 1
             count, first = 0, None
@@ -273,18 +276,19 @@ class _Tier:
                 if j == 0 or cols[FIRST][j] - cols[LAST][j - 1] >= _GAP_MS:
                     break
                 j -= 1
-            found = self._cached[key] = (count, first)
+            found = cache[key] = (count, first)
         return found
 
     def gaps_from(self, lo: int) -> int:
         """Session gaps inside the hourly tiles from ``lo`` to the newest and between them."""
         key = ("gaps", lo, len(self.keys))
-        found = self._cache().get(key)
+        cache = self._cache()
+        found = cache.get(key)
         if found is None:
             cols = self.cols
             found = sum(cols[GAPS][lo:]) + sum(
                 cols[FIRST][k] - cols[LAST][k - 1] >= _GAP_MS for k in range(lo + 1, len(self.keys)))
-            self._cached[key] = found
+            cache[key] = found
         return found
 
     def _cache(self) -> dict:
@@ -502,6 +506,7 @@ class FeatureState:
         n_7d, p_7d, amount_7d, h_amount_7d, n_6h = sums[9:]
         week_purchases = p_7d + t_p
         week_amount = amount_7d + t_amount + h_amount_7d
+        assert session is not None  # the v2 sets have one (lookup)
         session_events, session_ms, sessions = session
         vector += [
             float(n_6h + t_n),
@@ -679,4 +684,4 @@ def named(features: list[float], feature_set: str | None = None) -> dict[str, fl
     names = feature_names(feature_set)
     if len(names) != len(features):
         raise FeatureSetError(f"feature set {feature_set!r} has {len(names)} features, got {len(features)}")
-    return dict(zip(names, features))
+    return dict(zip(names, features, strict=True))

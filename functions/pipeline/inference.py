@@ -6,6 +6,7 @@ import os
 import statistics
 import time
 from datetime import datetime, timezone
+from typing import cast
 
 from . import aws, costs, medians, model_client, store, variants
 from .features import FeatureSetError, feature_names
@@ -48,7 +49,7 @@ def score_rows(rows: list[dict], settings: Settings, chunk: int) -> tuple[list[d
     live = variants.live_variants(settings)
     where = variants.targets(live, settings.endpoint_name)
     groups: dict[str, list[int]] = {}
-    chosen: dict[str, variants.VariantSpec] = {}
+    chosen: dict[str, variants.VariantSpec | None] = {}
     for index, row in enumerate(rows):
         variant = variants.assign(row["user_id"], live) if len(live) > 1 else (live[0] if live else None)
         name = variant.name if variant else ""
@@ -62,13 +63,14 @@ def score_rows(rows: list[dict], settings: Settings, chunk: int) -> tuple[list[d
                                      target_variant=target.target_variant)
         calls += scored.calls
         seconds += scored.seconds
-        version = chosen[name].model_version if chosen[name] else settings.model_version
-        for i, score, answered in zip(indexes, scored.scores, scored.variants):
+        spec = chosen[name]
+        version = spec.model_version if spec else settings.model_version
+        for i, score, answered in zip(indexes, scored.scores, scored.variants, strict=False):
             r = rows[i]
             predictions[i] = {"event_id": r["event_id"], "user_id": r["user_id"], "ts": r["ts"],
                               "ingest_ts": r["ingest_ts"], "score": round(score, 6), "variant": answered or name,
                               "model_version": version or settings.model_version}
-    return predictions, calls, seconds
+    return cast(list[dict], predictions), calls, seconds  # every row is in one of the groups
 
 
 def invoke_model(state: dict, settings: Settings) -> dict:
@@ -143,8 +145,8 @@ def record_cost(state: dict, settings: Settings) -> dict:
     with store.metered() as reads:
         config = store.get_item(settings.state_table, {"pk": "config"}) or {}
     stages = state["stages"]
-    stream = next((s for s in stages if s["stage"] == "process_stream"), {})
-    invoke = next((s for s in stages if s["stage"] == "invoke_model"), {})
+    stream: dict = next((s for s in stages if s["stage"] == "process_stream"), {})
+    invoke: dict = next((s for s in stages if s["stage"] == "invoke_model"), {})
     events = state["events"]
     window = float(config.get("batching_window_seconds", settings.batching_window_seconds))
     first, last = state.get("ingest_first"), state.get("ingest_last")

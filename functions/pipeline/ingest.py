@@ -147,7 +147,7 @@ def ingest(raws: list[Any], settings: Settings) -> IngestResult:
         response = aws.client("kinesis").put_records(StreamName=settings.events_stream,
                                                      Records=[record for _, _, record in pending])
         retry = []
-        for entry, outcome in zip(pending, response["Records"]):
+        for entry, outcome in zip(pending, response["Records"], strict=True):
             if "ErrorCode" in outcome:
                 retry.append((entry, outcome))
             else:
@@ -156,7 +156,7 @@ def ingest(raws: list[Any], settings: Settings) -> IngestResult:
         last_errors = [outcome for _, outcome in retry]
     if pending:
         result.failed = [{"index": index, "event_id": event_id, "error": outcome.get("ErrorCode")}
-                         for (index, event_id, _), outcome in zip(pending, last_errors)]
+                         for (index, event_id, _), outcome in zip(pending, last_errors, strict=True)]
     store.add_counters(settings.state_table, "stats", {"events_ingested": result.accepted,
                                                        "events_rejected_at_api": len(result.rejected)})
     return result

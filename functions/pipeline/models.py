@@ -15,7 +15,7 @@ def live_view(settings) -> dict:
     item = store.get_item(settings.state_table, {"pk": "model"}) if settings.state_table else None
     promoted = bool(item and item.get("variants"))
     return {"source": "promotion" if promoted else "stack",
-            "updated_at": _iso(item.get("updated_at")) if promoted else None,
+            "updated_at": _iso(item.get("updated_at")) if item and promoted else None,
             "variants": [{"name": v.name, "weight": v.weight, "kind": v.kind, "model_version": v.model_version,
                           "endpoint": v.endpoint or settings.endpoint_name} for v in variants.live_variants(settings)]}
 

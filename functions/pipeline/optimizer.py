@@ -17,7 +17,8 @@ cheapest predicted cost per event; among equals, stay nearest the current BatchS
 
 Guard rails: a retrain moves BatchSize by at most MAX_STEP_FACTOR, measured down from the batches the current
 setting reaches (p90 of its recent batches: a BatchSize they never reach is not binding) and up from BatchSize,
-unless no setting within that bound is predicted to hold the SLO (then the nearest one that is); too little data -> the configured default;
+unless no setting within that bound is predicted to hold the SLO (then the nearest one that is); too little data ->
+the configured default;
 after a change, the next retrain compares the measured cost per event under the new setting with the setting
 before at comparable arrival rates (at least MIN_COMPARE batches each); if the new one is more than
 ROLLBACK_TOLERANCE dearer it rolls back, records why, and keeps that size out of the candidates for REJECT_SECONDS.
@@ -33,6 +34,7 @@ import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import numpy as np
 from boto3.dynamodb.conditions import Key
@@ -138,7 +140,7 @@ class Hybrid:
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "Hybrid":
         b = self.basis(x[:, 0])
-        from scipy.optimize import nnls   # (scipy comes with scikit-learn)
+        from scipy.optimize import nnls  # (scipy comes with scikit-learn)
 
         scale = max(float(np.abs(y).max()), 1e-300)       # both terms are physical: neither may be negative
         coef, _ = nnls(b, y / scale)
@@ -271,7 +273,8 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
     for name, rows in (("now", recent), ("this hour", history[history[:, 3] == hour]),
                        ("next hour", history[history[:, 3] == (hour + 1) % 24])):
         if name == "now" or len(rows) >= MIN_RECORDS:
-            for q, value in zip(RATE_QUANTILES, weighted_quantiles(rows[:, 1], rows[:, 0], RATE_QUANTILES)):
+            quantiles = weighted_quantiles(rows[:, 1], rows[:, 0], RATE_QUANTILES)
+            for q, value in zip(RATE_QUANTILES, quantiles, strict=True):
                 rates[f"{name} p{int(100 * q)}"] = value
     slo = settings.latency_slo_seconds
     max_window = int(min(MAX_WINDOW_SECONDS, max(0, math.floor(slo))))
@@ -359,7 +362,7 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
         r2_cost=cost_model.oob_score_, r2_latency=latency_model.oob_score_,
         latency_margin_seconds=margin, predicted_cost_per_event=float(predicted_cost[best]),
         predicted_latency=_finite(predicted_latency[best]),
-        workload=dict(zip(FEATURES[1:], (float(v) for v in workload[1:])))
+        workload=dict(zip(FEATURES[1:], (float(v) for v in workload[1:]), strict=True))
         | {"rates": rates, "process_stream_fixed_seconds": ps_fixed,
            "process_stream_seconds_per_event": ps_per_event, "predicted_events_per_batch": float(events_now[best])},
         candidates=curve)
@@ -397,16 +400,17 @@ def evaluate_change(records: list[dict], last_change: dict, now: float | None = 
     shared = sorted(set(b_before) & set(b_after))
     matched_before = [r for k in shared for r in b_before[k]]
     matched_after = [r for k in shared for r in b_after[k]]
-    result = {"batches_before": len(before), "batches_after": len(after), "matched_before": len(matched_before),
-              "matched_after": len(matched_after), "from": old, "to": new}
+    result: dict[str, Any] = {"batches_before": len(before), "batches_after": len(after),
+                              "matched_before": len(matched_before), "matched_after": len(matched_after),
+                              "from": old, "to": new}
     if len(matched_after) < MIN_COMPARE or len(matched_before) < MIN_COMPARE:
         if now - applied_at > EVALUATION_SECONDS:
             return result | {"verdict": "inconclusive"}
         return result | {"verdict": "pending"}
     weights = {k: sum(int(r["events"]) for r in b_after[k]) for k in shared}
     total = sum(weights.values())
-    cost_before = sum(weights[k] * measured_cost(b_before[k]) for k in shared) / total
-    cost_after = sum(weights[k] * measured_cost(b_after[k]) for k in shared) / total
+    cost_before = sum(weights[k] * (measured_cost(b_before[k]) or 0.0) for k in shared) / total
+    cost_after = sum(weights[k] * (measured_cost(b_after[k]) or 0.0) for k in shared) / total
     result |= {"cost_per_event_before": cost_before, "cost_per_event_after": cost_after,
                "change": cost_after / cost_before - 1 if cost_before else None}
     if cost_before and cost_after > cost_before * (1 + ROLLBACK_TOLERANCE):
@@ -424,8 +428,8 @@ def decide(records: list[dict], settings: Settings, config: dict, now: float) ->
     if last_change and not last_change.get("evaluated"):
         if last_change.get("purpose") == "slo":
             # a move made to hold the SLO or keep up with the load is not undone for costing more
-            verdict = {"verdict": "kept", "reason": "made to hold the SLO: not judged on cost",
-                       "from": int(last_change["previous_batch_size"]), "to": int(last_change["batch_size"])}
+            verdict: dict[str, Any] = {"verdict": "kept", "reason": "made to hold the SLO: not judged on cost",
+                               "from": int(last_change["previous_batch_size"]), "to": int(last_change["batch_size"])}
         else:
             verdict = evaluate_change(records, last_change, now)
         if verdict["verdict"] == "pending":
@@ -447,7 +451,7 @@ def decide(records: list[dict], settings: Settings, config: dict, now: float) ->
         if verdict["verdict"] == "rollback":
             old = int(last_change["previous_batch_size"])
             rejected[str(int(last_change["batch_size"]))] = now + REJECT_SECONDS
-            rollback = {"at": now, **verdict,
+            rollback: dict[str, Any] = {"at": now, **verdict,
                         "reason": (f"measured tunable cost per event rose {100 * verdict['change']:.1f}% "
                                    f"({verdict['cost_per_event_before']:.3e} -> {verdict['cost_per_event_after']:.3e}"
                                    f" USD over {verdict['batches_before']} / {verdict['batches_after']} batches) "

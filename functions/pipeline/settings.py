@@ -35,7 +35,7 @@ class Settings:
     model_version: str
     feature_set: str
     model_data_url: str
-    model_variants: str = ""     # MODEL_VARIANTS: JSON [{name, weight, kind, model_version}] (A/B, pipeline/variants.py)
+    model_variants: str = ""  # MODEL_VARIANTS: JSON [{name, weight, kind, model_version}] (A/B, pipeline/variants.py)
 
     @classmethod
     def from_env(cls) -> "Settings":

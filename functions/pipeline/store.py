@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from boto3.dynamodb.types import Binary, TypeDeserializer
 
@@ -109,7 +109,8 @@ def to_item(value: Any) -> Any:
 def _non_finite(value: Any, path: str = "item") -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return f"{path} = {value}"
-    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    children = (value.items() if isinstance(value, dict)
+                else enumerate(value) if isinstance(value, (list, tuple)) else ())
     return next((found for key, child in children if (found := _non_finite(child, f"{path}[{key!r}]"))), None)
 
 
@@ -237,7 +238,8 @@ def batch_get_raw(*reads: Read) -> list[list[dict]]:
     call allow), keys and items in DynamoDB's typed form: for the per-batch hot path, where the resource layer's
     type conversion of every value costs more CPU than the rest of the batch. Each read's items, any order."""
     asked = [read for read in reads if read.keys]
-    found = dict(zip((read.table for read in asked), _batch_get(aws.client("dynamodb"), asked) if asked else []))
+    items = _batch_get(aws.client("dynamodb"), asked) if asked else []
+    found = dict(zip((read.table for read in asked), items, strict=True))
     return [found.get(read.table, []) for read in reads]
 
 
@@ -272,7 +274,7 @@ def batch_put(table_name: str, items: Iterable[dict], key_names: tuple[str, ...]
     return count
 
 
-def add_counters(table_name: str, pk: str, counters: dict[str, float],
+def add_counters(table_name: str, pk: str, counters: Mapping[str, float],
                  mark: tuple[str, Any, Any] | None = None, set_values: dict[str, Any] | None = None,
                  size_after: int | None = None) -> None:
     """Atomically add to numeric counters on one item (one UpdateItem).

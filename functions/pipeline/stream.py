@@ -30,9 +30,9 @@ import hashlib
 import json
 import os
 import time
-from itertools import repeat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Any, Iterable
 
 from . import aws, store
@@ -228,7 +228,8 @@ class Journals:
     """The journals of earlier batches of a shard, read on demand (only redelivered records need them)."""
 
     def __init__(self, settings: Settings, entries: list[dict]):
-        self._settings, self._entries, self._loaded = settings, entries, {}
+        self._settings, self._entries = settings, entries
+        self._loaded: dict[str, Any] = {}
 
     def outcome(self, sequence: str) -> dict | None:
         seq = int(sequence)
@@ -261,12 +262,13 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
     batch_id = batch_id_for(records)
     with store.metered() as meter:
         valid = [r for r in records if r.event is not None]
-        user_ids = {r.event.user_id for r in valid}
+        user_ids = {r.event.user_id for r in valid if r.event is not None}
         # the shard's counters and the users' hot items in one BatchGetItem (both strongly consistent)
         counters_found, hot_items = store.batch_get_raw(
             store.raw_read(settings.state_table, [{"pk": {"S": counters_key(shard_id)}}]),
             hot_read(settings, user_ids, feature_set))
-        counters = store.from_raw(counters_found[0]) if counters_found else {"pk": counters_key(shard_id)}
+        counters: dict[str, Any] = (store.from_raw(counters_found[0]) if counters_found
+                                    else {"pk": counters_key(shard_id)})
         counted_mark = counters.get("counted_seq")
         counted = int(counted_mark) if counted_mark is not None else -1
         journals = Journals(settings, counters.get("journal", []))

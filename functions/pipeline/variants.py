@@ -55,11 +55,11 @@ def assign(user_id: str, variants: list[VariantSpec]) -> VariantSpec:
         weights = [1.0] * len(variants)
     point = user_point(user_id) * sum(weights)
     cumulative = 0.0
-    for variant, weight in zip(variants, weights):
+    for variant, weight in zip(variants, weights, strict=True):
         cumulative += weight
         if point < cumulative and weight > 0:
             return variant
-    return next(v for v, w in zip(reversed(variants), reversed(weights)) if w > 0)
+    return next(v for v, w in zip(reversed(variants), reversed(weights), strict=True) if w > 0)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,7 @@ import pytest
 
 from conftest import ROOT, TORCH_MODEL, Api, wait_for
 
-sys.path[:0] = [str(ROOT / "functions")]
-from pipeline import variants as variant_assignment  # noqa: E402
+from pipeline import variants as variant_assignment
 
 INSTANCE = {"mode": "instance", "instanceType": "ml.m5.large", "instanceCount": 1, "serverlessMemoryMb": 2048,
             "serverlessMaxConcurrency": 5}

@@ -25,10 +25,9 @@ import pytest
 
 from conftest import MODEL, ROOT, TORCH_MODEL
 
-sys.path.insert(0, str(ROOT))
-from localcloud.faults import KINDS  # noqa: E402
-from scripts import demo, loadgen  # noqa: E402
-from scripts.client import local_client  # noqa: E402
+from localcloud.faults import KINDS
+from scripts import demo, loadgen
+from scripts.client import local_client
 
 STREAM_TIMEOUT_SECONDS = 8
 CONTEXT = {"stackName": "FaultMatrix",

@@ -91,9 +91,6 @@ def test_one_model_call_fits_in_the_invoke_model_function(synth):
     https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html); the client's read
     timeout is just above that and boto3 makes one attempt, so a slow model surfaces as ModelUnavailableError (retried
     by the state machine) before the function itself times out (Sandbox.Timedout, which goes to quarantine)."""
-    import sys
-
-    sys.path.insert(0, str(express_budget.ROOT / "functions"))
     from pipeline import model_client
 
     timeout = synth.function("InvokeModelFunction")["Timeout"]

@@ -48,7 +48,6 @@ def test_the_file_is_in_step_with_the_installed_sagemaker_core():
 
 def test_the_generator_reads_a_wheel_layout(tmp_path, cdk_json):
     """scripts/update_image_map.py on a minimal sagemaker-core layout (no package install needed)."""
-    sys.path.insert(0, str(ROOT))
     from scripts import update_image_map as generator
 
     config = tmp_path / "sagemaker" / "core" / "image_uri_config"
