@@ -243,6 +243,7 @@ def test_a_prediction_without_an_expiry_and_a_median_over_more_than_1000_events(
                                     for n in range(1001)], ("event_id",))
     result = queries.user_median(settings, "u8")
     assert (result["count"], result["median"], result["window_end"]) == (1001, 0, pytest.approx(T0 + 100))
+    assert len(queries.history(settings, "u8", None, None)) == 1000     # history's default limit
 
 
 def test_features_read_the_hot_part_only_of_any_feature_set_and_a_state_without_a_vector(settings, monkeypatch):
@@ -265,8 +266,49 @@ def test_features_read_the_hot_part_only_of_any_feature_set_and_a_state_without_
 
 def test_variant_stats_with_a_count_and_no_sum_or_a_sum_and_no_count(settings):
     store.put_item("state", {"pk": "stats", "variant#a#v1#n": 2, "variant#b#v1#sum": 0.5,
-                             "variant#c#v1#n": 3, "variant#c#v1#sum": 1.0})
+                             "variant#c#v1#n": 3, "variant#c#v1#sum": 1.0, "variant#d#v1#n": 1})
     assert queries.variant_stats(settings)["stats"] == [
-        {"variant": "a", "model_version": "v1", "predictions": 2, "mean_score": 0.0, "share": 0.4},
+        {"variant": "a", "model_version": "v1", "predictions": 2, "mean_score": 0.0, "share": 0.333333},
         {"variant": "b", "model_version": "v1", "predictions": 0, "mean_score": None, "share": 0.0},
-        {"variant": "c", "model_version": "v1", "predictions": 3, "mean_score": 0.333333, "share": 0.6}]
+        {"variant": "c", "model_version": "v1", "predictions": 3, "mean_score": 0.333333, "share": 0.5},
+        {"variant": "d", "model_version": "v1", "predictions": 1, "mean_score": 0.0, "share": 0.166667}]
+    store.put_item("state", {"pk": "stats", "variant#g#v1#n": 0})    # rows but no prediction yet: no share
+    assert queries.variant_stats(settings)["stats"] == [
+        {"variant": "g", "model_version": "v1", "predictions": 0, "mean_score": None, "share": None}]
+
+
+def test_model_status_names_the_live_primarys_version_and_a_decision_without_guard_rail_state(settings):
+    store.put_item("state", {"pk": "model", "variants": [
+        {"name": "primary", "weight": 0.9, "model_version": "xgb-7"},
+        {"name": "challenger", "weight": 0.1, "model_version": "torch-2", "kind": "pytorch"}]})
+    store.put_item("state", {"pk": "config", "optimizer": {"status": "trained"}})
+    status = queries.model_status(settings)
+    assert (status["model_version"], status["configured_model_version"], status["live"]["source"]) == (
+        "xgb-7", "xgb-1", "promotion")
+    view = status["optimizer"]
+    assert (view["status"], view["rollbacks"], view["excluded_sizes"], view["history"]) == ("trained", [], {}, [])
+
+
+def test_recent_batches_default_to_the_newest_20(settings):
+    day = datetime.fromtimestamp(time.time(), tz=timezone.utc).strftime("%Y-%m-%d")
+    store.batch_put("cost", [{"day": day, "batch_key": f"k{n:02d}"} for n in range(22)], ("day", "batch_key"))
+    expected = [f"k{n:02d}" for n in range(21, 1, -1)]
+    assert [b["batch_key"] for b in queries.recent_batches(settings)] == expected
+    assert [b["batch_key"] for b in queries.recent_batches_view(settings)["batches"]] == expected
+    assert [b["batch_key"] for b in queries.recent_batches_view(settings, limit=3)["batches"]] == expected[:3]
+
+
+def test_recent_batches_take_utc_days_whatever_the_local_zone_and_yesterday_a_second_after_midnight(
+        settings, monkeypatch):
+    store.put_item("cost", {"day": "2026-11-22", "batch_key": "today"})
+    store.put_item("cost", {"day": "2026-11-21", "batch_key": "yesterday"})
+    store.put_item("cost", {"day": "2026-11-20", "batch_key": "older"})
+    with monkeypatch.context() as patch:
+        patch.setenv("TZ", "Etc/GMT+12")                      # UTC-12: the local date is still 2026-11-21
+        time.tzset()
+        patch.setattr(queries.time, "time", lambda: 1_795_305_600.5)   # 2026-11-22T00:00:00.5Z
+        try:
+            assert [b["batch_key"] for b in queries.recent_batches(settings)] == ["today", "yesterday"]
+        finally:
+            patch.undo()
+            time.tzset()
