@@ -220,10 +220,12 @@ def test_history_pages_carry_a_compact_unpadded_token_to_the_next_page(settings)
     assert _ids(ranged["history"]) == ["u1-e1", "u1-e2"]
     rest = queries.history_page(settings, "u1", T0 + 10, T0 + 30, page_size=2, next_token=ranged["next_token"])
     assert _ids(rest["history"]) == ["u1-e3"]
-    # tokens of every padding length (0 to 2 "=" removed) decode
+    assert first["user_id"] == "u1"
+    # tokens of every padding length (0 to 2 "=" removed) are unpadded and decode
     for event_id in ("e", "ee", "eee", "eeee"):
         key = {"event_id": event_id, "user_id": "u1", "ts": T0}
         assert queries._decode_token(_token(key), "u1") == key
+        assert "=" not in queries._encode_token(key) and queries._decode_token(queries._encode_token(key), "u1") == key
 
 
 @pytest.mark.parametrize("token", [
@@ -312,3 +314,8 @@ def test_recent_batches_take_utc_days_whatever_the_local_zone_and_yesterday_a_se
         finally:
             patch.undo()
             time.tzset()
+
+
+def test_cost_per_1k_events_without_a_cost_total_is_zero(settings):
+    store.put_item("state", {"pk": "stats", "cost_events_total": 10})
+    assert queries.stats(settings)["cost_per_1k_events_usd"] == 0.0
