@@ -43,7 +43,7 @@ TESTS = {
     "optimizer": ["tests/unit/test_optimizer.py"],
 }
 GOAL = {name: 0.80 if name == "optimizer" else 0.90 for name in TESTS}
-COPY = ["tests", "scripts", "statemachines", "pytest.ini", "cdk.json"]
+COPY = ["tests", "scripts", "statemachines", "localcloud", "pytest.ini", "cdk.json"]  # localcloud: test_drift.py evaluates alarms with it
 KILLED = {1, 3}
 NOT_RUN = {None, 34, 37}  # not checked, skipped, caught by a type checker (none configured)
 
@@ -74,6 +74,7 @@ also_copy =
     functions/
     scripts/
     statemachines/
+    localcloud/
     model/
     pytest.ini
     cdk.json
