@@ -3,6 +3,7 @@ fast unit tests that cover it; and of the state machine's Retry/Catch fields (st
 
     .venv/bin/python scripts/mutate.py                 # every module below, then the ASL
     .venv/bin/python scripts/mutate.py events costs    # some modules (or "asl")
+    .venv/bin/python scripts/mutate.py --survivors queries   # only the last run's survivors, with the current tests
 
 mutmut names a mutant after the module path it mutates (functions.pipeline.events) while the code runs as
 ``pipeline.events`` (tests/conftest.py puts functions/ on sys.path), so a mutant would never be switched on. Each
@@ -37,12 +38,12 @@ TESTS = {
     "variants": ["tests/unit/test_variants.py", "tests/unit/test_variant_golden.py"],
     "queries": ["tests/unit/test_queries.py"],
     "drift": ["tests/unit/test_drift_golden.py", "tests/unit/test_drift.py"],
-    "stream": ["tests/unit/test_process_stream.py", "tests/unit/test_stream_boundaries.py"],
+    "stream": ["tests/unit/test_process_stream.py", "tests/unit/test_stream_crashes.py"],
     "features": ["tests/unit/test_features.py", "tests/unit/test_feature_boundaries.py"],
     "optimizer": ["tests/unit/test_optimizer.py"],
 }
 GOAL = {name: 0.80 if name == "optimizer" else 0.90 for name in TESTS}
-COPY = ["tests", "scripts", "statemachines", "pyproject.toml", "cdk.json"]
+COPY = ["tests", "scripts", "statemachines", "localcloud", "pyproject.toml", "cdk.json"]  # localcloud: test_drift.py evaluates alarms with it
 KILLED = {1, 3}
 NOT_RUN = {None, 34, 37}  # not checked, skipped, caught by a type checker (none configured)
 
@@ -73,6 +74,7 @@ also_copy =
     functions/
     scripts/
     statemachines/
+    localcloud/
     model/
     pyproject.toml
     cdk.json
@@ -124,6 +126,22 @@ def run_module(module: str) -> dict:
     return finish(tree, module, result)
 
 
+def rerun_survivors(module: str) -> dict:
+    """Runs again, in the module's existing staging tree with the current tests copied in, only the mutants that
+    survived its last run (``--survivors``): minutes instead of a full run after tests were added. The other
+    mutants keep their results (tests only get added, so a killed mutant stays killed)."""
+    tree = STAGE / module
+    previous = json.loads((STAGE / f"{module}.json").read_text())["survivors"]
+    shutil.copytree(ROOT / "tests", tree / "tests", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1")
+    started = time.monotonic()
+    if previous:
+        subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1", *previous], cwd=tree,
+                       env=env, stdout=subprocess.DEVNULL, check=False)
+    result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
+    return finish(tree, module, result)
+
+
 def finish(tree: Path, module: str, result: dict) -> dict:
     wording = review_survivors(tree, module, result["survivors"])
     counted = result["run"] - len(wording)
@@ -136,6 +154,8 @@ def finish(tree: Path, module: str, result: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="*", help=f"modules ({', '.join(TESTS)}) and/or asl; default: all")
+    parser.add_argument("--survivors", action="store_true",
+                        help="re-run only the last run's surviving mutants of each module, with the current tests")
     args = parser.parse_args(argv)
     targets = args.targets or [*TESTS, "asl"]
     results = []
@@ -146,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
             results.append(mutate_asl.run())
         else:
-            results.append(run_module(target))
+            results.append(rerun_survivors(target) if args.survivors else run_module(target))
         r = results[-1]
         wording = r.get("message_wording", 0)
         print(f"{r['module']:<10} {r['killed']:>4}/{r['run'] - wording:<4} killed  {100 * r['score']:5.1f} %"

@@ -90,3 +90,89 @@ def test_each_journal_gives_at_most_limit_over_50_rows(aws):
     assert (matrix[:, 0] < 100).sum() == (matrix[:, 0] >= 100).sum() == 20
     small = drift.recent_features(Settings.from_env(), limit=10, now=NOW, rng=np.random.default_rng(1))
     assert small.shape == (2, WIDTH)                      # at least one row from each journal (10 // 50 = 0)
+
+
+def test_a_single_value_is_the_whole_histogram_and_three_distinct_edges_are_kept():
+    assert drift.histogram(np.array([5.0]), [0.0, 1.0, 2.0]).tolist() == [0.0, 1.0]
+    matrix = np.zeros((11, WIDTH))
+    matrix[:, 0] = [0.0] * 9 + [1.0, 2.0]                  # deciles 0, ..., 0, 1 (the 90 % one), 2: three edges
+    column = drift.baseline_from_features(matrix)[FEATURE_NAMES[0]]
+    assert column["edges"] == [0.0, 1.0, 2.0] and column["fractions"] == pytest.approx([9 / 11, 2 / 11])
+
+
+def test_compare_takes_ks_at_the_baselines_cdf_not_at_the_quantile_levels():
+    matrix = np.zeros((100, WIDTH))
+    matrix[:, 0] = np.arange(100)
+    baseline = drift.baseline_from_features(matrix)
+    # with the stored CDF the ramp is its own baseline (0); the quantile levels alone would give 0.01 at 0
+    assert drift.compare(baseline, matrix)[FEATURE_NAMES[0]]["ks"] == 0.0
+    ramp = baseline[FEATURE_NAMES[0]]
+    assert drift.ks_distance(matrix[:, 0], ramp["quantiles"]) > 0.0
+
+
+def _report(psi: dict, ks: dict | None = None) -> dict:
+    return {name: {"psi": psi.get(name, 0.0)} | ({"ks": ks[name]} if ks and name in ks else {})
+            for name in FEATURE_NAMES}
+
+
+def test_monitor_reports_the_worst_watched_feature_and_skips_the_calendar_ones(aws, monkeypatch):
+    settings = Settings.from_env()
+    assert drift.monitor(settings) == {"status": "no recent features", "samples": 0}
+    names = [n for n in FEATURE_NAMES if n not in drift.CALENDAR_FEATURES]
+    matrix = np.ones((7, WIDTH))
+    report = _report({"hour_of_day": 9.0, names[0]: 0.2, names[1]: 0.3}, {names[0]: 0.5, names[1]: 0.1,
+                                                                          "hour_of_day": 0.9})
+    monkeypatch.setattr(drift, "recent_features", lambda s: matrix)
+    monkeypatch.setattr(drift, "load_baseline", lambda url: {"url": url})
+    monkeypatch.setattr(drift, "compare", lambda baseline, m: report if m is matrix else None)
+    monkeypatch.setattr(drift, "live_model_data_url", lambda s: "s3://m/model.tar.gz")
+    assert drift.monitor(settings) == {
+        "status": "ok", "samples": 7, "max_psi": 0.3, "max_psi_feature": names[1], "max_ks": 0.5,
+        "max_ks_feature": names[0], "model_data_url": "s3://m/model.tar.gz", "features": report}
+    report.clear()
+    report.update(_report({names[2]: 0.1}))
+    result = drift.monitor(settings)
+    assert (result["max_ks"], result["max_ks_feature"], result["max_psi_feature"]) == (None, None, names[2])
+
+
+def test_the_live_artifact_is_the_promoted_variants_else_the_deployed_one(aws, monkeypatch):
+    from pipeline import store
+    monkeypatch.setenv("MODEL_DATA_URL", "s3://deployed/model.tar.gz")
+    assert drift.live_model_data_url(Settings.from_env()) == "s3://deployed/model.tar.gz"
+    store.put_item("state", {"pk": "model", "variants": [
+        {"name": "primary", "weight": 1.0}, {"name": "b", "weight": 0.0, "model_data_url": "s3://p/b.tar.gz"},
+        {"name": "c", "weight": 0.0, "model_data_url": "s3://p/c.tar.gz"}]})
+    assert drift.live_model_data_url(Settings.from_env()) == "s3://p/b.tar.gz"
+
+
+class _CloudWatch:
+    def __init__(self):
+        self.calls = []
+
+    def put_metric_data(self, Namespace, MetricData):
+        self.calls.append((Namespace, MetricData))
+
+
+def test_publish_sends_max_and_per_feature_metrics_in_calls_of_at_most_1000(monkeypatch):
+    cloudwatch = _CloudWatch()
+    monkeypatch.setattr(drift.aws, "client", lambda name: cloudwatch if name == "cloudwatch" else None)
+    assert drift.publish({"samples": 0}, "ns", "svc") == 0 and cloudwatch.calls == []
+    result = {"samples": 3, "max_psi": 0.5, "max_ks": None, "features": {"a": {"psi": 0.5}, "b": {"psi": 0.1, "ks": 0.2}}}
+    assert drift.publish(result, "ns", "svc") == 4
+    service = [{"Name": "service", "Value": "svc"}]
+    assert cloudwatch.calls == [("ns", [
+        {"MetricName": "FeatureDriftMaxPSI", "Dimensions": service, "Value": 0.5, "Unit": "None"},
+        {"MetricName": "FeatureDriftPSI", "Dimensions": service + [{"Name": "feature", "Value": "a"}], "Value": 0.5,
+         "Unit": "None"},
+        {"MetricName": "FeatureDriftPSI", "Dimensions": service + [{"Name": "feature", "Value": "b"}], "Value": 0.1,
+         "Unit": "None"},
+        {"MetricName": "FeatureDriftKS", "Dimensions": service + [{"Name": "feature", "Value": "b"}], "Value": 0.2,
+         "Unit": "None"}])]
+    cloudwatch.calls.clear()
+    many = {"samples": 1, "max_psi": 1, "max_ks": 2, "features": {f"f{i}": {"psi": i, "ks": i} for i in range(500)}}
+    assert drift.publish(many, "ns", "svc") == 1002
+    assert [len(data) for _, data in cloudwatch.calls] == [1000, 2]
+    assert cloudwatch.calls[0][1][1] == {"MetricName": "FeatureDriftMaxKS", "Dimensions": service, "Value": 2.0,
+                                         "Unit": "None"}
+    assert cloudwatch.calls[1][1][-1]["Dimensions"][1]["Value"] == "f499"
+    assert all(isinstance(d["Value"], float) for _, data in cloudwatch.calls for d in data)

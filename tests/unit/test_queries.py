@@ -1,5 +1,6 @@
 """Read side (pipeline/queries.py) on integer, grid-aligned times: history since/until are inclusive on both ends,
 the median window is (latest - 300 s, latest], counters sum over the stats item and the shards' items."""
+import base64
 import time
 from datetime import datetime, timezone
 
@@ -109,10 +110,12 @@ def test_stats_sum_the_stats_item_and_every_shards_counters(settings):
 
 
 def test_stats_of_an_empty_deployment_use_the_configured_settings(settings):
-    stats = queries.stats(settings)
-    assert stats["events_ingested"] == 0 and stats["cost_per_1k_events_usd"] is None
-    assert (stats["current_batch_size"], stats["invoke_chunk_size"]) == (100, 100)
-    assert stats["median_of_medians"] is None
+    assert queries.stats(settings) == {
+        "events_ingested": 0, "events_rejected_at_api": 0, "events_processed": 0, "events_rejected": 0,
+        "events_duplicate": 0, "events_late": 0, "events_predicted": 0, "users_tracked": 0,
+        "median_of_medians": None, "median_of_medians_sampled": False, "median_of_medians_sample_size": 256,
+        "batches": 0, "cost_per_1k_events_usd": None, "current_batch_size": 100, "invoke_chunk_size": 100,
+        "stream_dlq_messages": 0, "quarantine_messages": 0}
 
 
 def test_queue_depth_counts_visible_and_in_flight_messages(aws, settings):
@@ -190,3 +193,130 @@ def test_variant_stats_per_variant_and_version(settings, monkeypatch):
     assert body["assignment"].startswith("sticky per user")
     store.put_item("state", {"pk": "stats"})
     assert queries.variant_stats(Settings.from_env())["stats"] == []
+
+
+def _token(key) -> str:
+    import base64
+    import json
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def test_history_pages_carry_a_compact_unpadded_token_to_the_next_page(settings):
+    import base64
+    import json
+    _predictions("u1", [(T0 + 10 * n, n / 10) for n in range(5)])
+    assert (queries.HISTORY_PAGE_SIZE, queries.HISTORY_MAX_PAGE_SIZE) == (100, 1000)
+    assert queries.history_page(settings, "u1", None, None)["page_size"] == 100
+    first = queries.history_page(settings, "u1", None, None, page_size=2)
+    assert _ids(first["history"]) == ["u1-e0", "u1-e1"] and first["page_size"] == 2
+    token = first["next_token"]
+    assert "=" not in token
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert json.loads(raw) == {"event_id": "u1-e1", "user_id": "u1", "ts": T0 + 10} and b" " not in raw
+    second = queries.history_page(settings, "u1", None, None, page_size=2, next_token=token)
+    assert _ids(second["history"]) == ["u1-e2", "u1-e3"]
+    third = queries.history_page(settings, "u1", None, None, page_size=2, next_token=second["next_token"])
+    assert _ids(third["history"]) == ["u1-e4"] and third["next_token"] is None
+    ranged = queries.history_page(settings, "u1", T0 + 10, T0 + 30, page_size=2)
+    assert _ids(ranged["history"]) == ["u1-e1", "u1-e2"]
+    rest = queries.history_page(settings, "u1", T0 + 10, T0 + 30, page_size=2, next_token=ranged["next_token"])
+    assert _ids(rest["history"]) == ["u1-e3"]
+    assert first["user_id"] == "u1"
+    # tokens of every padding length (0 to 2 "=" removed) are unpadded and decode
+    for event_id in ("e", "ee", "eee", "eeee"):
+        key = {"event_id": event_id, "user_id": "u1", "ts": T0}
+        assert queries._decode_token(_token(key), "u1") == key
+        assert "=" not in queries._encode_token(key) and queries._decode_token(queries._encode_token(key), "u1") == key
+
+
+@pytest.mark.parametrize("token", [
+    "!!!!", _token([1, 2]), _token({"event_id": "e", "user_id": "u2", "ts": 1}),
+    _token({"event_id": "e", "user_id": "u1"}), _token({"event_id": "e", "user_id": "u1", "ts": 1, "x": 2}),
+    base64.urlsafe_b64encode(b"\xff\xfe").decode()])
+def test_a_token_not_returned_for_this_query_is_refused(settings, token):
+    with pytest.raises(queries.BadToken):
+        queries.history_page(settings, "u1", None, None, next_token=token)
+
+
+def test_a_prediction_without_an_expiry_and_a_median_over_more_than_1000_events(settings):
+    store.put_item("predictions", {"event_id": "p1", "user_id": "u9", "ts": T0, "score": 0.5})
+    assert queries.prediction(settings, "p1") == {"event_id": "p1", "user_id": "u9", "ts": T0, "score": 0.5}
+    # 1,001 events in the 300 s window: all counted (history's default limit is 1,000)
+    store.batch_put("predictions", [{"event_id": f"m{n}", "user_id": "u8", "ts": T0 + n / 10, "score": n % 2}
+                                    for n in range(1001)], ("event_id",))
+    result = queries.user_median(settings, "u8")
+    assert (result["count"], result["median"], result["window_end"]) == (1001, 0, pytest.approx(T0 + 100))
+    assert len(queries.history(settings, "u8", None, None)) == 1000     # history's default limit
+
+
+def test_features_read_the_hot_part_only_of_any_feature_set_and_a_state_without_a_vector(settings, monkeypatch):
+    state = FeatureState("v1")
+    for hour in range(30):                                  # hours ago roll up into hourly (cold) tiles
+        state.add(Event(event_id=f"e{hour}", user_id="u1", event_type="view", timestamp=T0 + 3600 * hour))
+    assert state.mark_stored() and state.cold_version > 0
+    store.put_item("features", {"user_id": "u1", "feature_set": "v1", "hot": state.to_bytes(), "at": 1})
+    body = queries.user_features(settings, "u1")             # the cold item is not read (nor needed)
+    assert body["total_events"] == 30 and list(body["features"].values()) == state.latest
+    store.put_item("features", {"user_id": "u2", "feature_set": "v1", "hot": FeatureState("v1").to_bytes(), "at": 1})
+    assert queries.user_features(settings, "u2")["features"] == {}
+    monkeypatch.setenv("FEATURE_SET", "v2")
+    v2 = FeatureState("v2")
+    v2.add(Event(event_id="e1", user_id="u3", event_type="view", timestamp=T0))
+    store.put_item("features", {"user_id": "u3", "feature_set": "v2", "hot": v2.to_bytes(), "at": 1})
+    body = queries.user_features(Settings.from_env(), "u3")
+    assert body["feature_set"] == "v2" and list(body["features"]) == list(feature_names("v2"))
+
+
+def test_variant_stats_with_a_count_and_no_sum_or_a_sum_and_no_count(settings):
+    store.put_item("state", {"pk": "stats", "variant#a#v1#n": 2, "variant#b#v1#sum": 0.5,
+                             "variant#c#v1#n": 3, "variant#c#v1#sum": 1.0, "variant#d#v1#n": 1})
+    assert queries.variant_stats(settings)["stats"] == [
+        {"variant": "a", "model_version": "v1", "predictions": 2, "mean_score": 0.0, "share": 0.333333},
+        {"variant": "b", "model_version": "v1", "predictions": 0, "mean_score": None, "share": 0.0},
+        {"variant": "c", "model_version": "v1", "predictions": 3, "mean_score": 0.333333, "share": 0.5},
+        {"variant": "d", "model_version": "v1", "predictions": 1, "mean_score": 0.0, "share": 0.166667}]
+    store.put_item("state", {"pk": "stats", "variant#g#v1#n": 0})    # rows but no prediction yet: no share
+    assert queries.variant_stats(settings)["stats"] == [
+        {"variant": "g", "model_version": "v1", "predictions": 0, "mean_score": None, "share": None}]
+
+
+def test_model_status_names_the_live_primarys_version_and_a_decision_without_guard_rail_state(settings):
+    store.put_item("state", {"pk": "model", "variants": [
+        {"name": "primary", "weight": 0.9, "model_version": "xgb-7"},
+        {"name": "challenger", "weight": 0.1, "model_version": "torch-2", "kind": "pytorch"}]})
+    store.put_item("state", {"pk": "config", "optimizer": {"status": "trained"}})
+    status = queries.model_status(settings)
+    assert (status["model_version"], status["configured_model_version"], status["live"]["source"]) == (
+        "xgb-7", "xgb-1", "promotion")
+    view = status["optimizer"]
+    assert (view["status"], view["rollbacks"], view["excluded_sizes"], view["history"]) == ("trained", [], {}, [])
+
+
+def test_recent_batches_default_to_the_newest_20(settings):
+    day = datetime.fromtimestamp(time.time(), tz=timezone.utc).strftime("%Y-%m-%d")
+    store.batch_put("cost", [{"day": day, "batch_key": f"k{n:02d}"} for n in range(22)], ("day", "batch_key"))
+    expected = [f"k{n:02d}" for n in range(21, 1, -1)]
+    assert [b["batch_key"] for b in queries.recent_batches(settings)] == expected
+    assert [b["batch_key"] for b in queries.recent_batches_view(settings)["batches"]] == expected
+    assert [b["batch_key"] for b in queries.recent_batches_view(settings, limit=3)["batches"]] == expected[:3]
+
+
+def test_recent_batches_take_utc_days_whatever_the_local_zone_and_yesterday_a_second_after_midnight(
+        settings, monkeypatch):
+    store.put_item("cost", {"day": "2026-11-22", "batch_key": "today"})
+    store.put_item("cost", {"day": "2026-11-21", "batch_key": "yesterday"})
+    store.put_item("cost", {"day": "2026-11-20", "batch_key": "older"})
+    with monkeypatch.context() as patch:
+        patch.setenv("TZ", "Etc/GMT+12")                      # UTC-12: the local date is still 2026-11-21
+        time.tzset()
+        patch.setattr(queries.time, "time", lambda: 1_795_305_600.5)   # 2026-11-22T00:00:00.5Z
+        try:
+            assert [b["batch_key"] for b in queries.recent_batches(settings)] == ["today", "yesterday"]
+        finally:
+            patch.undo()
+            time.tzset()
+
+
+def test_cost_per_1k_events_without_a_cost_total_is_zero(settings):
+    store.put_item("state", {"pk": "stats", "cost_events_total": 10})
+    assert queries.stats(settings)["cost_per_1k_events_usd"] == 0.0
