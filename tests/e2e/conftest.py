@@ -63,7 +63,9 @@ def resources(cloud):
     session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
                                     region_name="us-east-1")
     functions = session.client("lambda", endpoint_url=cloud.endpoint_url).list_functions()["Functions"]
-    env = next(f for f in functions if "ApiFunction" in f["FunctionName"])["Environment"]["Variables"]
+    # this stack's function: moto's state is per process, and other tests deploy other stacks into it
+    env = next(f for f in functions if f["FunctionName"].startswith(f"{cloud.stack.stack_name}-")
+               and "ApiFunction" in f["FunctionName"])["Environment"]["Variables"]
     return {"env": env, "session": session, "endpoint": cloud.endpoint_url,
             "client": lambda name: session.client(name, endpoint_url=cloud.endpoint_url)}
 

@@ -165,6 +165,7 @@ def test_the_cost_profile_follows_the_mode(ab):
     mode prices instance-hours for every production variant."""
     mode, cloud, _, _ = ab
     functions = cloud.client("lambda").list_functions()["Functions"]
-    env = next(f for f in functions if "RecordCostFunction" in f["FunctionName"])["Environment"]["Variables"]
+    env = next(f for f in functions if f["FunctionName"].startswith(f"{cloud.stack.stack_name}-")
+               and "RecordCostFunction" in f["FunctionName"])["Environment"]["Variables"]
     profile = json.loads(env["COST_PROFILE"])
     assert (profile["endpoint_mode"], profile["variants"]) == (mode, 2)
