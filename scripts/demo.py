@@ -47,7 +47,8 @@ class Pipeline:
         lambda_ = self.client("lambda")
         functions = lambda_.list_functions()["Functions"]
         # moto's state is per process: another local cloud in it (tests run several) lists its functions too
-        prefix = f"{cloud.stack.stack_name}-" if cloud.stack is not None else ""
+        stack = getattr(cloud, "stack", None)
+        prefix = f"{stack.stack_name}-" if stack is not None else ""
         api = next(f for f in functions if f["FunctionName"].startswith(prefix) and "ApiFunction" in f["FunctionName"])
         self.env = api["Environment"]["Variables"]
         self.dynamodb = session.resource("dynamodb", endpoint_url=cloud.endpoint_url)

@@ -275,7 +275,9 @@ def _synth(tmp_path: Path) -> Path:
             not (ROOT / "model" / "artifacts" / "pytorch" / "model.tar.gz").exists():
         subprocess.run([sys.executable, "model/train.py", "--users", "100", "--hours", "6"], cwd=ROOT, check=True)
     out = tmp_path / "cdk.out"
-    env = dict(os.environ, CDK_OUTDIR=str(out), JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
+    # a stack name of its own: in one pytest process the e2e tests' local cloud may still hold RealtimeInference
+    env = dict(os.environ, CDK_OUTDIR=str(out), JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
+               CDK_CONTEXT_JSON=json.dumps({"stackName": "IamDroppedGrant"}))
     subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, check=True, capture_output=True)
     return out
 
@@ -299,7 +301,7 @@ def _drop_grant(template: dict, role_prefix: str, action: str) -> str:
 
 def test_dropping_the_predictions_write_grant_fails_the_pipeline_with_access_denied(tmp_path):
     cdk_out = _synth(tmp_path)
-    template_path = cdk_out / "RealtimeInference.template.json"
+    template_path = cdk_out / "IamDroppedGrant.template.json"
     template = json.loads(template_path.read_text())
     table_id = _drop_grant(template, "StorePredictionsRole", "dynamodb:BatchWriteItem")
     template_path.write_text(json.dumps(template))
