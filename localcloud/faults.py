@@ -27,6 +27,8 @@ from typing import Any, Callable
 import psutil
 from werkzeug.wrappers import Response
 
+from .gateway import drain
+
 log = logging.getLogger("localcloud.faults")
 
 FEATURES = "FeaturesTable"
@@ -341,12 +343,7 @@ def forward(route: Callable, environ: dict, body: dict | None) -> tuple[int, lis
         captured["status"], captured["headers"] = int(status.split()[0]), headers
         return lambda chunk: None
 
-    result = route(env, start_response)
-    try:
-        data = b"".join(result)
-    finally:
-        if hasattr(result, "close"):
-            result.close()
+    data = drain(route(env, start_response))
     return captured["status"], captured["headers"], data
 
 

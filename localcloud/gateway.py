@@ -61,6 +61,15 @@ def aws_error(code: str, message: str, status: int, extra: dict | None = None) -
                     headers={"X-Amzn-ErrorType": code, "x-amzn-RequestId": str(uuid.uuid4())})
 
 
+def drain(result) -> bytes:
+    """A WSGI application's response body, read whole; the iterable is closed as PEP 3333 asks."""
+    try:
+        return b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+
+
 class Gateway:
     def __init__(self, lambda_host=None, sagemaker=None, control: Callable[[Request], Response] | None = None):
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -118,13 +127,7 @@ class Gateway:
         if lock is None:
             return app(environ, start_response)
         with lock:  # run the backend call and collect the body while holding the service's lock
-            result = app(environ, start_response)
-            try:
-                body = b"".join(result)
-            finally:
-                if hasattr(result, "close"):
-                    result.close()
-        return [body]
+            return [drain(app(environ, start_response))]
 
     def _lambda_invoke(self, request: Request, name: str) -> Response:
         host = self.lambda_host

@@ -25,18 +25,22 @@ TEST_RUNS = [
 ]
 
 
+def _editor(definition: dict, name: str, field: str, i: int):
+    """edit(change, what): a copy of ``definition`` with ``change(entry, state)`` applied to state ``name``'s
+    ``field``[i] (a Retry or Catch entry), described as "<state>.<field>[i] <what>"."""
+    def edit(change, what):
+        mutated = copy.deepcopy(definition)
+        change(mutated["States"][name][field][i], mutated["States"][name])
+        return f"{name}.{field}[{i}] {what}", mutated
+    return edit
+
+
 def mutants(definition: dict):
     """(description, mutated definition) for every Retry/Catch mutation of every state."""
     names = list(definition["States"])
     for name, state in definition["States"].items():
         for i, retrier in enumerate(state.get("Retry", [])):
-            where = f"{name}.Retry[{i}]"
-
-            def edit(change, what):
-                mutated = copy.deepcopy(definition)
-                change(mutated["States"][name]["Retry"][i], mutated["States"][name])
-                return f"{where} {what}", mutated
-
+            edit = _editor(definition, name, "Retry", i)
             yield edit(lambda r, s: s["Retry"].pop(i), "dropped")
             for field in ("IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds"):
                 if field not in retrier:
@@ -55,13 +59,7 @@ def mutants(definition: dict):
             if retrier["ErrorEquals"] != ["States.ALL"]:
                 yield edit(lambda r, s: r.__setitem__("ErrorEquals", ["States.ALL"]), "ErrorEquals States.ALL")
         for i, catcher in enumerate(state.get("Catch", [])):
-            where = f"{name}.Catch[{i}]"
-
-            def edit(change, what):
-                mutated = copy.deepcopy(definition)
-                change(mutated["States"][name]["Catch"][i], mutated["States"][name])
-                return f"{where} {what}", mutated
-
+            edit = _editor(definition, name, "Catch", i)
             yield edit(lambda c, s: s["Catch"].pop(i), "dropped")
             yield edit(lambda c, s: c.__setitem__("ErrorEquals", ["States.TaskFailed"]), "ErrorEquals TaskFailed")
             yield edit(lambda c, s: c.__setitem__("ResultPath", "$"), "ResultPath $")

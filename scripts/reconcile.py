@@ -54,6 +54,14 @@ def stack_outputs(stack: str) -> dict:
     return {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
 
 
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options ``configure`` reads: a deployed stack, or the running local cloud."""
+    where = parser.add_argument_group("where the pipeline is (default: the running local cloud)")
+    where.add_argument("--stack", help="a deployed CloudFormation stack (AWS credentials from the environment)")
+    where.add_argument("--state-dir", default=str(ROOT / ".localcloud"))
+    where.add_argument("--endpoint-url", help="the local cloud's endpoint (instead of its state file)")
+
+
 def configure(args: argparse.Namespace, needed: dict[str, str] = NEEDED) -> str:
     """Point the pipeline code (pipeline/settings.py, pipeline/aws.py) at the target; a description of it.
     ``needed``: environment variable -> the stack output it is read from."""
@@ -81,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-journals", type=int, default=10_000, help="journals examined at most")
     parser.add_argument("--redrive", action="store_true", help="start a new execution for every missing batch")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
-    where = parser.add_argument_group("where the pipeline is (default: the running local cloud)")
-    where.add_argument("--stack", help="a deployed CloudFormation stack (AWS credentials from the environment)")
-    where.add_argument("--state-dir", default=str(ROOT / ".localcloud"))
-    where.add_argument("--endpoint-url", help="the local cloud's endpoint (instead of its state file)")
+    add_target_arguments(parser)
     args = parser.parse_args(argv)
     target = configure(args)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from scripts.reconcile import configure  # noqa: E402
+from scripts.reconcile import add_target_arguments, configure  # noqa: E402
 
 NEEDED = {"ARTIFACTS_BUCKET": "ArtifactsBucketName", "STATE_MACHINE_ARN": "StateMachineArn",
           "QUARANTINE_QUEUE_URL": "QuarantineQueueUrl", "STREAM_DLQ_URL": "StreamDlqUrl"}
@@ -37,10 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("quarantine", "dlq"), help="replay one of the two (default both)")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
-    where = parser.add_argument_group("where the pipeline is (default: the running local cloud)")
-    where.add_argument("--stack", help="a deployed CloudFormation stack (AWS credentials from the environment)")
-    where.add_argument("--state-dir", default=str(ROOT / ".localcloud"))
-    where.add_argument("--endpoint-url", help="the local cloud's endpoint (instead of its state file)")
+    add_target_arguments(parser)
     args = parser.parse_args(argv)
     target = configure(args, NEEDED)
 
