@@ -1,7 +1,7 @@
 """process_stream handler CPU per event at batch 200, next to the in-process compute floor, measured in one run.
 
     python -m bench.stream_handler [--batches 30] [--batch-size 200] [--users 400] [--feature-set v1]
-                                   [--breakdown]
+                                   [--cold] [--breakdown]
 
 - floor: base64 + JSON decode, pydantic validation and the streaming features (FeatureState.observe) of every
   event, no I/O; "+ predict" adds XGBoost scoring of the batch (inplace_predict, nthread=1) with the trained
@@ -130,18 +130,23 @@ class Context:
         return 120_000
 
 
-def handler_runner(endpoint: str, env: dict[str, str], feature_set: str):
-    """A function that runs the real handler on one batch and returns its CPU seconds."""
+def handler_runner(endpoint: str, env: dict[str, str], feature_set: str, cold: bool = False):
+    """A function that runs the real handler on one batch and returns its CPU seconds. ``cold``: each batch in a
+    fresh execution environment as far as kept states go (pipeline/warm.py): every user's state is read."""
     os.environ.update(env, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                       AWS_DEFAULT_REGION="us-east-1", FEATURE_SET=feature_set, POWERTOOLS_TRACE_DISABLED="true",
                       POWERTOOLS_METRICS_NAMESPACE="Bench", POWERTOOLS_SERVICE_NAME="bench",
                       POWERTOOLS_LOG_LEVEL="WARNING")
     from process_stream import handler
 
+    from pipeline.warm import WARM
+
     devnull = open(os.devnull, "w")
 
     def run(batch: dict) -> float:
         stdout, sys.stdout = sys.stdout, devnull  # the EMF blob of every invocation goes to stdout
+        if cold:
+            WARM.clear()
         try:
             started = time.process_time()
             response = handler.handler(batch, Context())
@@ -197,6 +202,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--users", type=int, default=400)
     parser.add_argument("--feature-set", default="v1")
+    parser.add_argument("--cold", action="store_true",
+                        help="nothing kept warm between batches (as if each ran in a fresh execution environment)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time each AWS call and the state (de)serialisation (wrappers add a little CPU)")
     args = parser.parse_args(argv)
@@ -208,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
     plain, with_predict, handler = [], [], []
     moto, endpoint = start_moto()
     try:
-        run_handler = handler_runner(endpoint, deploy_tables(endpoint), args.feature_set)
+        run_handler = handler_runner(endpoint, deploy_tables(endpoint), args.feature_set, args.cold)
         parts: dict[str, float] = {}
         for number, batch in enumerate(batches):  # interleaved: on a shared machine both sides see the same load
             if number == 1 and args.breakdown:  # after the warm-up batch
@@ -230,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["ratio_handler_to_floor_with_predict"] = (result["handler_cpu_us_per_event"]
                                                          / result["floor_with_predict_us_per_event"])
     print(f"process_stream at batch {args.batch_size} ({args.batches} batches, feature set {args.feature_set}, "
-          "medians, CPU time)")
+          f"{'no states kept warm' if args.cold else 'states kept warm between batches'}, medians, CPU time)")
     print(f"  floor: decode + validate + features      {result['floor_us_per_event']:8.1f} µs/event")
     if with_predict:
         print(f"  floor + XGBoost predict                  {result['floor_with_predict_us_per_event']:8.1f} µs/event")

@@ -39,6 +39,7 @@ from . import aws, store
 from .events import Event, validate_event
 from .features import FeatureState, StaleColdState, feature_names
 from .settings import Settings
+from .warm import WARM
 
 REJECTED_TTL_SECONDS = 7 * 24 * 3600
 MAX_INLINE_INPUT_BYTES = 200_000  # Step Functions caps state input at 256 KB
@@ -260,19 +261,27 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
     feature_names(feature_set)  # an unknown set fails loudly before anything is written
     shard_id = records[0].shard_id
     batch_id = batch_id_for(records)
+    warm_key = (settings.features_table, feature_set, shard_id)
+    kept = WARM.take(warm_key)  # ours until the states are written: a failure anywhere drops them (pipeline/warm.py)
     with store.metered() as meter:
         valid = [r for r in records if r.event is not None]
         user_ids = {r.event.user_id for r in valid if r.event is not None}
-        # the shard's counters and the users' hot items in one BatchGetItem (both strongly consistent)
+        cached = {u: kept.users[u] for u in user_ids if u in kept.users} if kept else {}
+        # the shard's counters and the hot items of the users not kept warm, in one BatchGetItem (strongly consistent)
         counters_found, hot_items = store.batch_get_raw(
             store.raw_read(settings.state_table, [{"pk": {"S": counters_key(shard_id)}}]),
-            hot_read(settings, user_ids, feature_set))
+            hot_read(settings, user_ids - cached.keys(), feature_set))
         counters: dict[str, Any] = (store.from_raw(counters_found[0]) if counters_found
                                     else {"pk": counters_key(shard_id)})
+        if kept is not None and kept.mark != warm_mark(counters):  # another invocation wrote the shard's states since
+            kept = None
+            if cached:
+                [more] = store.batch_get_raw(hot_read(settings, cached.keys(), feature_set))
+                hot_items, cached = hot_items + more, {}
         counted_mark = counters.get("counted_seq")
         counted = int(counted_mark) if counted_mark is not None else -1
         journals = Journals(settings, counters.get("journal", []))
-        users = load_users(settings, user_ids, feature_set, hot_items)
+        users = load_users(settings, user_ids - cached.keys(), feature_set, hot_items) | cached
 
         tally = {"events_processed_by_stream": 0, "events_rejected": 0, "events_duplicate": 0, "events_late": 0,
                  "users_tracked": 0}
@@ -326,13 +335,19 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
             entry = {"key": key, "first": records[0].sequence, "last": records[-1].sequence}
             journal = (counters.get("journal", []) + [entry])[-JOURNAL_KEEP:]
             # the item as the update leaves it (the mark's condition proves it is still the one read above)
-            after = counters | {name: counters.get(name, 0) + count for name, count in tally.items() if count} | {
+            counters = counters | {name: counters.get(name, 0) + count for name, count in tally.items() if count} | {
                 "counted_seq": records[-1].sequence, "journal": journal}
             store.add_counters(settings.state_table, counters_key(shard_id), tally,
                                mark=("counted_seq", counted_mark, records[-1].sequence),
-                               set_values={"journal": journal}, size_after=store.item_size(after))
+                               set_values={"journal": journal}, size_after=store.item_size(counters))
+        elif touched:  # a redelivered batch that still writes states: tell the environments keeping them warm
+            store.add_counters(settings.state_table, counters_key(shard_id), {"state_gen": 1})
+            counters = counters | {"state_gen": counters.get("state_gen", 0) + 1}
         store.batch_put_raw(settings.features_table,
                             [item for u in touched for item in user_items(u, users[u], feature_set, now)])
+        for u in touched:
+            users[u].new = False
+        WARM.keep(warm_key, warm_mark(counters), users, before=kept)
         rejections = [_rejection(r, now) for r in records if r.event is None]
         if rejections:
             store.batch_put(settings.events_table, rejections, ("event_id",))
@@ -344,6 +359,11 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
         execution_arn = start_inference(rows, batch_id, settings, feature_set, stats, journal=key,
                                         rows_json=rows_json)
     return BatchOutcome(batch_id, len(rows), duplicates, len(records) - len(valid), execution_arn, late)
+
+
+def warm_mark(counters: dict) -> tuple:
+    """What a shard's counters item says about who wrote its users' states last (pipeline/warm.py)."""
+    return counters.get("counted_seq"), int(counters.get("state_gen", 0))
 
 
 def _rescore(event: Event, user: UserState, record: StreamRecord) -> dict:

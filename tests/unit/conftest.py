@@ -55,6 +55,9 @@ def aws(monkeypatch):
 
     pipeline_aws.client.cache_clear()
     pipeline_aws.resource.cache_clear()
+    from pipeline.warm import WARM
+
+    WARM.clear()  # a fresh account: no execution environment has run a batch in it yet
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         for env, (name, keys) in TABLES.items():
