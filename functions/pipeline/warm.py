@@ -15,11 +15,20 @@ batch that fails anywhere leaves the shard with nothing kept (its in-memory stat
 """
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Hashable
 
-MAX_USERS = 20_000  # per shard; a v2 state at 1,000 events/day is ~60 KB in memory (bench/stream_handler.py)
+# A decoded state with its position and ring takes at most ~13 KB of Python objects (tracemalloc, v2 at 100,000
+# events/day: 11.3 KB after decoding and one event); kept states may take a quarter of the function's memory.
+KB_PER_USER = 16
+MEMORY_SHARE = 4
+
+
+def default_max_users() -> int:
+    memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 1024)  # set by the Lambda runtime
+    return memory_mb * 1024 // MEMORY_SHARE // KB_PER_USER
 
 
 @dataclass
@@ -30,8 +39,8 @@ class Kept:
 
 
 class WarmStates:
-    def __init__(self, max_users: int = MAX_USERS):
-        self.max_users = max_users
+    def __init__(self, max_users: int | None = None):
+        self.max_users = max_users if max_users is not None else default_max_users()  # over all shards
         self._shards: dict[Hashable, Kept] = {}
 
     def take(self, key: Hashable) -> Kept | None:
@@ -40,12 +49,18 @@ class WarmStates:
 
     def keep(self, key: Hashable, mark: tuple, users: dict[str, Any], before: Kept | None = None) -> None:
         """``users`` are as stored now, current while the shard's counters show ``mark``; ``before``: what was
-        taken for this batch, whose other users are still current too. The least recently used go first."""
+        taken for this batch, whose other users are still current too. Over ``max_users``, the other shards' states
+        go first (this shard's batches are running here now), then this shard's least recently used."""
         kept = before.users if before is not None else OrderedDict()
         for user_id, state in users.items():
             kept[user_id] = state
             kept.move_to_end(user_id)
-        while len(kept) > self.max_users:
+        excess = sum(len(other.users) for other in self._shards.values()) + len(kept) - self.max_users
+        for other in list(self._shards):
+            if excess <= 0:
+                break
+            excess -= len(self._shards.pop(other).users)
+        for _ in range(excess):
             kept.popitem(last=False)
         self._shards[key] = Kept(mark, kept)
 

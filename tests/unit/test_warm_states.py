@@ -105,3 +105,15 @@ def test_the_kept_users_are_bounded_least_recently_used_first():
     kept = env.take("shard")
     assert kept is not None and kept.mark == ("2", 0) and dict(kept.users) == {"u3": 3, "u1": 10, "u4": 4}
     assert env.take("shard") is None  # taken: a failing batch leaves nothing behind
+    env.keep("a", ("1", 0), {"u1": 1, "u2": 2})
+    env.keep("b", ("1", 0), {"u3": 3, "u4": 4})  # the bound is over all shards: the other one goes first
+    assert env.take("a") is None and env.take("b") is not None
+
+
+def test_the_bound_follows_the_function_memory(monkeypatch):
+    """A quarter of the function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, set by the Lambda runtime) at 16 KB
+    per kept user."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+    assert WarmStates().max_users == 16_384
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+    assert WarmStates().max_users == 2_048
