@@ -10,7 +10,7 @@ CDK_CONTEXT ?=
 MODEL := model/artifacts/model.tar.gz
 TORCH_MODEL := model/artifacts/pytorch/model.tar.gz
 
-.PHONY: run up test test-fast lint typecheck synth model deploy localstack-deploy bench mutate clean help browser
+.PHONY: run up test test-fast lint typecheck synth model deploy localstack-deploy bench mutate clean help browser constraints
 
 help:
 	@echo "make run    - local cloud + deploy + demo workload + report (no Docker, no AWS account)"
@@ -26,12 +26,21 @@ help:
 	@echo "make localstack-deploy - cdklocal deploy into LocalStack (docker compose up -d first)"
 	@echo "make mutate - mutation testing of functions/pipeline and the ASL (slow; not in CI): MODULES=\"events costs\""
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	@touch $@
+
+# constraints.txt pins every transitive dependency to the versions the suite last passed with (requirements*.txt
+# pin only the direct ones). Re-pin after changing a requirement: `make constraints`, run `make test`, commit both.
+# torch stays out: its wheel differs by platform and index (CPU build or CUDA), requirements-dev.txt pins it.
+CONSTRAINTS_SKIP := ^(torch|nvidia-|triton|pip|setuptools)==|@
+constraints: $(VENV)/.installed
+	@{ echo "# Transitive pins for requirements-dev.txt (make constraints; see the Makefile)"; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v -E '$(CONSTRAINTS_SKIP)'; } > constraints.txt
+	@echo "constraints.txt: $$(grep -c '==' constraints.txt) pins"
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

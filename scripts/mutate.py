@@ -38,7 +38,8 @@ TESTS = {
     "variants": ["tests/unit/test_variants.py", "tests/unit/test_variant_golden.py"],
     "queries": ["tests/unit/test_queries.py"],
     "drift": ["tests/unit/test_drift_golden.py", "tests/unit/test_drift.py"],
-    "stream": ["tests/unit/test_process_stream.py", "tests/unit/test_stream_crashes.py"],
+    "stream": ["tests/unit/test_process_stream.py", "tests/unit/test_stream_crashes.py", "tests/unit/test_warm_states.py"],
+    "warm": ["tests/unit/test_warm_states.py"],
     "features": ["tests/unit/test_features.py", "tests/unit/test_feature_boundaries.py"],
     "optimizer": ["tests/unit/test_optimizer.py"],
 }
