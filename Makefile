@@ -25,6 +25,7 @@ help:
 	@echo "make deploy - cdk deploy to your AWS account (needs credentials and Docker for the ML image)"
 	@echo "make localstack-deploy - cdklocal deploy into LocalStack (docker compose up -d first)"
 	@echo "make mutate - mutation testing of functions/pipeline and the ASL (slow; not in CI): MODULES=\"events costs\""
+	@echo "make constraints - re-pin every transitive dependency into constraints.txt after changing requirements*.txt"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }

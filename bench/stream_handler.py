@@ -101,15 +101,14 @@ def deploy_tables(endpoint: str) -> dict[str, str]:
     import boto3
 
     session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1")
+    from pipeline import contract
+
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
     env = {}
-    for var, name, keys in (("EVENTS_TABLE", "events", ["event_id"]), ("FEATURES_TABLE", "features",
-                            ["user_id", "feature_set"]), ("STATE_TABLE", "state", ["pk"])):
-        dynamodb.create_table(
-            TableName=name, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in zip(keys, ("HASH", "RANGE"))],
-            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys])
-        env[var] = name
+    for construct_id in ("EventsTable", "FeaturesTable", "StateTable"):
+        table = contract.TABLES[construct_id]
+        dynamodb.create_table(**contract.create_table_args(table, construct_id))
+        env[table.env] = construct_id
     session.client("s3", endpoint_url=endpoint).create_bucket(Bucket="artifacts")
     definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
     env["STATE_MACHINE_ARN"] = session.client("stepfunctions", endpoint_url=endpoint).create_state_machine(

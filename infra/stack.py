@@ -29,32 +29,31 @@ from aws_cdk import (
     aws_apigatewayv2 as apigwv2,
     aws_apigatewayv2_authorizers as authorizers,
     aws_apigatewayv2_integrations as integrations,
-    aws_cloudwatch as cw,
-    aws_cloudwatch_actions as cw_actions,
     aws_dynamodb as dynamodb,
     aws_ecr_assets as ecr_assets,
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
     aws_kinesis as kinesis,
-    aws_kms as kms,
     aws_lambda as lambda_,
     aws_lambda_event_sources as event_sources,
     aws_logs as logs,
     aws_s3 as s3,
     aws_s3_assets as s3_assets,
     aws_sagemaker as sagemaker,
-    aws_sns as sns,
-    aws_sns_subscriptions as subscriptions,
     aws_sqs as sqs,
     aws_ssm as ssm,
     aws_stepfunctions as sfn,
 )
 from constructs import Construct
 
+from pipeline import contract
+
 from . import nag, runtime
 from .config import Config, ConfigError
+from .ids import pascal
 from .images import REGISTRIES, REPOSITORIES, XGBOOST_REGISTRIES, XGBOOST_REPOSITORY, region_problem  # noqa: F401
+from .monitoring import Watched, build_monitoring
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -64,7 +63,7 @@ POWERTOOLS_ACCOUNT = runtime.POWERTOOLS_ACCOUNT   # publisher of the public Powe
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12     # Amazon Linux 2023; infra/runtime.py pins it with the image and layer
 assert LAMBDA_RUNTIME.name == runtime.LAMBDA_RUNTIME, (LAMBDA_RUNTIME.name, runtime.LAMBDA_RUNTIME)
 
-# The HTTP API contract (DESIGN.md "HTTP API contract"); every route is served by ApiFunction.
+# The HTTP API contract (README "HTTP API"); every route is served by ApiFunction.
 ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/events"),
     ("GET", "/users/{user_id}/features"),
@@ -162,10 +161,6 @@ _RETENTION_DAYS = {
 }
 
 
-def _pascal(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.replace("_", "-").split("-") if part)
-
-
 def resolve_path(path: str) -> Path:
     """Paths in cdk.json are relative to the repository root (not to the current directory)."""
     candidate = Path(path)
@@ -203,27 +198,9 @@ class RealtimeInferenceStack(Stack):
             # Always deleted with the stack: records live 24 h anyway, and a retained stream keeps billing shards.
             removal_policy=RemovalPolicy.DESTROY)
 
-        self.events_table = self._table("EventsTable", "event_id", ttl="expires_at")
-        self.predictions_table = self._table("PredictionsTable", "event_id", ttl="expires_at")
-        capacity = self.config.table_capacity
-        self.predictions_table.add_global_secondary_index(
-            index_name="by_user",
-            partition_key=dynamodb.Attribute(name="user_id", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="ts", type=dynamodb.AttributeType.NUMBER),
-            projection_type=dynamodb.ProjectionType.ALL,
-            read_capacity=capacity.min_capacity if capacity.provisioned else None,
-            write_capacity=capacity.min_capacity if capacity.provisioned else None)
-        if capacity.provisioned:
-            for scaling in (self.predictions_table.auto_scale_global_secondary_index_read_capacity,
-                            self.predictions_table.auto_scale_global_secondary_index_write_capacity):
-                scaling("by_user", min_capacity=capacity.min_capacity, max_capacity=capacity.max_capacity) \
-                    .scale_on_utilization(target_utilization_percent=capacity.target_utilization_percent)
-        self.features_table = self._table("FeaturesTable", "user_id", sort_key="feature_set")
-        self.cost_table = self._table("CostTable", "day", sort_key="batch_key")
-        self.state_table = self._table("StateTable", "pk")
-        self.tables = {"EventsTable": self.events_table, "PredictionsTable": self.predictions_table,
-                       "FeaturesTable": self.features_table, "CostTable": self.cost_table,
-                       "StateTable": self.state_table}
+        self.tables = {construct_id: self._table(construct_id, spec) for construct_id, spec in contract.TABLES.items()}
+        self.events_table, self.predictions_table, self.features_table, self.cost_table, self.state_table = (
+            self.tables[t] for t in ("EventsTable", "PredictionsTable", "FeaturesTable", "CostTable", "StateTable"))
 
         self.stream_dlq = self._queue("StreamDlq")
         self.quarantine_queue = self._queue("QuarantineQueue")
@@ -249,13 +226,13 @@ class RealtimeInferenceStack(Stack):
                 s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=Duration.days(30)),
             ])
 
-    def _table(self, construct_id: str, partition_key: str, sort_key: str | None = None,
-               ttl: str | None = None) -> dynamodb.Table:
+    def _table(self, construct_id: str, spec: contract.Table) -> dynamodb.Table:
         capacity = self.config.table_capacity
         table = dynamodb.Table(
             self, construct_id,
-            partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING) if sort_key else None,
+            partition_key=dynamodb.Attribute(name=spec.partition_key, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=spec.sort_key, type=dynamodb.AttributeType.STRING)
+            if spec.sort_key else None,
             billing_mode=dynamodb.BillingMode.PROVISIONED if capacity.provisioned
             else dynamodb.BillingMode.PAY_PER_REQUEST,
             read_capacity=capacity.min_capacity if capacity.provisioned else None,
@@ -263,7 +240,7 @@ class RealtimeInferenceStack(Stack):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True),
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            time_to_live_attribute=ttl,
+            time_to_live_attribute=spec.ttl,
             removal_policy=self.removal)
         if capacity.provisioned:
             # target tracking keeps consumed / provisioned near the target: the cost model prices each consumed unit
@@ -271,6 +248,21 @@ class RealtimeInferenceStack(Stack):
             for scaling in (table.auto_scale_read_capacity, table.auto_scale_write_capacity):
                 scaling(min_capacity=capacity.min_capacity, max_capacity=capacity.max_capacity) \
                     .scale_on_utilization(target_utilization_percent=capacity.target_utilization_percent)
+        for index in spec.indexes:
+            table.add_global_secondary_index(
+                index_name=index.name,
+                partition_key=dynamodb.Attribute(name=index.partition_key, type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name=index.sort_key, type=getattr(
+                    dynamodb.AttributeType, {"S": "STRING", "N": "NUMBER", "B": "BINARY"}[index.sort_key_type])),
+                projection_type=dynamodb.ProjectionType.ALL,
+                read_capacity=capacity.min_capacity if capacity.provisioned else None,
+                write_capacity=capacity.min_capacity if capacity.provisioned else None)
+            if capacity.provisioned:
+                for index_scaling in (table.auto_scale_global_secondary_index_read_capacity,
+                                      table.auto_scale_global_secondary_index_write_capacity):
+                    index_scaling(index.name, min_capacity=capacity.min_capacity,
+                                  max_capacity=capacity.max_capacity) \
+                        .scale_on_utilization(target_utilization_percent=capacity.target_utilization_percent)
         return table
 
     def _queue(self, construct_id: str) -> sqs.Queue:
@@ -296,14 +288,14 @@ class RealtimeInferenceStack(Stack):
                 problem = region_problem(kind, self.region, cfg.image_tag(kind))
                 if problem:
                     raise ConfigError(problem)
-            registry = CfnMapping(self, f"{_pascal(kind)}ImageRegistry",
+            registry = CfnMapping(self, f"{pascal(kind)}ImageRegistry",
                                   mapping={region: {"account": account}
                                            for region, account in REGISTRIES[kind].items()})
             registry_account = registry.find_in_map(Aws.REGION, "account")
             images[kind] = Fn.join("", [registry_account, ".dkr.ecr.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
                                         REPOSITORIES[kind], ":", cfg.image_tag(kind)])
             self.model_role.add_to_policy(iam.PolicyStatement(
-                sid=f"Pull{_pascal(kind)}Image",
+                sid=f"Pull{pascal(kind)}Image",
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
                 resources=[Fn.join("", ["arn:", Aws.PARTITION, ":ecr:", Aws.REGION, ":", registry_account,
                                         ":repository/", REPOSITORIES[kind]])]))
@@ -331,7 +323,7 @@ class RealtimeInferenceStack(Stack):
             artifact = cfg.artifact_of(variant)
             key = (variant.kind, artifact)
             if key not in self.models:
-                suffix = "" if key == (cfg.model_kind, default_artifact) else _pascal(variant.name)
+                suffix = "" if key == (cfg.model_kind, default_artifact) else pascal(variant.name)
                 if artifact not in self.model_assets:
                     asset = self._model_asset(f"ModelArtifact{suffix}", artifact, variant.kind)
                     self.model_role.add_to_policy(iam.PolicyStatement(
@@ -382,7 +374,7 @@ class RealtimeInferenceStack(Stack):
         self.endpoint_configs: dict[str, sagemaker.CfnEndpointConfig] = {}
         self.endpoints: dict[str, sagemaker.CfnEndpoint] = {}      # variant name -> the endpoint serving it
         for index, (key, members) in enumerate(groups):
-            suffix = "" if index == 0 else _pascal(key)
+            suffix = "" if index == 0 else pascal(key)
             if endpoint.mode == "serverless" and len(members) != 1:   # what SageMaker would refuse at deploy
                 raise ConfigError(f"serverless endpoint {key}: {len(members)} production variants (at most 1)")
             capture = None
@@ -461,11 +453,7 @@ class RealtimeInferenceStack(Stack):
              "endpoint": self.variant_endpoint_names[v.name]} for v in cfg.variants])
         self.base_environment = {
             "EVENTS_STREAM_NAME": self.stream.stream_name,
-            "EVENTS_TABLE": self.events_table.table_name,
-            "PREDICTIONS_TABLE": self.predictions_table.table_name,
-            "FEATURES_TABLE": self.features_table.table_name,
-            "COST_TABLE": self.cost_table.table_name,
-            "STATE_TABLE": self.state_table.table_name,
+            **{spec.env: self.tables[construct_id].table_name for construct_id, spec in contract.TABLES.items()},
             "SAGEMAKER_ENDPOINT_NAME": self.endpoint_name,
             "ARTIFACTS_BUCKET": self.artifacts_bucket.bucket_name,
             "MODEL_DATA_URL": self.model_asset.s3_object_url,
@@ -498,6 +486,9 @@ class RealtimeInferenceStack(Stack):
             # X-Ray must not keep handler results: they hold per-user features and scores (issue 12)
             "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
         }
+        if set(self.base_environment) != contract.COMMON_ENV:  # the runtime reads what pipeline/contract.py names
+            raise ConfigError(f"the functions' environment differs from pipeline/contract.py COMMON_ENV: "
+                              f"{sorted(set(self.base_environment) ^ contract.COMMON_ENV)}")
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
@@ -596,7 +587,7 @@ class RealtimeInferenceStack(Stack):
                 table_id, _, index = target.partition("/index/")
                 arn = self.tables[table_id].table_arn + (f"/index/{index}" if index else "")
                 f[function_id].add_to_role_policy(iam.PolicyStatement(
-                    sid=_pascal(target.replace("/index/", "-")) + "Calls",
+                    sid=pascal(target.replace("/index/", "-")) + "Calls",
                     actions=[f"dynamodb:{action}" for action in actions], resources=[arn]))
 
         api = f["ApiFunction"]                       # ingest to Kinesis, on-demand /predict, queue depths
@@ -698,115 +689,11 @@ class RealtimeInferenceStack(Stack):
 
     # -- CloudWatch ---------------------------------------------------------------------------------------------
     def _monitoring(self) -> None:
-        cfg, a = self.config, self.config.alarms
-        period = Duration.seconds(a.period_seconds)
-        key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True,
-                      # protects only notifications in flight: scheduled for deletion with the stack
-                      removal_policy=RemovalPolicy.DESTROY, pending_window=Duration.days(7),
-                      description="Encrypts the alarm notification topic (CloudWatch may use it to publish)")
-        key.add_to_resource_policy(iam.PolicyStatement(
-            sid="CloudWatchAlarmsPublish", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"]))
-        self.alarm_topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True,
-                                     display_name="Real-time inference alarms")
-        if cfg.alarm_email:
-            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(cfg.alarm_email))
-        action = cw_actions.SnsAction(self.alarm_topic)
-        self.alarms: dict[str, cw.Alarm] = {}
-
-        def alarm(construct_id: str, metric: cw.IMetric, threshold: float, description: str,
-                  comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD) -> cw.Alarm:
-            created = cw.Alarm(self, construct_id, metric=metric, threshold=threshold, comparison_operator=comparison,
-                               evaluation_periods=a.evaluation_periods, alarm_description=description,
-                               treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
-            created.add_alarm_action(action)
-            created.add_ok_action(action)
-            self.alarms[construct_id] = created
-            return created
-
-        def custom(name: str, statistic: str) -> cw.Metric:
-            return cw.Metric(namespace=cfg.metrics_namespace, metric_name=name, statistic=statistic, period=period,
-                             dimensions_map={"service": cfg.service_name})
-
-        process = self.functions["ProcessStreamFunction"]
-        iterator_age = process.metric("IteratorAge", statistic="Maximum", period=period)
-        alarm("AlarmIteratorAge", iterator_age, a.iterator_age_seconds * 1000,
-              f"The stream consumer is more than {a.iterator_age_seconds} s behind (ProcessStreamFunction "
-              "IteratorAge): raise shardCount or the batch size")
-        dlq_depth = self.stream_dlq.metric_approximate_number_of_messages_visible(period=period, statistic="Maximum")
-        alarm("AlarmStreamDlqDepth", dlq_depth, a.dlq_messages,
-              "Kinesis records the stream consumer gave up on (age/retries exhausted) are in StreamDlq")
-        quarantine_depth = self.quarantine_queue.metric_approximate_number_of_messages_visible(
-            period=period, statistic="Maximum")
-        alarm("AlarmQuarantineDepth", quarantine_depth, a.quarantine_messages,
-              "Batches the inference state machine could not score or store are in QuarantineQueue")
-        for function_id, function in self.functions.items():
-            alarm(f"AlarmErrors{function_id.removesuffix('Function')}",
-                  function.metric_errors(period=period, statistic="Sum"), a.function_errors,
-                  f"{function_id} reported errors", cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
-        alarm("AlarmStateMachineFailed", self.state_machine.metric_failed(period=period, statistic="Sum"),
-              a.state_machine_failures, "Inference executions failed (their batches are in QuarantineQueue)",
-              cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
-        # A timed-out Express execution (5 minutes) runs no Catch: its batch is neither stored nor quarantined, so
-        # ExecutionsFailed does not see it. The ASL's TimeoutSeconds and retries keep the worst case under 5 minutes
-        # (tests/infra/test_deploy_readiness.py); this alarm is the safety net if that ever stops holding.
-        alarm("AlarmStateMachineTimedOut", self.state_machine.metric_timed_out(period=period, statistic="Sum"),
-              a.state_machine_timeouts, "Inference executions timed out (5-minute Express limit): their batches were "
-              "neither stored nor quarantined; replay them from the ledger (EventsTable)",
-              cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
-        latency_metrics = []
-        for variant in cfg.variants:
-            latency = cw.Metric(namespace="AWS/SageMaker", metric_name="ModelLatency", statistic="p90",
-                                period=period,
-                                dimensions_map={"EndpointName": self.variant_endpoint_names[variant.name],
-                                                "VariantName": variant.name})
-            latency_metrics.append(latency.with_(label=f"{variant.name} p90 (µs)"))
-            alarm(f"AlarmModelLatency{_pascal(variant.name)}", latency, a.model_latency_ms * 1000,
-                  f"SageMaker ModelLatency p90 of variant {variant.name} above {a.model_latency_ms} ms")
-        cost = custom("CostPerThousandEvents", "Average")
-        alarm("AlarmCostPerThousandEvents", cost, a.cost_per_thousand_events_usd,
-              f"Pipeline cost per 1,000 events above {a.cost_per_thousand_events_usd} USD (RecordCostFunction)")
-        drift = custom("FeatureDriftMaxPSI", "Maximum")
-        alarm("AlarmFeatureDrift", drift, a.drift_psi,
-              f"Feature drift: the largest PSI against the training baseline is above {a.drift_psi}")
-
-        ingest = self.stream.metric_incoming_records(period=period, statistic="Sum")
-        stream_age = self.stream.metric_get_records_iterator_age_milliseconds(period=period, statistic="Maximum")
-        dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
-
-        def graph(title: str, left: list, right: list | None = None, width: int = 8) -> cw.GraphWidget:
-            return cw.GraphWidget(title=title, left=left, right=right or [], width=width, height=6)
-
-        zip_and_image = list(self.functions.items())
-        dashboard.add_widgets(
-            graph("Ingest: records into Kinesis", [ingest]),
-            graph("Iterator age (ms)", [iterator_age, stream_age]),
-            graph("Events processed / batch size", [custom("EventsProcessed", "Sum")],
-                  [custom("BatchSize", "Average")]),
-        )
-        dashboard.add_widgets(
-            graph("Lambda errors", [fn.metric_errors(period=period, statistic="Sum", label=fid)
-                                    for fid, fn in zip_and_image], width=12),
-            graph("Lambda duration p90 (ms)", [fn.metric_duration(period=period, statistic="p90", label=fid)
-                                               for fid, fn in zip_and_image], width=12),
-        )
-        dashboard.add_widgets(
-            graph("State machine executions", [
-                self.state_machine.metric_succeeded(period=period, statistic="Sum"),
-                self.state_machine.metric_failed(period=period, statistic="Sum"),
-                self.state_machine.metric_timed_out(period=period, statistic="Sum")]),
-            graph("Model latency (SageMaker, µs)", latency_metrics),
-            graph("DLQ / quarantine depth", [dlq_depth, quarantine_depth]),
-        )
-        dashboard.add_widgets(
-            graph("Cost per 1,000 events (USD): all lines / tunable by the batch size", [cost],
-                  [custom("TunableCostPerThousandEvents", "Average")], width=6),
-            graph("Batch: configured BatchSize / events / latency (s)",
-                  [custom("ConfiguredBatchSize", "Average"), custom("BatchEvents", "Average")],
-                  [custom("BatchLatencyMax", "p99")], width=6),
-            graph("Feature drift (max PSI)", [drift], width=12),
-        )
-        self.dashboard = dashboard
+        monitoring = build_monitoring(self, self.config, Watched(
+            functions=self.functions, stream=self.stream, stream_dlq=self.stream_dlq,
+            quarantine_queue=self.quarantine_queue, state_machine=self.state_machine,
+            variant_endpoint_names=self.variant_endpoint_names))
+        self.alarm_topic, self.alarms, self.dashboard = monitoring.alarm_topic, monitoring.alarms, monitoring.dashboard
 
     # -- outputs ------------------------------------------------------------------------------------------------
     def _outputs(self) -> None:

@@ -1,8 +1,10 @@
-"""Settings read from the function's environment (set by the CDK stack, see docs/wiring.md)."""
+"""Settings read from the function's environment (set by the CDK stack from pipeline/contract.py; docs/wiring.md)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from .contract import SETTINGS_ENV
 
 
 def _env(name: str, default: str | None = None) -> str:
@@ -39,30 +41,12 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        return cls(
-            events_stream=_env("EVENTS_STREAM_NAME", ""),
-            events_table=_env("EVENTS_TABLE", ""),
-            predictions_table=_env("PREDICTIONS_TABLE", ""),
-            features_table=_env("FEATURES_TABLE", ""),
-            cost_table=_env("COST_TABLE", ""),
-            state_table=_env("STATE_TABLE", ""),
-            state_machine_arn=_env("STATE_MACHINE_ARN", ""),
-            endpoint_name=_env("SAGEMAKER_ENDPOINT_NAME", ""),
-            artifacts_bucket=_env("ARTIFACTS_BUCKET", ""),
-            event_source_mapping_id=_env("EVENT_SOURCE_MAPPING_ID", ""),
-            quarantine_queue_url=_env("QUARANTINE_QUEUE_URL", ""),
-            stream_dlq_url=_env("STREAM_DLQ_URL", ""),
-            batch_size=int(_env("BATCH_SIZE", "100")),
-            batching_window_seconds=int(_env("BATCHING_WINDOW_SECONDS", "1")),
-            min_batch_size=int(_env("MIN_BATCH_SIZE", "10")),
-            max_batch_size=int(_env("MAX_BATCH_SIZE", "500")),
-            invoke_chunk_size=int(_env("INVOKE_CHUNK_SIZE", "100")),
-            latency_slo_seconds=float(_env("LATENCY_SLO_SECONDS", "2")),
-            model_version=_env("MODEL_VERSION", "xgb-1"),
-            feature_set=_env("FEATURE_SET", "v1"),
-            model_data_url=_env("MODEL_DATA_URL", ""),
-            model_variants=_env("MODEL_VARIANTS", ""),
-        )
+        """Every field from its environment variable (pipeline/contract.py SETTINGS_ENV), converted to its type."""
+        return cls(**{name: _TYPES[str(field.type)](_env(*SETTINGS_ENV[name])) for name, field in _FIELDS.items()})
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+_TYPES = {"str": str, "int": int, "float": float}  # the annotations as strings (``from __future__ import annotations``)
 
 
 def settings() -> Settings:

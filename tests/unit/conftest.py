@@ -10,14 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from pipeline import contract
+
 REGION = "us-east-1"
-TABLES = {
-    "EVENTS_TABLE": ("events", [("event_id", "S")]),
-    "PREDICTIONS_TABLE": ("predictions", [("event_id", "S")]),
-    "FEATURES_TABLE": ("features", [("user_id", "S"), ("feature_set", "S")]),
-    "COST_TABLE": ("cost", [("day", "S"), ("batch_key", "S")]),
-    "STATE_TABLE": ("state", [("pk", "S")]),
-}
+# the stack's tables (pipeline/contract.py), each under a short name: "events", "predictions", ...
+TABLES = {construct_id.removesuffix("Table").lower(): table for construct_id, table in contract.TABLES.items()}
 PASS_STATE_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
 
 
@@ -60,20 +57,9 @@ def aws(monkeypatch):
     WARM.clear()  # a fresh account: no execution environment has run a batch in it yet
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        for env, (name, keys) in TABLES.items():
-            schema = [{"AttributeName": k, "KeyType": kind} for (k, _), kind in zip(keys, ("HASH", "RANGE"))]
-            attributes = [{"AttributeName": k, "AttributeType": t} for k, t in keys]
-            extra = {}
-            if name == "predictions":
-                attributes += [{"AttributeName": "user_id", "AttributeType": "S"},
-                               {"AttributeName": "ts", "AttributeType": "N"}]
-                extra["GlobalSecondaryIndexes"] = [{
-                    "IndexName": "by_user", "Projection": {"ProjectionType": "ALL"},
-                    "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"},
-                                  {"AttributeName": "ts", "KeyType": "RANGE"}]}]
-            dynamodb.create_table(TableName=name, KeySchema=schema, AttributeDefinitions=attributes,
-                                  BillingMode="PAY_PER_REQUEST", **extra)
-            monkeypatch.setenv(env, name)
+        for name, table in TABLES.items():
+            dynamodb.create_table(**contract.create_table_args(table, name))
+            monkeypatch.setenv(table.env, name)
         kinesis = boto3.client("kinesis", region_name=REGION)
         kinesis.create_stream(StreamName="events", ShardCount=1)
         monkeypatch.setenv("EVENTS_STREAM_NAME", "events")
