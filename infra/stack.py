@@ -29,19 +29,15 @@ from aws_cdk import (
     aws_apigatewayv2 as apigwv2,
     aws_apigatewayv2_authorizers as authorizers,
     aws_apigatewayv2_integrations as integrations,
-    aws_dynamodb as dynamodb,
     aws_ecr_assets as ecr_assets,
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
-    aws_kinesis as kinesis,
     aws_lambda as lambda_,
     aws_lambda_event_sources as event_sources,
     aws_logs as logs,
-    aws_s3 as s3,
     aws_s3_assets as s3_assets,
     aws_sagemaker as sagemaker,
-    aws_sqs as sqs,
     aws_ssm as ssm,
     aws_stepfunctions as sfn,
 )
@@ -54,6 +50,7 @@ from .config import Config, ConfigError
 from .ids import pascal
 from .images import REGISTRIES, REPOSITORIES, XGBOOST_REGISTRIES, XGBOOST_REPOSITORY, region_problem  # noqa: F401
 from .monitoring import Watched, build_monitoring
+from .storage import build_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -189,87 +186,14 @@ class RealtimeInferenceStack(Stack):
         self._outputs()
         self.acknowledgements = nag.acknowledge_stack(self) if acknowledge_nag else []
 
-    # -- storage and messaging ----------------------------------------------------------------------------------
+    # -- storage and messaging (infra/storage.py) -------------------------------------------------------------
     def _data(self) -> None:
-        cfg = self.config
-        self.stream = kinesis.Stream(
-            self, "EventsStream", stream_mode=kinesis.StreamMode.PROVISIONED, shard_count=cfg.shard_count,
-            encryption=kinesis.StreamEncryption.MANAGED, retention_period=Duration.hours(24),
-            # Always deleted with the stack: records live 24 h anyway, and a retained stream keeps billing shards.
-            removal_policy=RemovalPolicy.DESTROY)
-
-        self.tables = {construct_id: self._table(construct_id, spec) for construct_id, spec in contract.TABLES.items()}
+        storage = build_storage(self, self.config, self.removal)
+        self.stream, self.tables, self.stream_dlq, self.quarantine_queue = (
+            storage.stream, storage.tables, storage.stream_dlq, storage.quarantine_queue)
+        self.access_logs_bucket, self.artifacts_bucket = storage.access_logs_bucket, storage.artifacts_bucket
         self.events_table, self.predictions_table, self.features_table, self.cost_table, self.state_table = (
             self.tables[t] for t in ("EventsTable", "PredictionsTable", "FeaturesTable", "CostTable", "StateTable"))
-
-        self.stream_dlq = self._queue("StreamDlq")
-        self.quarantine_queue = self._queue("QuarantineQueue")
-
-        self.access_logs_bucket = s3.Bucket(
-            self, "AccessLogsBucket", encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(90))])
-        self.artifacts_bucket = s3.Bucket(
-            self, "ArtifactsBucket", encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_logs_bucket, server_access_logs_prefix="artifacts-bucket/",
-            lifecycle_rules=[
-                # Batch journals (process_stream: each record's outcome and features; the execution input of a
-                # large batch; redelivery and the drift sample read them) and large predictions (invoke_model ->
-                # store_predictions): kept one day longer than the quarantine queue keeps a batch (14 days), so a
-                # quarantined batch's pointer still resolves when it is redriven.
-                s3.LifecycleRule(id="expire-batch-journals", prefix="journal/", expiration=Duration.days(15)),
-                s3.LifecycleRule(id="expire-batch-payloads", prefix="batches/", expiration=Duration.days(15)),
-                s3.LifecycleRule(id="expire-batch-predictions", prefix="predictions/", expiration=Duration.days(15)),
-                s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=Duration.days(30)),
-            ])
-
-    def _table(self, construct_id: str, spec: contract.Table) -> dynamodb.Table:
-        capacity = self.config.table_capacity
-        table = dynamodb.Table(
-            self, construct_id,
-            partition_key=dynamodb.Attribute(name=spec.partition_key, type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name=spec.sort_key, type=dynamodb.AttributeType.STRING)
-            if spec.sort_key else None,
-            billing_mode=dynamodb.BillingMode.PROVISIONED if capacity.provisioned
-            else dynamodb.BillingMode.PAY_PER_REQUEST,
-            read_capacity=capacity.min_capacity if capacity.provisioned else None,
-            write_capacity=capacity.min_capacity if capacity.provisioned else None,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True),
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            time_to_live_attribute=spec.ttl,
-            removal_policy=self.removal)
-        if capacity.provisioned:
-            # target tracking keeps consumed / provisioned near the target: the cost model prices each consumed unit
-            # at 1/target of a unit-hour's share (pipeline/costs.py)
-            for scaling in (table.auto_scale_read_capacity, table.auto_scale_write_capacity):
-                scaling(min_capacity=capacity.min_capacity, max_capacity=capacity.max_capacity) \
-                    .scale_on_utilization(target_utilization_percent=capacity.target_utilization_percent)
-        for index in spec.indexes:
-            table.add_global_secondary_index(
-                index_name=index.name,
-                partition_key=dynamodb.Attribute(name=index.partition_key, type=dynamodb.AttributeType.STRING),
-                sort_key=dynamodb.Attribute(name=index.sort_key, type=getattr(
-                    dynamodb.AttributeType, {"S": "STRING", "N": "NUMBER", "B": "BINARY"}[index.sort_key_type])),
-                projection_type=dynamodb.ProjectionType.ALL,
-                read_capacity=capacity.min_capacity if capacity.provisioned else None,
-                write_capacity=capacity.min_capacity if capacity.provisioned else None)
-            if capacity.provisioned:
-                for index_scaling in (table.auto_scale_global_secondary_index_read_capacity,
-                                      table.auto_scale_global_secondary_index_write_capacity):
-                    index_scaling(index.name, min_capacity=capacity.min_capacity,
-                                  max_capacity=capacity.max_capacity) \
-                        .scale_on_utilization(target_utilization_percent=capacity.target_utilization_percent)
-        return table
-
-    def _queue(self, construct_id: str) -> sqs.Queue:
-        return sqs.Queue(
-            self, construct_id, encryption=sqs.QueueEncryption.KMS_MANAGED, enforce_ssl=True,
-            retention_period=Duration.days(14), visibility_timeout=Duration.minutes(5),
-            removal_policy=self.removal)
 
     # -- SageMaker ----------------------------------------------------------------------------------------------
     def _model(self) -> None:
