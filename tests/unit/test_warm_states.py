@@ -110,6 +110,17 @@ def test_the_kept_users_are_bounded_least_recently_used_first():
     assert env.take("a") is None and env.take("b") is not None
 
 
+def test_other_shards_go_only_as_far_as_the_bound_needs():
+    env = WarmStates(max_users=4)
+    env.keep("a", ("1", 0), {"u1": 1, "u2": 2})
+    env.keep("c", ("1", 0), {"u3": 3})
+    env.keep("d", ("1", 0), {"u4": 4})                      # exactly at the bound: nothing goes
+    assert sorted(env._shards) == ["a", "c", "d"]
+    env.keep("b", ("1", 0), {"u5": 5, "u6": 6})             # 6 > 4: "a" (2 users) goes, then it fits
+    assert sorted(env._shards) == ["b", "c", "d"]
+    assert list(env.take("b").users) == ["u5", "u6"]
+
+
 def test_the_bound_follows_the_function_memory(monkeypatch):
     """A quarter of the function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, set by the Lambda runtime) at 16 KB
     per kept user."""
@@ -117,3 +128,5 @@ def test_the_bound_follows_the_function_memory(monkeypatch):
     assert WarmStates().max_users == 16_384
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
     assert WarmStates().max_users == 2_048
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")  # outside Lambda: sized as a 1,024 MB function
+    assert WarmStates().max_users == 16_384
