@@ -41,7 +41,7 @@ from pipeline import contract
 
 from . import nag, runtime
 from .config import Config, ConfigError
-from .ids import pascal
+from .grants import Granted, grant_all
 from .images import REGISTRIES, REPOSITORIES, XGBOOST_REGISTRIES, XGBOOST_REPOSITORY, region_problem  # noqa: F401
 from .model_endpoint import ModelEndpoints
 from .monitoring import Watched, build_monitoring
@@ -90,26 +90,6 @@ IMAGE_FUNCTIONS = (
 ZIP_EXCLUDE = ["Dockerfile", "requirements-ml.txt", "retrain_batch_size", "monitor_drift", "**/__pycache__",
                "*.pyc", "tests", ".pytest_cache"]
 IMAGE_EXCLUDE = ["**/__pycache__", "*.pyc", "tests", ".pytest_cache"]
-
-# DynamoDB: the actions each function calls, per table ("<table>/index/<name>" for an index), and nothing more
-# (grant_read_write_data would add DeleteItem, Scan, ConditionCheckItem and stream reads nothing uses; issue 12). The
-# calls: functions/pipeline/store.py and its callers. The local cloud checks every call against these grants
-# (localcloud/iam.py), so a call missing here fails tests/e2e; tests/infra holds each role to this table.
-TABLE_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
-    "ApiFunction": {                                  # ingest counters, queries, /stats, /predict
-        "StateTable": ("GetItem", "UpdateItem", "Scan"), "FeaturesTable": ("GetItem", "BatchGetItem"),
-        "CostTable": ("Query",), "PredictionsTable": ("GetItem",), "PredictionsTable/index/by_user": ("Query",)},
-    "ProcessStreamFunction": {                        # features, per-shard counters, rejected records
-        "FeaturesTable": ("GetItem", "BatchGetItem", "BatchWriteItem"),
-        "StateTable": ("GetItem", "BatchGetItem", "UpdateItem"),  # the counters read with the users' hot items
-        "EventsTable": ("BatchWriteItem",)},
-    "InvokeModelFunction": {"StateTable": ("GetItem",)},                       # config, live model
-    "StorePredictionsFunction": {                     # predictions, counters, the rolling median sample
-        "PredictionsTable": ("BatchWriteItem",), "StateTable": ("GetItem", "PutItem", "UpdateItem")},
-    "RecordCostFunction": {"CostTable": ("PutItem",), "StateTable": ("GetItem", "UpdateItem")},
-    "RetrainBatchSizeFunction": {"CostTable": ("Query",), "StateTable": ("GetItem", "PutItem")},
-    "MonitorDriftFunction": {"StateTable": ("GetItem",)},                      # the live model
-}
 
 ACCESS_LOG_FORMAT = {
     "requestId": "$context.requestId", "requestTime": "$context.requestTime", "ip": "$context.identity.sourceIp",
@@ -330,70 +310,13 @@ class RealtimeInferenceStack(Stack):
             self.functions[function_id].add_environment("EVENT_SOURCE_MAPPING_ID",
                                                         self.stream_mapping.event_source_mapping_id)
 
-    # -- IAM: least privilege, per function ---------------------------------------------------------------------
+    # -- IAM: least privilege, per function (infra/grants.py) ---------------------------------------------------
     def _grants(self) -> None:
-        f = self.functions
-        bucket = self.artifacts_bucket
-        invoke_endpoint = iam.PolicyStatement(sid="InvokeEndpoint", actions=["sagemaker:InvokeEndpoint"],
-                                              resources=self.endpoint_arns)
-
-        for function_id, tables in TABLE_ACCESS.items():
-            for target, actions in tables.items():
-                table_id, _, index = target.partition("/index/")
-                arn = self.tables[table_id].table_arn + (f"/index/{index}" if index else "")
-                f[function_id].add_to_role_policy(iam.PolicyStatement(
-                    sid=pascal(target.replace("/index/", "-")) + "Calls",
-                    actions=[f"dynamodb:{action}" for action in actions], resources=[arn]))
-
-        api = f["ApiFunction"]                       # ingest to Kinesis, on-demand /predict, queue depths
-        api.add_to_role_policy(iam.PolicyStatement(
-            sid="IngestToStream", actions=["kinesis:PutRecords"], resources=[self.stream.stream_arn]))
-        api.add_to_role_policy(invoke_endpoint)
-        api.add_to_role_policy(iam.PolicyStatement(   # GET /models: the registry's manifest (model/registry.py)
-            sid="ReadModelRegistry", actions=["s3:GetObject"],
-            resources=[bucket.arn_for_objects("models/manifest.json")]))
-        api.add_to_role_policy(iam.PolicyStatement(
-            sid="QueueDepths", actions=["sqs:GetQueueAttributes"],
-            resources=[self.stream_dlq.queue_arn, self.quarantine_queue.queue_arn]))
-
-        process = f["ProcessStreamFunction"]         # the batch journal, start inference
-        process.add_to_role_policy(iam.PolicyStatement(
-            sid="WriteBatchJournals", actions=["s3:PutObject", "s3:GetObject"],
-            resources=[bucket.arn_for_objects("journal/*"), bucket.arn_for_objects("batches/*")]))
-        self.state_machine.grant_start_execution(process)
-
-        invoke = f["InvokeModelFunction"]            # score on the endpoint; rows may come from S3
-        invoke.add_to_role_policy(invoke_endpoint)
-        invoke.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadBatchPayloads", actions=["s3:GetObject"],
-            resources=[bucket.arn_for_objects("journal/*"), bucket.arn_for_objects("batches/*")]))
-        invoke.add_to_role_policy(iam.PolicyStatement(
-            sid="WriteLargePredictions", actions=["s3:PutObject"], resources=[bucket.arn_for_objects("predictions/*")]))
-
-        store = f["StorePredictionsFunction"]
-        store.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadLargePredictions", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("predictions/*")]))
-
-        retrain = f["RetrainBatchSizeFunction"]      # learn from cost records, apply the batch size
-        retrain.add_to_role_policy(iam.PolicyStatement(
-            sid="WriteOptimizerModels", actions=["s3:PutObject"], resources=[bucket.arn_for_objects("optimizer/*")]))
-        retrain.add_to_role_policy(iam.PolicyStatement(
-            sid="TuneStreamMapping", actions=["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping"],
-            resources=[self.stream_mapping.event_source_mapping_arn]))
-
-        drift = f["MonitorDriftFunction"]            # recent features vs the model's training baseline
-        drift.add_to_role_policy(iam.PolicyStatement(   # recent events' feature vectors: the batch journals
-            sid="ReadBatchJournals", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("journal/*")]))
-        drift.add_to_role_policy(iam.PolicyStatement(
-            sid="ListBatchJournals", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": ["journal/*"]}}))
-        drift.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadModelArtifact", actions=["s3:GetObject"],
-            resources=[self.model_asset.bucket.arn_for_objects(self.model_asset.s3_object_key),
-                       bucket.arn_for_objects("models/*")]))
-        drift.add_to_role_policy(iam.PolicyStatement(   # the drift metrics the drift alarm watches
-            sid="PublishDriftMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": self.config.metrics_namespace}}))
+        grant_all(Granted(
+            functions=self.functions, tables=self.tables, bucket=self.artifacts_bucket, stream=self.stream,
+            queues=[self.stream_dlq, self.quarantine_queue], state_machine=self.state_machine,
+            stream_mapping=self.stream_mapping, endpoint_arns=self.endpoint_arns, model_asset=self.model_asset,
+            metrics_namespace=self.config.metrics_namespace))
 
     # -- EventBridge schedules ----------------------------------------------------------------------------------
     def _schedules(self) -> None:

@@ -1,4 +1,4 @@
-"""Least privilege, per function: each role allows the DynamoDB actions its function calls (infra/stack.py
+"""Least privilege, per function: each role allows the DynamoDB actions its function calls (infra/grants.py
 TABLE_ACCESS) on exactly the tables and index it calls them on, and nothing of the broad CDK grants
 (grant_read_write_data adds DeleteItem, Scan, ConditionCheckItem, DescribeTable and stream reads). That the pipeline
 needs no more is proven locally: the local cloud enforces these grants on every call (localcloud/iam.py, tests/e2e).
@@ -10,7 +10,7 @@ list_amazondynamodb): each DynamoDB API is authorized by the action of the same 
 """
 from __future__ import annotations
 
-from infra.stack import TABLE_ACCESS
+from infra.grants import TABLE_ACCESS
 
 
 def _list(value) -> list:
