@@ -12,19 +12,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import cast
 
-import jsii
 from aws_cdk import (
     Aws,
     CfnOutput,
     Duration,
     RemovalPolicy,
     Stack,
-    aws_apigateway as apigw,
-    aws_apigatewayv2 as apigwv2,
-    aws_apigatewayv2_authorizers as authorizers,
-    aws_apigatewayv2_integrations as integrations,
     aws_ecr_assets as ecr_assets,
     aws_events as events,
     aws_events_targets as targets,
@@ -42,6 +36,7 @@ from pipeline import contract
 from . import nag, runtime
 from .config import Config, ConfigError
 from .grants import Granted, grant_all
+from .http_api import build_http_api
 from .images import REGISTRIES, REPOSITORIES, XGBOOST_REGISTRIES, XGBOOST_REPOSITORY, region_problem  # noqa: F401
 from .model_endpoint import ModelEndpoints
 from .monitoring import Watched, build_monitoring
@@ -54,24 +49,6 @@ STATE_MACHINE_FILE = ROOT / "statemachines" / "inference.asl.json"
 POWERTOOLS_ACCOUNT = runtime.POWERTOOLS_ACCOUNT   # publisher of the public Powertools for AWS Lambda (Python) layers
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12     # Amazon Linux 2023; infra/runtime.py pins it with the image and layer
 assert LAMBDA_RUNTIME.name == runtime.LAMBDA_RUNTIME, (LAMBDA_RUNTIME.name, runtime.LAMBDA_RUNTIME)
-
-# The HTTP API contract (README "HTTP API"); every route is served by ApiFunction.
-ROUTES: tuple[tuple[str, str], ...] = (
-    ("POST", "/events"),
-    ("GET", "/users/{user_id}/features"),
-    ("GET", "/users/{user_id}/features/{name}"),
-    ("GET", "/users/{user_id}/median"),
-    ("GET", "/users/{user_id}/history"),
-    ("GET", "/predictions/{event_id}"),
-    ("POST", "/predict"),
-    ("GET", "/stats"),
-    ("GET", "/variants/stats"),
-    ("GET", "/batches/recent"),
-    ("GET", "/model/status"),
-    ("GET", "/models"),
-    ("GET", "/health"),
-    ("GET", "/openapi.json"),
-)
 
 # Zip functions: (construct id, handler). The ML functions run from the container image (functions/Dockerfile).
 ZIP_FUNCTIONS = (
@@ -98,23 +75,6 @@ ACCESS_LOG_FORMAT = {
     "responseLength": "$context.responseLength", "responseLatency": "$context.responseLatency",
     "integrationLatency": "$context.integration.latency", "integrationError": "$context.integrationErrorMessage",
 }
-
-
-@jsii.implements(apigwv2.IAccessLogSettings)
-class AccessLogSettings:
-    """HTTP API stage access-log settings (an interface in CDK: Python needs a small implementing class)."""
-
-    def __init__(self, destination: apigwv2.IAccessLogDestination, log_format: apigw.AccessLogFormat):
-        self._destination = destination
-        self._format = log_format
-
-    @property
-    def destination(self) -> apigwv2.IAccessLogDestination:
-        return self._destination
-
-    @property
-    def format(self) -> apigw.AccessLogFormat:
-        return self._format
 
 
 def _retention(days: int) -> logs.RetentionDays:
@@ -331,39 +291,11 @@ class RealtimeInferenceStack(Stack):
                         targets=[targets.LambdaFunction(self.functions[function_id], retry_attempts=2,
                                                         max_event_age=Duration.hours(1))])
 
-    # -- HTTP API -----------------------------------------------------------------------------------------------
+    # -- HTTP API (infra/http_api.py) ---------------------------------------------------------------------------
     def _http_api(self) -> None:
-        cfg = self.config
-        self.http_api = apigwv2.HttpApi(
-            self, "HttpApi", api_name=f"{self.stack_name}-api",   # API names need not be unique; this one reads well
-            description="Real-time inference: ingest events, query features and predictions",
-            create_default_stage=False, default_authorizer=authorizers.HttpIamAuthorizer())
-        integration = integrations.HttpLambdaIntegration(
-            "ApiIntegration", self.functions["ApiFunction"],
-            payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0)
-        for method, path in ROUTES:
-            self.http_api.add_routes(path=path, methods=[apigwv2.HttpMethod(method)], integration=integration)
-        # $default: every request no route above matches (unknown path, or a known path with another method) goes to
-        # ApiFunction too, which answers 404 in the project's error shape {"error", "message"} instead of API
-        # Gateway's own {"message": "Not Found"}. Same IAM authorization as every other route (the API's default
-        # authorizer), so an unsigned request to an unknown path is still refused by API Gateway (403).
-        self.default_route = apigwv2.HttpRoute(
-            self, "ApiDefaultRoute", http_api=self.http_api, route_key=apigwv2.HttpRouteKey.DEFAULT,
-            integration=integration, authorizer=authorizers.HttpIamAuthorizer())
-        self.api_access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=self.retention,
-                                             removal_policy=self.removal)
-        self.api_stage = apigwv2.HttpStage(
-            self.http_api, "DefaultStage", http_api=self.http_api, stage_name="$default", auto_deploy=True,
-            throttle=apigwv2.ThrottleSettings(rate_limit=cfg.api_throttle.rate_limit,
-                                              burst_limit=cfg.api_throttle.burst_limit),
-            access_log_settings=AccessLogSettings(
-                destination=apigwv2.LogGroupLogDestination(self.api_access_logs),
-                log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")))))
-        # per-route throttling (the L2 stage has no property for it): POST /predict gets its own, lower limit
-        # (config.ApiThrottle) so a burst of synchronous scoring cannot take the endpoints from the pipeline
-        cast(apigwv2.CfnStage, self.api_stage.node.default_child).route_settings = {"POST /predict": {
-            "ThrottlingRateLimit": cfg.api_throttle.predict_rate_limit,
-            "ThrottlingBurstLimit": cfg.api_throttle.predict_burst_limit}}
+        api = build_http_api(self, self.config, self.functions["ApiFunction"], self.retention, self.removal)
+        self.http_api, self.default_route, self.api_access_logs, self.api_stage = (
+            api.http_api, api.default_route, api.access_logs, api.stage)
 
     # -- CloudWatch ---------------------------------------------------------------------------------------------
     def _monitoring(self) -> None:
