@@ -186,12 +186,15 @@ class _Tier:
         if position < len(self.keys):
             self.invalidate()
             self._running = None
-        elif self._running is not None:
+            self.keys.insert(position, key)
+            for col, value in zip(self.cols, row, strict=True):
+                col.insert(position, value)
+            return
+        if self._running is not None:
             for column, running in self._running.items():
                 running.append(running[-1] + row[column])
-        self.keys.insert(position, key)
-        for col, value in zip(self.cols, row, strict=True):
-            col.insert(position, value)
+        self.keys.append(key)
+        list(map(list.append, self.cols, row))   # one C loop: a sparse user appends a tile per event
 
     def drop_first(self, count: int) -> None:
         del self.keys[:count]
@@ -212,25 +215,39 @@ class _Tier:
         share them, and for the hourly tier every event of an hour asks for the same few windows."""
         if lo >= hi:
             return _NO_TILE
+        c = self.cols
+        if hi - lo == 1 and columns is ALL_SUMS:  # one tile (a sparse user's): its own values, nothing to add
+            return (c[N][lo], c[PURCHASES][lo], c[VIEWS][lo], c[CLICKS][lo], c[AMOUNT][lo], c[POINTS][lo],
+                    c[DEVICES][lo])
         key = (lo, hi, columns)
-        cache = self._cache()
+        cache = self._cached
+        if cache is None:
+            cache = self._cached = {}
         found = cache.get(key)
         if found is None:
-            c = self.cols
-            running = self._running
             if columns is ALL_SUMS and not self._counted:  # the fine tier: a few tiles, every column
                 found = cache[key] = (
                     sum(c[N][lo:hi]), sum(c[PURCHASES][lo:hi]), sum(c[VIEWS][lo:hi]), sum(c[CLICKS][lo:hi]),
                     sum(c[AMOUNT][lo:hi]), sum(c[POINTS][lo:hi]), reduce(or_, c[DEVICES][lo:hi]))
                 return found
-            if running is None:
-                running = self._running = {column: list(accumulate(c[column], initial=0)) for column in self._counted}
+            running = self.running()
+            if columns is ALL_SUMS and running:  # the hourly tier's day window, spelt out: asked for on every hour
+                n, p, v, k, pts = running[N], running[PURCHASES], running[VIEWS], running[CLICKS], running[POINTS]
+                found = cache[key] = (n[hi] - n[lo], p[hi] - p[lo], v[hi] - v[lo], k[hi] - k[lo],
+                                      sum(c[AMOUNT][lo:hi]), pts[hi] - pts[lo], reduce(or_, set(c[DEVICES][lo:hi])))
+                return found
             found = cache[key] = tuple(
                 running[column][hi] - running[column][lo] if column in running
                 else reduce(or_, set(c[DEVICES][lo:hi])) if column == DEVICES
                 else sum(c[column][lo:hi])   # amounts: added in tile order, as the tiles were rolled up
                 for column in columns)
         return found
+
+    def running(self) -> dict[int, list[int]]:
+        """Column -> the sum of that column over the tiles before each position (count columns of a closed tier)."""
+        if self._running is None:
+            self._running = {column: list(accumulate(self.cols[column], initial=0)) for column in self._counted}
+        return self._running
 
     def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
         """From fine tile ``top`` down: (events and first time of the session that tile ``top`` is in, whether that
@@ -451,27 +468,31 @@ class FeatureState:
         tiles, events over 1 h; for v2 also events, purchases over 7 d, the 7 d amount over fine and over hourly
         tiles, events over 6 h). Amounts are kept apart so that they add up in the same order whatever is cached."""
         fine, hourly = self.fine, self.hourly
-        keys, hkeys = fine.keys, hourly.keys
-        newest_hour = hkeys[-1] * _PER_HOUR if hkeys else None
-        hhi = bisect_right(hkeys, end // _PER_HOUR)
-
-        def window(start: int, columns: tuple[int, ...], fine_columns: tuple[int, ...] = ALL_SUMS) -> tuple:
-            """(the window's fine tiles: all columns, shared by windows that start in the same tile; its hourly
-            tiles: ``columns``)"""
-            in_fine = fine.sums(bisect_left(keys, start), upto, fine_columns)
-            if newest_hour is not None and newest_hour >= start:
-                return in_fine, hourly.sums(bisect_left(hkeys, -(-start // _PER_HOUR)), hhi, columns)
-            return in_fine, _NO_TILE
+        keys, hkeys, fine_n = fine.keys, hourly.keys, fine.cols[N]
         hour = end // _PER_HOUR * _PER_HOUR   # windows of an hourly resolution start on the hour (a fine index)
-        (n, p, v, c, amount, points, devices), (hn, hp, hv, hc, h_amount, h_points, h_devices) = window(
-            hour - 24 * _PER_HOUR, ALL_SUMS)
-        (n_1h, *_), (h_1h, *_) = window(end - _PER_HOUR, (N,), (N,))
-        sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h + h_1h)
+        # Each window: its fine tiles [bisect_left(keys, start), upto) plus its whole hourly tiles [lo, hhi) (no
+        # tile when lo == hhi). Counts over hourly tiles are differences of running sums; the day's other columns
+        # come from the cached sums (one call per hour for a busy user).
+        hhi = bisect_right(hkeys, end // _PER_HOUR)   # the hourly tiles up to the event's hour
+        running_n = hourly.running()[N]
+        h_n = running_n[hhi]
+        day = hour // _PER_HOUR - 24
+        n, p, v, c, amount, points, devices = fine.sums(bisect_left(keys, hour - 24 * _PER_HOUR), upto)
+        hn, hp, hv, hc, h_amount, h_points, h_devices = hourly.sums(bisect_left(hkeys, day), hhi)
+        start_1h = end - _PER_HOUR
+        n_1h = sum(fine_n[bisect_left(keys, start_1h):upto]) + h_n - running_n[
+            bisect_left(hkeys, -(-start_1h // _PER_HOUR))]
+        sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h)
         if not self._v2:
             return sums
-        (n_6h, *_), (h_6h, *_) = window(hour - 6 * _PER_HOUR, (N,))
-        week, (h_n_7d, h_p_7d, h_amount_7d, *_) = window(hour - 7 * 24 * _PER_HOUR, (N, PURCHASES, AMOUNT))
-        return sums + (week[N] + h_n_7d, week[PURCHASES] + h_p_7d, week[AMOUNT], h_amount_7d, n_6h + h_6h)
+        n_6h = sum(fine_n[bisect_left(keys, hour - 6 * _PER_HOUR):upto]) + h_n - running_n[
+            bisect_left(hkeys, day + 18)]
+        week = fine.sums(bisect_left(keys, hour - 7 * 24 * _PER_HOUR), upto)
+        lo = bisect_left(hkeys, day - 6 * 24)
+        running_p = hourly.running()[PURCHASES]
+        h_amount_7d = sum(hourly.cols[AMOUNT][lo:hhi])   # in tile order, as the tiles were rolled up
+        return sums + (week[N] + h_n - running_n[lo], week[PURCHASES] + running_p[hhi] - running_p[lo], week[AMOUNT],
+                       h_amount_7d, n_6h)
 
     def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float, sums: tuple,
                 tile: tuple, since_prev: float, session: tuple | None) -> list[float]:
