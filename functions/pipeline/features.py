@@ -437,19 +437,11 @@ class FeatureState:
         hourly tiles past the retention are dropped."""
         fine, hourly = self.fine, self.hourly
         keep_from = (self.last_seen_ms - _FINE_KEEP_MS) // _FINE_MS
-        while fine.keys and (fine.keys[0] // _PER_HOUR + 1) * _PER_HOUR <= keep_from:
-            hour = fine.keys[0] // _PER_HOUR
-            count = bisect_left(fine.keys, (hour + 1) * _PER_HOUR)
-            c = [column[:count] for column in fine.cols]
-            gaps, tail_n, tail_first = 0, c[N][0], c[FIRST][0]
-            for i in range(1, count):
-                if c[FIRST][i] - c[LAST][i - 1] >= _GAP_MS:
-                    gaps, tail_n, tail_first = gaps + 1, c[N][i], c[FIRST][i]
-                else:
-                    tail_n += c[N][i]
-            row = [sum(c[N]), sum(c[PURCHASES]), sum(c[VIEWS]), sum(c[CLICKS]), sum(c[AMOUNT]), sum(c[POINTS]),
-                   reduce(or_, c[DEVICES]), c[FIRST][0], c[LAST][-1], gaps, tail_n, tail_first]
-            hourly.insert(len(hourly.keys), hour, row)
+        keys = fine.keys
+        while keys and (keys[0] // _PER_HOUR + 1) * _PER_HOUR <= keep_from:
+            hour = keys[0] // _PER_HOUR
+            count = bisect_left(keys, (hour + 1) * _PER_HOUR)
+            hourly.insert(len(hourly.keys), hour, _hour_row(fine.cols, count))
             fine.drop_first(count)
             self.cold_changed = True
             self._forget()
@@ -643,6 +635,24 @@ def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: 
         return day
     n_7d, p_7d, amount_7d, h_amount_7d, n_6h = v2
     return day + (n_7d + 1, p_7d + purchase, amount_7d + h_amount_7d + purchase_amount, 0, n_6h + 1)
+
+
+def _hour_row(cols: list[list], count: int) -> list:
+    """The hourly tile of the first ``count`` fine tiles (one hour): their sums, first and last time, the session
+    gaps between them, and the events and first time of the session the last one ends."""
+    if count == 1:   # one tile (a sparse user's hour): its own values, no gap inside
+        row = [column[0] for column in cols]
+        row += (0, row[N], row[FIRST])
+        return row
+    c = [column[:count] for column in cols]
+    gaps, tail_n, tail_first = 0, c[N][0], c[FIRST][0]
+    for i in range(1, count):
+        if c[FIRST][i] - c[LAST][i - 1] >= _GAP_MS:
+            gaps, tail_n, tail_first = gaps + 1, c[N][i], c[FIRST][i]
+        else:
+            tail_n += c[N][i]
+    return [sum(c[N]), sum(c[PURCHASES]), sum(c[VIEWS]), sum(c[CLICKS]), sum(c[AMOUNT]), sum(c[POINTS]),
+            reduce(or_, c[DEVICES]), c[FIRST][0], c[LAST][-1], gaps, tail_n, tail_first]
 
 
 class StaleColdState(ValueError):
