@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import reduce
 from itertools import accumulate, repeat
-from operator import add, mul, or_, sub
+from operator import add, mul, or_
 
 from .events import DEVICE_TYPES, EVENT_TYPES, PRIORITIES, Event
 
@@ -114,7 +115,9 @@ _TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
 _DEVICE_CODES = {name: code for code, name in enumerate(DEVICE_TYPES)} | {None: -1}
 _PRIORITY_CODES = {name: code for code, name in enumerate(PRIORITIES)} | {None: -1}
 _SET_CODES = {"v1": 1, "v2": 2}
-_FORMAT = 1  # binary layout version of to_bytes / cold_bytes
+_FORMAT = 2  # binary layout version of to_bytes / cold_bytes (1: up to commit d944b30, still read)
+_ZLIB_LEVEL = 1
+_BIG_ENDIAN = sys.byteorder == "big"
 _HOT_HEADER = struct.Struct("<BBqIIHBI")   # format, set, last seen ms, events, late, fine tiles, vector width, cold v.
 _COLD_HEADER = struct.Struct("<BBIH")      # format, set, cold version, hourly tiles
 
@@ -126,6 +129,9 @@ ALL_SUMS = (N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES)  # what a wind
 _COUNTS = (N, PURCHASES, VIEWS, CLICKS, POINTS)                    # integers: running sums are exact
 _NO_TILE = (0, 0, 0, 0, 0, 0, 0)  # (events, purchases, views, clicks, amount, points, devices) of no tile
 _HOURLY_COLUMNS = 12
+# Each column is an array of machine numbers (stored as is, read back by one copy): 32-bit counts and offsets,
+# 64-bit times, doubles for amounts.
+_TYPECODES = "iiiidiiqqiiq"   # N .. TAIL_FIRST
 
 
 class FeatureSetError(ValueError):
@@ -163,7 +169,7 @@ class Observation:
 
 
 class _Tier:
-    """Tiles of one resolution as parallel columns sorted by tile index (a few dozen to ~200 tiles).
+    """Tiles of one resolution as parallel columns (arrays) sorted by tile index (a few dozen to ~200 tiles).
 
     A tier of closed tiles (the hourly tier: tiles are only appended and dropped, never changed) also keeps running
     sums of its count columns, so that a window's counts are two lookups whatever its length."""
@@ -171,8 +177,8 @@ class _Tier:
     __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running")
 
     def __init__(self, columns: int, tile_ms: int, closed: bool = False):
-        self.keys: list[int] = []
-        self.cols: list[list] = [[] for _ in range(columns)]
+        self.keys = array("q")
+        self.cols = [array(code) for code in _TYPECODES[:columns]]
         self.tile_ms = tile_ms
         self._cached: dict | None = None   # window sums and session walks, until the tier changes
         self._counted = _COUNTS if closed else ()
@@ -194,7 +200,8 @@ class _Tier:
             for column, running in self._running.items():
                 running.append(running[-1] + row[column])
         self.keys.append(key)
-        list(map(list.append, self.cols, row))   # one C loop: a sparse user appends a tile per event
+        for col, value in zip(self.cols, row, strict=True):
+            col.append(value)
 
     def drop_first(self, count: int) -> None:
         del self.keys[:count]
@@ -205,7 +212,7 @@ class _Tier:
                 del running[:count]   # the sums stay offset by the dropped tiles: windows are differences
         self.invalidate()
 
-    def load(self, keys: list[int], cols: list[list]) -> None:
+    def load(self, keys: array, cols: list[array]) -> None:
         self.keys, self.cols, self._running = keys, cols, None
         self.invalidate()
 
@@ -573,30 +580,28 @@ class FeatureState:
         fine = self.fine
         header = _HOT_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.last_seen_ms, self.total_events,
                                   self.late_events, len(fine.keys), len(self.latest), self.cold_version)
-        return zlib.compress(header + array("d", self.latest).tobytes() + _pack(fine), 6)
+        return _seal(header + _raw(array("d", self.latest)) + _pack(fine))
 
     def cold_bytes(self) -> bytes:
         """The cold part: the hourly tiles (changes about once an hour)."""
-        return zlib.compress(_COLD_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.cold_version,
-                                               len(self.hourly.keys)) + _pack(self.hourly), 6)
+        return _seal(_COLD_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.cold_version,
+                                       len(self.hourly.keys)) + _pack(self.hourly))
 
     @classmethod
     def from_bytes(cls, hot: bytes | None, cold: bytes | None = None, feature_set: str = FEATURE_SET,
                    hot_only: bool = False) -> "FeatureState":
-        """A state read back. ``hot_only``: without the hourly tiles (enough for the counters and the newest
-        vector; ``attach_cold`` adds them later)."""
+        """A state read back (this format or format 1). ``hot_only``: without the hourly tiles (enough for the
+        counters and the newest vector; ``attach_cold`` adds them later)."""
         state = cls(feature_set)
         if not hot:
             return state
-        data = zlib.decompress(hot)
+        data = _open(hot)
         size = _HOT_HEADER.size
         (fmt, code, state.last_seen_ms, state.total_events, state.late_events, tiles, width,
          state.cold_version) = _HOT_HEADER.unpack_from(data)
         _check(fmt, code, feature_set)
-        latest = array("d")
-        latest.frombytes(data[size:size + 8 * width])
-        state.latest = latest.tolist()
-        _unpack(state.fine, data[size + 8 * width:], tiles)
+        state.latest = _numbers("d", data[size:size + 8 * width]).tolist()
+        _UNPACK[fmt](state.fine, data[size + 8 * width:], tiles)
         if not hot_only:
             state.attach_cold(cold)
         return state
@@ -607,12 +612,12 @@ class FeatureState:
             return
         if not cold:
             raise StaleColdState(f"the hot state names cold tiles version {self.cold_version} but none were read")
-        data = zlib.decompress(cold)
+        data = _open(cold)
         fmt, code, version, tiles = _COLD_HEADER.unpack_from(data)
         _check(fmt, code, self.feature_set)
         if version != self.cold_version:
             raise StaleColdState(f"cold tiles version {version}, the hot state needs {self.cold_version}")
-        _unpack(self.hourly, data[_COLD_HEADER.size:], tiles)
+        _UNPACK[fmt](self.hourly, data[_COLD_HEADER.size:], tiles)
         self._forget()
 
     def mark_stored(self) -> bool:
@@ -637,7 +642,7 @@ def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: 
     return day + (n_7d + 1, p_7d + purchase, amount_7d + h_amount_7d + purchase_amount, 0, n_6h + 1)
 
 
-def _hour_row(cols: list[list], count: int) -> list:
+def _hour_row(cols: list[array], count: int) -> list:
     """The hourly tile of the first ``count`` fine tiles (one hour): their sums, first and last time, the session
     gaps between them, and the events and first time of the session the last one ends."""
     if count == 1:   # one tile (a sparse user's hour): its own values, no gap inside
@@ -663,32 +668,60 @@ _SET_NAMES = {code: name for name, code in _SET_CODES.items()}
 
 
 def _check(fmt: int, code: int, feature_set: str) -> None:
-    if fmt != _FORMAT:
-        raise ValueError(f"stored state has format {fmt}; this code reads {_FORMAT}")
+    if fmt not in _UNPACK:
+        raise ValueError(f"stored state has format {fmt}; this code reads {', '.join(map(str, _UNPACK))}")
     if _SET_NAMES.get(code) != feature_set:
         raise FeatureSetError(f"stored state is for feature set {_SET_NAMES.get(code, code)!r}, not {feature_set!r}")
 
 
+def _seal(body: bytes) -> bytes:
+    """A stored part: the format byte, whether the body is compressed, the body. zlib level 1: as small as level 6
+    within a few per cent on these runs of numbers, at about half the CPU (docs/performance.md)."""
+    return bytes((_FORMAT, 1)) + zlib.compress(body, _ZLIB_LEVEL)
+
+
+def _open(blob: bytes) -> bytes:
+    """The body of a stored part. Format 1 parts are a bare zlib stream (first byte 0x78, never a format byte)."""
+    if blob[0] == _FORMAT:
+        return zlib.decompress(blob[2:]) if blob[1] else blob[2:]
+    return zlib.decompress(blob)
+
+
+def _raw(numbers: array) -> bytes:
+    """An array's bytes, little-endian whatever the machine."""
+    if _BIG_ENDIAN:
+        numbers = array(numbers.typecode, numbers)
+        numbers.byteswap()
+    return numbers.tobytes()
+
+
+def _numbers(typecode: str, data: bytes) -> array:
+    """The array that ``_raw`` wrote."""
+    numbers = array(typecode)
+    numbers.frombytes(data)
+    if _BIG_ENDIAN:
+        numbers.byteswap()
+    return numbers
+
+
 def _pack(tier: _Tier) -> bytes:
-    """Columns one after the other: tile indexes as deltas, times as offsets in the tile, counts as int32,
-    amounts as float64 (zlib then squeezes the runs of small numbers)."""
-    keys = tier.keys
-    deltas = list(map(sub, keys, keys[:1] + keys))   # map over C operators: (de)serialised on every batch
-    base = list(map(mul, keys, repeat(tier.tile_ms, len(keys))))
-    parts = [array("q", keys[:1]).tobytes(), array("i", deltas).tobytes()]
-    for c, column in enumerate(tier.cols):
-        if c == AMOUNT:
-            parts.append(array("d", column).tobytes())
-        elif c in (FIRST, LAST, TAIL_FIRST):
-            parts.append(array("i", map(sub, column, base)).tobytes())
-        else:
-            parts.append(array("i", column).tobytes())
-    return b"".join(parts)
+    """The tile indexes, then each column, as the machine numbers they are kept in (no conversion either way)."""
+    return b"".join(map(_raw, [tier.keys, *tier.cols]))
 
 
 def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
-    """The columns ``_pack`` wrote, read through one memoryview: the int32 runs before and after the amounts are
-    each one cast (a state is read on every batch)."""
+    """The arrays ``_pack`` wrote."""
+    view, offset, arrays = memoryview(data), 0, []
+    for code in "q" + _TYPECODES[:len(tier.cols)]:
+        end = offset + array(code).itemsize * tiles
+        arrays.append(_numbers(code, view[offset:end]))
+        offset = end
+    tier.load(arrays[0], arrays[1:])
+
+
+def _unpack_format1(tier: _Tier, data: bytes, tiles: int) -> None:
+    """Format 1 (up to commit d944b30): the first tile index, then deltas; counts as int32, amounts as float64,
+    times as int32 offsets in their tile."""
     if not tiles:
         return
     view = memoryview(data)
@@ -703,7 +736,11 @@ def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
     for c in (FIRST, LAST, TAIL_FIRST):   # times are stored as offsets in their tile
         if c < len(cols):
             cols[c] = list(map(add, cols[c], base))
-    tier.load(keys, cols)
+    codes = _TYPECODES[:len(cols)]
+    tier.load(array("q", keys), [array(code, column) for code, column in zip(codes, cols, strict=True)])
+
+
+_UNPACK = {1: _unpack_format1, _FORMAT: _unpack}   # format -> how its tile columns are read
 
 
 def named(features: list[float], feature_set: str | None = None) -> dict[str, float]:
