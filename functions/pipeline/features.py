@@ -42,10 +42,12 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import MutableSequence
 from dataclasses import dataclass
 from functools import reduce
 from itertools import accumulate, repeat
 from operator import add, mul, or_
+from typing import Any
 
 from .events import DEVICE_TYPES, EVENT_TYPES, PRIORITIES, Event
 
@@ -132,6 +134,7 @@ _HOURLY_COLUMNS = 12
 # Each column is an array of machine numbers (stored as is, read back by one copy): 32-bit counts and offsets,
 # 64-bit times, doubles for amounts.
 _TYPECODES = "iiiidiiqqiiq"   # N .. TAIL_FIRST
+_Column = MutableSequence[Any]   # a list (fine tiles) or an array (hourly tiles)
 
 
 class FeatureSetError(ValueError):
@@ -177,8 +180,10 @@ class _Tier:
     __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running")
 
     def __init__(self, columns: int, tile_ms: int, closed: bool = False):
-        self.keys = array("q")
-        self.cols = [array(code) for code in _TYPECODES[:columns]]
+        # the fine tier, changed by every event, keeps lists (reading a list allocates nothing); the hourly tier,
+        # read back on every batch and changed about once an hour, keeps arrays (read back as one copy each)
+        self.keys: _Column = array("q") if closed else []
+        self.cols: list[_Column] = [array(code) if closed else [] for code in _TYPECODES[:columns]]
         self.tile_ms = tile_ms
         self._cached: dict | None = None   # window sums and session walks, until the tier changes
         self._counted = _COUNTS if closed else ()
@@ -212,8 +217,12 @@ class _Tier:
                 del running[:count]   # the sums stay offset by the dropped tiles: windows are differences
         self.invalidate()
 
-    def load(self, keys: array, cols: list[array]) -> None:
-        self.keys, self.cols, self._running = keys, cols, None
+    def load(self, keys: _Column, cols: list[_Column]) -> None:
+        if self._counted:
+            self.keys, self.cols = keys, cols
+        else:   # the fine tier: lists (see __init__)
+            self.keys, self.cols = list(keys), [list(column) for column in cols]
+        self._running = None
         self.invalidate()
 
     def sums(self, lo: int, hi: int, columns: tuple[int, ...] = ALL_SUMS) -> tuple:
@@ -642,7 +651,7 @@ def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: 
     return day + (n_7d + 1, p_7d + purchase, amount_7d + h_amount_7d + purchase_amount, 0, n_6h + 1)
 
 
-def _hour_row(cols: list[array], count: int) -> list:
+def _hour_row(cols: list[_Column], count: int) -> list:
     """The hourly tile of the first ``count`` fine tiles (one hour): their sums, first and last time, the session
     gaps between them, and the events and first time of the session the last one ends."""
     if count == 1:   # one tile (a sparse user's hour): its own values, no gap inside
@@ -684,7 +693,9 @@ def _open(blob: bytes) -> bytes:
     """The body of a stored part. Format 1 parts are a bare zlib stream (first byte 0x78, never a format byte)."""
     if blob[0] == _FORMAT:
         return zlib.decompress(blob[2:]) if blob[1] else blob[2:]
-    return zlib.decompress(blob)
+    if blob[0] == 0x78:
+        return zlib.decompress(blob)
+    raise ValueError(f"stored state starts with byte {blob[0]}: neither format {_FORMAT} nor a format 1 zlib stream")
 
 
 def _raw(numbers: array) -> bytes:
@@ -695,7 +706,7 @@ def _raw(numbers: array) -> bytes:
     return numbers.tobytes()
 
 
-def _numbers(typecode: str, data: bytes) -> array:
+def _numbers(typecode: str, data: bytes | memoryview) -> array:
     """The array that ``_raw`` wrote."""
     numbers = array(typecode)
     numbers.frombytes(data)
@@ -705,13 +716,13 @@ def _numbers(typecode: str, data: bytes) -> array:
 
 
 def _pack(tier: _Tier) -> bytes:
-    """The tile indexes, then each column, as the machine numbers they are kept in (no conversion either way)."""
-    return b"".join(map(_raw, [tier.keys, *tier.cols]))
+    """The tile indexes, then each column, as machine numbers (the hourly tier's arrays are copied as they are)."""
+    return b"".join(map(_raw, map(array, "q" + _TYPECODES, [tier.keys, *tier.cols])))
 
 
 def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
     """The arrays ``_pack`` wrote."""
-    view, offset, arrays = memoryview(data), 0, []
+    view, offset, arrays = memoryview(data), 0, list[_Column]()
     for code in "q" + _TYPECODES[:len(tier.cols)]:
         end = offset + array(code).itemsize * tiles
         arrays.append(_numbers(code, view[offset:end]))
