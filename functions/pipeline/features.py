@@ -177,7 +177,7 @@ class _Tier:
     A tier of closed tiles (the hourly tier: tiles are only appended and dropped, never changed) also keeps running
     sums of its count columns, so that a window's counts are two lookups whatever its length."""
 
-    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running")
+    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart")
 
     def __init__(self, columns: int, tile_ms: int, closed: bool = False):
         # the fine tier, changed by every event, keeps lists (reading a list allocates nothing); the hourly tier,
@@ -186,8 +186,9 @@ class _Tier:
         self.cols: list[_Column] = [array(code) if closed else [] for code in _TYPECODES[:columns]]
         self.tile_ms = tile_ms
         self._cached: dict | None = None   # window sums and session walks, until the tier changes
-        self._counted = _COUNTS if closed else ()
+        self._counted = _COUNTS + (GAPS,) if closed else ()
         self._running: dict[int, list[int]] | None = None  # column -> sum over the tiles before each position
+        self._apart: list[int] = []   # with _running: session gaps between consecutive tiles, summed up to each
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -204,6 +205,8 @@ class _Tier:
         if self._running is not None:
             for column, running in self._running.items():
                 running.append(running[-1] + row[column])
+            apart = self._apart
+            apart.append(apart[-1] + (row[FIRST] - self.cols[LAST][-1] >= _GAP_MS) if apart else 0)
         self.keys.append(key)
         for col, value in zip(self.cols, row, strict=True):
             col.append(value)
@@ -215,6 +218,7 @@ class _Tier:
         if self._running is not None:
             for running in self._running.values():
                 del running[:count]   # the sums stay offset by the dropped tiles: windows are differences
+            del self._apart[:count]
         self.invalidate()
 
     def load(self, keys: _Column, cols: list[_Column]) -> None:
@@ -262,7 +266,11 @@ class _Tier:
     def running(self) -> dict[int, list[int]]:
         """Column -> the sum of that column over the tiles before each position (count columns of a closed tier)."""
         if self._running is None:
-            self._running = {column: list(accumulate(self.cols[column], initial=0)) for column in self._counted}
+            cols = self.cols
+            self._running = {column: list(accumulate(cols[column], initial=0)) for column in self._counted}
+            first, last = cols[FIRST], cols[LAST]
+            self._apart = list(accumulate((first[k] - last[k - 1] >= _GAP_MS for k in range(1, len(first))),
+                                          initial=0)) if first else []
         return self._running
 
     def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
@@ -313,16 +321,10 @@ class _Tier:
         return found
 
     def gaps_from(self, lo: int) -> int:
-        """Session gaps inside the hourly tiles from ``lo`` to the newest and between them."""
-        key = ("gaps", lo, len(self.keys))
-        cache = self._cache()
-        found = cache.get(key)
-        if found is None:
-            cols = self.cols
-            found = sum(cols[GAPS][lo:]) + sum(
-                cols[FIRST][k] - cols[LAST][k - 1] >= _GAP_MS for k in range(lo + 1, len(self.keys)))
-            cache[key] = found
-        return found
+        """Session gaps inside the hourly tiles from ``lo`` to the newest and between them (running sums: the
+        hourly tier is closed)."""
+        gaps, apart = self.running()[GAPS], self._apart
+        return gaps[-1] - gaps[lo] + apart[-1] - apart[lo]
 
     def _cache(self) -> dict:
         if self._cached is None:
