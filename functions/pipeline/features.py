@@ -428,8 +428,13 @@ class FeatureState:
         position = len(keys) - 1
         if position < 0 or keys[position] != key:  # not the newest tile (the usual case)
             position = bisect_left(keys, key)
-            if position == len(keys) or keys[position] != key:
-                fine.insert(position, key, [0, 0, 0, 0, 0.0, 0, 0, ts_ms, ts_ms])
+            if position == len(keys) or keys[position] != key:   # a new tile, holding just this event
+                fine.insert(position, key, [
+                    1, int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK),
+                    0.0 + purchase_amount, _POINTS[type_code], 1 << device if device >= 0 else 0, ts_ms, ts_ms])
+                if position != len(keys) - 1:
+                    self._forget()
+                return position
             if position != len(keys) - 1:
                 self._forget()
         cols = fine.cols
@@ -484,10 +489,12 @@ class FeatureState:
         # tile when lo == hhi). Counts over hourly tiles are differences of running sums; the day's other columns
         # come from the cached sums (one call per hour for a busy user).
         hhi = bisect_right(hkeys, end // _PER_HOUR)   # the hourly tiles up to the event's hour
-        running_n = hourly.running()[N]
+        running = hourly.running()
+        running_n = running[N]
         h_n = running_n[hhi]
         day = hour // _PER_HOUR - 24
-        n, p, v, c, amount, points, devices = fine.sums(bisect_left(keys, hour - 24 * _PER_HOUR), upto)
+        day_lo = bisect_left(keys, hour - 24 * _PER_HOUR)
+        n, p, v, c, amount, points, devices = day_fine = fine.sums(day_lo, upto)
         hn, hp, hv, hc, h_amount, h_points, h_devices = hourly.sums(bisect_left(hkeys, day), hhi)
         start_1h = end - _PER_HOUR
         n_1h = sum(fine_n[bisect_left(keys, start_1h):upto]) + h_n - running_n[
@@ -497,9 +504,10 @@ class FeatureState:
             return sums
         n_6h = sum(fine_n[bisect_left(keys, hour - 6 * _PER_HOUR):upto]) + h_n - running_n[
             bisect_left(hkeys, day + 18)]
-        week = fine.sums(bisect_left(keys, hour - 7 * 24 * _PER_HOUR), upto)
+        week_lo = bisect_left(keys, hour - 7 * 24 * _PER_HOUR)
+        week = day_fine if week_lo == day_lo else fine.sums(week_lo, upto)   # the same tiles, usually
         lo = bisect_left(hkeys, day - 6 * 24)
-        running_p = hourly.running()[PURCHASES]
+        running_p = running[PURCHASES]
         h_amount_7d = sum(hourly.cols[AMOUNT][lo:hhi])   # in tile order, as the tiles were rolled up
         return sums + (week[N] + h_n - running_n[lo], week[PURCHASES] + running_p[hhi] - running_p[lo], week[AMOUNT],
                        h_amount_7d, n_6h)
