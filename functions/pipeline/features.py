@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import struct
-import sys
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
@@ -46,7 +45,7 @@ from collections.abc import MutableSequence
 from dataclasses import dataclass
 from functools import reduce
 from itertools import accumulate, repeat
-from operator import add, mul, or_
+from operator import add, mul, or_, sub
 from typing import Any
 
 from .events import DEVICE_TYPES, EVENT_TYPES, PRIORITIES, Event
@@ -117,9 +116,10 @@ _TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
 _DEVICE_CODES = {name: code for code, name in enumerate(DEVICE_TYPES)} | {None: -1}
 _PRIORITY_CODES = {name: code for code, name in enumerate(PRIORITIES)} | {None: -1}
 _SET_CODES = {"v1": 1, "v2": 2}
-_FORMAT = 2  # binary layout version of to_bytes / cold_bytes (1: up to commit d944b30, still read)
+_FORMAT = 1  # binary layout version of to_bytes / cold_bytes
+# zlib level 1: within ~10 % of level 6's size on these columns at about half the CPU (docs/performance.md); any
+# level reads back the same way, so states stored at level 6 load as they are.
 _ZLIB_LEVEL = 1
-_BIG_ENDIAN = sys.byteorder == "big"
 _HOT_HEADER = struct.Struct("<BBqIIHBI")   # format, set, last seen ms, events, late, fine tiles, vector width, cold v.
 _COLD_HEADER = struct.Struct("<BBIH")      # format, set, cold version, hourly tiles
 
@@ -599,28 +599,30 @@ class FeatureState:
         fine = self.fine
         header = _HOT_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.last_seen_ms, self.total_events,
                                   self.late_events, len(fine.keys), len(self.latest), self.cold_version)
-        return _seal(header + _raw(array("d", self.latest)) + _pack(fine))
+        return zlib.compress(header + array("d", self.latest).tobytes() + _pack(fine), _ZLIB_LEVEL)
 
     def cold_bytes(self) -> bytes:
         """The cold part: the hourly tiles (changes about once an hour)."""
-        return _seal(_COLD_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.cold_version,
-                                       len(self.hourly.keys)) + _pack(self.hourly))
+        return zlib.compress(_COLD_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.cold_version,
+                                               len(self.hourly.keys)) + _pack(self.hourly), _ZLIB_LEVEL)
 
     @classmethod
     def from_bytes(cls, hot: bytes | None, cold: bytes | None = None, feature_set: str = FEATURE_SET,
                    hot_only: bool = False) -> "FeatureState":
-        """A state read back (this format or format 1). ``hot_only``: without the hourly tiles (enough for the
+        """A state read back. ``hot_only``: without the hourly tiles (enough for the
         counters and the newest vector; ``attach_cold`` adds them later)."""
         state = cls(feature_set)
         if not hot:
             return state
-        data = _open(hot)
+        data = zlib.decompress(hot)
         size = _HOT_HEADER.size
         (fmt, code, state.last_seen_ms, state.total_events, state.late_events, tiles, width,
          state.cold_version) = _HOT_HEADER.unpack_from(data)
         _check(fmt, code, feature_set)
-        state.latest = _numbers("d", data[size:size + 8 * width]).tolist()
-        _UNPACK[fmt](state.fine, data[size + 8 * width:], tiles)
+        latest = array("d")
+        latest.frombytes(data[size:size + 8 * width])
+        state.latest = latest.tolist()
+        _unpack(state.fine, data[size + 8 * width:], tiles)
         if not hot_only:
             state.attach_cold(cold)
         return state
@@ -631,12 +633,12 @@ class FeatureState:
             return
         if not cold:
             raise StaleColdState(f"the hot state names cold tiles version {self.cold_version} but none were read")
-        data = _open(cold)
+        data = zlib.decompress(cold)
         fmt, code, version, tiles = _COLD_HEADER.unpack_from(data)
         _check(fmt, code, self.feature_set)
         if version != self.cold_version:
             raise StaleColdState(f"cold tiles version {version}, the hot state needs {self.cold_version}")
-        _UNPACK[fmt](self.hourly, data[_COLD_HEADER.size:], tiles)
+        _unpack(self.hourly, data[_COLD_HEADER.size:], tiles)
         self._forget()
 
     def mark_stored(self) -> bool:
@@ -687,81 +689,49 @@ _SET_NAMES = {code: name for name, code in _SET_CODES.items()}
 
 
 def _check(fmt: int, code: int, feature_set: str) -> None:
-    if fmt not in _UNPACK:
-        raise ValueError(f"stored state has format {fmt}; this code reads {', '.join(map(str, _UNPACK))}")
+    if fmt != _FORMAT:
+        raise ValueError(f"stored state has format {fmt}; this code reads {_FORMAT}")
     if _SET_NAMES.get(code) != feature_set:
         raise FeatureSetError(f"stored state is for feature set {_SET_NAMES.get(code, code)!r}, not {feature_set!r}")
 
 
-def _seal(body: bytes) -> bytes:
-    """A stored part: the format byte, whether the body is compressed, the body. zlib level 1: as small as level 6
-    within a few per cent on these runs of numbers, at about half the CPU (docs/performance.md)."""
-    return bytes((_FORMAT, 1)) + zlib.compress(body, _ZLIB_LEVEL)
-
-
-def _open(blob: bytes) -> bytes:
-    """The body of a stored part. Format 1 parts are a bare zlib stream (first byte 0x78, never a format byte)."""
-    if blob[0] == _FORMAT:
-        return zlib.decompress(blob[2:]) if blob[1] else blob[2:]
-    if blob[0] == 0x78:
-        return zlib.decompress(blob)
-    raise ValueError(f"stored state starts with byte {blob[0]}: neither format {_FORMAT} nor a format 1 zlib stream")
-
-
-def _raw(numbers: array) -> bytes:
-    """An array's bytes, little-endian whatever the machine."""
-    if _BIG_ENDIAN:
-        numbers = array(numbers.typecode, numbers)
-        numbers.byteswap()
-    return numbers.tobytes()
-
-
-def _numbers(typecode: str, data: bytes | memoryview) -> array:
-    """The array that ``_raw`` wrote."""
-    numbers = array(typecode)
-    numbers.frombytes(data)
-    if _BIG_ENDIAN:
-        numbers.byteswap()
-    return numbers
-
-
 def _pack(tier: _Tier) -> bytes:
-    """The tile indexes, then each column, as machine numbers (the hourly tier's arrays are copied as they are)."""
-    return b"".join(map(_raw, map(array, "q" + _TYPECODES, [tier.keys, *tier.cols])))
+    """Columns one after the other: the first tile index then deltas, counts as int32, amounts as float64, times
+    as int32 offsets in their tile (zlib then squeezes the runs of small numbers). An hourly column that is stored
+    as kept (an array of the same type) is copied in one go."""
+    keys = tier.keys
+    base = list(map(mul, keys, repeat(tier.tile_ms, len(keys))))
+    parts = [array("q", keys[:1]).tobytes(), array("i", map(sub, keys, [*keys[:1], *keys])).tobytes()]
+    for code, column in zip(_TYPECODES, tier.cols, strict=False):   # the fine tier has fewer columns
+        if code == "q":   # a time
+            parts.append(array("i", map(sub, column, base)).tobytes())
+        else:
+            parts.append(array(code, column).tobytes())
+    return b"".join(parts)
 
 
 def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
-    """The arrays ``_pack`` wrote."""
-    view, offset, arrays = memoryview(data), 0, list[_Column]()
-    for code in "q" + _TYPECODES[:len(tier.cols)]:
-        end = offset + array(code).itemsize * tiles
-        arrays.append(_numbers(code, view[offset:end]))
-        offset = end
-    tier.load(arrays[0], arrays[1:])
-
-
-def _unpack_format1(tier: _Tier, data: bytes, tiles: int) -> None:
-    """Format 1 (up to commit d944b30): the first tile index, then deltas; counts as int32, amounts as float64,
-    times as int32 offsets in their tile."""
+    """The columns ``_pack`` wrote: each a copy of its bytes into an array, but the tile indexes and times, which
+    are rebuilt from deltas and offsets (a state is read on every batch)."""
     if not tiles:
         return
     view = memoryview(data)
-    head_end = 8 + 4 * tiles * (1 + AMOUNT)          # the first key, then deltas and the count columns before AMOUNT
-    amounts_end = head_end + 8 * tiles
-    after = len(tier.cols) - AMOUNT - 1
-    ints = view[8:head_end].cast("i").tolist() + view[amounts_end:amounts_end + 4 * tiles * after].cast("i").tolist()
-    runs = [ints[i:i + tiles] for i in range(0, len(ints), tiles)]
-    keys = list(accumulate(runs[0], initial=view[:8].cast("q")[0]))[1:]
+    offset = 8 + 4 * tiles
+    keys = array("q", accumulate(view[8:offset].cast("i"), initial=view[:8].cast("q")[0]))
+    del keys[0]
     base = list(map(mul, keys, repeat(tier.tile_ms, tiles)))
-    cols = runs[1:1 + AMOUNT] + [view[head_end:amounts_end].cast("d").tolist()] + runs[1 + AMOUNT:]
-    for c in (FIRST, LAST, TAIL_FIRST):   # times are stored as offsets in their tile
-        if c < len(cols):
-            cols[c] = list(map(add, cols[c], base))
-    codes = _TYPECODES[:len(cols)]
-    tier.load(array("q", keys), [array(code, column) for code, column in zip(codes, cols, strict=True)])
-
-
-_UNPACK = {1: _unpack_format1, _FORMAT: _unpack}   # format -> how its tile columns are read
+    cols: list[_Column] = []
+    for code in _TYPECODES[:len(tier.cols)]:
+        size = tiles * (8 if code == "d" else 4)
+        run = view[offset:offset + size]
+        offset += size
+        if code == "q":   # a time, stored as an offset in its tile
+            column = array("q", map(add, run.cast("i"), base))
+        else:
+            column = array(code)
+            column.frombytes(run)
+        cols.append(column)
+    tier.load(keys, cols)
 
 
 def named(features: list[float], feature_set: str | None = None) -> dict[str, float]:

@@ -1,9 +1,10 @@
 """The stored state (FeatureState.to_bytes / cold_bytes / from_bytes): a state read back behaves exactly as the
-one stored, and states stored by earlier code (format 1, already in deployed tables) still load."""
+one stored, and states stored by earlier code (already in deployed tables) still load."""
 import base64
 import json
 import random
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from pipeline.events import Event
 from pipeline.features import FEATURE_SETS, FeatureState
 
 T0 = 1_700_000_000.0
-FORMAT1 = json.loads((Path(__file__).parent / "feature_state_format1.json").read_text())
+STORED_BY_D944B30 = json.loads((Path(__file__).parent / "feature_state_d944b30.json").read_text())
 
 
 def _bits(vector: list[float]) -> bytes:
@@ -62,27 +63,29 @@ def test_a_state_read_back_behaves_exactly_as_the_one_stored(feature_set, mean_g
     assert checked > 1000
 
 
-@pytest.mark.parametrize("case", FORMAT1["cases"], ids=lambda c: f"{c['feature_set']}-{c['events_per_day']}/day")
-def test_a_state_stored_in_format_1_still_loads(case):
-    """States written by the code of commit d944b30 (format 1: bare zlib level 6 streams, tile columns as deltas
-    and offsets) load and continue with the vectors that code computed for the next events."""
+@pytest.mark.parametrize("case", STORED_BY_D944B30["cases"], ids=lambda c: f"{c['feature_set']}-{c['events_per_day']}-per-day")
+def test_a_state_stored_by_the_previous_code_still_loads(case):
+    """States written by the code of commit d944b30 (zlib level 6, tile columns unpacked into lists) load,
+    continue with the vectors that code computed for the next events, and are stored again in the same layout
+    (only the zlib level differs)."""
     hot, cold = base64.b64decode(case["hot"]), base64.b64decode(case["cold"])
     state = FeatureState.from_bytes(hot, cold, case["feature_set"])
     assert (state.total_events, state.late_events) == (case["total_events"], case["late_events"])
     assert _bits(state.latest) == _bits(case["latest"])
+    assert zlib.decompress(state.to_bytes()) == zlib.decompress(hot)
+    assert zlib.decompress(state.cold_bytes()) == zlib.decompress(cold)
     hot_only = FeatureState.from_bytes(hot, None, case["feature_set"], hot_only=True)
     hot_only.attach_cold(cold)
     for raw, vector, late in zip(case["next_events"], case["next_vectors"], case["next_late"], strict=True):
         for loaded in (state, hot_only):
             observed = loaded.observe(Event.model_validate(raw))
             assert (_bits(observed.features), observed.late) == (_bits(vector), late), raw["event_id"]
-    assert hot[0] == 0x78 and state.to_bytes()[0] == 2   # the fixture is format 1; what is written now is 2
 
 
 def test_an_unknown_format_is_refused():
     state = FeatureState("v1")
     state.add(Event.model_validate({"event_id": "e", "user_id": "u", "event_type": "view", "timestamp": T0}))
-    hot = bytearray(state.to_bytes())
-    hot[0] = 9   # neither a format byte this code knows nor a zlib stream
-    with pytest.raises(ValueError, match="starts with byte 9"):
-        FeatureState.from_bytes(bytes(hot), None, "v1")
+    body = bytearray(zlib.decompress(state.to_bytes()))
+    body[0] = 9   # the format byte
+    with pytest.raises(ValueError, match="stored state has format 9; this code reads 1"):
+        FeatureState.from_bytes(zlib.compress(bytes(body)), None, "v1")
