@@ -177,15 +177,17 @@ class _Tier:
     A tier of closed tiles (the hourly tier: tiles are only appended and dropped, never changed) also keeps running
     sums of its count columns, so that a window's counts are two lookups whatever its length."""
 
-    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart")
+    __slots__ = ("keys", "cols", "tile_ms", "closed", "_cached", "_counted", "_running", "_apart")
 
     def __init__(self, columns: int, tile_ms: int, closed: bool = False):
-        # the fine tier, changed by every event, keeps lists (reading a list allocates nothing); the hourly tier,
-        # read back on every batch and changed about once an hour, keeps arrays (read back as one copy each)
-        self.keys: _Column = array("q") if closed else []
-        self.cols: list[_Column] = [array(code) if closed else [] for code in _TYPECODES[:columns]]
+        # Lists, but the hourly tier's counts and amounts: arrays, read back from storage by one copy each (the
+        # hourly tier is read on every batch and changed about once an hour; the fine tier changes with every event
+        # and reading a list allocates nothing). Tile indexes and times are rebuilt when read: lists.
+        self.keys: _Column = []
+        self.cols: list[_Column] = [array(code) if closed and code != "q" else [] for code in _TYPECODES[:columns]]
         self.tile_ms = tile_ms
         self._cached: dict | None = None   # window sums and session walks, until the tier changes
+        self.closed = closed
         self._counted = _COUNTS + (GAPS,) if closed else ()
         self._running: dict[int, list[int]] | None = None  # column -> sum over the tiles before each position
         self._apart: list[int] = []   # with _running: session gaps between consecutive tiles, summed up to each
@@ -222,11 +224,7 @@ class _Tier:
         self.invalidate()
 
     def load(self, keys: _Column, cols: list[_Column]) -> None:
-        if self._counted:
-            self.keys, self.cols = keys, cols
-        else:   # the fine tier: lists (see __init__)
-            self.keys, self.cols = list(keys), [list(column) for column in cols]
-        self._running = None
+        self.keys, self.cols, self._running = keys, cols, None
         self.invalidate()
 
     def sums(self, lo: int, hi: int, columns: tuple[int, ...] = ALL_SUMS) -> tuple:
@@ -711,27 +709,34 @@ def _pack(tier: _Tier) -> bytes:
 
 
 def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
-    """The columns ``_pack`` wrote: each a copy of its bytes into an array, but the tile indexes and times, which
-    are rebuilt from deltas and offsets (a state is read on every batch)."""
+    """The columns ``_pack`` wrote (a state is read on every batch): the int32 runs before and after the amounts
+    are each one copy, cut into columns; tile indexes and times are rebuilt from deltas and offsets (lists). The
+    hourly tier keeps its other columns as arrays, the fine tier (changed by every event) as lists."""
     if not tiles:
         return
     view = memoryview(data)
-    offset = 8 + 4 * tiles
-    keys = array("q", accumulate(view[8:offset].cast("i"), initial=view[:8].cast("q")[0]))
-    del keys[0]
+    head_end = 8 + 4 * tiles * (1 + AMOUNT)          # the first key, then deltas and the count columns before AMOUNT
+    amounts_end = head_end + 8 * tiles
+    after = len(tier.cols) - AMOUNT - 1
+    ints: _Column = _numbers("i", view[8:head_end]) + _numbers("i", view[amounts_end:amounts_end + 4 * tiles * after])
+    amounts: _Column = _numbers("d", view[head_end:amounts_end])
+    if not tier.closed:
+        ints, amounts = ints.tolist(), amounts.tolist()   # type: ignore[attr-defined]
+    runs = [ints[i:i + tiles] for i in range(0, len(ints), tiles)]
+    keys = list(accumulate(runs[0], initial=view[:8].cast("q")[0]))[1:]
     base = list(map(mul, keys, repeat(tier.tile_ms, tiles)))
-    cols: list[_Column] = []
-    for code in _TYPECODES[:len(tier.cols)]:
-        size = tiles * (8 if code == "d" else 4)
-        run = view[offset:offset + size]
-        offset += size
-        if code == "q":   # a time, stored as an offset in its tile
-            column = array("q", map(add, run.cast("i"), base))
-        else:
-            column = array(code)
-            column.frombytes(run)
-        cols.append(column)
+    cols = runs[1:1 + AMOUNT] + [amounts] + runs[1 + AMOUNT:]
+    for c in (FIRST, LAST, TAIL_FIRST):   # times are stored as offsets in their tile
+        if c < len(cols):
+            cols[c] = list(map(add, cols[c], base))
     tier.load(keys, cols)
+
+
+def _numbers(code: str, data: memoryview) -> array:
+    """An array of the machine numbers in ``data``, copied in one go (iterating a memoryview is slow)."""
+    numbers = array(code)
+    numbers.frombytes(data)
+    return numbers
 
 
 def named(features: list[float], feature_set: str | None = None) -> dict[str, float]:
