@@ -41,12 +41,10 @@ import struct
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import MutableSequence
 from dataclasses import dataclass
-from functools import reduce
+from functools import lru_cache, reduce
 from itertools import accumulate, repeat
 from operator import add, mul, or_, sub
-from typing import Any
 
 from .events import DEVICE_TYPES, EVENT_TYPES, PRIORITIES, Event
 
@@ -131,10 +129,7 @@ ALL_SUMS = (N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES)  # what a wind
 _COUNTS = (N, PURCHASES, VIEWS, CLICKS, POINTS)                    # integers: running sums are exact
 _NO_TILE = (0, 0, 0, 0, 0, 0, 0)  # (events, purchases, views, clicks, amount, points, devices) of no tile
 _HOURLY_COLUMNS = 12
-# Each column is an array of machine numbers (stored as is, read back by one copy): 32-bit counts and offsets,
-# 64-bit times, doubles for amounts.
-_TYPECODES = "iiiidiiqqiiq"   # N .. TAIL_FIRST
-_Column = MutableSequence[Any]   # a list (fine tiles) or an array (hourly tiles)
+_TIMES = (FIRST, LAST, TAIL_FIRST)   # stored as offsets in their tile
 
 
 class FeatureSetError(ValueError):
@@ -172,22 +167,18 @@ class Observation:
 
 
 class _Tier:
-    """Tiles of one resolution as parallel columns (arrays) sorted by tile index (a few dozen to ~200 tiles).
+    """Tiles of one resolution as parallel columns sorted by tile index (a few dozen to ~200 tiles).
 
     A tier of closed tiles (the hourly tier: tiles are only appended and dropped, never changed) also keeps running
     sums of its count columns, so that a window's counts are two lookups whatever its length."""
 
-    __slots__ = ("keys", "cols", "tile_ms", "closed", "_cached", "_counted", "_running", "_apart")
+    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart")
 
     def __init__(self, columns: int, tile_ms: int, closed: bool = False):
-        # Lists, but the hourly tier's counts and amounts: arrays, read back from storage by one copy each (the
-        # hourly tier is read on every batch and changed about once an hour; the fine tier changes with every event
-        # and reading a list allocates nothing). Tile indexes and times are rebuilt when read: lists.
-        self.keys: _Column = []
-        self.cols: list[_Column] = [array(code) if closed and code != "q" else [] for code in _TYPECODES[:columns]]
+        self.keys: list[int] = []
+        self.cols: list[list] = [[] for _ in range(columns)]
         self.tile_ms = tile_ms
         self._cached: dict | None = None   # window sums and session walks, until the tier changes
-        self.closed = closed
         self._counted = _COUNTS + (GAPS,) if closed else ()
         self._running: dict[int, list[int]] | None = None  # column -> sum over the tiles before each position
         self._apart: list[int] = []   # with _running: session gaps between consecutive tiles, summed up to each
@@ -223,7 +214,7 @@ class _Tier:
             del self._apart[:count]
         self.invalidate()
 
-    def load(self, keys: _Column, cols: list[_Column]) -> None:
+    def load(self, keys: list[int], cols: list[list]) -> None:
         self.keys, self.cols, self._running = keys, cols, None
         self.invalidate()
 
@@ -661,7 +652,7 @@ def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: 
     return day + (n_7d + 1, p_7d + purchase, amount_7d + h_amount_7d + purchase_amount, 0, n_6h + 1)
 
 
-def _hour_row(cols: list[_Column], count: int) -> list:
+def _hour_row(cols: list[list], count: int) -> list:
     """The hourly tile of the first ``count`` fine tiles (one hour): their sums, first and last time, the session
     gaps between them, and the events and first time of the session the last one ends."""
     if count == 1:   # one tile (a sparse user's hour): its own values, no gap inside
@@ -695,48 +686,36 @@ def _check(fmt: int, code: int, feature_set: str) -> None:
 
 def _pack(tier: _Tier) -> bytes:
     """Columns one after the other: the first tile index then deltas, counts as int32, amounts as float64, times
-    as int32 offsets in their tile (zlib then squeezes the runs of small numbers). An hourly column that is stored
-    as kept (an array of the same type) is copied in one go."""
+    as int32 offsets in their tile (zlib then squeezes the runs of small numbers). One struct call for the lot."""
     keys = tier.keys
-    base = list(map(mul, keys, repeat(tier.tile_ms, len(keys))))
-    parts = [array("q", keys[:1]).tobytes(), array("i", map(sub, keys, [*keys[:1], *keys])).tobytes()]
-    for code, column in zip(_TYPECODES, tier.cols, strict=False):   # the fine tier has fewer columns
-        if code == "q":   # a time
-            parts.append(array("i", map(sub, column, base)).tobytes())
-        else:
-            parts.append(array(code, column).tobytes())
-    return b"".join(parts)
+    if not keys:
+        return b""
+    base = list(map(mul, keys, repeat(tier.tile_ms, len(keys))))   # map over C operators: runs on every batch
+    values = [keys[0], *map(sub, keys, [keys[0], *keys])]
+    for c, column in enumerate(tier.cols):
+        values += map(sub, column, base) if c in _TIMES else column
+    return _layout(len(tier.cols), len(keys)).pack(*values)
 
 
 def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
-    """The columns ``_pack`` wrote (a state is read on every batch): the int32 runs before and after the amounts
-    are each one copy, cut into columns; tile indexes and times are rebuilt from deltas and offsets (lists). The
-    hourly tier keeps its other columns as arrays, the fine tier (changed by every event) as lists."""
+    """The columns ``_pack`` wrote, read by one struct call (a state is read on every batch)."""
     if not tiles:
         return
-    view = memoryview(data)
-    head_end = 8 + 4 * tiles * (1 + AMOUNT)          # the first key, then deltas and the count columns before AMOUNT
-    amounts_end = head_end + 8 * tiles
-    after = len(tier.cols) - AMOUNT - 1
-    ints: _Column = _numbers("i", view[8:head_end]) + _numbers("i", view[amounts_end:amounts_end + 4 * tiles * after])
-    amounts: _Column = _numbers("d", view[head_end:amounts_end])
-    if not tier.closed:
-        ints, amounts = ints.tolist(), amounts.tolist()   # type: ignore[attr-defined]
-    runs = [ints[i:i + tiles] for i in range(0, len(ints), tiles)]
-    keys = list(accumulate(runs[0], initial=view[:8].cast("q")[0]))[1:]
+    values = _layout(len(tier.cols), tiles).unpack_from(data)
+    keys = list(accumulate(values[1:1 + tiles], initial=values[0]))[1:]
     base = list(map(mul, keys, repeat(tier.tile_ms, tiles)))
-    cols = runs[1:1 + AMOUNT] + [amounts] + runs[1 + AMOUNT:]
-    for c in (FIRST, LAST, TAIL_FIRST):   # times are stored as offsets in their tile
-        if c < len(cols):
-            cols[c] = list(map(add, cols[c], base))
+    cols = []
+    for c, start in enumerate(range(1 + tiles, len(values), tiles)):
+        run = values[start:start + tiles]
+        cols.append(list(map(add, run, base)) if c in _TIMES else list(run))
     tier.load(keys, cols)
 
 
-def _numbers(code: str, data: memoryview) -> array:
-    """An array of the machine numbers in ``data``, copied in one go (iterating a memoryview is slow)."""
-    numbers = array(code)
-    numbers.frombytes(data)
-    return numbers
+@lru_cache(maxsize=1024)
+def _layout(columns: int, tiles: int) -> struct.Struct:
+    """The stored columns of ``tiles`` tiles, in native byte order and standard sizes as array.tobytes wrote them
+    up to commit d944b30: the first tile index, deltas and the columns before AMOUNT, the amounts, the rest."""
+    return struct.Struct(f"=q{tiles * (1 + AMOUNT)}i{tiles}d{tiles * (columns - AMOUNT - 1)}i")
 
 
 def named(features: list[float], feature_set: str | None = None) -> dict[str, float]:
