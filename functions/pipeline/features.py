@@ -115,9 +115,10 @@ _DEVICE_CODES = {name: code for code, name in enumerate(DEVICE_TYPES)} | {None: 
 _PRIORITY_CODES = {name: code for code, name in enumerate(PRIORITIES)} | {None: -1}
 _SET_CODES = {"v1": 1, "v2": 2}
 _FORMAT = 1  # binary layout version of to_bytes / cold_bytes
-# zlib level 1: within ~10 % of level 6's size on these columns at about half the CPU (docs/performance.md); any
-# level reads back the same way, so states stored at level 6 load as they are.
-_ZLIB_LEVEL = 1
+# zlib levels (any level reads back the same way): the hot part, rewritten on every batch, at level 1 (half the CPU
+# of level 6, a few per cent larger and still under 1 KB); the cold part, rewritten about once an hour, at level 6
+# (level 1 would cost a busy v2 user one more 1 KB write unit each time). docs/performance.md has the figures.
+_HOT_LEVEL, _COLD_LEVEL = 1, 6
 _HOT_HEADER = struct.Struct("<BBqIIHBI")   # format, set, last seen ms, events, late, fine tiles, vector width, cold v.
 _COLD_HEADER = struct.Struct("<BBIH")      # format, set, cold version, hourly tiles
 
@@ -588,12 +589,12 @@ class FeatureState:
         fine = self.fine
         header = _HOT_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.last_seen_ms, self.total_events,
                                   self.late_events, len(fine.keys), len(self.latest), self.cold_version)
-        return zlib.compress(header + array("d", self.latest).tobytes() + _pack(fine), _ZLIB_LEVEL)
+        return zlib.compress(header + array("d", self.latest).tobytes() + _pack(fine), _HOT_LEVEL)
 
     def cold_bytes(self) -> bytes:
         """The cold part: the hourly tiles (changes about once an hour)."""
         return zlib.compress(_COLD_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.cold_version,
-                                               len(self.hourly.keys)) + _pack(self.hourly), _ZLIB_LEVEL)
+                                               len(self.hourly.keys)) + _pack(self.hourly), _COLD_LEVEL)
 
     @classmethod
     def from_bytes(cls, hot: bytes | None, cold: bytes | None = None, feature_set: str = FEATURE_SET,
