@@ -115,8 +115,8 @@ _DEVICE_CODES = {name: code for code, name in enumerate(DEVICE_TYPES)} | {None: 
 _PRIORITY_CODES = {name: code for code, name in enumerate(PRIORITIES)} | {None: -1}
 _SET_CODES = {"v1": 1, "v2": 2}
 _FORMAT = 1  # binary layout version of to_bytes / cold_bytes
-# zlib levels (any level reads back the same way): the hot part, rewritten on every batch, at level 1 (half the CPU
-# of level 6, a few per cent larger and still under 1 KB); the cold part, rewritten about once an hour, at level 6
+# zlib levels (any level reads back the same way): the hot part, rewritten on every batch, at level 1 (28-49 % less
+# CPU than level 6, up to 10 % larger, still under 1 KB); the cold part, rewritten about once an hour, at level 6
 # (level 1 would cost a busy v2 user one more 1 KB write unit each time). docs/performance.md has the figures.
 _HOT_LEVEL, _COLD_LEVEL = 1, 6
 _HOT_HEADER = struct.Struct("<BBqIIHBI")   # format, set, last seen ms, events, late, fine tiles, vector width, cold v.
@@ -171,7 +171,8 @@ class _Tier:
     """Tiles of one resolution as parallel columns sorted by tile index (a few dozen to ~200 tiles).
 
     A tier of closed tiles (the hourly tier: tiles are only appended and dropped, never changed) also keeps running
-    sums of its count columns, so that a window's counts are two lookups whatever its length."""
+    sums of its count columns and of its session gaps, so that a window's counts are two lookups whatever its
+    length."""
 
     __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart")
 
@@ -254,7 +255,8 @@ class _Tier:
         return found
 
     def running(self) -> dict[int, list[int]]:
-        """Column -> the sum of that column over the tiles before each position (count columns of a closed tier)."""
+        """Column -> the sum of that column over the tiles before each position (count columns of a closed tier);
+        also rebuilds ``_apart``, the session gaps between consecutive tiles summed up to each position."""
         if self._running is None:
             cols = self.cols
             self._running = {column: list(accumulate(cols[column], initial=0)) for column in self._counted}
@@ -599,8 +601,8 @@ class FeatureState:
     @classmethod
     def from_bytes(cls, hot: bytes | None, cold: bytes | None = None, feature_set: str = FEATURE_SET,
                    hot_only: bool = False) -> "FeatureState":
-        """A state read back. ``hot_only``: without the hourly tiles (enough for the
-        counters and the newest vector; ``attach_cold`` adds them later)."""
+        """A state read back. ``hot_only``: without the hourly tiles (enough for the counters and the newest
+        vector; ``attach_cold`` adds them later)."""
         state = cls(feature_set)
         if not hot:
             return state
