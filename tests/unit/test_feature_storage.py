@@ -63,7 +63,8 @@ def test_a_state_read_back_behaves_exactly_as_the_one_stored(feature_set, mean_g
     assert checked > 1000
 
 
-@pytest.mark.parametrize("case", STORED_BY_D944B30["cases"], ids=lambda c: f"{c['feature_set']}-{c['events_per_day']}-per-day")
+@pytest.mark.parametrize("case", STORED_BY_D944B30["cases"],
+                         ids=lambda c: f"{c['feature_set']}-{c['events_per_day']}-per-day")
 def test_a_state_stored_by_the_previous_code_still_loads(case):
     """States written by the code of commit d944b30 (zlib level 6, tile columns unpacked into lists) load,
     continue with the vectors that code computed for the next events, and are stored again in the same layout
