@@ -1,6 +1,6 @@
 """Streaming features per event and per-user state size, across user activity, for each feature set.
 
-    python -m bench.features [--days 8] [--max-events 300000] [--repeats 3]
+    python -m bench.features [--days 8] [--max-events 300000] [--repeats 3] [--levels]
 
 For each feature set and activity (events per user per day, Poisson arrivals, ~5 % swapped with a neighbour so
 some arrive out of order), one user's events go through ``FeatureState.observe`` for ``--days`` days of event
@@ -9,6 +9,10 @@ state is at steady size), the stored state at the end (hot part: rewritten on ev
 tiles, rewritten when they roll up) and the bytes written per batch for the user, with 1-second batches: the hot
 part every batch that holds the user's events, the cold part only when it changed. Goals (issue 10): <= 30 µs per
 event at every activity, <= 8 KB stored per user for v2, <= 1 KB written per batch on average.
+
+``--levels``: for the state at the end of each run, the stored size of the hot and cold parts with no compression,
+zlib level 1 (what is stored) and level 6 (what was stored up to commit d944b30), and the CPU to compress and
+decompress each.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import random
 import statistics
 import sys
 import time
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,11 +102,37 @@ def _round_trip(state: FeatureState, cold: bytes) -> tuple[FeatureState, bytes, 
     return loaded, cold, len(hot) + (len(cold) if cold_changed else 0), stored - started, done - stored
 
 
+def levels(feature_set: str, per_day: float, days: float, max_events: int) -> list[str]:
+    """The stored parts of the state at the end of the run: bytes and CPU µs (compress, decompress) per level."""
+    state = FeatureState(feature_set)
+    for event in user_events(per_day, days, max_events):
+        state.observe(event)
+    state.mark_stored()
+    cells = []
+    for blob in (state.to_bytes(), state.cold_bytes()):
+        body = zlib.decompress(blob)   # what to_bytes / cold_bytes compress
+        cells.append(f"{len(body):>6}")
+        for level in (1, 6):
+            packed = zlib.compress(body, level)
+            pack_us = _cpu_us(lambda: zlib.compress(body, level))   # noqa: B023 (called at once)
+            unpack_us = _cpu_us(lambda: zlib.decompress(packed))    # noqa: B023
+            cells.append(f"{len(packed):>6} {pack_us:5.1f} {unpack_us:4.1f}")
+    return cells
+
+
+def _cpu_us(call, repeats: int = 200) -> float:
+    started = time.process_time()
+    for _ in range(repeats):
+        call()
+    return (time.process_time() - started) / repeats * 1e6
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=float, default=8.0)
     parser.add_argument("--max-events", type=int, default=300_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--levels", action="store_true", help="compare zlib levels on the stored parts")
     args = parser.parse_args(argv)
     results = []
     print(f"{'set':4} {'events/day':>10} {'events':>8} {'µs/event':>9} {'hot B':>6} {'cold B':>7} "
@@ -117,6 +148,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     slowest = max(r["us_per_event"] for r in results)
     fastest = min(r["us_per_event"] for r in results)
     print(f"slowest / fastest activity: {slowest / fastest:.2f} (flat = 1)")
+    if args.levels:
+        print("\nstored bytes, CPU µs to compress and to decompress, per zlib level (raw: not compressed)")
+        print(f"{'set':4} {'events/day':>10} {'hot raw':>7} {'hot z1 B   µs   µs':>19} {'hot z6 B   µs   µs':>19} "
+              f"{'cold raw':>8} {'cold z1 B   µs   µs':>20} {'cold z6 B   µs   µs':>20}")
+        for feature_set, per_day in sweep:
+            hot_raw, hot1, hot6, cold_raw, cold1, cold6 = levels(feature_set, per_day, args.days, args.max_events)
+            print(f"{feature_set:4} {per_day:>10,} {hot_raw:>7} {hot1:>19} {hot6:>19} {cold_raw:>8} {cold1:>20} "
+                  f"{cold6:>20}", flush=True)
     return results
 
 

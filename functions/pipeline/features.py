@@ -42,7 +42,7 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from functools import reduce
+from functools import lru_cache, reduce
 from itertools import accumulate, repeat
 from operator import add, mul, or_, sub
 
@@ -115,6 +115,10 @@ _DEVICE_CODES = {name: code for code, name in enumerate(DEVICE_TYPES)} | {None: 
 _PRIORITY_CODES = {name: code for code, name in enumerate(PRIORITIES)} | {None: -1}
 _SET_CODES = {"v1": 1, "v2": 2}
 _FORMAT = 1  # binary layout version of to_bytes / cold_bytes
+# zlib levels (any level reads back the same way): the hot part, rewritten on every batch, at level 1 (28-49 % less
+# CPU than level 6, up to 10 % larger, still under 1 KB); the cold part, rewritten about once an hour, at level 6
+# (level 1 would cost a busy v2 user one more 1 KB write unit each time). docs/performance.md has the figures.
+_HOT_LEVEL, _COLD_LEVEL = 1, 6
 _HOT_HEADER = struct.Struct("<BBqIIHBI")   # format, set, last seen ms, events, late, fine tiles, vector width, cold v.
 _COLD_HEADER = struct.Struct("<BBIH")      # format, set, cold version, hourly tiles
 
@@ -126,6 +130,7 @@ ALL_SUMS = (N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES)  # what a wind
 _COUNTS = (N, PURCHASES, VIEWS, CLICKS, POINTS)                    # integers: running sums are exact
 _NO_TILE = (0, 0, 0, 0, 0, 0, 0)  # (events, purchases, views, clicks, amount, points, devices) of no tile
 _HOURLY_COLUMNS = 12
+_TIMES = (FIRST, LAST, TAIL_FIRST)   # stored as offsets in their tile
 
 
 class FeatureSetError(ValueError):
@@ -166,17 +171,19 @@ class _Tier:
     """Tiles of one resolution as parallel columns sorted by tile index (a few dozen to ~200 tiles).
 
     A tier of closed tiles (the hourly tier: tiles are only appended and dropped, never changed) also keeps running
-    sums of its count columns, so that a window's counts are two lookups whatever its length."""
+    sums of its count columns and of its session gaps, so that a window's counts are two lookups whatever its
+    length."""
 
-    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running")
+    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart")
 
     def __init__(self, columns: int, tile_ms: int, closed: bool = False):
         self.keys: list[int] = []
         self.cols: list[list] = [[] for _ in range(columns)]
         self.tile_ms = tile_ms
         self._cached: dict | None = None   # window sums and session walks, until the tier changes
-        self._counted = _COUNTS if closed else ()
+        self._counted = _COUNTS + (GAPS,) if closed else ()
         self._running: dict[int, list[int]] | None = None  # column -> sum over the tiles before each position
+        self._apart: list[int] = []   # with _running: session gaps between consecutive tiles, summed up to each
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -186,12 +193,18 @@ class _Tier:
         if position < len(self.keys):
             self.invalidate()
             self._running = None
-        elif self._running is not None:
+            self.keys.insert(position, key)
+            for col, value in zip(self.cols, row, strict=True):
+                col.insert(position, value)
+            return
+        if self._running is not None:
             for column, running in self._running.items():
                 running.append(running[-1] + row[column])
-        self.keys.insert(position, key)
+            apart = self._apart
+            apart.append(apart[-1] + (row[FIRST] - self.cols[LAST][-1] >= _GAP_MS) if apart else 0)
+        self.keys.append(key)
         for col, value in zip(self.cols, row, strict=True):
-            col.insert(position, value)
+            col.append(value)
 
     def drop_first(self, count: int) -> None:
         del self.keys[:count]
@@ -200,6 +213,7 @@ class _Tier:
         if self._running is not None:
             for running in self._running.values():
                 del running[:count]   # the sums stay offset by the dropped tiles: windows are differences
+            del self._apart[:count]
         self.invalidate()
 
     def load(self, keys: list[int], cols: list[list]) -> None:
@@ -212,25 +226,44 @@ class _Tier:
         share them, and for the hourly tier every event of an hour asks for the same few windows."""
         if lo >= hi:
             return _NO_TILE
+        c = self.cols
+        if hi - lo == 1 and columns is ALL_SUMS:  # one tile (a sparse user's): its own values, nothing to add
+            return (c[N][lo], c[PURCHASES][lo], c[VIEWS][lo], c[CLICKS][lo], c[AMOUNT][lo], c[POINTS][lo],
+                    c[DEVICES][lo])
         key = (lo, hi, columns)
-        cache = self._cache()
+        cache = self._cached
+        if cache is None:
+            cache = self._cached = {}
         found = cache.get(key)
         if found is None:
-            c = self.cols
-            running = self._running
             if columns is ALL_SUMS and not self._counted:  # the fine tier: a few tiles, every column
                 found = cache[key] = (
                     sum(c[N][lo:hi]), sum(c[PURCHASES][lo:hi]), sum(c[VIEWS][lo:hi]), sum(c[CLICKS][lo:hi]),
                     sum(c[AMOUNT][lo:hi]), sum(c[POINTS][lo:hi]), reduce(or_, c[DEVICES][lo:hi]))
                 return found
-            if running is None:
-                running = self._running = {column: list(accumulate(c[column], initial=0)) for column in self._counted}
+            running = self.running()
+            if columns is ALL_SUMS and running:  # the hourly tier's day window, spelt out: asked for on every hour
+                n, p, v, k, pts = running[N], running[PURCHASES], running[VIEWS], running[CLICKS], running[POINTS]
+                found = cache[key] = (n[hi] - n[lo], p[hi] - p[lo], v[hi] - v[lo], k[hi] - k[lo],
+                                      sum(c[AMOUNT][lo:hi]), pts[hi] - pts[lo], reduce(or_, set(c[DEVICES][lo:hi])))
+                return found
             found = cache[key] = tuple(
                 running[column][hi] - running[column][lo] if column in running
                 else reduce(or_, set(c[DEVICES][lo:hi])) if column == DEVICES
                 else sum(c[column][lo:hi])   # amounts: added in tile order, as the tiles were rolled up
                 for column in columns)
         return found
+
+    def running(self) -> dict[int, list[int]]:
+        """Column -> the sum of that column over the tiles before each position (count columns of a closed tier);
+        also rebuilds ``_apart``, the session gaps between consecutive tiles summed up to each position."""
+        if self._running is None:
+            cols = self.cols
+            self._running = {column: list(accumulate(cols[column], initial=0)) for column in self._counted}
+            first, last = cols[FIRST], cols[LAST]
+            self._apart = list(accumulate((first[k] - last[k - 1] >= _GAP_MS for k in range(1, len(first))),
+                                          initial=0)) if first else []
+        return self._running
 
     def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
         """From fine tile ``top`` down: (events and first time of the session that tile ``top`` is in, whether that
@@ -280,16 +313,10 @@ class _Tier:
         return found
 
     def gaps_from(self, lo: int) -> int:
-        """Session gaps inside the hourly tiles from ``lo`` to the newest and between them."""
-        key = ("gaps", lo, len(self.keys))
-        cache = self._cache()
-        found = cache.get(key)
-        if found is None:
-            cols = self.cols
-            found = sum(cols[GAPS][lo:]) + sum(
-                cols[FIRST][k] - cols[LAST][k - 1] >= _GAP_MS for k in range(lo + 1, len(self.keys)))
-            cache[key] = found
-        return found
+        """Session gaps inside the hourly tiles from ``lo`` to the newest and between them (running sums: the
+        hourly tier is closed)."""
+        gaps, apart = self.running()[GAPS], self._apart
+        return gaps[-1] - gaps[lo] + apart[-1] - apart[lo]
 
     def _cache(self) -> dict:
         if self._cached is None:
@@ -393,8 +420,13 @@ class FeatureState:
         position = len(keys) - 1
         if position < 0 or keys[position] != key:  # not the newest tile (the usual case)
             position = bisect_left(keys, key)
-            if position == len(keys) or keys[position] != key:
-                fine.insert(position, key, [0, 0, 0, 0, 0.0, 0, 0, ts_ms, ts_ms])
+            if position == len(keys) or keys[position] != key:   # a new tile, holding just this event
+                fine.insert(position, key, [
+                    1, int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK),
+                    0.0 + purchase_amount, _POINTS[type_code], 1 << device if device >= 0 else 0, ts_ms, ts_ms])
+                if position != len(keys) - 1:
+                    self._forget()
+                return position
             if position != len(keys) - 1:
                 self._forget()
         cols = fine.cols
@@ -420,19 +452,11 @@ class FeatureState:
         hourly tiles past the retention are dropped."""
         fine, hourly = self.fine, self.hourly
         keep_from = (self.last_seen_ms - _FINE_KEEP_MS) // _FINE_MS
-        while fine.keys and (fine.keys[0] // _PER_HOUR + 1) * _PER_HOUR <= keep_from:
-            hour = fine.keys[0] // _PER_HOUR
-            count = bisect_left(fine.keys, (hour + 1) * _PER_HOUR)
-            c = [column[:count] for column in fine.cols]
-            gaps, tail_n, tail_first = 0, c[N][0], c[FIRST][0]
-            for i in range(1, count):
-                if c[FIRST][i] - c[LAST][i - 1] >= _GAP_MS:
-                    gaps, tail_n, tail_first = gaps + 1, c[N][i], c[FIRST][i]
-                else:
-                    tail_n += c[N][i]
-            row = [sum(c[N]), sum(c[PURCHASES]), sum(c[VIEWS]), sum(c[CLICKS]), sum(c[AMOUNT]), sum(c[POINTS]),
-                   reduce(or_, c[DEVICES]), c[FIRST][0], c[LAST][-1], gaps, tail_n, tail_first]
-            hourly.insert(len(hourly.keys), hour, row)
+        keys = fine.keys
+        while keys and (keys[0] // _PER_HOUR + 1) * _PER_HOUR <= keep_from:
+            hour = keys[0] // _PER_HOUR
+            count = bisect_left(keys, (hour + 1) * _PER_HOUR)
+            hourly.insert(len(hourly.keys), hour, _hour_row(fine.cols, count))
             fine.drop_first(count)
             self.cold_changed = True
             self._forget()
@@ -451,27 +475,34 @@ class FeatureState:
         tiles, events over 1 h; for v2 also events, purchases over 7 d, the 7 d amount over fine and over hourly
         tiles, events over 6 h). Amounts are kept apart so that they add up in the same order whatever is cached."""
         fine, hourly = self.fine, self.hourly
-        keys, hkeys = fine.keys, hourly.keys
-        newest_hour = hkeys[-1] * _PER_HOUR if hkeys else None
-        hhi = bisect_right(hkeys, end // _PER_HOUR)
-
-        def window(start: int, columns: tuple[int, ...], fine_columns: tuple[int, ...] = ALL_SUMS) -> tuple:
-            """(the window's fine tiles: all columns, shared by windows that start in the same tile; its hourly
-            tiles: ``columns``)"""
-            in_fine = fine.sums(bisect_left(keys, start), upto, fine_columns)
-            if newest_hour is not None and newest_hour >= start:
-                return in_fine, hourly.sums(bisect_left(hkeys, -(-start // _PER_HOUR)), hhi, columns)
-            return in_fine, _NO_TILE
+        keys, hkeys, fine_n = fine.keys, hourly.keys, fine.cols[N]
         hour = end // _PER_HOUR * _PER_HOUR   # windows of an hourly resolution start on the hour (a fine index)
-        (n, p, v, c, amount, points, devices), (hn, hp, hv, hc, h_amount, h_points, h_devices) = window(
-            hour - 24 * _PER_HOUR, ALL_SUMS)
-        (n_1h, *_), (h_1h, *_) = window(end - _PER_HOUR, (N,), (N,))
-        sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h + h_1h)
+        # Each window: its fine tiles [bisect_left(keys, start), upto) plus its whole hourly tiles [lo, hhi) (no
+        # tile when lo == hhi). Counts over hourly tiles are differences of running sums; the day's other columns
+        # come from the cached sums (one call per hour for a busy user).
+        hhi = bisect_right(hkeys, end // _PER_HOUR)   # the hourly tiles up to the event's hour
+        running = hourly.running()
+        running_n = running[N]
+        h_n = running_n[hhi]
+        day = hour // _PER_HOUR - 24
+        day_lo = bisect_left(keys, hour - 24 * _PER_HOUR)
+        n, p, v, c, amount, points, devices = day_fine = fine.sums(day_lo, upto)
+        hn, hp, hv, hc, h_amount, h_points, h_devices = hourly.sums(bisect_left(hkeys, day), hhi)
+        start_1h = end - _PER_HOUR
+        n_1h = sum(fine_n[bisect_left(keys, start_1h):upto]) + h_n - running_n[
+            bisect_left(hkeys, -(-start_1h // _PER_HOUR))]
+        sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h)
         if not self._v2:
             return sums
-        (n_6h, *_), (h_6h, *_) = window(hour - 6 * _PER_HOUR, (N,))
-        week, (h_n_7d, h_p_7d, h_amount_7d, *_) = window(hour - 7 * 24 * _PER_HOUR, (N, PURCHASES, AMOUNT))
-        return sums + (week[N] + h_n_7d, week[PURCHASES] + h_p_7d, week[AMOUNT], h_amount_7d, n_6h + h_6h)
+        n_6h = sum(fine_n[bisect_left(keys, hour - 6 * _PER_HOUR):upto]) + h_n - running_n[
+            bisect_left(hkeys, day + 18)]
+        week_lo = bisect_left(keys, hour - 7 * 24 * _PER_HOUR)
+        week = day_fine if week_lo == day_lo else fine.sums(week_lo, upto)   # the same tiles, usually
+        lo = bisect_left(hkeys, day - 6 * 24)
+        running_p = running[PURCHASES]
+        h_amount_7d = sum(hourly.cols[AMOUNT][lo:hhi])   # in tile order, as the tiles were rolled up
+        return sums + (week[N] + h_n - running_n[lo], week[PURCHASES] + running_p[hhi] - running_p[lo], week[AMOUNT],
+                       h_amount_7d, n_6h)
 
     def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float, sums: tuple,
                 tile: tuple, since_prev: float, session: tuple | None) -> list[float]:
@@ -560,12 +591,12 @@ class FeatureState:
         fine = self.fine
         header = _HOT_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.last_seen_ms, self.total_events,
                                   self.late_events, len(fine.keys), len(self.latest), self.cold_version)
-        return zlib.compress(header + array("d", self.latest).tobytes() + _pack(fine), 6)
+        return zlib.compress(header + array("d", self.latest).tobytes() + _pack(fine), _HOT_LEVEL)
 
     def cold_bytes(self) -> bytes:
         """The cold part: the hourly tiles (changes about once an hour)."""
         return zlib.compress(_COLD_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.cold_version,
-                                               len(self.hourly.keys)) + _pack(self.hourly), 6)
+                                               len(self.hourly.keys)) + _pack(self.hourly), _COLD_LEVEL)
 
     @classmethod
     def from_bytes(cls, hot: bytes | None, cold: bytes | None = None, feature_set: str = FEATURE_SET,
@@ -624,6 +655,24 @@ def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: 
     return day + (n_7d + 1, p_7d + purchase, amount_7d + h_amount_7d + purchase_amount, 0, n_6h + 1)
 
 
+def _hour_row(cols: list[list], count: int) -> list:
+    """The hourly tile of the first ``count`` fine tiles (one hour): their sums, first and last time, the session
+    gaps between them, and the events and first time of the session the last one ends."""
+    if count == 1:   # one tile (a sparse user's hour): its own values, no gap inside
+        row = [column[0] for column in cols]
+        row += (0, row[N], row[FIRST])
+        return row
+    c = [column[:count] for column in cols]
+    gaps, tail_n, tail_first = 0, c[N][0], c[FIRST][0]
+    for i in range(1, count):
+        if c[FIRST][i] - c[LAST][i - 1] >= _GAP_MS:
+            gaps, tail_n, tail_first = gaps + 1, c[N][i], c[FIRST][i]
+        else:
+            tail_n += c[N][i]
+    return [sum(c[N]), sum(c[PURCHASES]), sum(c[VIEWS]), sum(c[CLICKS]), sum(c[AMOUNT]), sum(c[POINTS]),
+            reduce(or_, c[DEVICES]), c[FIRST][0], c[LAST][-1], gaps, tail_n, tail_first]
+
+
 class StaleColdState(ValueError):
     """An eventually consistent read returned an older cold part than the hot part names: read it again."""
 
@@ -639,40 +688,37 @@ def _check(fmt: int, code: int, feature_set: str) -> None:
 
 
 def _pack(tier: _Tier) -> bytes:
-    """Columns one after the other: tile indexes as deltas, times as offsets in the tile, counts as int32,
-    amounts as float64 (zlib then squeezes the runs of small numbers)."""
+    """Columns one after the other: the first tile index then deltas, counts as int32, amounts as float64, times
+    as int32 offsets in their tile (zlib then squeezes the runs of small numbers). One struct call for the lot."""
     keys = tier.keys
-    deltas = list(map(sub, keys, keys[:1] + keys))   # map over C operators: (de)serialised on every batch
-    base = list(map(mul, keys, repeat(tier.tile_ms, len(keys))))
-    parts = [array("q", keys[:1]).tobytes(), array("i", deltas).tobytes()]
+    if not keys:
+        return b""
+    base = list(map(mul, keys, repeat(tier.tile_ms, len(keys))))   # map over C operators: runs on every batch
+    values = [keys[0], *map(sub, keys, [keys[0], *keys])]
     for c, column in enumerate(tier.cols):
-        if c == AMOUNT:
-            parts.append(array("d", column).tobytes())
-        elif c in (FIRST, LAST, TAIL_FIRST):
-            parts.append(array("i", map(sub, column, base)).tobytes())
-        else:
-            parts.append(array("i", column).tobytes())
-    return b"".join(parts)
+        values += map(sub, column, base) if c in _TIMES else column
+    return _layout(len(tier.cols), len(keys)).pack(*values)
 
 
 def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
-    """The columns ``_pack`` wrote, read through one memoryview: the int32 runs before and after the amounts are
-    each one cast (a state is read on every batch)."""
+    """The columns ``_pack`` wrote, read by one struct call (a state is read on every batch)."""
     if not tiles:
         return
-    view = memoryview(data)
-    head_end = 8 + 4 * tiles * (1 + AMOUNT)          # the first key, then deltas and the count columns before AMOUNT
-    amounts_end = head_end + 8 * tiles
-    after = len(tier.cols) - AMOUNT - 1
-    ints = view[8:head_end].cast("i").tolist() + view[amounts_end:amounts_end + 4 * tiles * after].cast("i").tolist()
-    runs = [ints[i:i + tiles] for i in range(0, len(ints), tiles)]
-    keys = list(accumulate(runs[0], initial=view[:8].cast("q")[0]))[1:]
+    values = _layout(len(tier.cols), tiles).unpack_from(data)
+    keys = list(accumulate(values[1:1 + tiles], initial=values[0]))[1:]
     base = list(map(mul, keys, repeat(tier.tile_ms, tiles)))
-    cols = runs[1:1 + AMOUNT] + [view[head_end:amounts_end].cast("d").tolist()] + runs[1 + AMOUNT:]
-    for c in (FIRST, LAST, TAIL_FIRST):   # times are stored as offsets in their tile
-        if c < len(cols):
-            cols[c] = list(map(add, cols[c], base))
+    cols = []
+    for c, start in enumerate(range(1 + tiles, len(values), tiles)):
+        run = values[start:start + tiles]
+        cols.append(list(map(add, run, base)) if c in _TIMES else list(run))
     tier.load(keys, cols)
+
+
+@lru_cache(maxsize=1024)
+def _layout(columns: int, tiles: int) -> struct.Struct:
+    """The stored columns of ``tiles`` tiles, in native byte order and standard sizes as array.tobytes wrote them
+    up to commit d944b30: the first tile index, deltas and the columns before AMOUNT, the amounts, the rest."""
+    return struct.Struct(f"=q{tiles * (1 + AMOUNT)}i{tiles}d{tiles * (columns - AMOUNT - 1)}i")
 
 
 def named(features: list[float], feature_set: str | None = None) -> dict[str, float]:
