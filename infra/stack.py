@@ -5,12 +5,15 @@ HTTP API (IAM auth) -> ApiFunction -> Kinesis EventsStream -> event source mappi
 QuarantineQueue) -> SageMaker serverless endpoint (XGBoost built-in container). EventBridge schedules run the
 batch-size optimizer and the drift monitor (container-image functions). CloudWatch dashboard and alarms.
 
-Construct ids at the stack's top level give the logical-id prefixes of docs/wiring.md. No resource has a fixed
-physical name, so several copies of the stack can live in one account. cdk-nag acknowledgements: infra/nag.py.
+This class is the composition root: each concern is built by its own module from explicit inputs, in the order of
+the data flow (storage.py, model_endpoint.py, functions.py, then the state machine and the stream mapping here,
+grants.py, the schedules, http_api.py, monitoring.py), into this stack's scope, so construct ids at the stack's top
+level give the logical-id prefixes of docs/wiring.md (tests/infra/test_template_snapshot.py holds the template to
+a reviewed snapshot). No resource has a fixed physical name, so several copies of the stack can live in one account.
+cdk-nag acknowledgements: infra/nag.py.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from aws_cdk import (
@@ -19,62 +22,26 @@ from aws_cdk import (
     Duration,
     RemovalPolicy,
     Stack,
-    aws_ecr_assets as ecr_assets,
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
     aws_lambda as lambda_,
     aws_lambda_event_sources as event_sources,
     aws_logs as logs,
-    aws_ssm as ssm,
     aws_stepfunctions as sfn,
 )
 from constructs import Construct
 
-from pipeline import contract
-
-from . import nag, runtime
+from . import nag
 from .config import Config, ConfigError
+from .functions import Wired, build_functions
 from .grants import Granted, grant_all
 from .http_api import build_http_api
-from .images import REGISTRIES, REPOSITORIES, XGBOOST_REGISTRIES, XGBOOST_REPOSITORY, region_problem  # noqa: F401
 from .model_endpoint import ModelEndpoints
 from .monitoring import Watched, build_monitoring
 from .storage import build_storage
 
-ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS_DIR = ROOT / "functions"
-STATE_MACHINE_FILE = ROOT / "statemachines" / "inference.asl.json"
-
-POWERTOOLS_ACCOUNT = runtime.POWERTOOLS_ACCOUNT   # publisher of the public Powertools for AWS Lambda (Python) layers
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12     # Amazon Linux 2023; infra/runtime.py pins it with the image and layer
-assert LAMBDA_RUNTIME.name == runtime.LAMBDA_RUNTIME, (LAMBDA_RUNTIME.name, runtime.LAMBDA_RUNTIME)
-
-# Zip functions: (construct id, handler). The ML functions run from the container image (functions/Dockerfile).
-ZIP_FUNCTIONS = (
-    ("ApiFunction", "api.handler.handler"),
-    ("ProcessStreamFunction", "process_stream.handler.handler"),
-    ("InvokeModelFunction", "invoke_model.handler.handler"),
-    ("StorePredictionsFunction", "store_predictions.handler.handler"),
-    ("RecordCostFunction", "record_cost.handler.handler"),
-)
-IMAGE_FUNCTIONS = (
-    ("RetrainBatchSizeFunction", "retrain_batch_size.handler.handler"),
-    ("MonitorDriftFunction", "monitor_drift.handler.handler"),
-)
-# Not shipped in the zip package: the image build files, the ML handlers (they need numpy/scikit-learn/xgboost,
-# which only the image has), bytecode and tests.
-ZIP_EXCLUDE = ["Dockerfile", "requirements-ml.txt", "retrain_batch_size", "monitor_drift", "**/__pycache__",
-               "*.pyc", "tests", ".pytest_cache"]
-IMAGE_EXCLUDE = ["**/__pycache__", "*.pyc", "tests", ".pytest_cache"]
-
-ACCESS_LOG_FORMAT = {
-    "requestId": "$context.requestId", "requestTime": "$context.requestTime", "ip": "$context.identity.sourceIp",
-    "caller": "$context.identity.userArn", "httpMethod": "$context.httpMethod", "routeKey": "$context.routeKey",
-    "path": "$context.path", "status": "$context.status", "protocol": "$context.protocol",
-    "responseLength": "$context.responseLength", "responseLatency": "$context.responseLatency",
-    "integrationLatency": "$context.integration.latency", "integrationError": "$context.integrationErrorMessage",
-}
+STATE_MACHINE_FILE = Path(__file__).resolve().parent.parent / "statemachines" / "inference.asl.json"
 
 
 def _retention(days: int) -> logs.RetentionDays:
@@ -130,88 +97,15 @@ class RealtimeInferenceStack(Stack):
         self.model_role, self.model_asset, self.endpoint_name = sm.model_role, sm.model_asset, sm.endpoint_name
         self.endpoint_arns, self.variant_endpoint_names = sm.endpoint_arns, sm.variant_endpoint_names
 
-    # -- Lambda -------------------------------------------------------------------------------------------------
+    # -- Lambda (infra/functions.py) ---------------------------------------------------------------------------
     def _functions(self) -> None:
-        cfg = self.config
-        # The public Powertools layer of the pinned release (infra/runtime.py): by default its ARN is read at deploy
-        # time from Powertools' public SSM parameter for that release, in the stack's region.
-        release = runtime.powertools_release()
-        if cfg.powertools_layer_version == runtime.POWERTOOLS_SSM:
-            layer_arn = ssm.StringParameter.value_for_string_parameter(self, runtime.ssm_parameter(release))
-        else:
-            layer_arn = (f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{runtime.POWERTOOLS_ACCOUNT}:layer:"
-                         f"{runtime.layer_name()}:{cfg.powertools_layer_version}")
-        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)
-        self.zip_code = lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=ZIP_EXCLUDE)
-        self.model_variants_json = self.to_json_string([
-            {"name": v.name, "weight": v.weight, "kind": v.kind, "model_version": cfg.version_of(v),
-             "endpoint": self.variant_endpoint_names[v.name]} for v in cfg.variants])
-        self.base_environment = {
-            "EVENTS_STREAM_NAME": self.stream.stream_name,
-            **{spec.env: self.tables[construct_id].table_name for construct_id, spec in contract.TABLES.items()},
-            "SAGEMAKER_ENDPOINT_NAME": self.endpoint_name,
-            "ARTIFACTS_BUCKET": self.artifacts_bucket.bucket_name,
-            "MODEL_DATA_URL": self.model_asset.s3_object_url,
-            "QUARANTINE_QUEUE_URL": self.quarantine_queue.queue_url,
-            "STREAM_DLQ_URL": self.stream_dlq.queue_url,
-            "BATCH_SIZE": str(cfg.batch_size),
-            "BATCHING_WINDOW_SECONDS": str(cfg.batching_window_seconds),
-            "MIN_BATCH_SIZE": str(cfg.min_batch_size),
-            "MAX_BATCH_SIZE": str(cfg.max_batch_size),
-            "INVOKE_CHUNK_SIZE": str(cfg.invoke_chunk_size),
-            "LATENCY_SLO_SECONDS": _number(cfg.latency_slo_seconds),
-            "MODEL_VERSION": cfg.model_version,
-            "FEATURE_SET": cfg.feature_set,
-            # A/B: the variants and the endpoint serving each; invoke_model assigns each user to one, sticky, by a
-            # hash of the user id and these weights (pipeline/variants.py), sends the user's rows to that variant's
-            # endpoint (with TargetVariant when the endpoint hosts several: instance mode) and records the variant's
-            # model version
-            "MODEL_VARIANTS": self.model_variants_json,
-            # what the cost model needs to price a batch (pipeline/costs.py Deployment)
-            "COST_PROFILE": json.dumps({
-                "shards": cfg.shard_count, "endpoint_mode": cfg.endpoint.mode,
-                "endpoint_memory_mb": cfg.endpoint.serverless_memory_mb,
-                "instance_type": cfg.endpoint.instance_type, "instance_count": cfg.endpoint.instance_count,
-                "variants": len(cfg.variants), "table_capacity": cfg.table_capacity.mode,
-                "table_target_utilization": cfg.table_capacity.target_utilization_percent / 100},
-                separators=(",", ":")),
-            "POWERTOOLS_SERVICE_NAME": cfg.service_name,
-            "POWERTOOLS_METRICS_NAMESPACE": cfg.metrics_namespace,
-            "POWERTOOLS_LOG_LEVEL": cfg.powertools_log_level,
-            # X-Ray must not keep handler results: they hold per-user features and scores (issue 12)
-            "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
-        }
-        if set(self.base_environment) != contract.COMMON_ENV:  # the runtime reads what pipeline/contract.py names
-            raise ConfigError(f"the functions' environment differs from pipeline/contract.py COMMON_ENV: "
-                              f"{sorted(set(self.base_environment) ^ contract.COMMON_ENV)}")
-        self.functions: dict[str, lambda_.Function] = {}
-        self.roles: dict[str, iam.Role] = {}
-        self.log_groups: dict[str, logs.LogGroup] = {}
-        for function_id, handler in ZIP_FUNCTIONS:
-            self.functions[function_id] = lambda_.Function(
-                self, function_id, runtime=LAMBDA_RUNTIME, architecture=lambda_.Architecture.X86_64,
-                handler=handler, code=self.zip_code, layers=[self.powertools_layer],
-                **self._function_options(function_id, handler))
-        for function_id, handler in IMAGE_FUNCTIONS:
-            self.functions[function_id] = lambda_.DockerImageFunction(
-                self, function_id, architecture=lambda_.Architecture.X86_64,
-                code=lambda_.DockerImageCode.from_image_asset(
-                    str(FUNCTIONS_DIR), file="Dockerfile", cmd=[handler], exclude=IMAGE_EXCLUDE,
-                    platform=ecr_assets.Platform.LINUX_AMD64),
-                **self._function_options(function_id, handler))
-
-    def _function_options(self, function_id: str, handler: str) -> dict:
-        short = function_id.removesuffix("Function")
-        settings = self.config.function(function_id)
-        role = iam.Role(self, f"{short}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                        description=f"Execution role of {function_id} (least privilege, see infra/stack.py)")
-        log_group = logs.LogGroup(self, f"{short}Logs", retention=self.retention, removal_policy=self.removal)
-        log_group.grant_write(role)
-        self.roles[function_id] = role
-        self.log_groups[function_id] = log_group
-        return dict(role=role, memory_size=settings.memory_mb, timeout=Duration.seconds(settings.timeout_seconds),
-                    tracing=lambda_.Tracing.ACTIVE, log_group=log_group, environment=dict(self.base_environment),
-                    description=f"{function_id}: {handler}")
+        built = build_functions(self, self.config, Wired(
+            stream=self.stream, tables=self.tables, artifacts_bucket=self.artifacts_bucket,
+            quarantine_queue=self.quarantine_queue, stream_dlq=self.stream_dlq, endpoint_name=self.endpoint_name,
+            model_asset=self.model_asset, variant_endpoint_names=self.variant_endpoint_names),
+            self.retention, self.removal)
+        self.functions, self.roles, self.log_groups = built.functions, built.roles, built.log_groups
+        self.model_variants_json, self.base_environment = built.model_variants_json, built.environment
 
     # -- Step Functions -----------------------------------------------------------------------------------------
     def _state_machine(self) -> None:
@@ -327,6 +221,3 @@ class RealtimeInferenceStack(Stack):
         for output_id, (value, description) in outputs.items():
             CfnOutput(self, output_id, value=value, description=description)
 
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
