@@ -15,6 +15,10 @@ Why patches (each one is small, local to this process, and keeps moto's behaviou
   ``SERIALIZED_SERVICES`` with ``service_lock``.
 - Step Functions (executing backend): StartExecution without a name names the execution "None", so a second
   unnamed execution of a state machine fails with ExecutionAlreadyExists. Unnamed executions get a UUID, as in AWS.
+- Step Functions: the executor lexes and parses the definition with ANTLR on every execution: parse trees are
+  cached per definition (``_cache_asl_parse_trees``).
+- DynamoDB: moto's generic response serializer walks every AttributeValue member by member through 6 alias
+  providers; plain values are written directly with the same bytes (``_fast_attribute_values``).
 - Step Functions: the executor builds a new boto3 client for every Lambda or SQS task (``boto_client_for``);
   client creation was 13 % of the local cloud's CPU under load. Clients are thread-safe: they are cached per
   (region, service, endpoint, role). The executor signs with fixed keys; here a task is signed with its state
@@ -95,6 +99,7 @@ def _apply_patches() -> None:
 
     StepFunctionsParserBackend.start_execution = start_execution
     _cache_stepfunctions_clients()
+    _cache_asl_parse_trees()
     _cache_request_dispatch()
     _fast_attribute_values()
     _untrack_data_models()
@@ -138,6 +143,7 @@ def _cache_request_dispatch() -> None:
     responses.method_names_from_class = method_names_from_class
 
 
+MOTO_ASL: dict[str, Any] = {}  # moto's own ASL parser entry point, before the patch
 MOTO_SERIALIZER: dict[str, Any] = {}  # moto's own BaseJSONSerializer method, before the patch (tests compare)
 _ATTRIBUTE_VALUE_MEMBERS = ("S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL")  # the shape's order
 _PLAIN_MEMBERS = frozenset(("S", "N", "SS", "NS", "M", "L", "NULL", "BOOL"))
@@ -208,6 +214,30 @@ def _fast_attribute_values() -> None:
 
     BaseJSONSerializer._serialize_type_structure = _serialize_type_structure
     BaseJSONSerializer._serialize_type_map = _serialize_type_map
+
+
+def _cache_asl_parse_trees() -> None:
+    """moto's Step Functions executor lexes and parses the state machine's definition with ANTLR on every execution
+    (ExecutionWorker._get_evaluation_entrypoint): ~75 ms of the gateway process per execution under load, 9 % of its
+    CPU (py-spy --gil, bench.e2e_throughput). The parse tree of a definition is cached (it is only read afterwards);
+    the evaluation components are still built from it for every execution, as before: moto keeps per-execution state
+    such as retry counts under each component's lazily drawn heap key, so concurrent executions must not share them.
+    Definitions that fail to parse are not cached and fail as before."""
+    import functools
+
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+
+    original = MOTO_ASL["AmazonStateLanguageParser.parse"] = asl_parser.AmazonStateLanguageParser.parse
+
+    @functools.lru_cache(maxsize=64)
+    def parse_tree(definition: str):
+        return original(definition)[1]
+
+    def parse(definition: str):
+        tree = parse_tree(definition)
+        return asl_parser.Preprocessor().visit(tree), tree
+
+    asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
 
 
 # The executing state machine's role -> (access key id, secret, session token) its task calls are signed with, so the

@@ -1,9 +1,11 @@
-"""The local cloud's DynamoDB AttributeValue fast path (localcloud.mototools._fast_attribute_values): the response
-bodies are byte for byte what moto's own serializer writes, for plain values and for everything it falls back on."""
+"""Two of the local cloud's moto patches (localcloud.mototools): the DynamoDB AttributeValue fast path
+(``_fast_attribute_values``: response bodies byte for byte what moto's own serializer writes, for plain values and
+for everything it falls back on) and the Step Functions parse-tree cache (``_cache_asl_parse_trees``)."""
 from __future__ import annotations
 
 import base64
 import decimal
+import json
 import time
 
 import boto3
@@ -13,6 +15,7 @@ from moto import mock_aws
 from moto.core.serialize import BaseJSONSerializer, JSONSerializer, XFormedAttributePicker
 from moto.core.utils import get_service_model
 from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
 
 from localcloud import mototools
 
@@ -105,3 +108,18 @@ def test_fast_path_is_faster(attributes):
     moto = min(seconds(moto_serialize) for _ in range(3))
     assert serialize("BatchGetItem", result) == moto_serialize("BatchGetItem", result)
     assert moto / fast >= 3, (moto, fast)
+
+
+def test_asl_parse_tree_cached_components_fresh():
+    """One ANTLR parse per definition; every execution still gets components of its own (moto keeps per-execution
+    state, such as retry counts, under each component's heap key)."""
+    definition = json.dumps({"StartAt": "A", "States": {"A": {
+        "Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f",
+        "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}], "End": True}}})
+    first, tree = AmazonStateLanguageParser.parse(definition)
+    second, same_tree = AmazonStateLanguageParser.parse(definition)
+    assert same_tree is tree and second is not first
+    assert type(second) is type(mototools.MOTO_ASL["AmazonStateLanguageParser.parse"](definition)[0])
+    for _ in range(2):  # a definition that does not parse fails every time, as before
+        with pytest.raises(ASLParserException):
+            AmazonStateLanguageParser.parse(definition.replace('"End"', '"Ende"'))
