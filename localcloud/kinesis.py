@@ -134,7 +134,9 @@ class ShardPoller:
         while not self.stop_event.is_set():
             try:
                 now = time.monotonic()
-                if config is None or self.buffer or now - config_read > 1.0:
+                # the mapping is re-read when a batch's first records arrive (an update applies to the next batch)
+                # and every second; not on every fetch while a batch fills (that doubled the poller's calls)
+                if config is None or now - config_read > 1.0 or config_read < (window_started or 0):
                     config, config_read = self.config(), now
                 if not config.enabled:
                     self.stop_event.wait(0.5)
@@ -171,8 +173,9 @@ class ShardPoller:
                 full = len(self.buffer) >= config.batch_size
                 waited = time.monotonic() - (window_started or time.monotonic())
                 if not full and waited < config.window:
-                    if not fetched:
-                        self.stop_event.wait(min(self.poll_interval, config.window - waited))
+                    # the batch is filling: fetch again after poll_interval, not at once (a shard that trickles in
+                    # was otherwise read a few records per call, as fast as the gateway answered)
+                    self.stop_event.wait(min(self.poll_interval, config.window - waited))
                     continue
                 self.busy = True
                 try:
