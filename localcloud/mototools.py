@@ -218,7 +218,7 @@ def _fast_attribute_values() -> None:
 
 def _cache_asl_parse_trees() -> None:
     """moto's Step Functions executor lexes and parses the state machine's definition with ANTLR on every execution
-    (ExecutionWorker._get_evaluation_entrypoint): ~75 ms of the gateway process per execution under load, 9 % of its
+    (ExecutionWorker._get_evaluation_entrypoint): ~50 ms of the gateway process per execution under load, 6 % of its
     CPU (py-spy --gil, bench.e2e_throughput). The parse tree of a definition is cached (it is only read afterwards);
     the evaluation components are still built from it for every execution, as before: moto keeps per-execution state
     such as retry counts under each component's lazily drawn heap key, so concurrent executions must not share them.
