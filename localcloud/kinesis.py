@@ -143,7 +143,6 @@ class ShardPoller:
                     continue
                 if iterator is None:
                     iterator = self._iterator(config)
-                fetched = 0
                 if len(self.buffer) < config.batch_size:
                     tip = mototools.shard_tips(self.mapping.event_source_arn).get(self.shard_id, 0)
                     try:
@@ -156,7 +155,6 @@ class ShardPoller:
                         raise
                     iterator = response.get("NextShardIterator")
                     records = response.get("Records", [])
-                    fetched = len(records)
                     if records:
                         self.buffer.extend(records)
                         self.drained_upto = max(self.drained_upto, int(records[-1]["SequenceNumber"]))

@@ -237,7 +237,7 @@ def _cache_asl_parse_trees() -> None:
         tree = parse_tree(definition)
         return asl_parser.Preprocessor().visit(tree), tree
 
-    asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
+    asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)
 
 
 # The executing state machine's role -> (access key id, secret, session token) its task calls are signed with, so the
