@@ -93,10 +93,10 @@ def test_round_trip_through_moto():
         assert table.scan()["Items"] == [item]
 
 
-@pytest.mark.parametrize("attributes", [20])
-def test_fast_path_is_faster(attributes):
-    """A BatchGetItem answer of 100 items of 20 plain attributes: the fast path at least 3x faster than moto's."""
-    items_ = [{f"a{i}": {"N": str(i)} if i % 2 else {"S": f"v{i}"} for i in range(attributes)} for _ in range(100)]
+def test_fast_path_is_faster():
+    """A BatchGetItem answer of 100 items of 20 plain attributes: the fast path at least 3x faster than moto's
+    (~90x measured: 9 vs 841 ms; the margin is for a loaded machine)."""
+    items_ = [{f"a{i}": {"N": str(i)} if i % 2 else {"S": f"v{i}"} for i in range(20)} for _ in range(100)]
     result = {"Responses": {"t": items_}, "UnprocessedKeys": {}}
 
     def seconds(function) -> float:
