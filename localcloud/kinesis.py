@@ -134,14 +134,15 @@ class ShardPoller:
         while not self.stop_event.is_set():
             try:
                 now = time.monotonic()
-                if config is None or self.buffer or now - config_read > 1.0:
+                # the mapping is re-read when a batch's first records arrive (an update applies to the next batch)
+                # and every second; not on every fetch while a batch fills (that doubled the poller's calls)
+                if config is None or now - config_read > 1.0 or config_read < (window_started or 0):
                     config, config_read = self.config(), now
                 if not config.enabled:
                     self.stop_event.wait(0.5)
                     continue
                 if iterator is None:
                     iterator = self._iterator(config)
-                fetched = 0
                 if len(self.buffer) < config.batch_size:
                     tip = mototools.shard_tips(self.mapping.event_source_arn).get(self.shard_id, 0)
                     try:
@@ -154,7 +155,6 @@ class ShardPoller:
                         raise
                     iterator = response.get("NextShardIterator")
                     records = response.get("Records", [])
-                    fetched = len(records)
                     if records:
                         self.buffer.extend(records)
                         self.drained_upto = max(self.drained_upto, int(records[-1]["SequenceNumber"]))
@@ -171,8 +171,9 @@ class ShardPoller:
                 full = len(self.buffer) >= config.batch_size
                 waited = time.monotonic() - (window_started or time.monotonic())
                 if not full and waited < config.window:
-                    if not fetched:
-                        self.stop_event.wait(min(self.poll_interval, config.window - waited))
+                    # the batch is filling: fetch again after poll_interval, not at once (a shard that trickles in
+                    # was otherwise read a few records per call, as fast as the gateway answered)
+                    self.stop_event.wait(min(self.poll_interval, config.window - waited))
                     continue
                 self.busy = True
                 try:

@@ -15,6 +15,10 @@ Why patches (each one is small, local to this process, and keeps moto's behaviou
   ``SERIALIZED_SERVICES`` with ``service_lock``.
 - Step Functions (executing backend): StartExecution without a name names the execution "None", so a second
   unnamed execution of a state machine fails with ExecutionAlreadyExists. Unnamed executions get a UUID, as in AWS.
+- Step Functions: the executor lexes and parses the definition with ANTLR on every execution: parse trees are
+  cached per definition (``_cache_asl_parse_trees``).
+- DynamoDB: moto's generic response serializer walks every AttributeValue member by member through 6 alias
+  providers; plain values are written directly with the same bytes (``_fast_attribute_values``).
 - Step Functions: the executor builds a new boto3 client for every Lambda or SQS task (``boto_client_for``);
   client creation was 13 % of the local cloud's CPU under load. Clients are thread-safe: they are cached per
   (region, service, endpoint, role). The executor signs with fixed keys; here a task is signed with its state
@@ -95,7 +99,9 @@ def _apply_patches() -> None:
 
     StepFunctionsParserBackend.start_execution = start_execution
     _cache_stepfunctions_clients()
+    _cache_asl_parse_trees()
     _cache_request_dispatch()
+    _fast_attribute_values()
     _untrack_data_models()
     from .metrics import patch_cloudwatch  # GetMetricData in one pass, percentiles, bounded retention
 
@@ -135,6 +141,103 @@ def _cache_request_dispatch() -> None:
         return names
 
     responses.method_names_from_class = method_names_from_class
+
+
+MOTO_ASL: dict[str, Any] = {}  # moto's own ASL parser entry point, before the patch
+MOTO_SERIALIZER: dict[str, Any] = {}  # moto's own BaseJSONSerializer method, before the patch (tests compare)
+_ATTRIBUTE_VALUE_MEMBERS = ("S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL")  # the shape's order
+_PLAIN_MEMBERS = frozenset(("S", "N", "SS", "NS", "M", "L", "NULL", "BOOL"))
+
+
+def plain_attribute_value(value: Any) -> dict | None:
+    """What moto's JSON serializer writes for a DynamoDB AttributeValue that is a plain dict of plain values (str,
+    bool, lists of str, nested plain maps and lists): the same dict, members in the shape's order. None for anything
+    else (binary, None members, moto objects, other keys): the caller then runs moto's serializer."""
+    if type(value) is not dict or not value.keys() <= _PLAIN_MEMBERS:
+        return None
+    members = value if len(value) < 2 else sorted(value, key=_ATTRIBUTE_VALUE_MEMBERS.index)
+    out = {}
+    for member in members:
+        item = value[member]
+        kind = type(item)
+        if member in ("S", "N"):
+            ok = kind is str
+        elif member in ("NULL", "BOOL"):
+            ok = kind is bool
+        elif member in ("SS", "NS"):
+            ok = kind is list and all(type(v) is str for v in item)
+        elif member == "M":
+            if kind is not dict or "" in item:  # moto writes an empty key's value into the map itself
+                return None
+            item = {k: plain_attribute_value(v) for k, v in item.items()}
+            ok = None not in item.values()
+        else:  # L
+            if kind is not list:
+                return None
+            item = [plain_attribute_value(v) for v in item]
+            ok = None not in item
+        if not ok:
+            return None
+        out[member] = item
+    return out
+
+
+def _fast_attribute_values() -> None:
+    """moto serializes every DynamoDB AttributeValue through its generic shape walker: for each of the shape's 10
+    members, 6 alias providers and botocore's xform_name look for the member on the value, so one item of 20
+    attribute values costs hundreds of lookups. It was a third of the gateway's CPU under load (py-spy --gil,
+    bench.e2e_throughput).
+    Plain values (what moto's Item.to_json gives for strings, numbers, booleans, nulls, string/number sets, maps and
+    lists of those) are written directly, with the same result; anything else goes through moto's walker."""
+    from moto.core.serialize import BaseJSONSerializer
+
+    original = MOTO_SERIALIZER["_serialize_type_structure"] = BaseJSONSerializer._serialize_type_structure
+
+    def _serialize_type_structure(self, serialized, value, shape, key):
+        if key and shape.name == "AttributeValue" and tuple(shape.members) == _ATTRIBUTE_VALUE_MEMBERS:
+            plain = plain_attribute_value(value)
+            if plain is not None:
+                serialized[self.get_serialized_name(shape, key)] = plain
+                return
+        original(self, serialized, value, shape, key)
+
+    original_map = MOTO_SERIALIZER["_serialize_type_map"] = BaseJSONSerializer._serialize_type_map
+
+    def _serialize_type_map(self, serialized, value, shape, key):  # an item: attribute name -> AttributeValue
+        if key and type(value) is dict and "" not in value and shape.value.name == "AttributeValue" \
+                and tuple(shape.value.members) == _ATTRIBUTE_VALUE_MEMBERS:
+            plain = {name: plain_attribute_value(v) for name, v in value.items()}
+            if None not in plain.values():
+                serialized[self.get_serialized_name(shape, key)] = plain
+                return
+        original_map(self, serialized, value, shape, key)
+
+    BaseJSONSerializer._serialize_type_structure = _serialize_type_structure
+    BaseJSONSerializer._serialize_type_map = _serialize_type_map
+
+
+def _cache_asl_parse_trees() -> None:
+    """moto's Step Functions executor lexes and parses the state machine's definition with ANTLR on every execution
+    (ExecutionWorker._get_evaluation_entrypoint): ~50 ms of the gateway process per execution under load, 6 % of its
+    CPU (py-spy --gil, bench.e2e_throughput). The parse tree of a definition is cached (it is only read afterwards);
+    the evaluation components are still built from it for every execution, as before: moto keeps per-execution state
+    such as retry counts under each component's lazily drawn heap key, so concurrent executions must not share them.
+    Definitions that fail to parse are not cached and fail as before."""
+    import functools
+
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+
+    original = MOTO_ASL["AmazonStateLanguageParser.parse"] = asl_parser.AmazonStateLanguageParser.parse
+
+    @functools.lru_cache(maxsize=64)
+    def parse_tree(definition: str):
+        return original(definition)[1]
+
+    def parse(definition: str):
+        tree = parse_tree(definition)
+        return asl_parser.Preprocessor().visit(tree), tree
+
+    asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)
 
 
 # The executing state machine's role -> (access key id, secret, session token) its task calls are signed with, so the
