@@ -1,19 +1,11 @@
 """End-to-end tests: the synthesized stack deployed into the embedded local cloud, driven over HTTP."""
-import json
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import boto3
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "model" / "artifacts" / "model.tar.gz"
-TORCH_MODEL = ROOT / "model" / "artifacts" / "pytorch" / "model.tar.gz"
+from e2ekit import MODEL, ROOT, TORCH_MODEL, Api
 
 
 @pytest.fixture(scope="session")
@@ -37,21 +29,6 @@ def cloud(cdk_out, tmp_path_factory):
         yield c
 
 
-class Api:
-    def __init__(self, base: str):
-        self.base = base.rstrip("/")
-
-    def request(self, method: str, path: str, body=None) -> tuple[int, dict]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={"content-type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-
 @pytest.fixture(scope="session")
 def api(cloud):
     return Api(cloud.api_url)
@@ -68,13 +45,3 @@ def resources(cloud):
                and "ApiFunction" in f["FunctionName"])["Environment"]["Variables"]
     return {"env": env, "session": session, "endpoint": cloud.endpoint_url,
             "client": lambda name: session.client(name, endpoint_url=cloud.endpoint_url)}
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -17,11 +17,9 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
-from conftest import ROOT, TORCH_MODEL, Api, wait_for
+from e2ekit import ROOT, TORCH_MODEL, Api, wait_for
 
 from pipeline import variants as variant_assignment
 

@@ -5,7 +5,7 @@ import time
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from conftest import wait_for
+from e2ekit import wait_for
 
 
 def _seed_cost_records(resources, optimum: int, n: int = 300) -> None:

@@ -11,8 +11,8 @@ import urllib.error
 import urllib.request
 
 import pytest
+from e2ekit import wait_for
 
-from conftest import wait_for
 from scripts import loadgen, query, send_events
 from scripts.client import local_client
 

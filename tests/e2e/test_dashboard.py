@@ -12,10 +12,10 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from e2ekit import ROOT, wait_for
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from conftest import ROOT, wait_for
 from localcloud.dashboard import CHART_JS, dashboard_widgets
 from scripts import loadgen
 

@@ -19,11 +19,9 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
-from conftest import MODEL, ROOT, TORCH_MODEL
+from e2ekit import MODEL, ROOT, TORCH_MODEL
 
 from localcloud.faults import KINDS
 from scripts import demo, loadgen

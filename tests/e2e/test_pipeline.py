@@ -1,8 +1,7 @@
-import base64
 import json
 import time
 
-from conftest import wait_for
+from e2ekit import wait_for
 
 
 def _events(prefix: str, count: int, users: int = 5, **fields) -> list[dict]:

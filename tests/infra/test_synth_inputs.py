@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from synthkit import ROOT, write_placeholder_artifact
 
-from conftest import ROOT, write_placeholder_artifact
 from infra import synth_inputs
 from infra.config import ConfigError
 

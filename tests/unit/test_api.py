@@ -2,8 +2,8 @@ import base64
 import json
 
 import pytest
+from lambdakit import event, http_event
 
-from conftest import event, http_event
 from pipeline import store
 
 

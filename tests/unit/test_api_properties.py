@@ -3,11 +3,9 @@ and every error body names the problem ({"error": code, "message": text}). Never
 import json
 from urllib.parse import quote
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from contract_strategies import HOSTILE_PAYLOADS, b64, events, ids, json_values, payloads
-from conftest import http_event
+from hypothesis import HealthCheck, given, settings, strategies as st
+from lambdakit import http_event
 
 CONTENT_TYPES = st.one_of(st.sampled_from([
     "application/json", "application/json; charset=utf-8", "application/json; charset=latin-1",

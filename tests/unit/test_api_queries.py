@@ -7,8 +7,8 @@ from pathlib import Path
 import boto3
 import pytest
 import xgboost
+from lambdakit import event, http_event, kinesis_event
 
-from conftest import event, http_event, kinesis_event
 from pipeline import model_client, queries, store
 from pipeline.settings import settings
 

@@ -4,8 +4,7 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from pipeline import aws as pipeline_aws
-from pipeline import inference, model_client, store
+from pipeline import aws as pipeline_aws, inference, model_client, store
 from pipeline.settings import settings
 
 
@@ -74,7 +73,8 @@ def test_the_largest_batch_keeps_every_state_under_the_step_functions_limit(aws,
     activity, or workflow execution: 256 KiB"; States.DataLimitExceeded is not caught by States.ALL,
     https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html)."""
     import json
-    from conftest import T0, kinesis_event
+
+    from lambdakit import T0, kinesis_event
 
     monkeypatch.setenv("FEATURE_SET", "v2")
     size = 10_000

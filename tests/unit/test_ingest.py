@@ -6,8 +6,8 @@ ErrorMessage, in request order (https://docs.aws.amazon.com/kinesis/latest/APIRe
 import json
 
 import pytest
+from lambdakit import event
 
-from conftest import event
 from pipeline import aws as pipeline_aws, ingest, store
 from pipeline.ingest import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, BadRequest, parse_body
 from pipeline.settings import Settings

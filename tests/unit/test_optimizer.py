@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import boto3
 import pytest
+from lambdakit import http_event
 
-from conftest import http_event
 from pipeline import optimizer, store
 from pipeline.settings import settings
 

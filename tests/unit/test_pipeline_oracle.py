@@ -8,15 +8,16 @@ import random
 import statistics
 
 import boto3
-import pytest
-
 import feature_oracle
-from conftest import kinesis_event
+import pytest
+from lambdakit import (
+    T0,  # recent: the input contract rejects events over 30 days old
+    kinesis_event,
+)
+
 from pipeline import inference, queries
 from pipeline.features import named
 from pipeline.settings import settings
-
-from conftest import T0  # recent: the input contract rejects events over 30 days old
 
 
 def _stream(seed=11, users=6, count=700):
@@ -48,8 +49,8 @@ def _score(event_id: str) -> float:
 @pytest.mark.parametrize("feature_set", ["v1", "v2"])
 def test_pipeline_state_equals_the_oracle(aws, lambda_context, monkeypatch, feature_set):
     monkeypatch.setenv("FEATURE_SET", feature_set)
-    from process_stream import handler as process_stream
     from pipeline import stream
+    from process_stream import handler as process_stream
 
     arrivals = _stream()
     # One shard, batches of 50 records. Batch 3 is delivered twice. Batch 6 crashes after its writes, before its

@@ -3,8 +3,8 @@ import threading
 
 import boto3
 import pytest
+from lambdakit import T0, event, kinesis_event
 
-from conftest import T0, event, kinesis_event
 from pipeline import queries, store, stream
 from pipeline.settings import settings
 from pipeline.warm import WarmStates

@@ -3,8 +3,8 @@ import json
 import time
 
 import pytest
+from lambdakit import event, kinesis_event
 
-from conftest import event, kinesis_event
 from pipeline import inference, model_client, reconcile, store, stream
 from pipeline.settings import settings
 

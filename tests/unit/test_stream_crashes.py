@@ -6,8 +6,8 @@ import time
 
 import boto3
 import pytest
+from lambdakit import kinesis_event
 
-from conftest import kinesis_event
 from pipeline import aws as pipeline_aws, inference, queries, store, stream
 from pipeline.events import Event
 from pipeline.features import FeatureState

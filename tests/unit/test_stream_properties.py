@@ -7,11 +7,10 @@ import itertools
 import time
 
 from boto3.dynamodb.types import TypeSerializer
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from contract_strategies import events, payloads
-from conftest import kinesis_event
+from hypothesis import HealthCheck, given, settings, strategies as st
+from lambdakit import kinesis_event
+
 from pipeline import store
 from pipeline.features import FeatureState
 

@@ -7,10 +7,9 @@ import math
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+from lambdakit import http_event
 
-from conftest import http_event
-from pipeline import aws as pipeline_aws
-from pipeline import inference, store, variants
+from pipeline import aws as pipeline_aws, inference, store, variants
 from pipeline.settings import settings
 
 AB = [variants.VariantSpec("primary", 0.8, "xgboost", "xgb-1"),

@@ -4,8 +4,8 @@ from what a fresh read gives. Each ``WarmStates`` stands for one execution envir
 import json
 
 import pytest
+from lambdakit import T0, kinesis_event
 
-from conftest import T0, kinesis_event
 from pipeline import aws as aws_helpers, inference, queries, store, stream
 from pipeline.events import Event
 from pipeline.features import FeatureState
