@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,13 +235,13 @@ class Deployer:
                 resource.status = "disabled"
                 resource.note = f"condition {condition} is false"
                 continue
-            handler = getattr(self, "_create_" + resource.type.replace("AWS::", "").replace("::", "_"), None)
-            if handler is None or resource.type in SKIPPED_TYPES:
+            provisioner = PROVISIONERS.get(resource.type)
+            if provisioner is None:  # SKIPPED_TYPES and any type the local cloud does not run
                 self._skip(resource)
                 continue
             properties = self.resolver.resolve(resource.definition.get("Properties", {})) or {}
             try:
-                handler(resource, properties)
+                provisioner(self, resource, properties)
             except (ClientError, TemplateError, KeyError, ValueError) as exc:
                 raise LocalCloudError(f"cannot create {resource.type} {logical_id}: {type(exc).__name__}: {exc}") \
                     from exc
@@ -262,8 +263,10 @@ class Deployer:
         self.skipped.append(resource.logical_id)
         if resource.type.startswith("Custom::") or resource.type == "AWS::CloudFormation::CustomResource":
             log.warning("custom resource %s (%s) is not run by the local cloud", resource.logical_id, resource.type)
-        else:
+        elif resource.type in SKIPPED_TYPES:
             log.debug("skipped %s (%s)", resource.logical_id, resource.type)
+        else:  # a type the stack did not use when the local cloud was written: say so once per resource
+            log.info("skipped %s (%s): the local cloud has no provisioner for it", resource.logical_id, resource.type)
 
     def _name(self, resource: Resource, properties: dict, key: str, **kwargs) -> str:
         return properties.get(key) or physical_name(self.stack.stack_name, resource.logical_id, resource.type,
@@ -701,6 +704,34 @@ class Deployer:
             log.debug("moto put_metric_alarm failed for %s: %s", resource.logical_id, exc)
         resource.ref = name
         resource.attributes = {"Arn": f"arn:aws:cloudwatch:{self.region}:{self.account_id}:alarm:{name}"}
+
+
+# The resource types the local cloud creates, each with the method that does it; every other type is skipped with a
+# note (SKIPPED_TYPES are the ones known not to matter locally: policies are checked by localcloud/iam.py from the
+# roles' inline statements, log groups and dashboards need no resource in moto, ...).
+PROVISIONERS: dict[str, Callable[[Deployer, Resource, dict], None]] = {
+    "AWS::IAM::Role": Deployer._create_IAM_Role,
+    "AWS::Kinesis::Stream": Deployer._create_Kinesis_Stream,
+    "AWS::DynamoDB::Table": Deployer._create_DynamoDB_Table,
+    "AWS::DynamoDB::GlobalTable": Deployer._create_DynamoDB_GlobalTable,
+    "AWS::SQS::Queue": Deployer._create_SQS_Queue,
+    "AWS::S3::Bucket": Deployer._create_S3_Bucket,
+    "AWS::SNS::Topic": Deployer._create_SNS_Topic,
+    "AWS::SSM::Parameter": Deployer._create_SSM_Parameter,
+    "AWS::Lambda::LayerVersion": Deployer._create_Lambda_LayerVersion,
+    "AWS::Lambda::Function": Deployer._create_Lambda_Function,
+    "AWS::Lambda::EventSourceMapping": Deployer._create_Lambda_EventSourceMapping,
+    "AWS::StepFunctions::StateMachine": Deployer._create_StepFunctions_StateMachine,
+    "AWS::Events::Rule": Deployer._create_Events_Rule,
+    "AWS::ApiGatewayV2::Api": Deployer._create_ApiGatewayV2_Api,
+    "AWS::ApiGatewayV2::Stage": Deployer._create_ApiGatewayV2_Stage,
+    "AWS::ApiGatewayV2::Integration": Deployer._create_ApiGatewayV2_Integration,
+    "AWS::ApiGatewayV2::Route": Deployer._create_ApiGatewayV2_Route,
+    "AWS::SageMaker::Model": Deployer._create_SageMaker_Model,
+    "AWS::SageMaker::EndpointConfig": Deployer._create_SageMaker_EndpointConfig,
+    "AWS::SageMaker::Endpoint": Deployer._create_SageMaker_Endpoint,
+    "AWS::CloudWatch::Alarm": Deployer._create_CloudWatch_Alarm,
+}
 
 
 def _env_str(value: Any) -> str:
