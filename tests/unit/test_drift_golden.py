@@ -176,3 +176,32 @@ def test_publish_sends_max_and_per_feature_metrics_in_calls_of_at_most_1000(monk
                                          "Unit": "None"}
     assert cloudwatch.calls[1][1][-1]["Dimensions"][1]["Value"] == "f499"
     assert all(isinstance(d["Value"], float) for _, data in cloudwatch.calls for d in data)
+
+
+def test_a_ramps_quantiles_and_cdf_by_hand():
+    """0, 1, ..., 99: the k-th of 21 evenly spaced quantiles (linear interpolation, numpy's default) is
+    k / 20 * 99 = 4.95 k; the CDF there counts the values <= 4.95 k: floor(4.95 k) + 1 of 100."""
+    matrix = np.zeros((100, WIDTH))
+    matrix[:, 0] = np.arange(100)
+    ramp = drift.baseline_from_features(matrix)[FEATURE_NAMES[0]]
+    assert ramp["quantiles"] == pytest.approx([4.95 * k for k in range(21)], abs=1e-9)
+    assert ramp["cdf"] == pytest.approx([(math.floor(4.95 * k) + 1) / 100 for k in range(21)], abs=1e-12)
+    assert ramp["cdf"][:3] == pytest.approx([0.01, 0.05, 0.10]) and ramp["cdf"][-1] == 1.0
+
+
+def test_load_baseline_reads_the_object_the_url_names_key_as_written(aws):
+    """s3://<bucket>/<key>: the key is the path without its leading '/' and nothing else (a key may start with
+    any character, here 'X')."""
+    import io
+    import tarfile
+
+    body = json.dumps({"events_1h": {"edges": [0.0, 1.0, 2.0]}}).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:   # a PyTorch-style artifact: baseline.json
+        info = tarfile.TarInfo("baseline.json")
+        info.size = len(body)
+        archive.addfile(info, io.BytesIO(body))
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="models")
+    s3.put_object(Bucket="models", Key="XGB-runs/v2/model.tar.gz", Body=buffer.getvalue())
+    assert drift.load_baseline("s3://models/XGB-runs/v2/model.tar.gz") == {"events_1h": {"edges": [0.0, 1.0, 2.0]}}
