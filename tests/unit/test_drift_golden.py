@@ -205,3 +205,12 @@ def test_load_baseline_reads_the_object_the_url_names_key_as_written(aws):
     s3.create_bucket(Bucket="models")
     s3.put_object(Bucket="models", Key="XGB-runs/v2/model.tar.gz", Body=buffer.getvalue())
     assert drift.load_baseline("s3://models/XGB-runs/v2/model.tar.gz") == {"events_1h": {"edges": [0.0, 1.0, 2.0]}}
+
+
+def test_the_sample_lists_the_windows_first_hour_when_the_window_starts_in_its_last_seconds(aws):
+    # now 2026-11-21T23:59:50Z: the 24-hour window starts at 2026-11-20T23:59:50, 10 s before the end of that hour
+    now = 1_795_305_600.0 - 10
+    _put_journal("journal/2026-11-21T23/shardId-0/b-1.json", [_row(now, 1.0)])
+    _put_journal("journal/2026-11-20T23/shardId-0/b-0.json", [_row(now - 86400, 3.0)])
+    matrix = drift.recent_features(Settings.from_env(), now=now, rng=np.random.default_rng(0))
+    assert sorted(matrix[:, 0].tolist()) == [1.0, 3.0]
