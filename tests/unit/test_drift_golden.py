@@ -214,3 +214,29 @@ def test_the_sample_lists_the_windows_first_hour_when_the_window_starts_in_its_l
     _put_journal("journal/2026-11-20T23/shardId-0/b-0.json", [_row(now - 86400, 3.0)])
     matrix = drift.recent_features(Settings.from_env(), now=now, rng=np.random.default_rng(0))
     assert sorted(matrix[:, 0].tolist()) == [1.0, 3.0]
+
+
+def test_a_journal_expired_between_the_listing_and_the_read_is_skipped(aws, monkeypatch):
+    _put_journal("journal/2026-11-22T00/shardId-0/b-1.json", [_row(NOW, 1.0)])
+    _put_journal("journal/2026-11-22T00/shardId-0/b-gone.json", [_row(NOW, 2.0)])
+    read = drift.stream.read_journal
+
+    def expire_then_read(settings, key):   # the bucket's lifecycle rule deletes it after it was listed
+        if key.endswith("b-gone.json"):
+            boto3.client("s3", region_name="us-east-1").delete_object(Bucket="artifacts", Key=key)
+        return read(settings, key)
+
+    monkeypatch.setattr(drift.stream, "read_journal", expire_then_read)
+    matrix = drift.recent_features(Settings.from_env(), now=NOW, rng=np.random.default_rng(0))
+    assert matrix[:, 0].tolist() == [1.0]
+
+
+def test_reading_stops_at_the_journal_that_fills_the_sample(aws, monkeypatch):
+    for i in range(3):
+        _put_journal(f"journal/2026-11-22T00/shardId-0/b-{i}.json", [_row(NOW - i, float(i))])
+    reads = []
+    read = drift.stream.read_journal
+    monkeypatch.setattr(drift.stream, "read_journal", lambda settings, key: reads.append(key) or read(settings, key))
+    # limit 2: one row per journal (2 // 50 = 0, at least 1); two journals fill the sample, the third is not read
+    matrix = drift.recent_features(Settings.from_env(), limit=2, now=NOW, rng=np.random.default_rng(0))
+    assert matrix.shape == (2, WIDTH) and len(reads) == 2
