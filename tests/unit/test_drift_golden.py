@@ -38,6 +38,8 @@ def test_ks_distance_with_and_without_the_baseline_cdf():
     assert drift.ks_distance(values, [0.0, 1.0, 2.0], [0.25, 0.75, 1.0]) == pytest.approx(0.25)
     # without a CDF the levels are 0, 0.5, 1 (linspace over the quantiles): max gap 0.5 at the first point
     assert drift.ks_distance(values, [0.0, 1.0, 2.0]) == pytest.approx(0.5)
+    # 0, 1, 2, 3 at the points 0, 1.5, 3: empirical 0.25, 0.5, 1.0 against the levels 0, 0.5, 1: max gap 0.25
+    assert drift.ks_distance(np.array([0.0, 1.0, 2.0, 3.0]), [0.0, 1.5, 3.0]) == pytest.approx(0.25)
     assert drift.ks_distance(np.array([]), [0.0, 1.0]) == 0.0
 
 
