@@ -38,6 +38,8 @@ def test_ks_distance_with_and_without_the_baseline_cdf():
     assert drift.ks_distance(values, [0.0, 1.0, 2.0], [0.25, 0.75, 1.0]) == pytest.approx(0.25)
     # without a CDF the levels are 0, 0.5, 1 (linspace over the quantiles): max gap 0.5 at the first point
     assert drift.ks_distance(values, [0.0, 1.0, 2.0]) == pytest.approx(0.5)
+    # 0, 1, 2, 3 at the points 0, 1.5, 3: empirical 0.25, 0.5, 1.0 against the levels 0, 0.5, 1: max gap 0.25
+    assert drift.ks_distance(np.array([0.0, 1.0, 2.0, 3.0]), [0.0, 1.5, 3.0]) == pytest.approx(0.25)
     assert drift.ks_distance(np.array([]), [0.0, 1.0]) == 0.0
 
 
@@ -176,3 +178,67 @@ def test_publish_sends_max_and_per_feature_metrics_in_calls_of_at_most_1000(monk
                                          "Unit": "None"}
     assert cloudwatch.calls[1][1][-1]["Dimensions"][1]["Value"] == "f499"
     assert all(isinstance(d["Value"], float) for _, data in cloudwatch.calls for d in data)
+
+
+def test_a_ramps_quantiles_and_cdf_by_hand():
+    """0, 1, ..., 99: the k-th of 21 evenly spaced quantiles (linear interpolation, numpy's default) is
+    k / 20 * 99 = 4.95 k; the CDF there counts the values <= 4.95 k: floor(4.95 k) + 1 of 100."""
+    matrix = np.zeros((100, WIDTH))
+    matrix[:, 0] = np.arange(100)
+    ramp = drift.baseline_from_features(matrix)[FEATURE_NAMES[0]]
+    assert ramp["quantiles"] == pytest.approx([4.95 * k for k in range(21)], abs=1e-9)
+    assert ramp["cdf"] == pytest.approx([(math.floor(4.95 * k) + 1) / 100 for k in range(21)], abs=1e-12)
+    assert ramp["cdf"][:3] == pytest.approx([0.01, 0.05, 0.10]) and ramp["cdf"][-1] == 1.0
+
+
+def test_load_baseline_reads_the_object_the_url_names_key_as_written(aws):
+    """s3://<bucket>/<key>: the key is the path without its leading '/' and nothing else (a key may start with
+    any character, here 'X')."""
+    import io
+    import tarfile
+
+    body = json.dumps({"events_1h": {"edges": [0.0, 1.0, 2.0]}}).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:   # a PyTorch-style artifact: baseline.json
+        info = tarfile.TarInfo("baseline.json")
+        info.size = len(body)
+        archive.addfile(info, io.BytesIO(body))
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="models")
+    s3.put_object(Bucket="models", Key="XGB-runs/v2/model.tar.gz", Body=buffer.getvalue())
+    assert drift.load_baseline("s3://models/XGB-runs/v2/model.tar.gz") == {"events_1h": {"edges": [0.0, 1.0, 2.0]}}
+
+
+def test_the_sample_lists_the_windows_first_hour_when_the_window_starts_in_its_last_seconds(aws):
+    # now 2026-11-21T23:59:50Z: the 24-hour window starts at 2026-11-20T23:59:50, 10 s before the end of that hour
+    now = 1_795_305_600.0 - 10
+    _put_journal("journal/2026-11-21T23/shardId-0/b-1.json", [_row(now, 1.0)])
+    _put_journal("journal/2026-11-20T23/shardId-0/b-0.json", [_row(now - 86400, 3.0)])
+    matrix = drift.recent_features(Settings.from_env(), now=now, rng=np.random.default_rng(0))
+    assert sorted(matrix[:, 0].tolist()) == [1.0, 3.0]
+
+
+def test_a_journal_expired_between_the_listing_and_the_read_is_skipped(aws, monkeypatch):
+    _put_journal("journal/2026-11-22T00/shardId-0/b-1.json", [_row(NOW, 1.0)])
+    _put_journal("journal/2026-11-22T00/shardId-0/b-gone.json", [_row(NOW, 2.0)])
+    read = drift.stream.read_journal
+
+    def expire_then_read(settings, key):   # the bucket's lifecycle rule deletes it after it was listed
+        if key.endswith("b-gone.json"):
+            boto3.client("s3", region_name="us-east-1").delete_object(Bucket="artifacts", Key=key)
+        return read(settings, key)
+
+    monkeypatch.setattr(drift.stream, "read_journal", expire_then_read)
+    matrix = drift.recent_features(Settings.from_env(), now=NOW, rng=np.random.default_rng(0))
+    assert matrix[:, 0].tolist() == [1.0]
+
+
+def test_reading_stops_at_the_journal_that_fills_the_sample(aws, monkeypatch):
+    for i in range(3):
+        _put_journal(f"journal/2026-11-22T00/shardId-0/b-{i}.json", [_row(NOW - i, float(i))])
+    reads = []
+    read = drift.stream.read_journal
+    monkeypatch.setattr(drift.stream, "read_journal", lambda settings, key: reads.append(key) or read(settings, key))
+    # limit 2: one row per journal (2 // 50 = 0, at least 1); two journals fill the sample, the third is not read
+    matrix = drift.recent_features(Settings.from_env(), limit=2, now=NOW, rng=np.random.default_rng(0))
+    assert matrix.shape == (2, WIDTH) and len(reads) == 2

@@ -2,7 +2,8 @@
 limit, non-negative finite times kept to the millisecond, ISO-8601 offsets honoured."""
 import pytest
 
-from pipeline.events import MAX_FUTURE_SKEW_SECONDS, parse_timestamp, validate_event
+from pipeline.events import (INGEST_SKEW_SECONDS, MAX_EVENT_AGE_SECONDS, MAX_FUTURE_SKEW_SECONDS, parse_timestamp,
+                             validate_event)
 
 NOW = 1_795_305_600.0  # 2026-11-22T00:00:00Z
 
@@ -66,3 +67,45 @@ def test_naive_iso_times_are_utc_whatever_the_machines_time_zone(monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_the_last_second_of_year_9999_is_the_largest_time():
+    """MAX_EPOCH is 9999-12-31T23:59:59Z, worked out by hand: 8,030 years from 1970 to 9999 with 1,947 leap years
+    (2424 up to 9999 minus 477 up to 1969) are 2,932,897 days = 253,402,300,800 s; one second less. Inclusive."""
+    assert parse_timestamp(253_402_300_799) == 253_402_300_799.0
+    assert parse_timestamp("9999-12-31T23:59:59Z") == 253_402_300_799.0
+    with pytest.raises(ValueError):
+        parse_timestamp(253_402_300_799.001)
+
+
+def test_a_date_alone_is_midnight_utc_with_or_without_z():
+    # 2023-11-14T22:13:20Z is 1,700,000,000 s; 22:13:20 is 80,000 s after midnight
+    assert parse_timestamp("2023-11-14") == parse_timestamp("2023-11-14Z") == 1_699_920_000.0
+
+
+def test_ingest_ts_may_be_300_s_either_side_of_the_arrival_inclusive():
+    for ingest_ts in (NOW - INGEST_SKEW_SECONDS, NOW + INGEST_SKEW_SECONDS):
+        event, errors = validate_event(_raw(ingest_ts=ingest_ts), now=NOW)
+        assert errors == [] and event.ingest_ts == ingest_ts
+    for ingest_ts in (NOW - INGEST_SKEW_SECONDS - 0.001, NOW + INGEST_SKEW_SECONDS + 0.001):
+        event, errors = validate_event(_raw(ingest_ts=ingest_ts), now=NOW)
+        assert event is None and errors == ["ingest_ts: more than 300 s from the record's arrival in the stream"]
+    assert INGEST_SKEW_SECONDS == 300
+
+
+def test_max_event_age_is_inclusive():
+    event, errors = validate_event(_raw(timestamp=NOW - MAX_EVENT_AGE_SECONDS), now=NOW)
+    assert errors == [] and event.timestamp == NOW - 30 * 86400
+    event, errors = validate_event(_raw(timestamp=NOW - MAX_EVENT_AGE_SECONDS - 0.001), now=NOW)
+    assert event is None and errors == ["timestamp: more than 30 days in the past"]
+
+
+def test_the_time_limits_count_from_ingest_ts_not_from_the_arrival():
+    """A record the API accepted 200 s before it reached the stream: the age and future limits count from
+    ingest_ts (the API's decision), so an event exactly 30 days older than ingest_ts passes and one 300.001 s
+    newer fails, although from the arrival they would be 200 s inside and 100 s inside the limits."""
+    arrival, accepted = NOW, NOW - 200
+    oldest = _raw(timestamp=accepted - MAX_EVENT_AGE_SECONDS, ingest_ts=accepted)
+    assert validate_event(oldest, now=NOW + 3600, arrival=arrival)[1] == []
+    too_new = _raw(timestamp=accepted + MAX_FUTURE_SKEW_SECONDS + 0.001, ingest_ts=accepted)
+    assert validate_event(too_new, now=NOW + 3600, arrival=arrival)[1] == ["timestamp: more than 300 s in the future"]
