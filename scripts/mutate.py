@@ -138,6 +138,11 @@ def rerun_survivors(module: str) -> dict:
     tree = STAGE / module
     previous = json.loads((STAGE / f"{module}.json").read_text())["survivors"]
     shutil.copytree(ROOT / "tests", tree / "tests", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    # the library's other modules as they are now (the new tests may use them); the mutated module stays mutmut's
+    for source in (ROOT / "functions" / "pipeline").iterdir():
+        if source.is_file() and source.name != f"{module}.py":
+            for copy in (tree / "pipeline", tree / "mutants" / "pipeline"):
+                shutil.copy(source, copy / source.name)
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     started = time.monotonic()
     if previous:
