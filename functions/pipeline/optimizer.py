@@ -295,10 +295,11 @@ def rate_scenarios(records: list[dict], now: float) -> dict[str, float]:
 
 
 def _cheapest(indices: np.ndarray, cost: np.ndarray, sizes: np.ndarray, windows: np.ndarray) -> int:
-    """The cheapest candidate; among equally cheap ones the largest BatchSize, then the shorter window. Equal cost
-    means the BatchSize is not what closes the batch (the load or the window does), so a larger one is free
-    headroom: the rates are per shard averaged over the shards, and a hotter shard needs more (with the smallest
-    of the equals, a burst hour's batches kept the 2 s SLO in 58-91 % of cases in bench.cost_optimizer)."""
+    """The cheapest candidate; among equally cheap ones the largest BatchSize, then the shorter window (for a move
+    made to hold the SLO). Equal cost means the BatchSize is not what closes the batch (the load or the window
+    does), so a larger one is free headroom: the rates are per shard averaged over the shards, and a hotter shard
+    needs more (with the smallest of the equals, a burst hour's batches kept the 2 s SLO in 58-91 % of cases in
+    bench.cost_optimizer)."""
     cheapest = cost[indices].min()
     near = indices[cost[indices] <= cheapest + 1e-6 * abs(cheapest)]
     return int(near[np.lexsort((windows[near], -sizes[near]))[0]])
@@ -385,7 +386,11 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
     purpose = "cost"
     if (ok & in_step).any():
         cheapest = predicted_cost[ok & in_step].min()
-        best = _cheapest(np.flatnonzero(ok & in_step), predicted_cost, cand_size, cand_window)
+        cheapest = predicted_cost[ok & in_step].min()
+        near = np.flatnonzero(ok & in_step & (predicted_cost <= cheapest + 1e-6 * abs(cheapest)))
+        # among equally cheap candidates stay nearest the current setting (a change costs a verdict), then prefer
+        # the shorter window
+        best = int(near[np.lexsort((cand_window[near], np.abs(cand_size[near] - current)))[0]])
         reason = (f"cheapest predicted tunable cost per event among BatchSize {low}..{high} x window "
                   f"0..{max_window}s whose predicted p99 latency (wait + processing + {margin:.3f}s out-of-bag "
                   f"error) is within the {slo:g}s SLO and whose throughput keeps up, at arrival rates per shard "
