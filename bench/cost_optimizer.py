@@ -345,13 +345,17 @@ class Adaptive:
 
         started = time.process_time()
         now = self.t0 + t
-        # what load_cost_records reads: the newest RECORDS_PER_HOUR records of each hour of the history
+        # what load_cost_records reads: the newest records of each slot of each hour of the history
         cutoff = now - optimizer.HISTORY_DAYS * 86400
+        slot = optimizer.SLOT_SECONDS
+        per_slot = optimizer.RECORDS_PER_HOUR // (3600 // slot)
         for record in self.records[self.bucketed:]:
-            self.buckets.setdefault(int(record["recorded_at"] // 3600), []).append(record)
+            self.buckets.setdefault(int(record["recorded_at"] // slot), []).append(record)
         self.bucketed = len(self.records)
-        recent = [r for hour in sorted(self.buckets) if cutoff <= hour * 3600 < now
-                  for r in [r for r in self.buckets[hour] if r["recorded_at"] <= now][-optimizer.RECORDS_PER_HOUR:]]
+        newest = lambda rows: sorted(rows, key=lambda r: r["recorded_at"])[-per_slot:]      # noqa: E731
+        recent = sorted((r for key in sorted(self.buckets) if cutoff <= key * slot < now
+                         for r in newest([r for r in self.buckets[key] if r["recorded_at"] <= now])),
+                        key=lambda r: r["recorded_at"])
         decision, _, state = optimizer.decide(recent, self.settings, self.config, now)
         self.fit_seconds.append(time.process_time() - started)
         state = optimizer.record_change(state, decision, int(self.config["batch_size"]),

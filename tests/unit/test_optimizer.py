@@ -128,8 +128,8 @@ def _seed(records):
 
 def test_retrain_applies_the_mapping_chunk_size_and_saves_the_model(mapping):
     lam, uuid = mapping
-    now = _last_full_hour() + 3600 + 10               # 400 records inside one hour: the newest 150 are read
-    _seed(_records(list(range(10, 501, 10)), start=now - 1000))
+    now = _last_full_hour() + 3600 + 10               # 400 records over one hour: the newest 150 are read
+    _seed([r | {"recorded_at": now - 3590 + 8 * k} for k, r in enumerate(_records(list(range(10, 501, 10))))])
     result = optimizer.retrain_and_apply(settings(), now=now)
     assert result["status"] == "trained" and result["applied"] and 220 <= result["batch_size"] <= 260
     esm = lam.get_event_source_mapping(UUID=uuid)
@@ -262,12 +262,17 @@ def test_the_model_extrapolates_the_per_batch_trend_beyond_the_sizes_seen():
 def test_cost_records_are_read_across_the_hours_of_the_history(aws):
     hour = _last_full_hour()
     now = hour + 3600 + 10
-    # a busy recent hour (500 records) must not crowd out the hours before it
-    _seed(_records([100], n=500, start=hour + 60, configured=100))
-    _seed(_records([300], n=50, start=hour - 2 * 3600 + 60, configured=300))
+    # a busy recent hour (500 records over its slots) must not crowd out the hours before it, and its newest
+    # minutes must not crowd out its earlier slots
+    busy = _records([100], n=500, configured=100)
+    for i, r in enumerate(busy):
+        r["recorded_at"] = hour + 1 + i * 7
+    _seed(busy + _records([300], n=50, start=hour - 2 * 3600 + 60, configured=300))
     records = optimizer.load_cost_records(settings(), now=now)
     assert {r["batch_size"] for r in records} == {100, 300}
     assert sum(r["batch_size"] == 100 for r in records) == optimizer.RECORDS_PER_HOUR
+    slots = {int((r["recorded_at"] - hour) // optimizer.SLOT_SECONDS) for r in records if r["batch_size"] == 100}
+    assert slots == set(range(3600 // optimizer.SLOT_SECONDS))
     assert [r["recorded_at"] for r in records] == sorted(r["recorded_at"] for r in records)
 
 
@@ -297,3 +302,71 @@ def test_holding_the_slo_outranks_the_step_bound():
     decision, _ = optimizer.choose(records, settings(), current=10, now=NOW, current_window=0)
     assert "moved beyond it" in decision.reason and decision.batch_size > 20, decision
     assert decision.predicted_latency <= settings().latency_slo_seconds
+
+
+def _mapped_batches(rate: float, cycle: float, seconds: float, seed: int = 5) -> list[dict]:
+    """Cost records of a shard read every ``cycle`` seconds (a busy shard, no window) at ``rate`` events/s, with
+    arrival_rate as record_cost works it out (costs.span_seconds)."""
+    from pipeline.costs import span_seconds
+
+    rng = random.Random(seed)
+    times, t = [], NOW - seconds
+    while t < NOW:
+        t += rng.expovariate(rate)
+        times.append(t)
+    records, start = [], NOW - seconds
+    while start < NOW:
+        batch = [x for x in times if start <= x < start + cycle]
+        if batch:
+            span = span_seconds(len(batch), batch[0], batch[-1], 0)
+            records.append({"events": len(batch), "arrival_rate": len(batch) / span, "recorded_at": start + cycle})
+        start += cycle
+    return records
+
+
+def test_slot_rates_read_the_offered_load_from_small_batches():
+    # 20 events/s read every 0.2 s: batches of ~4 events, many of one. Each batch's own rate (span floor 1 s for a
+    # single event, n - 1 gaps for n events) reads the load low; the slot estimate is closer in every slot
+    records = _mapped_batches(20.0, 0.2, 1800)
+    naive = sum(r["events"] for r in records) / sum(r["events"] / r["arrival_rate"] for r in records)
+    rates = optimizer.slot_rates(records)
+    assert len(rates) >= 3 and all(abs(rate - 20.0) < abs(naive - 20.0) for _, _, rate, _ in rates), (naive, rates)
+    assert all(hour == datetime.fromtimestamp(start, tz=timezone.utc).hour for start, hour, _, _ in rates)
+
+
+def test_the_decision_holds_the_slo_over_the_hours_it_stays_in_force():
+    hour = 1_798_804_800.0          # 12:00 UTC
+    assert optimizer.decision_hours(hour + 10) == [12]           # a retrain on the hour: this hour only
+    assert optimizer.decision_hours(hour + 20 * 60) == [12, 13]   # 40 minutes of 12h, 20 of 13h
+    # the history says 13h is a burst: a retrain at 12:20 must hold the SLO at its rates, one at 12:00 need not
+    quiet = [r | {"recorded_at": hour - 86400 + 5 * i} for i, r in enumerate(_records(list(range(10, 201, 10)),
+                                                                                  n=600, rate=20.0))]
+    burst = [r | {"recorded_at": hour - 86400 + 3600 + 5 * i} for i, r in enumerate(_records(
+        list(range(10, 201, 10)), n=600, rate=300.0))]
+    recent = [r | {"recorded_at": hour - 1800 + 2 * i} for i, r in enumerate(_records([20], n=300, rate=20.0))]
+    on_the_hour = optimizer.rate_scenarios(quiet + burst + recent, hour + 10)
+    later = optimizer.rate_scenarios(quiet + burst + recent, hour + 20 * 60)
+    assert "next hour p100" not in on_the_hour and on_the_hour["this hour p100"] < 50
+    assert later["next hour p10"] > 250
+
+
+def test_a_pending_change_is_not_kept_when_it_would_break_the_slo_in_the_hour_ahead(monkeypatch):
+    # BatchSize 150 with a 1 s window, at 1 event/s per shard: an idle shard's first record waits up to a poll, then
+    # the window: no longer within the 2 s SLO. Its verdict is pending, but it is not kept waiting for it
+    monkeypatch.setenv("LATENCY_SLO_SECONDS", "2")
+    records = _records(list(range(10, 501, 10)), start=NOW - 7200, rate=1.0) + _in_force(150, 1, 2, rate=1.0)
+    decision, _ = optimizer.choose(records, settings(), current=150, now=NOW, current_window=1)
+    assert decision.keep_holds_slo is False and decision.batching_window_seconds == 0, decision
+    held, _ = optimizer.choose(records, settings(), current=150, now=NOW, current_window=0)
+    assert held.keep_holds_slo is True
+    config = {"batch_size": 150, "batching_window_seconds": 1,
+              "optimizer_state": {"last_change": {"applied_at": NOW - 550, "batch_size": 150,
+                                                  "previous_batch_size": 300, "previous_window_seconds": 1,
+                                                  "purpose": "cost", "evaluated": False}}}
+    decision, _, state = optimizer.decide(records, settings(), config, NOW)
+    assert decision.status == "trained" and decision.batching_window_seconds == 0, decision
+    assert state["last_change"]["evaluation"]["verdict"] == "superseded"
+    config["batching_window_seconds"] = 0           # the same pending change with no window holds: it waits
+    decision, _, _ = optimizer.decide(records, settings(), config, NOW)
+    assert decision.status == "waiting" and decision.batch_size == 150
+
