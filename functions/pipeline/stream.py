@@ -39,7 +39,7 @@ from . import aws, store
 from .events import Event, validate_event
 from .features import FeatureState, StaleColdState, feature_names
 from .settings import Settings
-from .warm import WARM
+from .warm import WARM, Kept
 
 REJECTED_TTL_SECONDS = 7 * 24 * 3600
 MAX_INLINE_INPUT_BYTES = 200_000  # Step Functions caps state input at 256 KB
@@ -252,100 +252,31 @@ def read_journal(settings: Settings, key: str) -> dict | None:
 
 
 def process(records: list[StreamRecord], settings: Settings, started: float | None = None) -> BatchOutcome:
-    """Everything after decoding, for the records of one batch, in sequence order."""
+    """Everything after decoding, for the records of one batch, in sequence order: read the shard's counters and
+    the users' states, apply the records, write journal -> counters -> states (that order is what makes a retry
+    after a crash anywhere repair the batch), then start the batch's inference."""
     started = started if started is not None else time.time()
     now = time.time()
     if not records:
         return BatchOutcome(None, 0, 0, 0, None)
-    feature_set = settings.feature_set
-    feature_names(feature_set)  # an unknown set fails loudly before anything is written
-    shard_id = records[0].shard_id
+    feature_names(settings.feature_set)  # an unknown set fails loudly before anything is written
     batch_id = batch_id_for(records)
-    warm_key = (settings.features_table, feature_set, shard_id)
+    warm_key = (settings.features_table, settings.feature_set, records[0].shard_id)
     kept = WARM.take(warm_key)  # ours until the states are written: a failure anywhere drops them (pipeline/warm.py)
     with store.metered() as meter:
-        valid = [r for r in records if r.event is not None]
-        user_ids = {r.event.user_id for r in valid if r.event is not None}
-        cached = {u: kept.users[u] for u in user_ids if u in kept.users} if kept else {}
-        # the shard's counters and the hot items of the users not kept warm, in one BatchGetItem (strongly consistent)
-        counters_found, hot_items = store.batch_get_raw(
-            store.raw_read(settings.state_table, [{"pk": {"S": counters_key(shard_id)}}]),
-            hot_read(settings, user_ids - cached.keys(), feature_set))
-        counters: dict[str, Any] = (store.from_raw(counters_found[0]) if counters_found
-                                    else {"pk": counters_key(shard_id)})
-        if kept is not None and kept.mark != warm_mark(counters):  # another invocation wrote the shard's states since
-            kept = None
-            if cached:
-                [more] = store.batch_get_raw(hot_read(settings, cached.keys(), feature_set))
-                hot_items, cached = hot_items + more, {}
-        counted_mark = counters.get("counted_seq")
-        counted = int(counted_mark) if counted_mark is not None else -1
-        journals = Journals(settings, counters.get("journal", []))
-        users = load_users(settings, user_ids - cached.keys(), feature_set, hot_items) | cached
-
-        tally = {"events_processed_by_stream": 0, "events_rejected": 0, "events_duplicate": 0, "events_late": 0,
-                 "users_tracked": 0}
-        rows: list[dict] = []
-        outcomes: dict[str, dict] = {}
-        touched: set[str] = set()
-        seen_in_batch: set[str] = set()
-        duplicates = late = 0
-        for r in records:  # sequence order == arrival order within the shard
-            new_record = int(r.sequence) > counted
-            if r.event is None:
-                tally["events_rejected"] += new_record
-                continue
-            event = r.event
-            user = users[event.user_id]
-            if user.applied(r):  # redelivered: reuse what the first delivery decided
-                before = journals.outcome(r.sequence)
-                if before is None:
-                    before = _rescore(event, user, r)
-            elif event.event_id in seen_in_batch or id_hash(event.event_id) in user.ring:
-                before = {"duplicate": True}  # a client retry of an event we already have
-                user.advance(r)
-                touched.add(event.user_id)
-            else:
-                tally["users_tracked"] += new_record and user.new and event.user_id not in touched
-                observed = user.features.observe(event)
-                user.remember(r, event.event_id)
-                touched.add(event.user_id)
-                before = {"late": observed.late, "row": {
-                    "event_id": event.event_id, "user_id": event.user_id, "ts": event.timestamp,
-                    "ingest_ts": event.ingest_ts or r.arrival or now,
-                    "features": list(map(round, observed.features, SIX_DIGITS))}}
-            seen_in_batch.add(event.event_id)
-            if before.get("duplicate"):
-                duplicates += 1
-                tally["events_duplicate"] += new_record
-                outcomes[r.sequence] = {"duplicate": True}
-                continue
-            late += bool(before.get("late"))
-            tally["events_processed_by_stream"] += new_record
-            tally["events_late"] += new_record and bool(before.get("late"))
-            outcomes[r.sequence] = {"row": len(rows), "late": bool(before.get("late"))}
-            rows.append(before["row"])
-
-        key = journal_key(shard_id, batch_id, now)
-        rows_json = json.dumps(rows, separators=(",", ":"))  # once: the bulk of the journal and the execution input
+        counters, users, kept = _read(records, settings, kept)
+        counted = int(counters["counted_seq"]) if counters.get("counted_seq") is not None else -1
+        applied = _apply(records, users, Journals(settings, counters.get("journal", [])), counted, now)
+        key = journal_key(records[0].shard_id, batch_id, now)
+        rows_json = json.dumps(applied.rows, separators=(",", ":"))  # once: the journal and the execution input
         aws.put_json_text(settings.artifacts_bucket, key, with_rows({
-            "batch_id": batch_id, "shard": shard_id, "first": records[0].sequence, "last": records[-1].sequence,
-            "feature_set": feature_set, "created_at": now, "records": outcomes}, rows_json))
-        if int(records[-1].sequence) > counted:
-            entry = {"key": key, "first": records[0].sequence, "last": records[-1].sequence}
-            journal = (counters.get("journal", []) + [entry])[-JOURNAL_KEEP:]
-            # the item as the update leaves it (the mark's condition proves it is still the one read above)
-            counters = counters | {name: counters.get(name, 0) + count for name, count in tally.items() if count} | {
-                "counted_seq": records[-1].sequence, "journal": journal}
-            store.add_counters(settings.state_table, counters_key(shard_id), tally,
-                               mark=("counted_seq", counted_mark, records[-1].sequence),
-                               set_values={"journal": journal}, size_after=store.item_size(counters))
-        elif touched:  # a redelivered batch that still writes states: tell the environments keeping them warm
-            store.add_counters(settings.state_table, counters_key(shard_id), {"state_gen": 1})
-            counters = counters | {"state_gen": counters.get("state_gen", 0) + 1}
-        store.batch_put_raw(settings.features_table,
-                            [item for u in touched for item in user_items(u, users[u], feature_set, now)])
-        for u in touched:
+            "batch_id": batch_id, "shard": records[0].shard_id, "first": records[0].sequence,
+            "last": records[-1].sequence, "feature_set": settings.feature_set, "created_at": now,
+            "records": applied.outcomes}, rows_json))
+        counters = _count(records, settings, counters, counted, applied, key)
+        store.batch_put_raw(settings.features_table, [item for u in applied.touched
+                                                      for item in user_items(u, users[u], settings.feature_set, now)])
+        for u in applied.touched:
             users[u].new = False
         WARM.keep(warm_key, warm_mark(counters), users, before=kept)
         rejections = [_rejection(r, now) for r in records if r.event is None]
@@ -353,12 +284,113 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
             store.batch_put(settings.events_table, rejections, ("event_id",))
 
     execution_arn = None
-    if rows:
+    if applied.rows:
         stats = {"events": len(records), "bytes": sum(r.size for r in records), "seconds": time.time() - started,
                  "memory_mb": _memory_mb(), "ddb_rru": meter.rru, "ddb_wru": meter.wru, "s3_puts": 1}
-        execution_arn = start_inference(rows, batch_id, settings, feature_set, stats, journal=key,
+        execution_arn = start_inference(applied.rows, batch_id, settings, settings.feature_set, stats, journal=key,
                                         rows_json=rows_json)
-    return BatchOutcome(batch_id, len(rows), duplicates, len(records) - len(valid), execution_arn, late)
+    valid = sum(r.event is not None for r in records)
+    return BatchOutcome(batch_id, len(applied.rows), applied.duplicates, len(records) - valid, execution_arn,
+                        applied.late)
+
+
+def _read(records: list[StreamRecord], settings: Settings, kept: Kept | None
+          ) -> tuple[dict[str, Any], dict[str, UserState], Kept | None]:
+    """The shard's counters and the batch's users' states: the ones kept warm while the counters show this
+    environment wrote them last (``kept`` is dropped otherwise), the others read (their hot items in the same
+    BatchGetItem as the counters, strongly consistent)."""
+    shard_id, feature_set = records[0].shard_id, settings.feature_set
+    user_ids = {r.event.user_id for r in records if r.event is not None}
+    cached = {u: kept.users[u] for u in user_ids if u in kept.users} if kept else {}
+    counters_found, hot_items = store.batch_get_raw(
+        store.raw_read(settings.state_table, [{"pk": {"S": counters_key(shard_id)}}]),
+        hot_read(settings, user_ids - cached.keys(), feature_set))
+    counters: dict[str, Any] = (store.from_raw(counters_found[0]) if counters_found
+                                else {"pk": counters_key(shard_id)})
+    if kept is not None and kept.mark != warm_mark(counters):  # another invocation wrote the shard's states since
+        kept = None
+        if cached:
+            [more] = store.batch_get_raw(hot_read(settings, cached.keys(), feature_set))
+            hot_items, cached = hot_items + more, {}
+    return counters, load_users(settings, user_ids - cached.keys(), feature_set, hot_items) | cached, kept
+
+
+@dataclass
+class Applied:
+    """What applying a batch's records decided: the counts, the rows to score, each record's outcome."""
+    tally: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("events_processed_by_stream", "events_rejected", "events_duplicate", "events_late", "users_tracked"), 0))
+    rows: list[dict] = field(default_factory=list)
+    outcomes: dict[str, dict] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)
+    duplicates: int = 0
+    late: int = 0
+
+
+def _apply(records: list[StreamRecord], users: dict[str, UserState], journals: Journals, counted: int,
+           now: float) -> Applied:
+    """Each record in sequence order (= arrival order within the shard): a redelivery reuses what its first
+    delivery decided, a client duplicate is skipped, anything else updates its user's features. Only records past
+    the counted mark add to the counts."""
+    done = Applied()
+    seen_in_batch: set[str] = set()
+    for r in records:
+        new_record = int(r.sequence) > counted
+        if r.event is None:
+            done.tally["events_rejected"] += new_record
+            continue
+        event, user = r.event, users[r.event.user_id]
+        if user.applied(r):  # redelivered: reuse what the first delivery decided
+            found = journals.outcome(r.sequence)
+            before = found if found is not None else _rescore(event, user, r)
+        elif event.event_id in seen_in_batch or id_hash(event.event_id) in user.ring:
+            before = {"duplicate": True}  # a client retry of an event we already have
+            user.advance(r)
+            done.touched.add(event.user_id)
+        else:
+            done.tally["users_tracked"] += new_record and user.new and event.user_id not in done.touched
+            observed = user.features.observe(event)
+            user.remember(r, event.event_id)
+            done.touched.add(event.user_id)
+            before = {"late": observed.late, "row": {
+                "event_id": event.event_id, "user_id": event.user_id, "ts": event.timestamp,
+                "ingest_ts": event.ingest_ts or r.arrival or now,
+                "features": list(map(round, observed.features, SIX_DIGITS))}}
+        seen_in_batch.add(event.event_id)
+        if before.get("duplicate"):
+            done.duplicates += 1
+            done.tally["events_duplicate"] += new_record
+            done.outcomes[r.sequence] = {"duplicate": True}
+            continue
+        late = bool(before.get("late"))
+        done.late += late
+        done.tally["events_processed_by_stream"] += new_record
+        done.tally["events_late"] += new_record and late
+        done.outcomes[r.sequence] = {"row": len(done.rows), "late": late}
+        done.rows.append(before["row"])
+    return done
+
+
+def _count(records: list[StreamRecord], settings: Settings, counters: dict[str, Any], counted: int,
+           applied: Applied, journal_key_: str) -> dict[str, Any]:
+    """Add the batch's counts, move the counted mark and remember its journal, in one conditional UpdateItem
+    (exactly once); a redelivered batch that still writes states bumps ``state_gen`` instead (pipeline/warm.py).
+    Returns the counters item as the update leaves it."""
+    shard_id, last = records[0].shard_id, records[-1].sequence
+    if int(last) > counted:
+        entry = {"key": journal_key_, "first": records[0].sequence, "last": last}
+        journal = (counters.get("journal", []) + [entry])[-JOURNAL_KEEP:]
+        # the item as the update leaves it (the mark's condition proves it is still the one read above)
+        after = counters | {name: counters.get(name, 0) + n for name, n in applied.tally.items() if n} | {
+            "counted_seq": last, "journal": journal}
+        store.add_counters(settings.state_table, counters_key(shard_id), applied.tally,
+                           mark=("counted_seq", counters.get("counted_seq"), last),
+                           set_values={"journal": journal}, size_after=store.item_size(after))
+        return after
+    if applied.touched:  # a redelivered batch that still writes states: tell the environments keeping them warm
+        store.add_counters(settings.state_table, counters_key(shard_id), {"state_gen": 1})
+        return counters | {"state_gen": counters.get("state_gen", 0) + 1}
+    return counters
 
 
 def warm_mark(counters: dict) -> tuple:
