@@ -312,7 +312,8 @@ class Adaptive:
 
     def __init__(self, pipe: Pipeline, settings, t0: float):
         self.pipe, self.settings = pipe, settings
-        self.config = {"batch_size": settings.batch_size, "batching_window_seconds": settings.batching_window_seconds}
+        self.config = {"batch_size": settings.batch_size, "batching_window_seconds": settings.batching_window_seconds,
+                       "invoke_chunk_size": min(settings.batch_size, settings.invoke_chunk_size)}
         self.records: list[dict] = []
         self.buckets: dict[int, list[dict]] = {}
         self.bucketed = 0
@@ -342,6 +343,7 @@ class Adaptive:
 
     def retrain(self, t: float):
         from pipeline import optimizer
+        from pipeline.batch_config import BatchConfig
 
         started = time.process_time()
         now = self.t0 + t
@@ -356,12 +358,13 @@ class Adaptive:
         recent = sorted((r for key in sorted(self.buckets) if cutoff <= key * slot < now
                          for r in newest([r for r in self.buckets[key] if r["recorded_at"] <= now])),
                         key=lambda r: r["recorded_at"])
-        decision, _, state = optimizer.decide(recent, self.settings, self.config, now)
+        decision, _, state = optimizer.decide(recent, self.settings, BatchConfig.from_item(self.config, self.settings),
+                                              now)
         self.fit_seconds.append(time.process_time() - started)
         state = optimizer.record_change(state, decision, int(self.config["batch_size"]),
                                         int(self.config["batching_window_seconds"]), now)
         self.config = {"batch_size": decision.batch_size, "batching_window_seconds": decision.batching_window_seconds,
-                       "optimizer_state": state}
+                       "invoke_chunk_size": decision.invoke_chunk_size, "optimizer_state": state}
         self.decisions.append({"t": t, "batch_size": decision.batch_size, "window": decision.batching_window_seconds,
                                "status": decision.status, "purpose": decision.purpose, "reason": decision.reason,
                                "r2_cost": decision.r2_cost,

@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 from typing import cast
 
-from . import aws, costs, medians, model_client, store, variants
+from . import aws, batch_config, costs, medians, model_client, store, variants
 from .features import FeatureSetError, feature_names
 from .settings import Settings
 
@@ -37,8 +37,7 @@ def load_predictions(state: dict) -> list[dict]:
 
 def current_chunk_size(settings: Settings) -> int:
     """The invocation chunk size the optimizer applied (STATE_TABLE "config"), else the deployed default."""
-    config = store.get_item(settings.state_table, {"pk": "config"}) or {}
-    return int(config.get("invoke_chunk_size") or settings.invoke_chunk_size)
+    return batch_config.read(settings).invoke_chunk_size
 
 
 def score_rows(rows: list[dict], settings: Settings, chunk: int) -> tuple[list[dict], int, float]:
@@ -143,12 +142,12 @@ def record_cost(state: dict, settings: Settings) -> dict:
     $ per cost line, $ per event, latency. Also the figures for the EMF metrics (the handler emits them)."""
     started = time.perf_counter()
     with store.metered() as reads:
-        config = store.get_item(settings.state_table, {"pk": "config"}) or {}
+        config = batch_config.read(settings)
     stages = state["stages"]
     stream: dict = next((s for s in stages if s["stage"] == "process_stream"), {})
     invoke: dict = next((s for s in stages if s["stage"] == "invoke_model"), {})
     events = state["events"]
-    window = float(config.get("batching_window_seconds", settings.batching_window_seconds))
+    window = float(config.batching_window_seconds)
     first, last = state.get("ingest_first"), state.get("ingest_last")
     span = costs.span_seconds(events, first, last, window)
     now = time.time()
@@ -170,7 +169,7 @@ def record_cost(state: dict, settings: Settings) -> dict:
         "day": day.strftime("%Y-%m-%d"), "batch_key": f"{day.isoformat()}#{state['batch_id']}",
         "batch_id": state["batch_id"],
         # settings in force (the optimizer's decision variables) and what the batch turned out to be
-        "configured_batch_size": int(config.get("batch_size", settings.batch_size)),
+        "configured_batch_size": config.batch_size,
         "configured_window_seconds": window,
         "batch_size": stream.get("events", events), "events": events,
         "bytes": stream.get("bytes", 0), "chunk_size": invoke.get("chunk_size", 0),

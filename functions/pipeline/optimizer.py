@@ -40,7 +40,8 @@ import numpy as np
 from boto3.dynamodb.conditions import Key
 from scipy.special import gammaincinv
 
-from . import aws, store
+from . import aws, batch_config, store
+from .batch_config import BatchConfig
 from .settings import Settings
 
 MIN_RECORDS = 30
@@ -482,12 +483,12 @@ def evaluate_change(records: list[dict], last_change: dict, now: float | None = 
     return result | {"verdict": "kept"}
 
 
-def decide(records: list[dict], settings: Settings, config: dict, now: float) -> tuple[Decision, dict | None, dict]:
+def decide(records: list[dict], settings: Settings, config: BatchConfig, now: float
+           ) -> tuple[Decision, dict | None, dict]:
     """Rollback check, then choose. Returns (decision, models, optimizer state to keep in the config item)."""
-    state = dict(config.get("optimizer_state") or {})
+    state = dict(config.optimizer_state)
     rejected = {k: v for k, v in (state.get("rejected") or {}).items() if float(v) > now}
-    current = int(config.get("batch_size") or settings.batch_size)
-    current_window = int(config.get("batching_window_seconds", settings.batching_window_seconds))
+    current, current_window = config.batch_size, config.batching_window_seconds
     last_change = state.get("last_change")
     if last_change and not last_change.get("evaluated"):
         if last_change.get("purpose") == "slo":
@@ -504,8 +505,8 @@ def decide(records: list[dict], settings: Settings, config: dict, now: float) ->
                 state["last_change"] = dict(last_change, evaluated=True,
                                             evaluation=verdict | {"verdict": "superseded"})
                 return decision, models, state | {"rejected": rejected}
-            decision = Decision(current, current_window, int(config.get("invoke_chunk_size")
-                                                             or min(current, settings.invoke_chunk_size)),
+            decision = Decision(current, current_window, config.invoke_chunk_size if config.applied
+                                else min(current, settings.invoke_chunk_size),
                                 f"waiting for {MIN_COMPARE} batches under BatchSize {verdict['to']} and under "
                                 f"{verdict['from']} before judging the last change (have {verdict['batches_after']}"
                                 f" and {verdict['batches_before']})", len(records), status="waiting")
@@ -552,9 +553,8 @@ def record_change(state: dict, decision: Decision, current: int, current_window:
 
 def retrain_and_apply(settings: Settings, now: float | None = None) -> dict:
     now = time.time() if now is None else now
-    config = store.get_item(settings.state_table, {"pk": "config"}) or {}
-    current = int(config.get("batch_size") or settings.batch_size)
-    current_window = int(config.get("batching_window_seconds", settings.batching_window_seconds))
+    config = batch_config.read(settings)
+    current, current_window = config.batch_size, config.batching_window_seconds
     records = load_cost_records(settings, now=now)
     decision, models, state = decide(records, settings, config, now)
     model_key = None
@@ -579,7 +579,7 @@ def retrain_and_apply(settings: Settings, now: float | None = None) -> dict:
     state = record_change(state, decision, current, current_window, now)
     optimizer = asdict(decision) | {"trained_at": now, "model_s3_key": model_key, "previous_batch_size": current,
                                     "applied": changed}
-    history = (config.get("history") or [])[-47:] + [{"at": now, "batch_size": decision.batch_size,
+    history = config.history[-47:] + [{"at": now, "batch_size": decision.batch_size,
                                                       "window": decision.batching_window_seconds,
                                                       "status": decision.status}]
     store.put_item(settings.state_table, {

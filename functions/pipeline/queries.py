@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from boto3.dynamodb.conditions import Key
 
-from . import aws, medians, store
+from . import aws, batch_config, medians, store
 from .features import FeatureState, feature_names, named
 from .settings import Settings
 
@@ -135,7 +135,7 @@ def stats(settings: Settings) -> dict:
         for name, value in item.items():
             if isinstance(value, (int, float)) and name != "counted_seq":
                 counters[name] = counters.get(name, 0) + value
-    config = store.get_item(settings.state_table, {"pk": "config"}) or {}
+    config = batch_config.read(settings)
     median_of_medians, sampled = medians.median_of_medians(settings)
     events_cost = counters.get("cost_events_total", 0)
     return {
@@ -152,8 +152,8 @@ def stats(settings: Settings) -> dict:
         "median_of_medians_sample_size": medians.SAMPLE_USERS,
         "batches": counters.get("batches", 0),
         "cost_per_1k_events_usd": (1000 * counters.get("cost_usd_total", 0) / events_cost) if events_cost else None,
-        "current_batch_size": config.get("batch_size", settings.batch_size),
-        "invoke_chunk_size": config.get("invoke_chunk_size", settings.invoke_chunk_size),
+        "current_batch_size": config.batch_size,
+        "invoke_chunk_size": config.invoke_chunk_size,
         "stream_dlq_messages": queue_depth(settings.stream_dlq_url),
         "quarantine_messages": queue_depth(settings.quarantine_queue_url),
     }
@@ -172,15 +172,14 @@ def recent_batches(settings: Settings, limit: int = 20) -> list[dict]:
     return batches
 
 
-def _optimizer_view(settings: Settings, config: dict) -> dict:
+def _optimizer_view(settings: Settings, config: batch_config.BatchConfig) -> dict:
     """The optimizer's state as the API shows it: settings in force, last decision and why, training R²,
     guard rails (last change and its evaluation, rollbacks), decisions over time."""
-    decision = config.get("optimizer")
-    state = config.get("optimizer_state") or {}
+    decision, state = config.optimizer, config.optimizer_state
     view = {
-        "batch_size": config.get("batch_size", settings.batch_size),
-        "batching_window_seconds": config.get("batching_window_seconds", settings.batching_window_seconds),
-        "invoke_chunk_size": config.get("invoke_chunk_size", settings.invoke_chunk_size),
+        "batch_size": config.batch_size,
+        "batching_window_seconds": config.batching_window_seconds,
+        "invoke_chunk_size": config.invoke_chunk_size,
         "latency_slo_seconds": settings.latency_slo_seconds,
         "range": [settings.min_batch_size, settings.max_batch_size],
     }
@@ -198,29 +197,29 @@ def _optimizer_view(settings: Settings, config: dict) -> dict:
         "model_s3_key": decision.get("model_s3_key"),
         "last_change": state.get("last_change"), "last_evaluation": state.get("last_evaluation"),
         "rollbacks": state.get("rollbacks", []), "excluded_sizes": state.get("rejected", {}),
-        "history": config.get("history", []),
+        "history": config.history,
     }
 
 
 def model_status(settings: Settings) -> dict:
     from . import models
 
-    config = store.get_item(settings.state_table, {"pk": "config"}) or {}
+    config = batch_config.read(settings)
     live = models.live_view(settings)   # what a promotion made live, not only what the stack configured
     return {
         "endpoint": settings.endpoint_name,
         "model_version": live["variants"][0]["model_version"] if live["variants"] else settings.model_version,
         "configured_model_version": settings.model_version, "live": live, "feature_set": settings.feature_set,
-        "batch_size": config.get("batch_size", settings.batch_size),
-        "batching_window_seconds": config.get("batching_window_seconds", settings.batching_window_seconds),
-        "invoke_chunk_size": config.get("invoke_chunk_size", settings.invoke_chunk_size),
+        "batch_size": config.batch_size,
+        "batching_window_seconds": config.batching_window_seconds,
+        "invoke_chunk_size": config.invoke_chunk_size,
         "optimizer": _optimizer_view(settings, config),
     }
 
 
 def recent_batches_view(settings: Settings, limit: int = 20) -> dict:
     """GET /batches/recent: the newest cost records and the optimizer's current setting and last decision."""
-    config = store.get_item(settings.state_table, {"pk": "config"}) or {}
+    config = batch_config.read(settings)
     optimizer = _optimizer_view(settings, config)
     keys = ("batch_size", "batching_window_seconds", "invoke_chunk_size", "status", "reason", "r2_cost",
             "r2_latency", "trained_at")

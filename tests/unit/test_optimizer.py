@@ -10,6 +10,7 @@ import pytest
 from lambdakit import http_event
 
 from pipeline import optimizer, store
+from pipeline.batch_config import BatchConfig
 from pipeline.settings import settings
 
 NOW = 1_795_000_000.0
@@ -197,7 +198,7 @@ def test_holding_the_slo_does_not_wait_for_the_verdict_on_the_last_change():
               "optimizer_state": {"last_change": {"applied_at": NOW - 550, "batch_size": 10, "previous_batch_size": 20,
                                                   "previous_window_seconds": 0, "purpose": "cost",
                                                   "evaluated": False}}}
-    decision, _, state = optimizer.decide(records, settings(), config, NOW)
+    decision, _, state = optimizer.decide(records, settings(), BatchConfig.from_item(config, settings()), NOW)
     assert decision.status == "trained" and decision.purpose == "slo" and decision.batch_size > 20, decision
     assert state["last_change"]["evaluation"]["verdict"] == "superseded"
 
@@ -363,10 +364,10 @@ def test_a_pending_change_is_not_kept_when_it_would_break_the_slo_in_the_hour_ah
               "optimizer_state": {"last_change": {"applied_at": NOW - 550, "batch_size": 150,
                                                   "previous_batch_size": 300, "previous_window_seconds": 1,
                                                   "purpose": "cost", "evaluated": False}}}
-    decision, _, state = optimizer.decide(records, settings(), config, NOW)
+    decision, _, state = optimizer.decide(records, settings(), BatchConfig.from_item(config, settings()), NOW)
     assert decision.status == "trained" and decision.batching_window_seconds == 0, decision
     assert state["last_change"]["evaluation"]["verdict"] == "superseded"
     config["batching_window_seconds"] = 0           # the same pending change with no window holds: it waits
-    decision, _, _ = optimizer.decide(records, settings(), config, NOW)
+    decision, _, _ = optimizer.decide(records, settings(), BatchConfig.from_item(config, settings()), NOW)
     assert decision.status == "waiting" and decision.batch_size == 150
 
