@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from datetime import datetime, timezone
@@ -10,7 +9,7 @@ from typing import cast
 
 from . import aws, batch_config, costs, medians, model_client, store, variants
 from .features import FeatureSetError, feature_names
-from .settings import Settings
+from .settings import Settings, function_memory_mb
 
 PREDICTION_TTL_SECONDS = 30 * 24 * 3600
 MAX_INLINE_OUTPUT_BYTES = 200_000  # Step Functions caps state output at 256 KB; larger predictions go through S3
@@ -18,7 +17,7 @@ MAX_INLINE_OUTPUT_BYTES = 200_000  # Step Functions caps state output at 256 KB;
 
 def _stage(name: str, started: float, **extra) -> dict:
     return {"stage": name, "seconds": round(time.perf_counter() - started, 6),
-            "memory_mb": int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0), **extra}
+            "memory_mb": function_memory_mb(), **extra}
 
 
 def load_rows(state: dict) -> list[dict]:

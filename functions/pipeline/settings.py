@@ -49,6 +49,13 @@ _FIELDS = {f.name: f for f in fields(Settings)}
 _TYPES = {"str": str, "int": int, "float": float}  # the annotations as strings (``from __future__ import annotations``)
 
 
+def function_memory_mb() -> int:
+    """The function's memory in MB, from AWS_LAMBDA_FUNCTION_MEMORY_SIZE (set by the Lambda runtime, "Defined runtime
+    environment variables", https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html); 0 outside
+    Lambda."""
+    return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 0)
+
+
 def settings() -> Settings:
     """Current settings. Read on every call: cheap, and tests can change the environment between calls."""
     return Settings.from_env()

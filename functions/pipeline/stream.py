@@ -28,7 +28,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,7 +37,7 @@ from typing import Any, Iterable
 from . import aws, store
 from .events import Event, validate_event
 from .features import FeatureState, StaleColdState, feature_names
-from .settings import Settings
+from .settings import Settings, function_memory_mb
 from .warm import WARM, Kept
 
 REJECTED_TTL_SECONDS = 7 * 24 * 3600
@@ -286,7 +285,7 @@ def process(records: list[StreamRecord], settings: Settings, started: float | No
     execution_arn = None
     if applied.rows:
         stats = {"events": len(records), "bytes": sum(r.size for r in records), "seconds": time.time() - started,
-                 "memory_mb": _memory_mb(), "ddb_rru": meter.rru, "ddb_wru": meter.wru, "s3_puts": 1}
+                 "memory_mb": function_memory_mb(), "ddb_rru": meter.rru, "ddb_wru": meter.wru, "s3_puts": 1}
         execution_arn = start_inference(applied.rows, batch_id, settings, settings.feature_set, stats, journal=key,
                                         rows_json=rows_json)
     valid = sum(r.event is not None for r in records)
@@ -302,17 +301,18 @@ def _read(records: list[StreamRecord], settings: Settings, kept: Kept | None
     shard_id, feature_set = records[0].shard_id, settings.feature_set
     user_ids = {r.event.user_id for r in records if r.event is not None}
     cached = {u: kept.users[u] for u in user_ids if u in kept.users} if kept else {}
+    to_read = user_ids - cached.keys()
     counters_found, hot_items = store.batch_get_raw(
         store.raw_read(settings.state_table, [{"pk": {"S": counters_key(shard_id)}}]),
-        hot_read(settings, user_ids - cached.keys(), feature_set))
+        hot_read(settings, to_read, feature_set))
     counters: dict[str, Any] = (store.from_raw(counters_found[0]) if counters_found
                                 else {"pk": counters_key(shard_id)})
     if kept is not None and kept.mark != warm_mark(counters):  # another invocation wrote the shard's states since
         kept = None
         if cached:
             [more] = store.batch_get_raw(hot_read(settings, cached.keys(), feature_set))
-            hot_items, cached = hot_items + more, {}
-    return counters, load_users(settings, user_ids - cached.keys(), feature_set, hot_items) | cached, kept
+            hot_items, to_read, cached = hot_items + more, user_ids, {}
+    return counters, load_users(settings, to_read, feature_set, hot_items) | cached, kept
 
 
 @dataclass
@@ -423,10 +423,6 @@ def _rejection(r: StreamRecord, now: float) -> dict:
     return {"event_id": f"rejected#{r.shard_id}#{r.sequence}", "seq": r.sequence, "status": "rejected",
             "claimed_event_id": claimed, "errors": r.errors, "raw": r.raw,
             "rejected_at": now, "expires_at": int(now + REJECTED_TTL_SECONDS)}
-
-
-def _memory_mb() -> int:
-    return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
 
 
 def with_rows(document: dict, rows_json: str) -> str:

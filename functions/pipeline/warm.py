@@ -15,10 +15,11 @@ batch that fails anywhere leaves the shard with nothing kept (its in-memory stat
 """
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Hashable
+
+from .settings import function_memory_mb
 
 # A decoded state with its position and ring takes at most ~13 KB of Python objects (tracemalloc, v2 at 100,000
 # events/day: 11.3 KB after decoding and one event); kept states may take a quarter of the function's memory.
@@ -27,7 +28,7 @@ MEMORY_SHARE = 4
 
 
 def default_max_users() -> int:
-    memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 1024)  # set by the Lambda runtime
+    memory_mb = function_memory_mb() or 1024  # outside Lambda: sized as a 1,024 MB function
     return memory_mb * 1024 // MEMORY_SHARE // KB_PER_USER
 
 
