@@ -3,7 +3,9 @@
 desktop users)."""
 from __future__ import annotations
 
+import io
 import random
+import tarfile
 import time
 
 import numpy as np
@@ -32,3 +34,13 @@ def features_of(events) -> np.ndarray:
         event = Event.model_validate(raw)
         rows.append(states.setdefault(event.user_id, FeatureState("v1")).add(event))
     return np.asarray(rows, dtype=float)
+
+
+def tar_gz(name: str, data: bytes) -> bytes:
+    """A model.tar.gz holding one file, as the model artifacts hold theirs (xgboost-model, or baseline.json)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

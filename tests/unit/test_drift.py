@@ -1,16 +1,14 @@
 """Drift on the model's own data: the training baseline vs per-event features drawn from the training
 distribution (no drift) and from a shifted population (drift); monitor_drift end to end on moto: ledger -> PSI/KS
 -> PutMetricData -> the drift alarm's state (evaluated by localcloud/alarms.py: moto does not evaluate alarms)."""
-import io
 import json
-import tarfile
 import time
 
 import boto3
 import numpy as np
 import pytest
 
-from drift_data import event_features, features_of
+from drift_data import event_features, features_of, tar_gz
 from localcloud.alarms import evaluate_alarm
 from model import train
 from pipeline import drift
@@ -65,15 +63,10 @@ def test_monitor_drift_publishes_and_the_alarm_changes_state(aws, monkeypatch, b
     x, y = train.build_dataset(users=40, hours=4, seed=1)
     booster, metrics = train.train(x, y, seed=1, rounds=5)
     booster.set_attr(baseline=json.dumps(baseline))    # as train.write_artifact stores it
-    raw = bytes(booster.save_raw(raw_format="json"))
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        info = tarfile.TarInfo("xgboost-model")
-        info.size = len(raw)
-        archive.addfile(info, io.BytesIO(raw))
+    archive = tar_gz("xgboost-model", bytes(booster.save_raw(raw_format="json")))
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="models-bucket")
-    s3.put_object(Bucket="models-bucket", Key="model.tar.gz", Body=buffer.getvalue())
+    s3.put_object(Bucket="models-bucket", Key="model.tar.gz", Body=archive)
     monkeypatch.setenv("MODEL_DATA_URL", "s3://models-bucket/model.tar.gz")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "RealtimeInference")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "realtime-inference")

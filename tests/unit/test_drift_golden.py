@@ -194,18 +194,13 @@ def test_a_ramps_quantiles_and_cdf_by_hand():
 def test_load_baseline_reads_the_object_the_url_names_key_as_written(aws):
     """s3://<bucket>/<key>: the key is the path without its leading '/' and nothing else (a key may start with
     any character, here 'X')."""
-    import io
-    import tarfile
+    from drift_data import tar_gz
 
     body = json.dumps({"events_1h": {"edges": [0.0, 1.0, 2.0]}}).encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:   # a PyTorch-style artifact: baseline.json
-        info = tarfile.TarInfo("baseline.json")
-        info.size = len(body)
-        archive.addfile(info, io.BytesIO(body))
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="models")
-    s3.put_object(Bucket="models", Key="XGB-runs/v2/model.tar.gz", Body=buffer.getvalue())
+    s3.put_object(Bucket="models", Key="XGB-runs/v2/model.tar.gz",
+                  Body=tar_gz("baseline.json", body))   # a PyTorch-style artifact: baseline.json
     assert drift.load_baseline("s3://models/XGB-runs/v2/model.tar.gz") == {"events_1h": {"edges": [0.0, 1.0, 2.0]}}
 
 
