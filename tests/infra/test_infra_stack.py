@@ -129,6 +129,11 @@ def test_event_source_mapping(synth):
     assert mapping["MaximumRetryAttempts"] == cfg.max_retry_attempts == 3
     assert mapping["DestinationConfig"] == {"OnFailure": {"Destination": {
         "Fn::GetAtt": [synth.logical_id("StreamDlq", "AWS::SQS::Queue"), "Arn"]}}}
+    # One batch per shard at a time: ParallelizationFactor's default is 1 ("Lambda parameters for Amazon Kinesis Data
+    # Streams event source mappings", https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-parameters.html).
+    # The exactly-once counters (one conditional update per shard) and the states kept warm (pipeline/warm.py: the
+    # counters item names the shard's last writer) both rely on it.
+    assert mapping.get("ParallelizationFactor", 1) == 1
     # created after the consumer's permissions (the service checks them on creation)
     depends = synth.resources[synth.logical_id("EventsStreamMapping", "AWS::Lambda::EventSourceMapping")]["DependsOn"]
     assert any(d.startswith("ProcessStreamRoleDefaultPolicy") for d in depends)

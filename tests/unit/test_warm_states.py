@@ -122,7 +122,8 @@ def test_other_shards_go_only_as_far_as_the_bound_needs():
 
 
 def test_the_bound_follows_the_function_memory(monkeypatch):
-    """A quarter of the function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, set by the Lambda runtime) at 16 KB
+    """A quarter of the function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, set by the Lambda runtime: "Defined
+    runtime environment variables", https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html) at 16 KB
     per kept user."""
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
     assert WarmStates().max_users == 16_384
