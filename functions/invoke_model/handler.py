@@ -2,7 +2,7 @@
 name as errorType, which the state machine's Retry/Catch match."""
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pipeline import inference
+from pipeline import flow, inference
 from pipeline.observability import logger, metrics, tracer
 from pipeline.settings import settings
 
@@ -11,7 +11,7 @@ from pipeline.settings import settings
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event, context):
-    result = inference.invoke_model(event, settings())
+    result = inference.invoke_model(flow.parse(flow.ExecutionInput, event), settings())
     stage = result["stages"][-1]
     metrics.add_metric(name="ModelInvocationSeconds", unit=MetricUnit.Seconds, value=stage["model_seconds"])
     metrics.add_metric(name="ModelInvocations", unit=MetricUnit.Count, value=stage["calls"])

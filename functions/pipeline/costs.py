@@ -34,8 +34,10 @@ import functools
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 KINESIS_PAYLOAD_UNIT_BYTES = 25 * 1024
 SFN_MEMORY_CHUNK_GB = 64 / 1024            # Express: memory billed in 64 MB chunks; our payloads stay < 64 MB
@@ -82,7 +84,7 @@ class BatchUsage:
     """What one batch used. Durations are measured by the functions; counts come from the batch."""
     events: int
     event_bytes: int
-    lambda_stages: list[dict] = field(default_factory=list)   # [{"stage", "seconds", "memory_mb"}]
+    lambda_stages: Sequence[Mapping[str, Any]] = field(default_factory=list)   # [{"stage", "seconds", "memory_mb"}]
     sfn_seconds: float = 0.0
     model_seconds: float = 0.0
     model_bytes: int = 0

@@ -9,27 +9,28 @@ from typing import cast
 
 from . import aws, batch_config, costs, medians, model_client, store, variants
 from .features import FeatureSetError, feature_names
+from .flow import ExecutionInput, Prediction, Row, Scored, Stage, Stored
 from .settings import Settings, function_memory_mb
 
 PREDICTION_TTL_SECONDS = 30 * 24 * 3600
 MAX_INLINE_OUTPUT_BYTES = 200_000  # Step Functions caps state output at 256 KB; larger predictions go through S3
 
 
-def _stage(name: str, started: float, **extra) -> dict:
-    return {"stage": name, "seconds": round(time.perf_counter() - started, 6),
-            "memory_mb": function_memory_mb(), **extra}
+def _stage(name: str, started: float, **extra) -> Stage:
+    return cast(Stage, {"stage": name, "seconds": round(time.perf_counter() - started, 6),
+                        "memory_mb": function_memory_mb(), **extra})
 
 
-def load_rows(state: dict) -> list[dict]:
+def load_rows(state: ExecutionInput) -> list[Row]:
     """The batch's rows: inline, or in the batch journal (or a plain rows object) on S3."""
-    if state.get("rows_s3_uri"):
+    if state["rows_s3_uri"]:
         body = aws.get_json_uri(state["rows_s3_uri"])
         return body["rows"] if isinstance(body, dict) else body
     return state["rows"]
 
 
-def load_predictions(state: dict) -> list[dict]:
-    if state.get("predictions_s3_uri"):
+def load_predictions(state: Scored) -> list[Prediction]:
+    if state["predictions_s3_uri"]:
         return aws.get_json_uri(state["predictions_s3_uri"])
     return state["predictions"]
 
@@ -39,7 +40,7 @@ def current_chunk_size(settings: Settings) -> int:
     return batch_config.read(settings).invoke_chunk_size
 
 
-def score_rows(rows: list[dict], settings: Settings, chunk: int) -> tuple[list[dict], int, float]:
+def score_rows(rows: list[Row], settings: Settings, chunk: int) -> tuple[list[Prediction], int, float]:
     """Score rows, each user on their sticky A/B variant (pipeline/variants.py): one group of chunked InvokeEndpoint
     calls per variant, on the variant's endpoint (serverless mode: one endpoint per variant) with TargetVariant when
     that endpoint hosts several variants (instance mode). Predictions keep the rows' order and carry the variant
@@ -53,7 +54,7 @@ def score_rows(rows: list[dict], settings: Settings, chunk: int) -> tuple[list[d
         name = variant.name if variant else ""
         chosen[name] = variant
         groups.setdefault(name, []).append(index)
-    predictions: list[dict | None] = [None] * len(rows)
+    predictions: list[Prediction | None] = [None] * len(rows)
     calls, seconds = 0, 0.0
     for name, indexes in groups.items():
         target = where.get(name) or variants.Target(settings.endpoint_name, None)
@@ -68,14 +69,14 @@ def score_rows(rows: list[dict], settings: Settings, chunk: int) -> tuple[list[d
             predictions[i] = {"event_id": r["event_id"], "user_id": r["user_id"], "ts": r["ts"],
                               "ingest_ts": r["ingest_ts"], "score": round(score, 6), "variant": answered or name,
                               "model_version": version or settings.model_version}
-    return cast(list[dict], predictions), calls, seconds  # every row is in one of the groups
+    return cast(list[Prediction], predictions), calls, seconds  # every row is in one of the groups
 
 
-def invoke_model(state: dict, settings: Settings) -> dict:
+def invoke_model(state: ExecutionInput, settings: Settings) -> Scored:
     started = time.perf_counter()
-    if state.get("feature_set") != settings.feature_set:
+    if state["feature_set"] != settings.feature_set:
         raise model_client.ModelError(
-            f"batch has feature set {state.get('feature_set')!r}; the model serves {settings.feature_set!r}")
+            f"batch has feature set {state['feature_set']!r}; the model serves {settings.feature_set!r}")
     rows = load_rows(state)
     width = len(feature_names(settings.feature_set))
     wrong = [r["event_id"] for r in rows if len(r["features"]) != width]
@@ -85,20 +86,19 @@ def invoke_model(state: dict, settings: Settings) -> dict:
     chunk = current_chunk_size(settings)
     predictions, calls, model_seconds = score_rows(rows, settings, chunk)
     model_bytes = sum(len(model_client.to_csv([r["features"]])) for r in rows)
-    output = {
+    stage = _stage("invoke_model", started, chunk_size=chunk, calls=calls, model_seconds=model_seconds,
+                   model_bytes=model_bytes, s3_gets=int(bool(state["rows_s3_uri"])))
+    output: Scored = {
         "batch_id": state["batch_id"], "created_at": state["created_at"], "model_version": settings.model_version,
-        "predictions": predictions, "predictions_s3_uri": None,
-        "stages": state.get("stages", []) + [_stage("invoke_model", started, chunk_size=chunk, calls=calls,
-                                                    model_seconds=model_seconds, model_bytes=model_bytes)],
-    }
+        "predictions": predictions, "predictions_s3_uri": None, "stages": state["stages"] + [stage]}
     if len(json.dumps(predictions, separators=(",", ":"))) > MAX_INLINE_OUTPUT_BYTES:  # state < Step Functions' 256 KB
         uri = aws.put_json(settings.artifacts_bucket, f"predictions/{state['batch_id']}.json", predictions)
-        output.update(predictions=[], predictions_s3_uri=uri)
-        output["stages"][-1]["s3_puts"] = 1
+        output["predictions"], output["predictions_s3_uri"] = [], uri
+        stage["s3_puts"] = 1
     return output
 
 
-def store_predictions(state: dict, settings: Settings) -> dict:
+def store_predictions(state: Scored, settings: Settings) -> Stored:
     started = time.perf_counter()
     now = time.time()
     predictions = load_predictions(state)
@@ -121,7 +121,7 @@ def store_predictions(state: dict, settings: Settings) -> dict:
         "ingest_first": min(ingest) if ingest else None, "ingest_last": max(ingest) if ingest else None,
         "api_requests": len(set(ingest)),
         "stages": state["stages"] + [_stage("store_predictions", started, ddb_rru=meter.rru, ddb_wru=meter.wru,
-                                            sampled_users=sampled)],
+                                            sampled_users=sampled, s3_gets=int(bool(state["predictions_s3_uri"])))],
     }
 
 
@@ -136,15 +136,15 @@ def variant_counters(items: list[dict]) -> dict[str, float]:
     return counters
 
 
-def record_cost(state: dict, settings: Settings) -> dict:
+def record_cost(state: Stored, settings: Settings) -> dict:
     """One cost record per batch (COST_TABLE): settings in force, workload, measured durations per stage,
     $ per cost line, $ per event, latency. Also the figures for the EMF metrics (the handler emits them)."""
     started = time.perf_counter()
     with store.metered() as reads:
         config = batch_config.read(settings)
     stages = state["stages"]
-    stream: dict = next((s for s in stages if s["stage"] == "process_stream"), {})
-    invoke: dict = next((s for s in stages if s["stage"] == "invoke_model"), {})
+    stream: dict = dict(next((s for s in stages if s["stage"] == "process_stream"), {}))
+    invoke: dict = dict(next((s for s in stages if s["stage"] == "invoke_model"), {}))
     events = state["events"]
     window = float(config.batching_window_seconds)
     first, last = state.get("ingest_first"), state.get("ingest_last")
@@ -158,8 +158,7 @@ def record_cost(state: dict, settings: Settings) -> dict:
         sfn_seconds=now - state["created_at"], model_seconds=invoke.get("model_seconds", 0.0),
         model_bytes=invoke.get("model_bytes", 0),
         ddb_rru=sum(s.get("ddb_rru", 0) for s in stages), ddb_wru=sum(s.get("ddb_wru", 0) for s in stages),
-        s3_puts=sum(s.get("s3_puts", 0) for s in stages), s3_gets=int(bool(state.get("rows_s3_uri")))
-        + int(bool(state.get("predictions_s3_uri"))),
+        s3_puts=sum(s.get("s3_puts", 0) for s in stages), s3_gets=sum(s.get("s3_gets", 0) for s in stages),
         span_seconds=span, api_requests=int(state.get("api_requests", 0)))
     cost = costs.batch_cost(usage, costs.Deployment.from_env())
     day = datetime.fromtimestamp(now, tz=timezone.utc)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -35,7 +37,7 @@ def _event_key(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=6).hexdigest()
 
 
-def fold(entry: dict | None, user_id: str, predictions: list[dict]) -> dict:
+def fold(entry: dict | None, user_id: str, predictions: Sequence[Mapping[str, Any]]) -> dict:
     """A sampled user's entry with ``predictions`` added: scores of (end - WINDOW_SECONDS, end], newest
     MAX_SCORES, by event id (a prediction seen again replaces itself)."""
     scores = {key: (ts, score) for ts, score, key in (entry or {}).get("w", [])}
@@ -48,9 +50,9 @@ def fold(entry: dict | None, user_id: str, predictions: list[dict]) -> dict:
             "w": [list(row) for row in window]}
 
 
-def update_sample(settings: Settings, predictions: list[dict]) -> int:
+def update_sample(settings: Settings, predictions: Sequence[Mapping[str, Any]]) -> int:
     """Fold a batch's predictions of sampled users into the sample; returns how many users were updated."""
-    by_user: dict[str, list[dict]] = {}
+    by_user: dict[str, list[Mapping[str, Any]]] = {}
     for p in predictions:
         by_user.setdefault(p["user_id"], []).append(p)
     hashes = {u: user_hash(u) for u in by_user}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from .events import validate_event
+from .flow import Row
 from .inference import score_rows
 from .ingest import MAX_EVENTS_PER_REQUEST, BadRequest
 from .settings import Settings
@@ -23,8 +24,8 @@ def predict_instances(instances: list, settings: Settings) -> list[dict]:
                                                           settings.feature_set).items()}
     rows = [states[e.user_id].add(e) for e in events]  # local copies only: nothing is written back
     # each user on their sticky A/B variant, as in the pipeline (pipeline/variants.py)
-    batch = [{"event_id": e.event_id, "user_id": e.user_id, "ts": 0.0, "ingest_ts": 0.0, "features": row}
-             for e, row in zip(events, rows, strict=True)]
+    batch: list[Row] = [{"event_id": e.event_id, "user_id": e.user_id, "ts": 0.0, "ingest_ts": 0.0, "features": row}
+                        for e, row in zip(events, rows, strict=True)]
     scored, _, _ = score_rows(batch, settings, settings.invoke_chunk_size)
     return [{"event_id": p["event_id"], "user_id": p["user_id"], "score": p["score"], "variant": p["variant"],
              "feature_set": settings.feature_set, "model_version": p["model_version"]} for p in scored]

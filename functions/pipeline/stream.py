@@ -32,11 +32,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import repeat
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from . import aws, store
 from .events import Event, validate_event
 from .features import FeatureState, StaleColdState, feature_names
+from .flow import ExecutionHead, Stage
 from .settings import Settings, function_memory_mb
 from .warm import WARM, Kept
 
@@ -436,18 +437,18 @@ def inference_input(rows: list[dict], batch_id: str, settings: Settings, feature
     """The execution input (JSON) of a batch: the rows inline, or the S3 URI of the batch journal (``journal``) when
     the input would be too large or ``by_reference`` (a redrive of a journaled batch, pipeline/reconcile.py).
     ``rows_json``: the rows as JSON text, when the caller has it."""
-    execution_input: dict[str, Any] = {
+    execution_input: ExecutionHead = {  # + "rows", added as JSON text (with_rows): a flow.ExecutionInput
         "batch_id": batch_id, "created_at": time.time(), "feature_set": feature_set,
-        "model_version": settings.model_version, "stages": [dict(stream_stats, stage="process_stream")],
+        "model_version": settings.model_version, "stages": [cast(Stage, dict(stream_stats, stage="process_stream"))],
         "rows_s3_uri": None}
     rows_json = rows_json if rows_json is not None else json.dumps(rows, separators=(",", ":"))
-    body = with_rows(execution_input, rows_json)
+    body = with_rows(dict(execution_input), rows_json)
     if (by_reference and journal is not None) or len(body) > MAX_INLINE_INPUT_BYTES:
         if journal is None:
             journal = f"batches/{batch_id}.json"
             aws.put_json_text(settings.artifacts_bucket, journal, with_rows({}, rows_json))
         execution_input["rows_s3_uri"] = f"s3://{settings.artifacts_bucket}/{journal}"
-        body = with_rows(execution_input, "[]")
+        body = with_rows(dict(execution_input), "[]")
     return body
 
 

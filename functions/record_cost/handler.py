@@ -1,7 +1,7 @@
 """State machine task: one cost record per batch, and the cost metrics for the dashboard (EMF)."""
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pipeline import inference
+from pipeline import flow, inference
 from pipeline.observability import logger, metrics, tracer
 from pipeline.settings import settings
 
@@ -10,7 +10,7 @@ from pipeline.settings import settings
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event, context):
-    record = inference.record_cost(event, settings())
+    record = inference.record_cost(flow.parse(flow.Stored, event), settings())
     metrics.add_metric(name="CostPerThousandEvents", unit=MetricUnit.NoUnit,
                        value=1000 * record["cost_per_event_usd"])
     metrics.add_metric(name="TunableCostPerThousandEvents", unit=MetricUnit.NoUnit,
@@ -21,5 +21,6 @@ def handler(event, context):
     metrics.add_metric(name="BatchLatencyMax", unit=MetricUnit.Seconds, value=record["latency_max"])
     logger.info("cost recorded", extra={"batch_id": record["batch_id"], "cost_usd": record["cost_usd"]["total"],
                                         "events": record["events"]})
-    return {"batch_id": record["batch_id"], "events": record["events"],
-            "cost_per_event_usd": record["cost_per_event_usd"]}
+    summary: flow.CostSummary = {"batch_id": record["batch_id"], "events": record["events"],
+                                 "cost_per_event_usd": record["cost_per_event_usd"]}
+    return summary

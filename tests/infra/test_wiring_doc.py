@@ -72,3 +72,10 @@ def test_the_documented_execution_input_is_what_process_stream_sends():
         "events": 1, "bytes": 1, "seconds": 0.1, "memory_mb": 1, "ddb_rru": 1.0, "ddb_wru": 1, "s3_puts": 1}))
     keys = set(sent) | set(sent["stages"][0]) | set(sent["rows"][0])
     assert keys == documented, (sorted(keys - documented), sorted(documented - keys))
+    # and the types the tasks check their input against (pipeline/flow.py) name the same fields
+    from pipeline import flow
+
+    assert set(sent) == set(flow.ExecutionInput.__annotations__)
+    assert set(sent["rows"][0]) == set(flow.Row.__annotations__)
+    assert set(sent["stages"][0]) <= set(flow.Stage.__annotations__)
+    assert flow.parse(flow.ExecutionInput, sent) is sent

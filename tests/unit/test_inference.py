@@ -96,3 +96,10 @@ def test_the_largest_batch_keeps_every_state_under_the_step_functions_limit(aws,
     stored = inference.store_predictions(output, settings())
     assert stored["events"] == size and len(json.dumps(stored).encode()) < 256 * 1024
     assert store.get_item("predictions", {"event_id": f"{size - 1:0>128}"})["score"] == 0.5
+    # the cost record counts both S3 reads (the rows, then the predictions) and every S3 write, at the S3 Standard
+    # request prices (https://aws.amazon.com/s3/pricing/: $0.005 per 1,000 PUT, $0.0004 per 1,000 GET)
+    assert [s.get("s3_gets", 0) for s in stored["stages"]] == [0, 1, 1]
+    puts = sum(s.get("s3_puts", 0) for s in stored["stages"])
+    assert puts >= 2   # the journal (process_stream), the predictions (invoke_model)
+    record = inference.record_cost(stored, settings())
+    assert record["cost_usd"]["s3_requests"] == pytest.approx(puts * 0.005 / 1000 + 2 * 0.0004 / 1000)

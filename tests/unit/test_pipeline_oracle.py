@@ -109,9 +109,10 @@ def test_pipeline_state_equals_the_oracle(aws, lambda_context, monkeypatch, feat
     for r in rows:  # with the features its first delivery computed
         assert r["features"] == journaled[r["event_id"]]["features"], r["event_id"]
     inference.store_predictions({"batch_id": "b", "created_at": T0, "model_version": "m", "stages": [],
+                                 "predictions_s3_uri": None,
                                  "predictions": [{"event_id": r["event_id"], "user_id": r["user_id"], "ts": r["ts"],
                                                   "ingest_ts": r["ingest_ts"], "score": round(_score(r["event_id"]), 6),
-                                                  "variant": "primary"} for r in rows]}, settings())
+                                                  "variant": "primary", "model_version": "m"} for r in rows]}, settings())
     by_user: dict[str, list] = {}
     for event in {e["event_id"]: e for e in arrivals}.values():
         by_user.setdefault(event["user_id"], []).append((event["timestamp"], round(_score(event["event_id"]), 6)))
