@@ -13,9 +13,6 @@ MAX_LINES = 60
 DIRS = ("functions", "infra", "localcloud")
 ALLOWED = {
     "functions/pipeline/optimizer.py:choose",
-    "infra/config.py:Config.from_context",
-    "infra/model_endpoint.py:ModelEndpoints._models",
-    "infra/nag.py:acknowledge_stack",
     "localcloud/__main__.py:main",
     "localcloud/_worker.py:main",
     "localcloud/kinesis.py:ShardPoller._run",
