@@ -144,58 +144,79 @@ class ShardPoller:
                 if iterator is None:
                     iterator = self._iterator(config)
                 if len(self.buffer) < config.batch_size:
-                    tip = mototools.shard_tips(self.mapping.event_source_arn).get(self.shard_id, 0)
-                    try:
-                        response = self.kinesis.get_records(ShardIterator=iterator,
-                                                            Limit=min(10000, config.batch_size - len(self.buffer)))
-                    except ClientError as exc:
-                        if exc.response["Error"]["Code"] == "ExpiredIteratorException":
-                            iterator = None
-                            continue
-                        raise
-                    iterator = response.get("NextShardIterator")
-                    records = response.get("Records", [])
-                    if records:
-                        self.buffer.extend(records)
-                        self.drained_upto = max(self.drained_upto, int(records[-1]["SequenceNumber"]))
-                        if window_started is None:
-                            window_started = time.monotonic()
-                    else:
-                        self.drained_upto = max(self.drained_upto, tip)
+                    fetched = self._fetch(iterator, config.batch_size)
+                    if fetched is None:  # the iterator expired: get a new one
+                        iterator = None
+                        continue
+                    iterator, arrived = fetched
+                    if arrived and window_started is None:
+                        window_started = time.monotonic()
                 if not self.buffer:
                     window_started = None
                     self.stop_event.wait(self.poll_interval)
                     continue
                 if config_read < (window_started or 0):
                     continue  # records arrived: re-read the mapping (an UpdateEventSourceMapping applies now)
-                full = len(self.buffer) >= config.batch_size
-                waited = time.monotonic() - (window_started or time.monotonic())
-                if not full and waited < config.window:
-                    # the batch is filling: fetch again after poll_interval, not at once (a shard that trickles in
-                    # was otherwise read a few records per call, as fast as the gateway answered)
-                    self.stop_event.wait(min(self.poll_interval, config.window - waited))
+                if self._filling(config, window_started):
                     continue
-                self.busy = True
-                try:
-                    batch = self._take_batch(config.batch_size)
-                    self._deliver(batch, config)
-                    self.position = batch[-1]["SequenceNumber"]
-                finally:
-                    self.busy = False
+                self._deliver_next(config)
                 window_started = time.monotonic() if self.buffer else None
             except Exception as exc:  # noqa: BLE001 - keep polling (moto may have been reset under us)
                 if self.stop_event.is_set():
                     return
-                error = f"{type(exc).__name__}: {exc}"
-                # warn once per distinct error (moto may have been reset by a test's mock_aws), then debug
-                (log.debug if error == self.last_error else log.warning)(
-                    "poller %s/%s: %s", self.mapping.logical_id, self.shard_id, error)
-                self.last_error = error
+                self._recover(exc)
                 iterator = None
-                self.buffer = []  # re-read from the last delivered position
-                self.drained_upto = int(self.position or 0)
-                self.busy = False
-                self.stop_event.wait(1.0)
+
+    def _fetch(self, iterator: str, batch_size: int) -> tuple[str | None, bool] | None:
+        """GetRecords into the buffer, up to the batch size: the next iterator and whether records arrived; None
+        when the iterator expired."""
+        tip = mototools.shard_tips(self.mapping.event_source_arn).get(self.shard_id, 0)
+        try:
+            response = self.kinesis.get_records(ShardIterator=iterator,
+                                                Limit=min(10000, batch_size - len(self.buffer)))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ExpiredIteratorException":
+                return None
+            raise
+        records = response.get("Records", [])
+        if records:
+            self.buffer.extend(records)
+            self.drained_upto = max(self.drained_upto, int(records[-1]["SequenceNumber"]))
+        else:
+            self.drained_upto = max(self.drained_upto, tip)
+        return response.get("NextShardIterator"), bool(records)
+
+    def _filling(self, config: MappingConfig, window_started: float | None) -> bool:
+        """True (after a wait) while the batch is neither full nor past its batching window."""
+        full = len(self.buffer) >= config.batch_size
+        waited = time.monotonic() - (window_started or time.monotonic())
+        if not full and waited < config.window:
+            # the batch is filling: fetch again after poll_interval, not at once (a shard that trickles in
+            # was otherwise read a few records per call, as fast as the gateway answered)
+            self.stop_event.wait(min(self.poll_interval, config.window - waited))
+            return True
+        return False
+
+    def _deliver_next(self, config: MappingConfig) -> None:
+        self.busy = True
+        try:
+            batch = self._take_batch(config.batch_size)
+            self._deliver(batch, config)
+            self.position = batch[-1]["SequenceNumber"]
+        finally:
+            self.busy = False
+
+    def _recover(self, exc: Exception) -> None:
+        """After an error: log it, drop the buffer and re-read from the last delivered position after a second."""
+        error = f"{type(exc).__name__}: {exc}"
+        # warn once per distinct error (moto may have been reset by a test's mock_aws), then debug
+        (log.debug if error == self.last_error else log.warning)(
+            "poller %s/%s: %s", self.mapping.logical_id, self.shard_id, error)
+        self.last_error = error
+        self.buffer = []  # re-read from the last delivered position
+        self.drained_upto = int(self.position or 0)
+        self.busy = False
+        self.stop_event.wait(1.0)
 
     def _take_batch(self, batch_size: int) -> list[dict]:
         size, count = 0, 0
