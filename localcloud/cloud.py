@@ -21,7 +21,6 @@ import atexit
 import json
 import logging
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,20 +28,22 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from werkzeug.wrappers import Request, Response
 
 from . import mototools
 from .assembly import CloudAssembly, StackArtifact
+from .control import ControlApi
 from .deployer import Deployer
-from .errors import FunctionError, LocalCloudError
+from .endpoint_update import UpdateEndpointHandler
+from .errors import LocalCloudError
 from .faults import Faults
-from .gateway import Gateway, json_response
+from .gateway import Gateway
 from .httpapi import HttpApiServer
 from .iam import Iam
 from .kinesis import KinesisPollers
 from .lambdahost import InvokeResult, LambdaHost
+from .logsetup import CloudLogging
 from .metrics import EmfShipper, ServiceMetrics
-from .sagemaker import SageMakerRuntime, _SageMakerError
+from .sagemaker import SageMakerRuntime
 
 if TYPE_CHECKING:
     from .dashboard import Dashboard
@@ -52,22 +53,6 @@ from .sigv4 import LOCAL_CREDENTIALS, SigV4Verifier
 log = logging.getLogger("localcloud")
 
 STATE_FILE = "localcloud.json"
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time (pytest swaps it)."""
-
-    def __init__(self, level: int):
-        super().__init__()
-        self.setLevel(level)
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
 
 
 class LocalCloud:
@@ -119,8 +104,7 @@ class LocalCloud:
         self._clients: dict[str, Any] = {}
         self._started = False
         self._deployed = False
-        self._log_handlers: list[logging.Handler] = []
-        self._saved_logger_state: dict[str, tuple] = {}
+        self._logging = CloudLogging(self.log_dir)
 
     # -- context manager ----------------------------------------------------------------------------------------
     def __enter__(self) -> "LocalCloud":
@@ -180,13 +164,13 @@ class LocalCloud:
     def _start(self) -> None:
         self.stack = CloudAssembly(self.cdk_out).stack(self.stack_name)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._setup_logging()
+        self._logging.install()
         mototools.configure()
         if self._first_in_process:
             mototools.reset()
         self._session = boto3.session.Session(aws_access_key_id="localcloud", aws_secret_access_key="localcloud",
                                               region_name=self.region)
-        self.gateway = Gateway(control=self._control)
+        self.gateway = Gateway(control=ControlApi(self))
         self.gateway.other_hosts = lambda: [c.lambda_host for c in list(LocalCloud._active)
                                             if c is not self and c.lambda_host is not None]
         verifier = SigV4Verifier(self.api_credentials, region=self.region, account_id=self.account_id) \
@@ -210,7 +194,7 @@ class LocalCloud:
         self.lambda_host.role_credentials = lambda spec: self._role_keys(spec.role_arn, spec.name)
         mototools.role_credentials = LocalCloud._state_machine_keys
         self.gateway.sagemaker = self.sagemaker
-        self.gateway.sagemaker_control = self._update_endpoint
+        self.gateway.sagemaker_control = UpdateEndpointHandler(self.sagemaker, lambda: self.client("sagemaker"))
         self.faults = self.gateway.faults = Faults(self.lambda_host, self.sagemaker)
         self.http_api.host = self.lambda_host
         atexit.register(self.stop)
@@ -311,7 +295,7 @@ class LocalCloud:
                 state_file.unlink()
         except (OSError, ValueError):
             pass
-        self._restore_logging()
+        self._logging.restore()
         with LocalCloud._active_lock:
             if self in LocalCloud._active:
                 LocalCloud._active.remove(self)
@@ -353,24 +337,6 @@ class LocalCloud:
                 raise LocalCloudError(f"alarm {alarm!r}: {len(candidates)} alarms match ({candidates[:5]})")
             name = candidates[0]
         return evaluate_alarm(cloudwatch, name, now)
-
-    def _update_endpoint(self, request: Request) -> Response:
-        """SageMaker UpdateEndpoint (JSON protocol): the stand-in serves the new endpoint config; moto records it."""
-        try:
-            body = json.loads(request.get_data() or b"{}")
-            name, config_name = body.get("EndpointName", ""), body.get("EndpointConfigName", "")
-            control = self.client("sagemaker")
-            endpoint = self.sagemaker.update_endpoint(
-                name, config_name, lambda n: control.describe_endpoint_config(EndpointConfigName=n),
-                lambda n: control.describe_model(ModelName=n))
-            config = control.describe_endpoint_config(EndpointConfigName=config_name)
-            arn = mototools.set_endpoint_config(name, config_name, config["ProductionVariants"])
-        except _SageMakerError as exc:
-            return Response(json.dumps({"__type": exc.code, "message": str(exc)}), status=400,
-                            content_type="application/x-amz-json-1.1", headers={"X-Amzn-ErrorType": exc.code})
-        log.info("UpdateEndpoint %s -> %s (%s)", name, config_name,
-                 ", ".join(f"{v.name}={v.model_name}" for v in endpoint.variants))
-        return Response(json.dumps({"EndpointArn": arn}), status=200, content_type="application/x-amz-json-1.1")
 
     def set_model_fault(self, error: str = "ThrottlingException", count: int = 1, endpoint: str = "*",
                         message: str | None = None) -> None:
@@ -447,6 +413,10 @@ class LocalCloud:
                         skipped=self.deployer.skipped)
         return data
 
+    @property
+    def deployed(self) -> bool:
+        return self._deployed
+
     def _require_deployed(self) -> None:
         if not self._deployed:
             raise LocalCloudError("nothing is deployed: call deploy() first")
@@ -504,90 +474,3 @@ class LocalCloud:
                  # scripts' --local mode reads the names their --stack mode gets from DescribeStacks
                  "outputs": self.outputs}
         (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2, default=str))
-
-    def _setup_logging(self) -> None:
-        file_handler = logging.FileHandler(self.log_dir / "localcloud.log", encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s"))
-        file_handler._localcloud = True  # type: ignore[attr-defined]
-        console = _StderrHandler(logging.WARNING)
-        console.setFormatter(logging.Formatter("localcloud %(levelname)s: %(message)s"))
-        console._localcloud = True  # type: ignore[attr-defined]
-        self._log_handlers = [file_handler, console]
-        for name in ("localcloud", "moto", "werkzeug"):
-            logger = logging.getLogger(name)
-            self._saved_logger_state[name] = (logger.level, logger.propagate)
-            logger.propagate = False
-            logger.addHandler(file_handler)
-            if name == "localcloud":
-                logger.addHandler(console)
-                # Every request line at DEBUG costs the gateway measurable time under load: opt in.
-                logger.setLevel(logging.DEBUG if os.environ.get("LOCALCLOUD_DEBUG") else logging.INFO)
-            elif logger.level == logging.NOTSET:
-                logger.setLevel(logging.INFO)
-
-    def _restore_logging(self) -> None:
-        for name, (level, propagate) in self._saved_logger_state.items():
-            logger = logging.getLogger(name)
-            for handler in self._log_handlers:
-                logger.removeHandler(handler)
-            logger.setLevel(level)
-            logger.propagate = propagate
-        for handler in self._log_handlers:
-            handler.close()
-        self._log_handlers = []
-        self._saved_logger_state = {}
-
-    # -- control API --------------------------------------------------------------------------------------------
-    def _control(self, request: Request) -> Response:
-        parts = [p for p in request.path.split("/") if p][1:]  # drop "_localcloud"
-        method = request.method
-        body = request.get_json(silent=True) or {}
-        if parts == ["status"] and method == "GET":
-            return json_response(self.status())
-        if parts[:1] == ["dashboard"] and method == "GET" and self._deployed:
-            if self.dashboard is None:  # built on first use: a template without a dashboard deploys as before
-                from .dashboard import Dashboard
-
-                self.dashboard = Dashboard(self)
-            return self.dashboard.handle(request, parts[1:])
-        if parts == ["outputs"] and method == "GET":
-            return json_response(self.outputs)
-        if parts == ["iam"] and method == "GET":
-            return json_response(self.iam.status())
-        if parts == ["sagemaker", "faults"]:
-            if method == "POST":
-                try:
-                    self.set_model_fault(error=body.get("error", "ThrottlingException"),
-                                         count=int(body.get("count", 1)), endpoint=body.get("endpoint", "*"),
-                                         message=body.get("message"))
-                except ValueError as exc:
-                    return json_response({"error": str(exc)}, 400)
-                return json_response({"faults": self.sagemaker.faults()})
-            if method == "DELETE":
-                self.clear_model_faults()
-                return json_response({"faults": []})
-            if method == "GET":
-                return json_response({"faults": self.sagemaker.faults()})
-        if parts == ["faults"]:
-            if method == "POST":
-                params = {k: v for k, v in body.items() if k not in ("name", "count")}
-                try:
-                    self.inject_fault(body.get("name", ""), int(body.get("count", 1)), **params)
-                except ValueError as exc:
-                    return json_response({"error": str(exc)}, 400)
-            elif method == "DELETE":
-                self.clear_faults()
-            return json_response({"faults": self.faults.armed(), "hits": self.faults.history[-50:]})
-        if parts == ["schedules"] and method == "GET":
-            return json_response(self.status().get("schedules", {}))
-        if len(parts) == 3 and parts[0] == "schedules" and parts[2] == "run" and method == "POST":
-            try:
-                return json_response({"rule": parts[1], "result": self.run_schedule(parts[1])})
-            except FunctionError as exc:
-                return json_response({"rule": parts[1], "error": exc.payload}, 500)
-        if parts == ["wait-idle"] and method == "POST":
-            return json_response({"idle": self.wait_idle(float(body.get("timeout", 60)))})
-        if len(parts) == 3 and parts[0] == "functions" and parts[2] == "invoke" and method == "POST":
-            result = self.invoke_raw(parts[1], request.get_data() or b"{}")
-            return Response(result.payload, status=200 if result.ok else 500, content_type="application/json")
-        return json_response({"error": f"no control route {method} {request.path}"}, 404)

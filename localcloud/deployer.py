@@ -13,7 +13,6 @@ import logging
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from .intrinsics import Resolver, TemplateError, pseudo_parameters, references
 from .lambdahost import FunctionSpec
 from .naming import physical_name
 from .sagemaker import Variant
+from .specs import HttpApiInfo, IntegrationInfo, MappingInfo, Resource, RouteInfo, RuleInfo
 
 log = logging.getLogger("localcloud.deploy")
 
@@ -41,68 +41,6 @@ SKIPPED_TYPES = {
     "AWS::ApiGatewayV2::Authorizer", "AWS::CloudWatch::CompositeAlarm", "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy", "AWS::XRay::Group", "AWS::XRay::SamplingRule",
 }
-
-
-@dataclass
-class Resource:
-    logical_id: str
-    type: str
-    definition: dict
-    status: str = "pending"            # created | skipped | disabled (condition false)
-    ref: Any = None
-    attributes: dict[str, Any] = field(default_factory=dict)
-    note: str = ""
-
-
-@dataclass
-class MappingInfo:
-    logical_id: str
-    uuid: str
-    function_name: str
-    event_source_arn: str
-    properties: dict[str, Any]         # resolved template properties (what moto may not keep)
-
-
-@dataclass
-class RuleInfo:
-    logical_id: str
-    name: str
-    arn: str
-    schedule: str | None
-    event_pattern: Any
-    enabled: bool
-    targets: list[dict]
-
-
-@dataclass
-class RouteInfo:
-    logical_id: str
-    api_id: str
-    route_key: str
-    integration_id: str | None
-    authorization_type: str
-
-
-@dataclass
-class IntegrationInfo:
-    logical_id: str
-    api_id: str
-    integration_id: str
-    integration_type: str
-    uri: str
-    payload_format_version: str
-    timeout_ms: int
-
-
-@dataclass
-class HttpApiInfo:
-    logical_id: str
-    api_id: str
-    name: str
-    protocol: str
-    stage: str = "$default"
-    routes: list[RouteInfo] = field(default_factory=list)
-    integrations: dict[str, IntegrationInfo] = field(default_factory=dict)
 
 
 class Deployer:

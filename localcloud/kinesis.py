@@ -32,8 +32,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import mototools
-from .deployer import MappingInfo
 from .lambdahost import InvokeResult, LambdaHost
+from .specs import MappingInfo
 
 log = logging.getLogger("localcloud.kinesis")
 
