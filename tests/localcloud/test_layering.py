@@ -1,13 +1,14 @@
 """The local cloud's layers (issue 14): the runtime emulators run from the records in localcloud/specs.py and never
-import the deployer (which fills those records) or the LocalCloud that wires them together; only the wiring and the
-command line import the deployer. Read from the source, so no import order hides a dependency."""
+import the deployer (which fills those records, with its provisioners) or the LocalCloud that wires them together;
+only the wiring and the command line import the deployer. Read from the source, so no import order hides a
+dependency."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "localcloud"
-WIRING = {"cloud.py", "__main__.py", "__init__.py", "deployer.py"}
+NOT_EMULATORS = {"cloud.py", "__main__.py", "__init__.py", "deployer.py", "provisioners.py"}  # wiring and deploying
 # modules that import the LocalCloud type for annotations only (they are given the cloud they drive)
 CLOUD_USERS = {"control.py"}
 
@@ -30,7 +31,7 @@ def _local_imports(path: Path) -> dict[str, bool]:
 def test_no_runtime_emulator_imports_the_deployer_or_the_cloud():
     offenders = {}
     for path in sorted(PACKAGE.glob("*.py")):
-        if path.name in WIRING:
+        if path.name in NOT_EMULATORS:
             continue
         imports = _local_imports(path)
         bad = {name for name in ("deployer", "cloud") if name in imports}
