@@ -170,9 +170,14 @@ class LocalCloud:
             mototools.reset()
         self._session = boto3.session.Session(aws_access_key_id="localcloud", aws_secret_access_key="localcloud",
                                               region_name=self.region)
-        self.gateway = Gateway(control=ControlApi(self))
-        self.gateway.other_hosts = lambda: [c.lambda_host for c in list(LocalCloud._active)
-                                            if c is not self and c.lambda_host is not None]
+        self.sagemaker = SageMakerRuntime(s3_get=self._s3_get, work_dir=self.state_dir, region=self.region,
+                                          account_id=self.account_id,
+                                          on_invocation=self.service_metrics.model_invocation)
+        self.gateway = Gateway(
+            sagemaker=self.sagemaker, control=ControlApi(self), iam=self.iam,
+            sagemaker_control=UpdateEndpointHandler(self.sagemaker, lambda: self.client("sagemaker")),
+            other_hosts=lambda: [c.lambda_host for c in list(LocalCloud._active)
+                                 if c is not self and c.lambda_host is not None])
         verifier = SigV4Verifier(self.api_credentials, region=self.region, account_id=self.account_id) \
             if self.require_sigv4 else None
         self.http_api = HttpApiServer(None, None, region=self.region, account_id=self.account_id, verifier=verifier)
@@ -184,19 +189,14 @@ class LocalCloud:
         empty_config.write_text("")
         self.lambda_host = LambdaHost(endpoint_url=self.endpoint_url, log_dir=self.log_dir, region=self.region,
                                       account_id=self.account_id, workers_per_function=self.workers_per_function,
-                                      init_timeout=self.init_timeout, aws_config_file=empty_config)
-        self.sagemaker = SageMakerRuntime(s3_get=self._s3_get, work_dir=self.state_dir, region=self.region,
-                                          account_id=self.account_id)
-        self.lambda_host.on_result = self.service_metrics.lambda_invocation
-        self.sagemaker.on_invocation = self.service_metrics.model_invocation
-        self.gateway.lambda_host = self.lambda_host
-        self.gateway.iam = self.iam
-        self.lambda_host.role_credentials = lambda spec: self._role_keys(spec.role_arn, spec.name)
+                                      init_timeout=self.init_timeout, aws_config_file=empty_config,
+                                      on_result=self.service_metrics.lambda_invocation,
+                                      role_credentials=lambda spec: self._role_keys(spec.role_arn, spec.name))
         mototools.role_credentials = LocalCloud._state_machine_keys
-        self.gateway.sagemaker = self.sagemaker
-        self.gateway.sagemaker_control = UpdateEndpointHandler(self.sagemaker, lambda: self.client("sagemaker"))
+        # The Lambda host needs the gateway's port (its functions' AWS endpoint) and the gateway and the HTTP API need
+        # the host: those two links are made once the gateway listens.
+        self.gateway.lambda_host = self.http_api.host = self.lambda_host
         self.faults = self.gateway.faults = Faults(self.lambda_host, self.sagemaker)
-        self.http_api.host = self.lambda_host
         atexit.register(self.stop)
         log.info("local cloud for %s: AWS endpoint %s, HTTP API %s", self.stack.stack_name, self.endpoint_url,
                  self.api_url)
