@@ -261,7 +261,7 @@ class ShardPoller:
             last = self.host.invoke(self.mapping.function_name, self.event(pending))
             self.batches += 1
             if last.ok:
-                failed_index = self._failed_index(last, pending, config)
+                failed_index = _failed_index(last, pending, config)
                 if failed_index is None:
                     self.records_delivered += len(pending)
                     return
@@ -281,65 +281,70 @@ class ShardPoller:
                 return
             self.stop_event.wait(min(self.retry_cap, self.retry_base * 2 ** (attempts - 1)))
 
-    @staticmethod
-    def _failed_index(result: InvokeResult, pending: list[dict], config: MappingConfig) -> int | None:
-        """None when the whole batch succeeded, else the index to resume from."""
-        if not config.report_item_failures:
-            return None
-        try:
-            body = result.json()
-        except ValueError:
-            return None
-        if not isinstance(body, dict) or not body.get("batchItemFailures"):
-            return None
-        positions = {r["SequenceNumber"]: i for i, r in enumerate(pending)}
-        indexes = []
-        for failure in body["batchItemFailures"]:
-            identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
-            if not identifier or str(identifier) not in positions:
-                return 0  # an invalid response fails the whole batch
-            indexes.append(positions[str(identifier)])
-        return min(indexes)
-
-    def on_failure_record(self, records: list[dict], condition: str, last: InvokeResult | None,
-                          attempts: int) -> dict:
-        spec = self.host.spec(self.mapping.function_name)
-        return {
-            "requestContext": {"requestId": last.request_id if last else str(uuid.uuid4()),
-                               "functionArn": spec.arn, "condition": condition,
-                               "approximateInvokeCount": max(attempts, 1) if last else 0},
-            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
-                                "functionError": (last.function_error or "") if last else ""},
-            "version": "1.0",
-            "timestamp": _iso(time.time()),
-            "KinesisBatchInfo": {
-                "shardId": self.shard_id,
-                "startSequenceNumber": records[0]["SequenceNumber"],
-                "endSequenceNumber": records[-1]["SequenceNumber"],
-                "approximateArrivalOfFirstRecord": _iso(records[0]["ApproximateArrivalTimestamp"].timestamp()),
-                "approximateArrivalOfLastRecord": _iso(records[-1]["ApproximateArrivalTimestamp"].timestamp()),
-                "batchSize": len(records),
-                "streamArn": self.mapping.event_source_arn}}
-
     def _on_failure(self, records: list[dict], config: MappingConfig, condition: str, last: InvokeResult | None,
                     attempts: int) -> None:
         self.records_failed += len(records)
-        record = self.on_failure_record(records, condition, last, attempts)
+        record = on_failure_record(records, condition, last, attempts, shard_id=self.shard_id,
+                                   function_arn=self.host.spec(self.mapping.function_name).arn,
+                                   stream_arn=self.mapping.event_source_arn)
         destination = config.on_failure
         log.info("%s: %d records (%s..%s) discarded: %s", self.mapping.logical_id, len(records),
                  records[0]["SequenceNumber"], records[-1]["SequenceNumber"], condition)
-        if not destination:
-            return
-        body = json.dumps(record)
-        if ":sqs:" in destination:
-            sqs = self.clients["sqs"]
-            url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[1])["QueueUrl"]
-            sqs.send_message(QueueUrl=url, MessageBody=body)
-        elif ":sns:" in destination:
-            self.clients["sns"].publish(TopicArn=destination, Message=body)
-        else:
-            log.warning("%s: on-failure destination %s is not supported locally", self.mapping.logical_id,
-                        destination)
+        if destination:
+            _send_on_failure(self.clients, destination, json.dumps(record), self.mapping.logical_id)
+
+
+def _failed_index(result: InvokeResult, pending: list[dict], config: MappingConfig) -> int | None:
+    """None when the whole batch succeeded, else the index to resume from (ReportBatchItemFailures)."""
+    if not config.report_item_failures:
+        return None
+    try:
+        body = result.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not body.get("batchItemFailures"):
+        return None
+    positions = {r["SequenceNumber"]: i for i, r in enumerate(pending)}
+    indexes = []
+    for failure in body["batchItemFailures"]:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not identifier or str(identifier) not in positions:
+            return 0  # an invalid response fails the whole batch
+        indexes.append(positions[str(identifier)])
+    return min(indexes)
+
+
+def on_failure_record(records: list[dict], condition: str, last: InvokeResult | None, attempts: int, *,
+                      shard_id: str, function_arn: str, stream_arn: str) -> dict:
+    """What Lambda sends to a Kinesis mapping's on-failure destination for records it discards."""
+    return {
+        "requestContext": {"requestId": last.request_id if last else str(uuid.uuid4()),
+                           "functionArn": function_arn, "condition": condition,
+                           "approximateInvokeCount": max(attempts, 1) if last else 0},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                            "functionError": (last.function_error or "") if last else ""},
+        "version": "1.0",
+        "timestamp": _iso(time.time()),
+        "KinesisBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": records[0]["SequenceNumber"],
+            "endSequenceNumber": records[-1]["SequenceNumber"],
+            "approximateArrivalOfFirstRecord": _iso(records[0]["ApproximateArrivalTimestamp"].timestamp()),
+            "approximateArrivalOfLastRecord": _iso(records[-1]["ApproximateArrivalTimestamp"].timestamp()),
+            "batchSize": len(records),
+            "streamArn": stream_arn}}
+
+
+def _send_on_failure(clients: dict[str, Any], destination: str, body: str, logical_id: str) -> None:
+    """To the SQS queue or SNS topic of DestinationConfig.OnFailure."""
+    if ":sqs:" in destination:
+        sqs = clients["sqs"]
+        url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[1])["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    elif ":sns:" in destination:
+        clients["sns"].publish(TopicArn=destination, Message=body)
+    else:
+        log.warning("%s: on-failure destination %s is not supported locally", logical_id, destination)
 
 
 class KinesisPollers:
