@@ -227,6 +227,23 @@ class LocalCloud:
                             api_url=self.api_url)
         deployer.deploy()
         self.deployer = deployer
+        self._register(deployer)
+        self._start_event_sources(deployer)
+        self._start_metrics(deployer)
+        self.outputs = dict(deployer.outputs)
+        self.resources = {lid: r.ref for lid, r in deployer.resources.items() if r.status in ("created", "skipped")}
+        if self.prewarm:
+            self.lambda_host.prewarm()
+        self._deployed = True
+        self.deploy_seconds = time.perf_counter() - started
+        self._write_state_file()
+        self.http_api.ready = True
+        log.info("deployed %s in %.1f s: %d resources created, %d skipped", self.stack.stack_name,
+                 self.deploy_seconds, sum(r.status == "created" for r in deployer.resources.values()),
+                 len(deployer.skipped))
+
+    def _register(self, deployer: Deployer) -> None:
+        """The deployed roles, functions, endpoints and HTTP API, to the emulators that serve them."""
         self.iam.load(deployer)
         for spec in deployer.functions.values():
             self.lambda_host.register(spec)
@@ -237,6 +254,9 @@ class LocalCloud:
             log.warning("%d HTTP APIs in the template; serving %s only", len(apis), apis[0].logical_id)
         if apis:
             self.http_api.configure(apis[0])
+
+    def _start_event_sources(self, deployer: Deployer) -> None:
+        """The Kinesis pollers of the event source mappings and the schedules of the rules."""
         clients = {name: self.client(name) for name in ("kinesis", "lambda", "sqs", "sns", "stepfunctions")}
         self.pollers = KinesisPollers(self.lambda_host, clients, self.region, role_clients=self._poller_clients,
                                       **self.poller_options)
@@ -245,6 +265,8 @@ class LocalCloud:
                                    account_id=self.account_id, time_scale=self.time_scale,
                                    enabled=self.run_schedules)
         self.scheduler.start()
+
+    def _start_metrics(self, deployer: Deployer) -> None:
         # CloudWatch Logs turns the functions' EMF log lines into metrics in AWS: here a thread does
         created = [r for r in deployer.resources.values() if r.status == "created"]
         queues = [r.ref for r in created if r.type == "AWS::SQS::Queue"]
@@ -257,17 +279,6 @@ class LocalCloud:
         self.emf = EmfShipper([self.log_dir / f"{spec.logical_id}.log" for spec in deployer.functions.values()],
                               self.client("cloudwatch"), service=self.service_metrics, sample=sample)
         self.emf.start()
-        self.outputs = dict(deployer.outputs)
-        self.resources = {lid: r.ref for lid, r in deployer.resources.items() if r.status in ("created", "skipped")}
-        if self.prewarm:
-            self.lambda_host.prewarm()
-        self._deployed = True
-        self.deploy_seconds = time.perf_counter() - started
-        self._write_state_file()
-        self.http_api.ready = True
-        log.info("deployed %s in %.1f s: %d resources created, %d skipped", self.stack.stack_name,
-                 self.deploy_seconds, sum(r.status == "created" for r in deployer.resources.values()),
-                 len(deployer.skipped))
 
     def stop(self) -> None:
         """Stop threads, workers and servers. Safe to call twice."""
@@ -324,19 +335,11 @@ class LocalCloud:
     def evaluate_alarm(self, alarm: str, now: float | None = None) -> dict:
         """Evaluate a CloudWatch alarm (logical id, name or name prefix) against the published metrics and record
         its state (moto never evaluates alarms; localcloud/alarms.py)."""
-        from .alarms import evaluate_alarm
+        from .alarms import evaluate_alarm, find_alarm
 
         self._require_deployed()
-        name = self.resources.get(alarm, alarm)
         cloudwatch = self.client("cloudwatch")
-        names = [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix=name)["MetricAlarms"]]
-        if name not in names:
-            candidates = [n for n in names if n.startswith(name)] or [
-                n for n in (a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"]) if alarm in n]
-            if len(candidates) != 1:
-                raise LocalCloudError(f"alarm {alarm!r}: {len(candidates)} alarms match ({candidates[:5]})")
-            name = candidates[0]
-        return evaluate_alarm(cloudwatch, name, now)
+        return evaluate_alarm(cloudwatch, find_alarm(cloudwatch, alarm, self.resources.get(alarm, alarm)), now)
 
     def set_model_fault(self, error: str = "ThrottlingException", count: int = 1, endpoint: str = "*",
                         message: str | None = None) -> None:
