@@ -241,13 +241,7 @@ class Config:
                                   default="realtime-inference"),
             metrics_namespace=r.string("metricsNamespace", pattern=_NAMESPACE_RE, default="RealtimeInference"),
             functions=_functions(reader, functions_raw),
-            api_throttle=ApiThrottle(
-                rate_limit=reader.nested_integer("apiThrottle", throttle_raw, "rateLimit", 200, 1, 100_000),
-                burst_limit=reader.nested_integer("apiThrottle", throttle_raw, "burstLimit", 400, 1, 100_000),
-                predict_rate_limit=reader.nested_integer("apiThrottle", throttle_raw, "predictRateLimit", 10, 1,
-                                                         100_000),
-                predict_burst_limit=reader.nested_integer("apiThrottle", throttle_raw, "predictBurstLimit", 5, 1,
-                                                          100_000)),
+            api_throttle=_api_throttle(reader, throttle_raw),
             table_capacity=_table_capacity(reader, capacity_raw),
             removal_policy=r.choice("removalPolicy", ("retain", "destroy"), cast=lambda v: str(v).lower(),
                                     default="retain"),
@@ -461,6 +455,14 @@ def _endpoint(r: _Reader, raw: Mapping) -> EndpointSettings:
         instance_type=instance_type,
         instance_count=r.nested_integer("endpoint", raw, "instanceCount", 1, 1, 100),
         data_capture_percent=capture)
+
+
+def _api_throttle(r: _Reader, raw: Mapping) -> ApiThrottle:
+    return ApiThrottle(
+        rate_limit=r.nested_integer("apiThrottle", raw, "rateLimit", 200, 1, 100_000),
+        burst_limit=r.nested_integer("apiThrottle", raw, "burstLimit", 400, 1, 100_000),
+        predict_rate_limit=r.nested_integer("apiThrottle", raw, "predictRateLimit", 10, 1, 100_000),
+        predict_burst_limit=r.nested_integer("apiThrottle", raw, "predictBurstLimit", 5, 1, 100_000))
 
 
 def _table_capacity(r: _Reader, raw: Mapping) -> TableCapacity:

@@ -39,6 +39,11 @@ class ModelEndpoints:
         self._models()
 
     def _models(self) -> None:
+        images = self._role_and_images()
+        self._endpoints(self._variant_models(images))
+
+    def _role_and_images(self) -> dict[str, str]:
+        """The SageMaker execution role and the container image URI of each model kind the variants use."""
         cfg = self.cfg
         kinds = list(dict.fromkeys(v.kind for v in cfg.variants))
         # Container image per kind and region: <registry account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>
@@ -78,7 +83,11 @@ class ModelEndpoints:
         self.model_role.add_to_policy(iam.PolicyStatement(
             sid="ReadPromotedModels", actions=["s3:GetObject"],
             resources=[self.artifacts_bucket.arn_for_objects("models/*")]))
+        return images
 
+    def _variant_models(self, images: dict[str, str]) -> dict[str, sagemaker.CfnModel]:
+        """The model of each variant's name."""
+        cfg = self.cfg
         # One CfnModel per distinct (kind, artifact): "Model" for the stack's default kind and artifact,
         # "Model<Variant>" for a variant of another kind or with its own artifact (A/B tests).
         self.model_assets: dict[str, s3_assets.Asset] = {}
@@ -109,8 +118,7 @@ class ModelEndpoints:
                 self.models[key] = model
             variant_models[variant.name] = self.models[key]
         self.model_asset = self.model_assets[cfg.artifact_of(cfg.variants[0])]
-
-        self._endpoints(variant_models)
+        return variant_models
 
     def _endpoints(self, variant_models: dict[str, sagemaker.CfnModel]) -> None:
         """instance mode: one real-time endpoint, the variants are its production variants (invoke_model sends

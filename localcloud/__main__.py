@@ -176,9 +176,52 @@ def summary(status: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "up":
+        return _up(args)
+    if args.command == "run-schedule":
+        return _print(*_call(args, "POST", f"schedules/{args.rule}/run"))
+    if args.command == "status":
+        status, body = _call(args, "GET", "status")
+        if args.details or status >= 400:
+            return _print(status, body)
+        print(summary(body))
+        return 0
+    if args.command == "fault":
+        if args.name == "sagemaker-error":
+            return _print(*_call(args, "POST", "sagemaker/faults", {
+                "error": args.error or "ThrottlingException", "count": args.count, "endpoint": args.endpoint or "*"}))
+        params = {k: getattr(args, k) for k in ("table", "function", "key_prefix", "operation", "seconds")
+                  if getattr(args, k) is not None}
+        return _print(*_call(args, "POST", "faults", {"name": args.name, "count": args.count, **params}))
+    if args.command == "clear-faults":
+        return _print(*_call(args, "DELETE", "faults"))
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_up(sub)
+    helps = {"run-schedule": "fire a schedule now", "status": "what runs and what ran (one screen; --details)",
+             "fault": "make the next SageMaker invocations fail", "clear-faults": "remove the injected faults"}
+    for name in ("run-schedule", "status", "fault", "clear-faults"):
+        command = sub.add_parser(name, help=helps[name])
+        command.add_argument("--endpoint-url", default=None)
+        command.add_argument("--timeout", type=float, default=900)
+        if name == "run-schedule":
+            command.add_argument("rule")
+        if name == "status":
+            command.add_argument("--details", action="store_true", help="the whole status as JSON")
+        if name == "fault":
+            _add_fault_arguments(command)
+    for command in sub.choices.values():
+        command.add_argument("--state-dir", default=".localcloud")
+    return parser
+
+
+def _add_up(sub) -> None:
     up = sub.add_parser("up", help="start, deploy cdk.out and serve until Ctrl-C")
     up.add_argument("--cdk-out", default="cdk.out")
     up.add_argument("--stack", default=None)
@@ -200,58 +243,27 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--iam", choices=("enforce", "report", "off"), default=None,
                     help="check every AWS call of a function against its role's policies: enforce (AccessDenied, the "
                          "default, or LOCALCLOUD_IAM), report (log would-be denials) or off")
-    helps = {"run-schedule": "fire a schedule now", "status": "what runs and what ran (one screen; --details)",
-             "fault": "make the next SageMaker invocations fail", "clear-faults": "remove the injected faults"}
-    for name in ("run-schedule", "status", "fault", "clear-faults"):
-        command = sub.add_parser(name, help=helps[name])
-        command.add_argument("--endpoint-url", default=None)
-        command.add_argument("--timeout", type=float, default=900)
-        if name == "run-schedule":
-            command.add_argument("rule")
-        if name == "status":
-            command.add_argument("--details", action="store_true", help="the whole status as JSON")
-        if name == "fault":
-            from .faults import KINDS, catalogue
 
-            command.description = "Arm a fault for the next --count calls it matches (localcloud/faults.py)."
-            command.epilog = "faults:\n" + catalogue()
-            command.formatter_class = argparse.RawDescriptionHelpFormatter
-            command.add_argument("name", nargs="?", default="sagemaker-error", choices=list(KINDS),
-                                 metavar="NAME", help="a fault name (below); default sagemaker-error")
-            command.add_argument("--count", type=int, default=1, help="matching calls to hit (default 1)")
-            command.add_argument("--error", default=None, help="sagemaker-error: the error code "
-                                 "(default ThrottlingException)")
-            command.add_argument("--endpoint", default=None, help="sagemaker-error: one endpoint (default all)")
-            command.add_argument("--table", default=None, help="only calls naming a table that contains this")
-            command.add_argument("--function", default=None,
-                                 help="only calls made by this function (logical id prefix, e.g. ProcessStream)")
-            command.add_argument("--key-prefix", default=None, help="only items (pk) or S3 keys with this prefix")
-            command.add_argument("--operation", default=None, help="only this operation (e.g. GetObject)")
-            command.add_argument("--seconds", type=float, default=None, help="sagemaker-timeout, stream-timeout: "
-                                 "how long the call is held")
-    for command in sub.choices.values():
-        command.add_argument("--state-dir", default=".localcloud")
-    args = parser.parse_args(argv)
-    if args.command == "up":
-        return _up(args)
-    if args.command == "run-schedule":
-        return _print(*_call(args, "POST", f"schedules/{args.rule}/run"))
-    if args.command == "status":
-        status, body = _call(args, "GET", "status")
-        if args.details or status >= 400:
-            return _print(status, body)
-        print(summary(body))
-        return 0
-    if args.command == "fault":
-        if args.name == "sagemaker-error":
-            return _print(*_call(args, "POST", "sagemaker/faults", {
-                "error": args.error or "ThrottlingException", "count": args.count, "endpoint": args.endpoint or "*"}))
-        params = {k: getattr(args, k) for k in ("table", "function", "key_prefix", "operation", "seconds")
-                  if getattr(args, k) is not None}
-        return _print(*_call(args, "POST", "faults", {"name": args.name, "count": args.count, **params}))
-    if args.command == "clear-faults":
-        return _print(*_call(args, "DELETE", "faults"))
-    return 2
+
+def _add_fault_arguments(command: argparse.ArgumentParser) -> None:
+    from .faults import KINDS, catalogue
+
+    command.description = "Arm a fault for the next --count calls it matches (localcloud/faults.py)."
+    command.epilog = "faults:\n" + catalogue()
+    command.formatter_class = argparse.RawDescriptionHelpFormatter
+    command.add_argument("name", nargs="?", default="sagemaker-error", choices=list(KINDS),
+                         metavar="NAME", help="a fault name (below); default sagemaker-error")
+    command.add_argument("--count", type=int, default=1, help="matching calls to hit (default 1)")
+    command.add_argument("--error", default=None, help="sagemaker-error: the error code "
+                         "(default ThrottlingException)")
+    command.add_argument("--endpoint", default=None, help="sagemaker-error: one endpoint (default all)")
+    command.add_argument("--table", default=None, help="only calls naming a table that contains this")
+    command.add_argument("--function", default=None,
+                         help="only calls made by this function (logical id prefix, e.g. ProcessStream)")
+    command.add_argument("--key-prefix", default=None, help="only items (pk) or S3 keys with this prefix")
+    command.add_argument("--operation", default=None, help="only this operation (e.g. GetObject)")
+    command.add_argument("--seconds", type=float, default=None, help="sagemaker-timeout, stream-timeout: "
+                         "how long the call is held")
 
 
 if __name__ == "__main__":

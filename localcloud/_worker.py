@@ -111,6 +111,28 @@ def main(conn) -> None:
         config = conn.recv()
     except (EOFError, OSError):
         return
+    _enter_sandbox(config)
+    init_started = time.time()
+    handler = _init(conn, config["handler"])
+    if handler is None:
+        return
+    init_ms = (time.time() - init_started) * 1000
+    conn.send(("ready", None))
+
+    first = True
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        _invoke(conn, handler, message, init_ms if first else None)
+        first = False
+
+
+def _enter_sandbox(config: dict) -> None:
+    """The function's code directory as import root and working directory, and the runtime's root log handler."""
     code_dir = config["code_dir"]
     sys.path[:] = [code_dir, *config.get("extra_paths", [])] + [p for p in sys.path if _runtime_path(p)]
     sys.dont_write_bytecode = True  # /var/task is read-only in Lambda; leave cdk.out untouched
@@ -124,64 +146,59 @@ def main(conn) -> None:
                                                 "%Y-%m-%dT%H:%M:%S"))
     logging.getLogger().addHandler(root_handler)
 
-    init_started = time.time()
+
+def _init(conn, handler_name: str):
+    """The handler, or None after sending the init error to the parent."""
     try:
-        handler = _load_handler(config["handler"])
+        return _load_handler(handler_name)
     except _InitError as exc:
         payload = _error_payload(exc, error_type=exc.error_type)
         print(f"[ERROR] {exc.error_type}: {exc}", flush=True)
         conn.send(("init_error", json.dumps(payload).encode()))
-        return
+        return None
     except BaseException as exc:  # noqa: BLE001 - the handler module raised while importing
         payload = _error_payload(exc)
         print(f"[ERROR] {type(exc).__name__}: {exc}\n{traceback.format_exc()}", flush=True)
         conn.send(("init_error", json.dumps(payload).encode()))
-        return
-    init_ms = (time.time() - init_started) * 1000
-    conn.send(("ready", None))
+        return None
 
-    first = True
-    while True:
+
+def _invoke(conn, handler, message: tuple, init_ms: float | None) -> None:
+    """One invocation: its result or error to the parent, START/END/REPORT lines to the log (Init Duration on the
+    first, ``init_ms`` given)."""
+    request_id, payload, deadline_ms, invoked_arn = message
+    os.environ["_X_AMZN_TRACE_ID"] = f"Root=1-{int(time.time()):08x}-{request_id.replace('-', '')[:24]};Sampled=0"
+    print(f"START RequestId: {request_id} Version: $LATEST")
+    started = time.perf_counter()
+    context = LambdaContext(request_id, deadline_ms, invoked_arn)
+    try:
+        event = json.loads(payload) if payload else {}
+        result = handler(event, context)
         try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        request_id, payload, deadline_ms, invoked_arn = message
-        os.environ["_X_AMZN_TRACE_ID"] = f"Root=1-{int(time.time()):08x}-{request_id.replace('-', '')[:24]};Sampled=0"
-        print(f"START RequestId: {request_id} Version: $LATEST")
-        started = time.perf_counter()
-        context = LambdaContext(request_id, deadline_ms, invoked_arn)
-        try:
-            event = json.loads(payload) if payload else {}
-            result = handler(event, context)
-            try:
-                body = json.dumps(result, default=_decimal_serializer).encode()
-            except (TypeError, ValueError) as exc:
-                error = _error_payload(exc, request_id, "Runtime.MarshalError", f"Unable to marshal response: {exc}")
-                error["stackTrace"] = []
-                conn.send(("error", json.dumps(error).encode()))
-            else:
-                conn.send(("ok", body))
-        except Exception as exc:  # noqa: BLE001 - the handler's error is the invocation's result
-            error = _error_payload(exc, request_id)
-            print(f"[ERROR] {error['errorType']}: {error['errorMessage']}\n{traceback.format_exc()}", end="")
+            body = json.dumps(result, default=_decimal_serializer).encode()
+        except (TypeError, ValueError) as exc:
+            error = _error_payload(exc, request_id, "Runtime.MarshalError", f"Unable to marshal response: {exc}")
+            error["stackTrace"] = []
             conn.send(("error", json.dumps(error).encode()))
-        except BaseException as exc:  # noqa: BLE001 - SystemExit and friends end the sandbox, as in Lambda
-            error = {"errorMessage": f"RequestId: {request_id} Error: Runtime exited: {type(exc).__name__}"
-                                     f" {exc}".rstrip(), "errorType": "Runtime.ExitError"}
-            conn.send(("error", json.dumps(error).encode()))
-            conn.close()
-            os._exit(1)
-        duration = (time.perf_counter() - started) * 1000
-        max_memory = _max_memory_mb()
-        print(f"END RequestId: {request_id}")
-        init = f"\tInit Duration: {init_ms:.2f} ms" if first else ""
-        print(f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tBilled Duration: "
-              f"{max(1, int(duration + 0.999))} ms\tMemory Size: {os.environ.get('AWS_LAMBDA_FUNCTION_MEMORY_SIZE')}"
-              f" MB\tMax Memory Used: {max_memory} MB{init}")
-        first = False
+        else:
+            conn.send(("ok", body))
+    except Exception as exc:  # noqa: BLE001 - the handler's error is the invocation's result
+        error = _error_payload(exc, request_id)
+        print(f"[ERROR] {error['errorType']}: {error['errorMessage']}\n{traceback.format_exc()}", end="")
+        conn.send(("error", json.dumps(error).encode()))
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and friends end the sandbox, as in Lambda
+        error = {"errorMessage": f"RequestId: {request_id} Error: Runtime exited: {type(exc).__name__}"
+                                 f" {exc}".rstrip(), "errorType": "Runtime.ExitError"}
+        conn.send(("error", json.dumps(error).encode()))
+        conn.close()
+        os._exit(1)
+    duration = (time.perf_counter() - started) * 1000
+    max_memory = _max_memory_mb()
+    print(f"END RequestId: {request_id}")
+    init = f"\tInit Duration: {init_ms:.2f} ms" if init_ms is not None else ""
+    print(f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tBilled Duration: "
+          f"{max(1, int(duration + 0.999))} ms\tMemory Size: {os.environ.get('AWS_LAMBDA_FUNCTION_MEMORY_SIZE')}"
+          f" MB\tMax Memory Used: {max_memory} MB{init}")
 
 
 if __name__ == "__main__":

@@ -18,12 +18,27 @@ import json
 import time
 from datetime import datetime, timedelta, timezone
 
+from .errors import LocalCloudError
+
 COMPARE = {
     "GreaterThanThreshold": lambda v, t: v > t,
     "GreaterThanOrEqualToThreshold": lambda v, t: v >= t,
     "LessThanThreshold": lambda v, t: v < t,
     "LessThanOrEqualToThreshold": lambda v, t: v <= t,
 }
+
+
+def find_alarm(cloudwatch, alarm: str, name: str) -> str:
+    """The name of the one alarm ``alarm`` means: ``name`` (its physical name when ``alarm`` is a logical id) if an
+    alarm has it, else the one alarm whose name starts with ``name`` or contains ``alarm``."""
+    names = [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix=name)["MetricAlarms"]]
+    if name in names:
+        return name
+    candidates = [n for n in names if n.startswith(name)] or [
+        n for n in (a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"]) if alarm in n]
+    if len(candidates) != 1:
+        raise LocalCloudError(f"alarm {alarm!r}: {len(candidates)} alarms match ({candidates[:5]})")
+    return candidates[0]
 
 
 def evaluate_alarm(cloudwatch, alarm_name: str, now: float | None = None) -> dict:

@@ -21,7 +21,6 @@ import atexit
 import json
 import logging
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,20 +28,22 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from werkzeug.wrappers import Request, Response
 
 from . import mototools
 from .assembly import CloudAssembly, StackArtifact
+from .control import ControlApi
 from .deployer import Deployer
-from .errors import FunctionError, LocalCloudError
+from .endpoint_update import UpdateEndpointHandler
+from .errors import LocalCloudError
 from .faults import Faults
-from .gateway import Gateway, json_response
+from .gateway import Gateway
 from .httpapi import HttpApiServer
 from .iam import Iam
 from .kinesis import KinesisPollers
 from .lambdahost import InvokeResult, LambdaHost
+from .logsetup import CloudLogging
 from .metrics import EmfShipper, ServiceMetrics
-from .sagemaker import SageMakerRuntime, _SageMakerError
+from .sagemaker import SageMakerRuntime
 
 if TYPE_CHECKING:
     from .dashboard import Dashboard
@@ -52,22 +53,6 @@ from .sigv4 import LOCAL_CREDENTIALS, SigV4Verifier
 log = logging.getLogger("localcloud")
 
 STATE_FILE = "localcloud.json"
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time (pytest swaps it)."""
-
-    def __init__(self, level: int):
-        super().__init__()
-        self.setLevel(level)
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
 
 
 class LocalCloud:
@@ -119,8 +104,7 @@ class LocalCloud:
         self._clients: dict[str, Any] = {}
         self._started = False
         self._deployed = False
-        self._log_handlers: list[logging.Handler] = []
-        self._saved_logger_state: dict[str, tuple] = {}
+        self._logging = CloudLogging(self.log_dir)
 
     # -- context manager ----------------------------------------------------------------------------------------
     def __enter__(self) -> "LocalCloud":
@@ -180,15 +164,20 @@ class LocalCloud:
     def _start(self) -> None:
         self.stack = CloudAssembly(self.cdk_out).stack(self.stack_name)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._setup_logging()
+        self._logging.install()
         mototools.configure()
         if self._first_in_process:
             mototools.reset()
         self._session = boto3.session.Session(aws_access_key_id="localcloud", aws_secret_access_key="localcloud",
                                               region_name=self.region)
-        self.gateway = Gateway(control=self._control)
-        self.gateway.other_hosts = lambda: [c.lambda_host for c in list(LocalCloud._active)
-                                            if c is not self and c.lambda_host is not None]
+        self.sagemaker = SageMakerRuntime(s3_get=self._s3_get, work_dir=self.state_dir, region=self.region,
+                                          account_id=self.account_id,
+                                          on_invocation=self.service_metrics.model_invocation)
+        self.gateway = Gateway(
+            sagemaker=self.sagemaker, control=ControlApi(self), iam=self.iam,
+            sagemaker_control=UpdateEndpointHandler(self.sagemaker, lambda: self.client("sagemaker")),
+            other_hosts=lambda: [c.lambda_host for c in list(LocalCloud._active)
+                                 if c is not self and c.lambda_host is not None])
         verifier = SigV4Verifier(self.api_credentials, region=self.region, account_id=self.account_id) \
             if self.require_sigv4 else None
         self.http_api = HttpApiServer(None, None, region=self.region, account_id=self.account_id, verifier=verifier)
@@ -200,19 +189,14 @@ class LocalCloud:
         empty_config.write_text("")
         self.lambda_host = LambdaHost(endpoint_url=self.endpoint_url, log_dir=self.log_dir, region=self.region,
                                       account_id=self.account_id, workers_per_function=self.workers_per_function,
-                                      init_timeout=self.init_timeout, aws_config_file=empty_config)
-        self.sagemaker = SageMakerRuntime(s3_get=self._s3_get, work_dir=self.state_dir, region=self.region,
-                                          account_id=self.account_id)
-        self.lambda_host.on_result = self.service_metrics.lambda_invocation
-        self.sagemaker.on_invocation = self.service_metrics.model_invocation
-        self.gateway.lambda_host = self.lambda_host
-        self.gateway.iam = self.iam
-        self.lambda_host.role_credentials = lambda spec: self._role_keys(spec.role_arn, spec.name)
+                                      init_timeout=self.init_timeout, aws_config_file=empty_config,
+                                      on_result=self.service_metrics.lambda_invocation,
+                                      role_credentials=lambda spec: self._role_keys(spec.role_arn, spec.name))
         mototools.role_credentials = LocalCloud._state_machine_keys
-        self.gateway.sagemaker = self.sagemaker
-        self.gateway.sagemaker_control = self._update_endpoint
+        # The Lambda host needs the gateway's port (its functions' AWS endpoint) and the gateway and the HTTP API need
+        # the host: those two links are made once the gateway listens.
+        self.gateway.lambda_host = self.http_api.host = self.lambda_host
         self.faults = self.gateway.faults = Faults(self.lambda_host, self.sagemaker)
-        self.http_api.host = self.lambda_host
         atexit.register(self.stop)
         log.info("local cloud for %s: AWS endpoint %s, HTTP API %s", self.stack.stack_name, self.endpoint_url,
                  self.api_url)
@@ -243,6 +227,23 @@ class LocalCloud:
                             api_url=self.api_url)
         deployer.deploy()
         self.deployer = deployer
+        self._register(deployer)
+        self._start_event_sources(deployer)
+        self._start_metrics(deployer)
+        self.outputs = dict(deployer.outputs)
+        self.resources = {lid: r.ref for lid, r in deployer.resources.items() if r.status in ("created", "skipped")}
+        if self.prewarm:
+            self.lambda_host.prewarm()
+        self._deployed = True
+        self.deploy_seconds = time.perf_counter() - started
+        self._write_state_file()
+        self.http_api.ready = True
+        log.info("deployed %s in %.1f s: %d resources created, %d skipped", self.stack.stack_name,
+                 self.deploy_seconds, sum(r.status == "created" for r in deployer.resources.values()),
+                 len(deployer.skipped))
+
+    def _register(self, deployer: Deployer) -> None:
+        """The deployed roles, functions, endpoints and HTTP API, to the emulators that serve them."""
         self.iam.load(deployer)
         for spec in deployer.functions.values():
             self.lambda_host.register(spec)
@@ -253,6 +254,9 @@ class LocalCloud:
             log.warning("%d HTTP APIs in the template; serving %s only", len(apis), apis[0].logical_id)
         if apis:
             self.http_api.configure(apis[0])
+
+    def _start_event_sources(self, deployer: Deployer) -> None:
+        """The Kinesis pollers of the event source mappings and the schedules of the rules."""
         clients = {name: self.client(name) for name in ("kinesis", "lambda", "sqs", "sns", "stepfunctions")}
         self.pollers = KinesisPollers(self.lambda_host, clients, self.region, role_clients=self._poller_clients,
                                       **self.poller_options)
@@ -261,6 +265,8 @@ class LocalCloud:
                                    account_id=self.account_id, time_scale=self.time_scale,
                                    enabled=self.run_schedules)
         self.scheduler.start()
+
+    def _start_metrics(self, deployer: Deployer) -> None:
         # CloudWatch Logs turns the functions' EMF log lines into metrics in AWS: here a thread does
         created = [r for r in deployer.resources.values() if r.status == "created"]
         queues = [r.ref for r in created if r.type == "AWS::SQS::Queue"]
@@ -273,17 +279,6 @@ class LocalCloud:
         self.emf = EmfShipper([self.log_dir / f"{spec.logical_id}.log" for spec in deployer.functions.values()],
                               self.client("cloudwatch"), service=self.service_metrics, sample=sample)
         self.emf.start()
-        self.outputs = dict(deployer.outputs)
-        self.resources = {lid: r.ref for lid, r in deployer.resources.items() if r.status in ("created", "skipped")}
-        if self.prewarm:
-            self.lambda_host.prewarm()
-        self._deployed = True
-        self.deploy_seconds = time.perf_counter() - started
-        self._write_state_file()
-        self.http_api.ready = True
-        log.info("deployed %s in %.1f s: %d resources created, %d skipped", self.stack.stack_name,
-                 self.deploy_seconds, sum(r.status == "created" for r in deployer.resources.values()),
-                 len(deployer.skipped))
 
     def stop(self) -> None:
         """Stop threads, workers and servers. Safe to call twice."""
@@ -311,7 +306,7 @@ class LocalCloud:
                 state_file.unlink()
         except (OSError, ValueError):
             pass
-        self._restore_logging()
+        self._logging.restore()
         with LocalCloud._active_lock:
             if self in LocalCloud._active:
                 LocalCloud._active.remove(self)
@@ -340,37 +335,11 @@ class LocalCloud:
     def evaluate_alarm(self, alarm: str, now: float | None = None) -> dict:
         """Evaluate a CloudWatch alarm (logical id, name or name prefix) against the published metrics and record
         its state (moto never evaluates alarms; localcloud/alarms.py)."""
-        from .alarms import evaluate_alarm
+        from .alarms import evaluate_alarm, find_alarm
 
         self._require_deployed()
-        name = self.resources.get(alarm, alarm)
         cloudwatch = self.client("cloudwatch")
-        names = [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix=name)["MetricAlarms"]]
-        if name not in names:
-            candidates = [n for n in names if n.startswith(name)] or [
-                n for n in (a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"]) if alarm in n]
-            if len(candidates) != 1:
-                raise LocalCloudError(f"alarm {alarm!r}: {len(candidates)} alarms match ({candidates[:5]})")
-            name = candidates[0]
-        return evaluate_alarm(cloudwatch, name, now)
-
-    def _update_endpoint(self, request: Request) -> Response:
-        """SageMaker UpdateEndpoint (JSON protocol): the stand-in serves the new endpoint config; moto records it."""
-        try:
-            body = json.loads(request.get_data() or b"{}")
-            name, config_name = body.get("EndpointName", ""), body.get("EndpointConfigName", "")
-            control = self.client("sagemaker")
-            endpoint = self.sagemaker.update_endpoint(
-                name, config_name, lambda n: control.describe_endpoint_config(EndpointConfigName=n),
-                lambda n: control.describe_model(ModelName=n))
-            config = control.describe_endpoint_config(EndpointConfigName=config_name)
-            arn = mototools.set_endpoint_config(name, config_name, config["ProductionVariants"])
-        except _SageMakerError as exc:
-            return Response(json.dumps({"__type": exc.code, "message": str(exc)}), status=400,
-                            content_type="application/x-amz-json-1.1", headers={"X-Amzn-ErrorType": exc.code})
-        log.info("UpdateEndpoint %s -> %s (%s)", name, config_name,
-                 ", ".join(f"{v.name}={v.model_name}" for v in endpoint.variants))
-        return Response(json.dumps({"EndpointArn": arn}), status=200, content_type="application/x-amz-json-1.1")
+        return evaluate_alarm(cloudwatch, find_alarm(cloudwatch, alarm, self.resources.get(alarm, alarm)), now)
 
     def set_model_fault(self, error: str = "ThrottlingException", count: int = 1, endpoint: str = "*",
                         message: str | None = None) -> None:
@@ -447,6 +416,10 @@ class LocalCloud:
                         skipped=self.deployer.skipped)
         return data
 
+    @property
+    def deployed(self) -> bool:
+        return self._deployed
+
     def _require_deployed(self) -> None:
         if not self._deployed:
             raise LocalCloudError("nothing is deployed: call deploy() first")
@@ -504,90 +477,3 @@ class LocalCloud:
                  # scripts' --local mode reads the names their --stack mode gets from DescribeStacks
                  "outputs": self.outputs}
         (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2, default=str))
-
-    def _setup_logging(self) -> None:
-        file_handler = logging.FileHandler(self.log_dir / "localcloud.log", encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s"))
-        file_handler._localcloud = True  # type: ignore[attr-defined]
-        console = _StderrHandler(logging.WARNING)
-        console.setFormatter(logging.Formatter("localcloud %(levelname)s: %(message)s"))
-        console._localcloud = True  # type: ignore[attr-defined]
-        self._log_handlers = [file_handler, console]
-        for name in ("localcloud", "moto", "werkzeug"):
-            logger = logging.getLogger(name)
-            self._saved_logger_state[name] = (logger.level, logger.propagate)
-            logger.propagate = False
-            logger.addHandler(file_handler)
-            if name == "localcloud":
-                logger.addHandler(console)
-                # Every request line at DEBUG costs the gateway measurable time under load: opt in.
-                logger.setLevel(logging.DEBUG if os.environ.get("LOCALCLOUD_DEBUG") else logging.INFO)
-            elif logger.level == logging.NOTSET:
-                logger.setLevel(logging.INFO)
-
-    def _restore_logging(self) -> None:
-        for name, (level, propagate) in self._saved_logger_state.items():
-            logger = logging.getLogger(name)
-            for handler in self._log_handlers:
-                logger.removeHandler(handler)
-            logger.setLevel(level)
-            logger.propagate = propagate
-        for handler in self._log_handlers:
-            handler.close()
-        self._log_handlers = []
-        self._saved_logger_state = {}
-
-    # -- control API --------------------------------------------------------------------------------------------
-    def _control(self, request: Request) -> Response:
-        parts = [p for p in request.path.split("/") if p][1:]  # drop "_localcloud"
-        method = request.method
-        body = request.get_json(silent=True) or {}
-        if parts == ["status"] and method == "GET":
-            return json_response(self.status())
-        if parts[:1] == ["dashboard"] and method == "GET" and self._deployed:
-            if self.dashboard is None:  # built on first use: a template without a dashboard deploys as before
-                from .dashboard import Dashboard
-
-                self.dashboard = Dashboard(self)
-            return self.dashboard.handle(request, parts[1:])
-        if parts == ["outputs"] and method == "GET":
-            return json_response(self.outputs)
-        if parts == ["iam"] and method == "GET":
-            return json_response(self.iam.status())
-        if parts == ["sagemaker", "faults"]:
-            if method == "POST":
-                try:
-                    self.set_model_fault(error=body.get("error", "ThrottlingException"),
-                                         count=int(body.get("count", 1)), endpoint=body.get("endpoint", "*"),
-                                         message=body.get("message"))
-                except ValueError as exc:
-                    return json_response({"error": str(exc)}, 400)
-                return json_response({"faults": self.sagemaker.faults()})
-            if method == "DELETE":
-                self.clear_model_faults()
-                return json_response({"faults": []})
-            if method == "GET":
-                return json_response({"faults": self.sagemaker.faults()})
-        if parts == ["faults"]:
-            if method == "POST":
-                params = {k: v for k, v in body.items() if k not in ("name", "count")}
-                try:
-                    self.inject_fault(body.get("name", ""), int(body.get("count", 1)), **params)
-                except ValueError as exc:
-                    return json_response({"error": str(exc)}, 400)
-            elif method == "DELETE":
-                self.clear_faults()
-            return json_response({"faults": self.faults.armed(), "hits": self.faults.history[-50:]})
-        if parts == ["schedules"] and method == "GET":
-            return json_response(self.status().get("schedules", {}))
-        if len(parts) == 3 and parts[0] == "schedules" and parts[2] == "run" and method == "POST":
-            try:
-                return json_response({"rule": parts[1], "result": self.run_schedule(parts[1])})
-            except FunctionError as exc:
-                return json_response({"rule": parts[1], "error": exc.payload}, 500)
-        if parts == ["wait-idle"] and method == "POST":
-            return json_response({"idle": self.wait_idle(float(body.get("timeout", 60)))})
-        if len(parts) == 3 and parts[0] == "functions" and parts[2] == "invoke" and method == "POST":
-            result = self.invoke_raw(parts[1], request.get_data() or b"{}")
-            return Response(result.payload, status=200 if result.ok else 500, content_type="application/json")
-        return json_response({"error": f"no control route {method} {request.path}"}, 404)

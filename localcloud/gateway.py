@@ -71,18 +71,20 @@ def drain(result) -> bytes:
 
 
 class Gateway:
-    def __init__(self, lambda_host=None, sagemaker=None, control: Callable[[Request], Response] | None = None):
+    def __init__(self, lambda_host=None, sagemaker=None, control: Callable[[Request], Response] | None = None, *,
+                 sagemaker_control: Callable[[Request], Response] | None = None, iam: Iam | None = None,
+                 faults: Faults | None = None, other_hosts: Callable[[], list] | None = None):
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.lambda_host = lambda_host
         self.sagemaker = sagemaker
         self.control = control
-        self.sagemaker_control: Callable[[Request], Response] | None = None  # UpdateEndpoint (not in moto)
-        self.other_hosts: Callable[[], list] = lambda: []  # Lambda hosts of other clouds in this process
-        # checks the calls made with a function's (or state machine's) role
-        self.iam: Iam | None = None
-        self.faults: Faults | None = None  # injected failures
+        self.sagemaker_control = sagemaker_control  # UpdateEndpoint (not in moto)
+        # Lambda hosts of other clouds in this process
+        self.other_hosts: Callable[[], list] = other_hosts or (lambda: [])
+        self.iam = iam  # checks the calls made with a function's (or state machine's) role
+        self.faults = faults  # injected failures
         self.server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -40,9 +40,9 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from .deployer import HttpApiInfo, IntegrationInfo
 from .errors import LocalCloudError
 from .sigv4 import SigV4Verifier
+from .specs import HttpApiInfo, IntegrationInfo
 
 log = logging.getLogger("localcloud.httpapi")
 

@@ -32,8 +32,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import mototools
-from .deployer import MappingInfo
 from .lambdahost import InvokeResult, LambdaHost
+from .specs import MappingInfo
 
 log = logging.getLogger("localcloud.kinesis")
 
@@ -144,58 +144,79 @@ class ShardPoller:
                 if iterator is None:
                     iterator = self._iterator(config)
                 if len(self.buffer) < config.batch_size:
-                    tip = mototools.shard_tips(self.mapping.event_source_arn).get(self.shard_id, 0)
-                    try:
-                        response = self.kinesis.get_records(ShardIterator=iterator,
-                                                            Limit=min(10000, config.batch_size - len(self.buffer)))
-                    except ClientError as exc:
-                        if exc.response["Error"]["Code"] == "ExpiredIteratorException":
-                            iterator = None
-                            continue
-                        raise
-                    iterator = response.get("NextShardIterator")
-                    records = response.get("Records", [])
-                    if records:
-                        self.buffer.extend(records)
-                        self.drained_upto = max(self.drained_upto, int(records[-1]["SequenceNumber"]))
-                        if window_started is None:
-                            window_started = time.monotonic()
-                    else:
-                        self.drained_upto = max(self.drained_upto, tip)
+                    fetched = self._fetch(iterator, config.batch_size)
+                    if fetched is None:  # the iterator expired: get a new one
+                        iterator = None
+                        continue
+                    iterator, arrived = fetched
+                    if arrived and window_started is None:
+                        window_started = time.monotonic()
                 if not self.buffer:
                     window_started = None
                     self.stop_event.wait(self.poll_interval)
                     continue
                 if config_read < (window_started or 0):
                     continue  # records arrived: re-read the mapping (an UpdateEventSourceMapping applies now)
-                full = len(self.buffer) >= config.batch_size
-                waited = time.monotonic() - (window_started or time.monotonic())
-                if not full and waited < config.window:
-                    # the batch is filling: fetch again after poll_interval, not at once (a shard that trickles in
-                    # was otherwise read a few records per call, as fast as the gateway answered)
-                    self.stop_event.wait(min(self.poll_interval, config.window - waited))
+                if self._filling(config, window_started):
                     continue
-                self.busy = True
-                try:
-                    batch = self._take_batch(config.batch_size)
-                    self._deliver(batch, config)
-                    self.position = batch[-1]["SequenceNumber"]
-                finally:
-                    self.busy = False
+                self._deliver_next(config)
                 window_started = time.monotonic() if self.buffer else None
             except Exception as exc:  # noqa: BLE001 - keep polling (moto may have been reset under us)
                 if self.stop_event.is_set():
                     return
-                error = f"{type(exc).__name__}: {exc}"
-                # warn once per distinct error (moto may have been reset by a test's mock_aws), then debug
-                (log.debug if error == self.last_error else log.warning)(
-                    "poller %s/%s: %s", self.mapping.logical_id, self.shard_id, error)
-                self.last_error = error
+                self._recover(exc)
                 iterator = None
-                self.buffer = []  # re-read from the last delivered position
-                self.drained_upto = int(self.position or 0)
-                self.busy = False
-                self.stop_event.wait(1.0)
+
+    def _fetch(self, iterator: str, batch_size: int) -> tuple[str | None, bool] | None:
+        """GetRecords into the buffer, up to the batch size: the next iterator and whether records arrived; None
+        when the iterator expired."""
+        tip = mototools.shard_tips(self.mapping.event_source_arn).get(self.shard_id, 0)
+        try:
+            response = self.kinesis.get_records(ShardIterator=iterator,
+                                                Limit=min(10000, batch_size - len(self.buffer)))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ExpiredIteratorException":
+                return None
+            raise
+        records = response.get("Records", [])
+        if records:
+            self.buffer.extend(records)
+            self.drained_upto = max(self.drained_upto, int(records[-1]["SequenceNumber"]))
+        else:
+            self.drained_upto = max(self.drained_upto, tip)
+        return response.get("NextShardIterator"), bool(records)
+
+    def _filling(self, config: MappingConfig, window_started: float | None) -> bool:
+        """True (after a wait) while the batch is neither full nor past its batching window."""
+        full = len(self.buffer) >= config.batch_size
+        waited = time.monotonic() - (window_started or time.monotonic())
+        if not full and waited < config.window:
+            # the batch is filling: fetch again after poll_interval, not at once (a shard that trickles in
+            # was otherwise read a few records per call, as fast as the gateway answered)
+            self.stop_event.wait(min(self.poll_interval, config.window - waited))
+            return True
+        return False
+
+    def _deliver_next(self, config: MappingConfig) -> None:
+        self.busy = True
+        try:
+            batch = self._take_batch(config.batch_size)
+            self._deliver(batch, config)
+            self.position = batch[-1]["SequenceNumber"]
+        finally:
+            self.busy = False
+
+    def _recover(self, exc: Exception) -> None:
+        """After an error: log it, drop the buffer and re-read from the last delivered position after a second."""
+        error = f"{type(exc).__name__}: {exc}"
+        # warn once per distinct error (moto may have been reset by a test's mock_aws), then debug
+        (log.debug if error == self.last_error else log.warning)(
+            "poller %s/%s: %s", self.mapping.logical_id, self.shard_id, error)
+        self.last_error = error
+        self.buffer = []  # re-read from the last delivered position
+        self.drained_upto = int(self.position or 0)
+        self.busy = False
+        self.stop_event.wait(1.0)
 
     def _take_batch(self, batch_size: int) -> list[dict]:
         size, count = 0, 0
@@ -240,7 +261,7 @@ class ShardPoller:
             last = self.host.invoke(self.mapping.function_name, self.event(pending))
             self.batches += 1
             if last.ok:
-                failed_index = self._failed_index(last, pending, config)
+                failed_index = _failed_index(last, pending, config)
                 if failed_index is None:
                     self.records_delivered += len(pending)
                     return
@@ -260,65 +281,70 @@ class ShardPoller:
                 return
             self.stop_event.wait(min(self.retry_cap, self.retry_base * 2 ** (attempts - 1)))
 
-    @staticmethod
-    def _failed_index(result: InvokeResult, pending: list[dict], config: MappingConfig) -> int | None:
-        """None when the whole batch succeeded, else the index to resume from."""
-        if not config.report_item_failures:
-            return None
-        try:
-            body = result.json()
-        except ValueError:
-            return None
-        if not isinstance(body, dict) or not body.get("batchItemFailures"):
-            return None
-        positions = {r["SequenceNumber"]: i for i, r in enumerate(pending)}
-        indexes = []
-        for failure in body["batchItemFailures"]:
-            identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
-            if not identifier or str(identifier) not in positions:
-                return 0  # an invalid response fails the whole batch
-            indexes.append(positions[str(identifier)])
-        return min(indexes)
-
-    def on_failure_record(self, records: list[dict], condition: str, last: InvokeResult | None,
-                          attempts: int) -> dict:
-        spec = self.host.spec(self.mapping.function_name)
-        return {
-            "requestContext": {"requestId": last.request_id if last else str(uuid.uuid4()),
-                               "functionArn": spec.arn, "condition": condition,
-                               "approximateInvokeCount": max(attempts, 1) if last else 0},
-            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
-                                "functionError": (last.function_error or "") if last else ""},
-            "version": "1.0",
-            "timestamp": _iso(time.time()),
-            "KinesisBatchInfo": {
-                "shardId": self.shard_id,
-                "startSequenceNumber": records[0]["SequenceNumber"],
-                "endSequenceNumber": records[-1]["SequenceNumber"],
-                "approximateArrivalOfFirstRecord": _iso(records[0]["ApproximateArrivalTimestamp"].timestamp()),
-                "approximateArrivalOfLastRecord": _iso(records[-1]["ApproximateArrivalTimestamp"].timestamp()),
-                "batchSize": len(records),
-                "streamArn": self.mapping.event_source_arn}}
-
     def _on_failure(self, records: list[dict], config: MappingConfig, condition: str, last: InvokeResult | None,
                     attempts: int) -> None:
         self.records_failed += len(records)
-        record = self.on_failure_record(records, condition, last, attempts)
+        record = on_failure_record(records, condition, last, attempts, shard_id=self.shard_id,
+                                   function_arn=self.host.spec(self.mapping.function_name).arn,
+                                   stream_arn=self.mapping.event_source_arn)
         destination = config.on_failure
         log.info("%s: %d records (%s..%s) discarded: %s", self.mapping.logical_id, len(records),
                  records[0]["SequenceNumber"], records[-1]["SequenceNumber"], condition)
-        if not destination:
-            return
-        body = json.dumps(record)
-        if ":sqs:" in destination:
-            sqs = self.clients["sqs"]
-            url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[1])["QueueUrl"]
-            sqs.send_message(QueueUrl=url, MessageBody=body)
-        elif ":sns:" in destination:
-            self.clients["sns"].publish(TopicArn=destination, Message=body)
-        else:
-            log.warning("%s: on-failure destination %s is not supported locally", self.mapping.logical_id,
-                        destination)
+        if destination:
+            _send_on_failure(self.clients, destination, json.dumps(record), self.mapping.logical_id)
+
+
+def _failed_index(result: InvokeResult, pending: list[dict], config: MappingConfig) -> int | None:
+    """None when the whole batch succeeded, else the index to resume from (ReportBatchItemFailures)."""
+    if not config.report_item_failures:
+        return None
+    try:
+        body = result.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not body.get("batchItemFailures"):
+        return None
+    positions = {r["SequenceNumber"]: i for i, r in enumerate(pending)}
+    indexes = []
+    for failure in body["batchItemFailures"]:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not identifier or str(identifier) not in positions:
+            return 0  # an invalid response fails the whole batch
+        indexes.append(positions[str(identifier)])
+    return min(indexes)
+
+
+def on_failure_record(records: list[dict], condition: str, last: InvokeResult | None, attempts: int, *,
+                      shard_id: str, function_arn: str, stream_arn: str) -> dict:
+    """What Lambda sends to a Kinesis mapping's on-failure destination for records it discards."""
+    return {
+        "requestContext": {"requestId": last.request_id if last else str(uuid.uuid4()),
+                           "functionArn": function_arn, "condition": condition,
+                           "approximateInvokeCount": max(attempts, 1) if last else 0},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                            "functionError": (last.function_error or "") if last else ""},
+        "version": "1.0",
+        "timestamp": _iso(time.time()),
+        "KinesisBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": records[0]["SequenceNumber"],
+            "endSequenceNumber": records[-1]["SequenceNumber"],
+            "approximateArrivalOfFirstRecord": _iso(records[0]["ApproximateArrivalTimestamp"].timestamp()),
+            "approximateArrivalOfLastRecord": _iso(records[-1]["ApproximateArrivalTimestamp"].timestamp()),
+            "batchSize": len(records),
+            "streamArn": stream_arn}}
+
+
+def _send_on_failure(clients: dict[str, Any], destination: str, body: str, logical_id: str) -> None:
+    """To the SQS queue or SNS topic of DestinationConfig.OnFailure."""
+    if ":sqs:" in destination:
+        sqs = clients["sqs"]
+        url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[1])["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    elif ":sns:" in destination:
+        clients["sns"].publish(TopicArn=destination, Message=body)
+    else:
+        log.warning("%s: on-failure destination %s is not supported locally", logical_id, destination)
 
 
 class KinesisPollers:

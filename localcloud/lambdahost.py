@@ -287,10 +287,12 @@ class LambdaHost:
     """Registry of the deployed functions and their worker pools."""
 
     def __init__(self, *, endpoint_url: str, log_dir: Path, region: str, account_id: str,
-                 workers_per_function: int = 2, init_timeout: float = 60.0, aws_config_file: Path | None = None):
+                 workers_per_function: int = 2, init_timeout: float = 60.0, aws_config_file: Path | None = None,
+                 on_result: Callable[[str, bytes, InvokeResult], None] | None = None,
+                 role_credentials: Callable[[FunctionSpec], tuple[str, str, str]] | None = None):
         self.endpoint_url = endpoint_url
         # (function name, payload, InvokeResult) after each invocation: CloudWatch metrics
-        self.on_result: Callable[[str, bytes, InvokeResult], None] | None = None
+        self.on_result = on_result
         self.log_dir = Path(log_dir)
         self.region = region
         self.account_id = account_id
@@ -304,7 +306,7 @@ class LambdaHost:
         self._in_flight_lock = threading.Lock()
         self._async_threads: set[threading.Thread] = set()
         # spec -> (access key id, secret, session token) of the function's role (localcloud/iam.py); else fake keys
-        self.role_credentials: Callable[[FunctionSpec], tuple[str, str, str]] | None = None
+        self.role_credentials = role_credentials
 
     # -- registry -----------------------------------------------------------------------------------------------
     def register(self, spec: FunctionSpec) -> None:

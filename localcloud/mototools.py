@@ -361,87 +361,96 @@ def _patch_kinesis() -> None:
         MOTO_KINESIS[f"Shard.{name}"] = getattr(Shard, name)
     for name in ("put_record", "get_shard"):
         MOTO_KINESIS[f"Stream.{name}"] = getattr(Stream, name)
-    moto = MOTO_KINESIS
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        moto["Shard.__init__"](self, *args, **kwargs)
-        self.records = ShardRecords()
-
-    def put_record(self, partition_key: str, data: str, explicit_hash_key: str) -> str:
-        records = self.records
-        if not isinstance(records, ShardRecords):  # moto replaced the dict (split_shard): adopt it
-            records = self.records = ShardRecords(records)
-        sequence_number = records.tail + 1
-        record = Record(partition_key, data, sequence_number, explicit_hash_key)
-        if records and record.created_at < records[records.tail].created_at:
-            records.ordered = False
-        records[sequence_number] = record
-        records.tail = sequence_number
-        return str(sequence_number)
-
-    def get_max_sequence_number(self) -> int:
-        records = self.records
-        if isinstance(records, ShardRecords):
-            return records.tail
-        return next(reversed(records)) if records else 0
-
-    def get_min_sequence_number(self) -> int:
-        return next(iter(self.records)) if self.records else 0
-
-    def get_records(self, last_sequence_id, limit):
-        records = self.records
-        if not records:
-            return [], int(last_sequence_id), 0
-        first, last = next(iter(records)), next(reversed(records))
-        if last - first + 1 != len(records):
-            return moto["Shard.get_records"](self, last_sequence_id, limit)
-        start = max(int(last_sequence_id) + 1, first)
-        end = last if not limit else min(last, start + int(limit) - 1)
-        if start > end:
-            return [], int(last_sequence_id), 0
-        results = [records[n] for n in range(start, end + 1)]
-        millis_behind = int((records[last].created_at - results[-1].created_at) * 1000)
-        return results, results[-1].sequence_number, millis_behind
-
-    def get_sequence_number_at(self, at_timestamp: float) -> int:
-        records = self.records
-        if not records:
-            return 0
-        first, last = next(iter(records)), next(reversed(records))
-        if at_timestamp <= records[first].created_at:
-            return 0
-        if not (isinstance(records, ShardRecords) and records.ordered and last - first + 1 == len(records)):
-            return moto["Shard.get_sequence_number_at"](self, at_timestamp)
-        # moto: the last record created before at_timestamp. created_at never decreases, so those records are a
-        # prefix of the shard (records[first] is in it): its last element, by binary search.
-        low, high = first, last
-        while low < high:
-            middle = (low + high + 1) // 2
-            if records[middle].created_at < at_timestamp:
-                low = middle
-            else:
-                high = middle - 1
-        return low
-
-    def stream_put_record(self, partition_key: str, explicit_hash_key: str, data: str) -> tuple[str, str]:
-        sequence_number, shard_id = moto["Stream.put_record"](self, partition_key, explicit_hash_key, data)
-        trim_shard(self.shards[shard_id], self.retention_period_hours)
-        return sequence_number, shard_id
-
-    def get_shard(self, shard_id: str):
-        shard = moto["Stream.get_shard"](self, shard_id)
-        trim_shard(shard, self.retention_period_hours)
-        return shard
-
     untrack_instances(Record)  # else moto keeps every record ever put (see untrack_instances): trimming frees nothing
-    Shard.__init__ = __init__
-    Shard.put_record = put_record
-    Shard.get_max_sequence_number = get_max_sequence_number
-    Shard.get_min_sequence_number = get_min_sequence_number
-    Shard.get_records = get_records
-    Shard.get_sequence_number_at = get_sequence_number_at
-    Stream.put_record = stream_put_record
-    Stream.get_shard = get_shard  # GetShardIterator and GetRecords
+    Shard.__init__ = _shard_init
+    Shard.put_record = _shard_put_record
+    Shard.get_max_sequence_number = _shard_max_sequence_number
+    Shard.get_min_sequence_number = _shard_min_sequence_number
+    Shard.get_records = _shard_get_records
+    Shard.get_sequence_number_at = _shard_sequence_number_at
+    Stream.put_record = _stream_put_record
+    Stream.get_shard = _stream_get_shard  # GetShardIterator and GetRecords
+
+
+# The patched methods (``self`` is moto's Shard or Stream); MOTO_KINESIS holds the methods they replace.
+def _shard_init(self, *args: Any, **kwargs: Any) -> None:
+    MOTO_KINESIS["Shard.__init__"](self, *args, **kwargs)
+    self.records = ShardRecords()
+
+
+def _shard_put_record(self, partition_key: str, data: str, explicit_hash_key: str) -> str:
+    from moto.kinesis.models import Record
+
+    records = self.records
+    if not isinstance(records, ShardRecords):  # moto replaced the dict (split_shard): adopt it
+        records = self.records = ShardRecords(records)
+    sequence_number = records.tail + 1
+    record = Record(partition_key, data, sequence_number, explicit_hash_key)
+    if records and record.created_at < records[records.tail].created_at:
+        records.ordered = False
+    records[sequence_number] = record
+    records.tail = sequence_number
+    return str(sequence_number)
+
+
+def _shard_max_sequence_number(self) -> int:
+    records = self.records
+    if isinstance(records, ShardRecords):
+        return records.tail
+    return next(reversed(records)) if records else 0
+
+
+def _shard_min_sequence_number(self) -> int:
+    return next(iter(self.records)) if self.records else 0
+
+
+def _shard_get_records(self, last_sequence_id, limit):
+    records = self.records
+    if not records:
+        return [], int(last_sequence_id), 0
+    first, last = next(iter(records)), next(reversed(records))
+    if last - first + 1 != len(records):
+        return MOTO_KINESIS["Shard.get_records"](self, last_sequence_id, limit)
+    start = max(int(last_sequence_id) + 1, first)
+    end = last if not limit else min(last, start + int(limit) - 1)
+    if start > end:
+        return [], int(last_sequence_id), 0
+    results = [records[n] for n in range(start, end + 1)]
+    millis_behind = int((records[last].created_at - results[-1].created_at) * 1000)
+    return results, results[-1].sequence_number, millis_behind
+
+
+def _shard_sequence_number_at(self, at_timestamp: float) -> int:
+    records = self.records
+    if not records:
+        return 0
+    first, last = next(iter(records)), next(reversed(records))
+    if at_timestamp <= records[first].created_at:
+        return 0
+    if not (isinstance(records, ShardRecords) and records.ordered and last - first + 1 == len(records)):
+        return MOTO_KINESIS["Shard.get_sequence_number_at"](self, at_timestamp)
+    # moto: the last record created before at_timestamp. created_at never decreases, so those records are a
+    # prefix of the shard (records[first] is in it): its last element, by binary search.
+    low, high = first, last
+    while low < high:
+        middle = (low + high + 1) // 2
+        if records[middle].created_at < at_timestamp:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _stream_put_record(self, partition_key: str, explicit_hash_key: str, data: str) -> tuple[str, str]:
+    sequence_number, shard_id = MOTO_KINESIS["Stream.put_record"](self, partition_key, explicit_hash_key, data)
+    trim_shard(self.shards[shard_id], self.retention_period_hours)
+    return sequence_number, shard_id
+
+
+def _stream_get_shard(self, shard_id: str):
+    shard = MOTO_KINESIS["Stream.get_shard"](self, shard_id)
+    trim_shard(shard, self.retention_period_hours)
+    return shard
 
 
 def kinesis_backend():

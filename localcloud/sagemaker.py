@@ -348,10 +348,11 @@ class _SageMakerError(Exception):
 
 
 class SageMakerRuntime:
-    def __init__(self, *, s3_get: Callable[[str, str], bytes], work_dir: str | Path, region: str, account_id: str):
+    def __init__(self, *, s3_get: Callable[[str, str], bytes], work_dir: str | Path, region: str, account_id: str,
+                 on_invocation: Callable[[str, str, float], None] | None = None):
         self.s3_get = s3_get
         # (endpoint, variant, seconds) after each invocation: CloudWatch metrics
-        self.on_invocation: Callable[[str, str, float], None] | None = None
+        self.on_invocation = on_invocation
         self.work_dir = Path(work_dir)
         self.region = region
         self.account_id = account_id

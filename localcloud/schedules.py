@@ -21,8 +21,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .deployer import RuleInfo
 from .errors import FunctionError, LocalCloudError
+from .specs import RuleInfo
 
 log = logging.getLogger("localcloud.schedules")
 

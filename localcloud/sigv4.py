@@ -80,6 +80,40 @@ class _Recompute(SigV4Auth):
         return headers
 
 
+def _parse_authorization(authorization: str, header_map: Mapping[str, str]) -> Verdict | tuple[dict[str, str], str]:
+    """The Authorization header's parameters and the request date, or the verdict on a header that lacks them."""
+    algorithm, _, rest = authorization.strip().partition(" ")
+    parts = dict(_pairs(rest))
+    if algorithm != ALGORITHM:
+        return Verdict(False, INCOMPLETE, f"Authorization header requires the {ALGORITHM} algorithm "
+                       f"(SigV4a and other schemes are not verified locally), got {algorithm!r}")
+    missing = [f"Authorization header requires '{name}' parameter."
+               for name in ("Credential", "Signature", "SignedHeaders") if not parts.get(name)]
+    amz_date = header_map.get("x-amz-date") or _from_http_date(header_map.get("date")) or ""
+    if not amz_date:
+        missing.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+    if missing:
+        return Verdict(False, INCOMPLETE, " ".join(missing) + f" Authorization={authorization}")
+    return parts, amz_date
+
+
+def _signed_headers_problem(signed: list[str], header_map: Mapping[str, str], body: bytes,
+                            access_key: str) -> Verdict | None:
+    """Host not signed, a signed header not in the request, or a declared body hash that is not the body's."""
+    if "host" not in signed:
+        return Verdict(False, INVALID, "'Host' or ':authority' must be a 'SignedHeader' in the AWS "
+                       "Authorization.", access_key)
+    absent = [h for h in signed if h not in header_map]
+    if absent:
+        return Verdict(False, INVALID, f"{SIGNATURE_MISMATCH} (signed header(s) not in the request: "
+                       f"{', '.join(absent)})", access_key)
+    declared = header_map.get("x-amz-content-sha256")
+    if declared is not None and declared != sha256(body).hexdigest():
+        return Verdict(False, INVALID, f"{SIGNATURE_MISMATCH} (X-Amz-Content-SHA256 is not the SHA-256 of "
+                       "the body)", access_key)
+    return None
+
+
 class SigV4Verifier:
     def __init__(self, credentials: Mapping[str, str] | None = None, *, region: str, account_id: str,
                  clock: Callable[[], float] = time.time):
@@ -98,22 +132,43 @@ class SigV4Verifier:
         authorization = header_map.get("authorization")
         if not authorization:
             return Verdict(False, MISSING, "Missing Authentication Token")
-        algorithm, _, rest = authorization.strip().partition(" ")
-        parts = dict(_pairs(rest))
-        if algorithm != ALGORITHM:
-            return Verdict(False, INCOMPLETE, f"Authorization header requires the {ALGORITHM} algorithm "
-                           f"(SigV4a and other schemes are not verified locally), got {algorithm!r}")
-        missing = [f"Authorization header requires '{name}' parameter."
-                   for name in ("Credential", "Signature", "SignedHeaders") if not parts.get(name)]
-        amz_date = header_map.get("x-amz-date") or _from_http_date(header_map.get("date")) or ""
-        if not amz_date:
-            missing.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
-        if missing:
-            return Verdict(False, INCOMPLETE, " ".join(missing) + f" Authorization={authorization}")
-        scope = parts["Credential"].split("/")
+        parsed = _parse_authorization(authorization, header_map)
+        if isinstance(parsed, Verdict):
+            return parsed
+        parts, amz_date = parsed
+        problem = self._scope_problem(parts["Credential"], amz_date)
+        if problem is not None:
+            return problem
+        access_key, _, region, _, _ = parts["Credential"].split("/")
+        secret = self.credentials.get(access_key)
+        if secret is None:
+            return Verdict(False, UNKNOWN_KEY, "The security token included in the request is invalid.", access_key)
+        signed = [h.strip().lower() for h in parts["SignedHeaders"].split(";") if h.strip()]
+        problem = _signed_headers_problem(signed, header_map, body, access_key)
+        if problem is not None:
+            return problem
+        request = AWSRequest(method=method.upper(), url=url, data=body)
+        for name, value in header_list:
+            if name in signed:
+                request.headers[name] = value  # HTTPHeaders keeps repeats, as canonical headers need them
+        request.context["timestamp"] = amz_date
+        signer = _Recompute(Credentials(access_key, secret), region, signed)
+        canonical = signer.canonical_request(request)
+        string_to_sign = signer.string_to_sign(request, canonical)
+        expected = signer.signature(string_to_sign, request)
+        if not hmac.compare_digest(expected, parts["Signature"]):
+            detail = (f"The Canonical String for this request should have been\n'{canonical}'\n\n"
+                      f"The String-to-Sign should have been\n'{string_to_sign}'")
+            return Verdict(False, INVALID, SIGNATURE_MISMATCH, access_key, detail)
+        return Verdict(True, access_key=access_key, identity=self.identity(access_key))
+
+    def _scope_problem(self, credential: str, amz_date: str) -> Verdict | None:
+        """What is wrong with the credential scope (access key/date/region/service/aws4_request) and the request
+        date, if anything."""
+        scope = credential.split("/")
         if len(scope) != 5:
             return Verdict(False, INCOMPLETE, f"Credential should have 5 parts (access key/date/region/service/"
-                           f"aws4_request), got {parts['Credential']!r}")
+                           f"aws4_request), got {credential!r}")
         access_key, scope_date, region, service, terminator = scope
         if not re.fullmatch(r"\d{8}T\d{6}Z", amz_date):
             return Verdict(False, INCOMPLETE, f"X-Amz-Date must be in ISO-8601 basic format "
@@ -133,35 +188,7 @@ class SigV4Verifier:
         skew = self._skew(amz_date)
         if skew is not None:
             return Verdict(False, INVALID, skew, access_key)
-        secret = self.credentials.get(access_key)
-        if secret is None:
-            return Verdict(False, UNKNOWN_KEY, "The security token included in the request is invalid.", access_key)
-        signed = [h.strip().lower() for h in parts["SignedHeaders"].split(";") if h.strip()]
-        if "host" not in signed:
-            return Verdict(False, INVALID, "'Host' or ':authority' must be a 'SignedHeader' in the AWS "
-                           "Authorization.", access_key)
-        absent = [h for h in signed if h not in header_map]
-        if absent:
-            return Verdict(False, INVALID, f"{SIGNATURE_MISMATCH} (signed header(s) not in the request: "
-                           f"{', '.join(absent)})", access_key)
-        declared = header_map.get("x-amz-content-sha256")
-        if declared is not None and declared != sha256(body).hexdigest():
-            return Verdict(False, INVALID, f"{SIGNATURE_MISMATCH} (X-Amz-Content-SHA256 is not the SHA-256 of "
-                           "the body)", access_key)
-        request = AWSRequest(method=method.upper(), url=url, data=body)
-        for name, value in header_list:
-            if name in signed:
-                request.headers[name] = value  # HTTPHeaders keeps repeats, as canonical headers need them
-        request.context["timestamp"] = amz_date
-        signer = _Recompute(Credentials(access_key, secret), region, signed)
-        canonical = signer.canonical_request(request)
-        string_to_sign = signer.string_to_sign(request, canonical)
-        expected = signer.signature(string_to_sign, request)
-        if not hmac.compare_digest(expected, parts["Signature"]):
-            detail = (f"The Canonical String for this request should have been\n'{canonical}'\n\n"
-                      f"The String-to-Sign should have been\n'{string_to_sign}'")
-            return Verdict(False, INVALID, SIGNATURE_MISMATCH, access_key, detail)
-        return Verdict(True, access_key=access_key, identity=self.identity(access_key))
+        return None
 
     def identity(self, access_key: str) -> dict:
         """``requestContext.authorizer.iam`` of a payload format 2.0 event (a local stand-in user per key)."""

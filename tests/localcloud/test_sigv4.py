@@ -31,9 +31,9 @@ from werkzeug.wrappers import Request
 
 from cloudkit import FakeCdkOut, http_call as raw
 from localcloud import LocalCloud
-from localcloud.deployer import HttpApiInfo, IntegrationInfo, RouteInfo
 from localcloud.httpapi import HttpApiServer
 from localcloud.sigv4 import SigV4Verifier
+from localcloud.specs import HttpApiInfo, IntegrationInfo, RouteInfo
 from scripts import loadgen, plot_costs, query, send_events
 from scripts.client import ApiClient, Signer, local_client
 
