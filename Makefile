@@ -89,14 +89,13 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(PY) -m mypy $(CHECKED)
 
+# --durations: the slowest tests in every run's output (CI's too), to keep the suite well under 10 minutes
 test: lint typecheck $(VENV)/.installed node_modules/.installed browser $(MODEL) $(TORCH_MODEL)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
-# One pytest per directory: tests/unit's and tests/infra's conftest.py modules clash in one process.
+# Everything but the end-to-end deploys, the slow fault matrix and the tests that need the package index.
 test-fast: $(VENV)/.installed node_modules/.installed $(MODEL) $(TORCH_MODEL)
-	$(PY) -m pytest tests/unit -m "not slow and not network"
-	$(PY) -m pytest tests/infra -m "not slow and not network"
-	$(PY) -m pytest tests/localcloud -m "not slow and not network"
+	$(PY) -m pytest tests/unit tests/infra tests/localcloud -m "not slow and not network"
 
 bench: synth
 	CDK_CONTEXT="$(CDK_CONTEXT)" $(PY) -m bench
