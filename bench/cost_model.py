@@ -116,7 +116,7 @@ def measure_current(batch_size: int, batches: int, states: dict) -> dict:
                       POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING")
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         os.environ.pop(name, None)
-    from pipeline import aws, inference, store, stream
+    from pipeline import aws, flow, inference, store, stream
     from pipeline.settings import settings
 
     aws.client.cache_clear()
@@ -171,10 +171,12 @@ def measure_current(batch_size: int, batches: int, states: dict) -> dict:
             with store.metered() as meter:
                 stream.process(records, config)
                 rows = captured[-1]
-                state = {"batch_id": f"b{number}", "created_at": time.time(), "model_version": "m", "stages": [],
-                         "predictions": [{"event_id": r["event_id"], "user_id": r["user_id"], "ts": r["ts"],
-                                          "ingest_ts": r["ingest_ts"], "score": 0.5, "variant": "primary",
-                                          "model_version": "m"} for r in rows]}
+                state = flow.parse(flow.Scored, {   # InvokeModel's output, as StorePredictions checks it
+                    "batch_id": f"b{number}", "created_at": time.time(), "model_version": "m", "stages": [],
+                    "predictions_s3_uri": None,
+                    "predictions": [{"event_id": r["event_id"], "user_id": r["user_id"], "ts": r["ts"],
+                                     "ingest_ts": r["ingest_ts"], "score": 0.5, "variant": "primary",
+                                     "model_version": "m"} for r in rows]})
                 inference.store_predictions(state, config)
             if number == 0:
                 continue  # warm-up

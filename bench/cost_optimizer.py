@@ -9,9 +9,10 @@ fits and the seeds, so a run on a busy machine can reuse fits measured while it 
 optimizer can be compared on the same fits.
 
 MEASURED on this machine (medians of --repeats batches per size, warm, after a warm-up batch):
-  - process_stream: the real handler (Powertools BatchProcessor, DynamoDB, StartExecution) against a moto server
-    in another process, wall time per batch at sizes 10, 50, 100, 200, 500 (moto's per-call service time stands
-    in for DynamoDB's network latency);
+  - process_stream: the real handler (Powertools BatchProcessor, DynamoDB, StartExecution) against a moto server,
+    per batch at sizes 10, 50, 100, 200, 500 (moto's per-call service time stands in for DynamoDB's latency), as
+    CPU seconds of the handler and moto together (``--clock cpu``, the default: moto on a thread of this process;
+    steady when other work shares the machine) or wall seconds with moto in another process (``--clock wall``);
   - invoke_model: the client side (pipeline.model_client.to_csv + parse_scores) and the SageMaker XGBoost
     container's work (the local stand-in's XGBoostContainer: CSV parse, predict, CSV encode) per chunk;
   - store_predictions and record_cost: the real pipeline.inference functions against the same moto server.
@@ -41,6 +42,7 @@ import bisect
 import contextlib
 import io
 import json
+import logging
 import math
 import os
 import random
@@ -48,6 +50,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -96,15 +99,42 @@ def _kinesis_batches(size: int, count: int, prefix: str, shard: str, seed: int) 
     return out
 
 
-def measure(repeats: int) -> dict:
-    """Wall seconds per stage at each size (medians), and the container/client split of invoke_model."""
+class _InProcessMoto:
+    """A moto server on a thread of this process (``--clock cpu``): its CPU is then this process's."""
+
+    def __init__(self):
+        from moto.server import ThreadedMotoServer
+
+        from bench.util import free_port
+
+        self.port = free_port()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)   # not a line per request
+
+    def terminate(self) -> None:
+        self.server.stop()
+
+
+def measure(repeats: int, clock: str = "cpu") -> dict:
+    """Seconds per stage at each size (medians), and the container/client split of invoke_model.
+
+    ``clock`` "wall": wall time, moto in another process (what a stage takes on a quiet machine, but every other
+    process on a shared machine stretches it); "cpu": the CPU time of this process with moto on one of its threads,
+    i.e. the handler's CPU plus the service's, which another process's load hardly changes (the stages are
+    request/response loops on loopback, so on a quiet machine the two agree: compare with --clock wall)."""
     import boto3
 
     from bench.stream_handler import Context, deploy_tables, start_moto
     from localcloud.sagemaker import XGBoostContainer
 
     load_before = os.getloadavg()[0]
-    moto, endpoint = start_moto()
+    if clock == "cpu":
+        moto: Any = _InProcessMoto()
+        endpoint, tick = f"http://127.0.0.1:{moto.port}", time.process_time
+    else:
+        moto, endpoint = start_moto()
+        tick = time.perf_counter
     try:
         env = deploy_tables(endpoint)
         session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench",
@@ -127,7 +157,7 @@ def measure(repeats: int) -> dict:
                           AWS_DEFAULT_REGION="us-east-1", FEATURE_SET="v1", POWERTOOLS_TRACE_DISABLED="true",
                           POWERTOOLS_METRICS_NAMESPACE="Bench", POWERTOOLS_SERVICE_NAME="bench",
                           POWERTOOLS_LOG_LEVEL="WARNING", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="1024")
-        from pipeline import inference, model_client
+        from pipeline import flow, inference, model_client
         from pipeline.settings import settings
         from process_stream import handler as process_stream
 
@@ -141,38 +171,39 @@ def measure(repeats: int) -> dict:
             batches = _kinesis_batches(size, repeats + 1, f"m{size}", f"shardId-{size:012d}", seed=size)
             for b, batch in enumerate(batches):
                 with contextlib.redirect_stdout(io.StringIO()):   # the EMF blobs
-                    started = time.perf_counter()
+                    started = tick()
                     response = process_stream.handler(batch, Context())
-                    ps = time.perf_counter() - started
+                    ps = tick() - started
                 assert response == {"batchItemFailures": []}, response
                 rows = rng.random((size, 15)).round(6).tolist()
                 client = model = 0.0
                 model_bytes = 0
                 for start in range(0, size, 100):
                     chunk = rows[start:start + 100]
-                    t0 = time.perf_counter()
+                    t0 = tick()
                     body = model_client.to_csv(chunk)
-                    t1 = time.perf_counter()
+                    t1 = tick()
                     answer, _ = container.invocations(body, "text/csv", "text/csv")
-                    t2 = time.perf_counter()
+                    t2 = tick()
                     scores = model_client.parse_scores(answer)
-                    t3 = time.perf_counter()
+                    t3 = tick()
                     assert len(scores) == len(chunk)
                     client += (t1 - t0) + (t3 - t2)
                     model += t2 - t1
                     model_bytes += len(body) + len(answer)
                 now = time.time()
-                state = {"batch_id": f"m{size}-{b}", "created_at": now, "model_version": "xgb-1",
-                         "predictions": [{"event_id": f"m{size}-{b}-{i}", "user_id": f"u{i % 50}", "ts": now,
-                                          "ingest_ts": now - 1, "score": 0.5, "variant": "primary"}
-                                         for i in range(size)],
-                         "stages": [{"stage": "process_stream", "seconds": ps, "memory_mb": 1024, "events": size,
-                                     "bytes": 250 * size}]}
-                t0 = time.perf_counter()
+                state = flow.parse(flow.Scored, {   # InvokeModel's output, as StorePredictions checks it
+                    "batch_id": f"m{size}-{b}", "created_at": now, "model_version": "xgb-1",
+                    "predictions": [{"event_id": f"m{size}-{b}-{i}", "user_id": f"u{i % 50}", "ts": now,
+                                     "ingest_ts": now - 1, "score": 0.5, "variant": "primary", "model_version": "xgb-1"}
+                                    for i in range(size)], "predictions_s3_uri": None,
+                    "stages": [{"stage": "process_stream", "seconds": ps, "memory_mb": 1024, "events": size,
+                                "bytes": 250 * size}]})
+                t0 = tick()
                 stored = inference.store_predictions(state, settings())
-                t1 = time.perf_counter()
+                t1 = tick()
                 inference.record_cost(stored, settings())
-                t2 = time.perf_counter()
+                t2 = tick()
                 if b == 0:
                     continue                          # warm-up
                 row_bytes.append(model_bytes / size)
@@ -192,7 +223,7 @@ def measure(repeats: int) -> dict:
             slope, intercept = float(np.sum(n * s) / np.sum(n * n)), 0.0
         medians = {size: statistics.median(v for k, v in points if k == size) for size in SIZES}
         fits[name] = {"a": float(intercept), "b": float(slope), "medians": medians}
-    return {"fits": fits, "model_bytes_per_row": statistics.median(row_bytes), "repeats": repeats,
+    return {"fits": fits, "model_bytes_per_row": statistics.median(row_bytes), "repeats": repeats, "clock": clock,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
             "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
@@ -421,9 +452,13 @@ def simulate_adaptive(pipe: Pipeline, seed: int, settings, t0: float) -> tuple[l
 # --------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3, help="simulated workloads (figures are medians)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="simulated workloads (figures are medians); 0: measure the stages only (for --measured)")
     parser.add_argument("--repeats", type=int, default=4, help="measured batches per size and stage")
     parser.add_argument("--json", default=str(ROOT / ".bench" / "cost_optimizer.json"))
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="stage times as CPU of the handler and moto in one process (default: steady on a shared "
+                             "machine) or as wall time with moto in another process")
     parser.add_argument("--measured", default=None, metavar="FILE",
                         help="reuse the stage fits saved by an earlier run's --json instead of measuring")
     parser.add_argument("--max-step", type=float, default=None,
@@ -440,12 +475,13 @@ def main(argv: list[str] | None = None) -> dict:
         optimizer.MAX_STEP_FACTOR = args.max_step
         print(f"ablation: step bound per retrain x{args.max_step:g} (the optimizer's own is x2)")
 
-    measured = load_measured(args.measured) if args.measured else measure(args.repeats)
+    measured = load_measured(args.measured) if args.measured else measure(args.repeats, args.clock)
     pipe = Pipeline(measured["fits"], measured["model_bytes_per_row"])
     source = f"read from {args.measured}" if args.measured else "measured on this machine"
     when = (f", measured {measured['measured_at']} with load {measured['load_1m'][0]} -> {measured['load_1m'][1]} on "
             f"{measured['cpus']} CPUs" if "measured_at" in measured else "")
-    print(f"stage wall seconds {source} (median of {measured['repeats']} batches; fit a + b x events){when}")
+    print(f"stage {measured.get('clock', 'wall')} seconds {source} (median of {measured['repeats']} batches; "
+          f"fit a + b x events){when}")
     print("  stage               " + "".join(f"{s:>9}" for s in SIZES) + "     a (ms)  b (µs/event)")
     for name, fit in measured["fits"].items():
         print(f"  {name:<20}" + "".join(f"{fit['medians'][s] * 1000:8.1f}m" for s in SIZES)
@@ -460,6 +496,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("  lines at 500 events: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in sorted(shares.items(),
                                                                                      key=lambda kv: -kv[1])))
 
+    if not args.seeds:   # measure only: the fits go to --json, for runs with --measured
+        return report([], args, measured, pipe)
     from pipeline.settings import Settings
     settings = Settings.from_env()
     settings = Settings(**{**settings.__dict__, "batch_size": 100, "batching_window_seconds": 1,
@@ -526,6 +564,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def report(runs: list[dict], args, measured: dict, pipe: Pipeline) -> dict:
+    if not runs:
+        result = {"runs": [], "measured": measured}
+        _write_json(args.json, result)
+        return result
     med = lambda f: statistics.median(f(r) for r in runs)        # noqa: E731
     per_m = 1e6
     adaptive = med(lambda r: r["adaptive"]["tunable_per_event"]) * per_m
@@ -579,12 +621,16 @@ def report(runs: list[dict], args, measured: dict, pipe: Pipeline) -> dict:
         "regret_vs_oracle": regret, "oracle_vs_best_fixed": oracle_vs_best, "bound_vs_best_fixed": bound,
         "adaptive_slo_share": med(lambda r: r["adaptive"]["slo_share"])}, "every_seed": result_every,
         "tunable_per_event_by_size": {str(n): float(pipe.tunable[n] / n) for n in range(1, 501)}}
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, default=lambda o: o.tolist() if hasattr(o, "tolist")
-                                              else (list(o) if isinstance(o, tuple) else str(o)), indent=1))
-        print(f"  wrote {args.json}")
+    _write_json(args.json, result)
     return result
+
+
+def _write_json(path: str | None, result: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, default=lambda o: o.tolist() if hasattr(o, "tolist")
+                                         else (list(o) if isinstance(o, tuple) else str(o)), indent=1))
+        print(f"  wrote {path}")
 
 
 def per_seed(runs: list[dict]) -> dict[str, list[float]]:
