@@ -216,6 +216,16 @@ class _Tier:
             del self._apart[:count]
         self.invalidate()
 
+    def pop_first(self) -> list:
+        """Drop the first tile and return its row: drop_first(1) and a read of the row in one pass."""
+        del self.keys[0]
+        if self._running is not None:
+            for running in self._running.values():
+                del running[:1]
+            del self._apart[:1]
+        self.invalidate()
+        return [column.pop(0) for column in self.cols]
+
     def load(self, keys: list[int], cols: list[list]) -> None:
         self.keys, self.cols, self._running = keys, cols, None
         self.invalidate()
@@ -268,8 +278,22 @@ class _Tier:
     def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
         """From fine tile ``top`` down: (events and first time of the session that tile ``top`` is in, whether that
         session reaches tile 0, session gaps between the tiles lo..top)."""
+        if top < 4:   # a few tiles (a sparse user's, whose fine tier changes at every event): cheaper uncached
+            return self._walk(top, lo)
         chain_n, chain_first, reaches_first, gaps = self._chain(top)
         return chain_n, chain_first, reaches_first, gaps - self._chain(lo)[3] if lo < top else 0
+
+    def _walk(self, top: int, lo: int) -> tuple[int, int, bool, int]:
+        """``walk_down`` by a plain walk from tile ``top`` down, nothing cached."""
+        first, last, n = self.cols[FIRST], self.cols[LAST], self.cols[N]
+        chain_n, chain_first, in_session, gaps = n[top], first[top], True, 0
+        for j in range(top, 0, -1):
+            if first[j] - last[j - 1] >= _GAP_MS:
+                in_session = False
+                gaps += j > lo
+            elif in_session:
+                chain_n, chain_first = chain_n + n[j - 1], first[j - 1]
+        return chain_n, chain_first, in_session, gaps
 
     def _chain(self, top: int) -> tuple[int, int, bool, int]:
         """(events and first time of the session that tile ``top`` is in, whether it reaches tile 0, session gaps
@@ -420,6 +444,21 @@ class FeatureState:
         position = len(keys) - 1
         if position < 0 or keys[position] != key:  # not the newest tile (the usual case)
             position = bisect_left(keys, key)
+            if position == len(keys) and fine._running is None:
+                # a new newest tile (a sparse user's every event), column by column: _Tier.insert's append without
+                # its loop (no running sums to extend; what is cached about the other tiles stays valid)
+                keys.append(key)
+                n, purchases, views, clicks, amounts, points, devices, first, last = fine.cols
+                n.append(1)
+                purchases.append(int(type_code == _PURCHASE))
+                views.append(int(type_code == _VIEW))
+                clicks.append(int(type_code == _CLICK))
+                amounts.append(0.0 + purchase_amount)
+                points.append(_POINTS[type_code])
+                devices.append(1 << device if device >= 0 else 0)
+                first.append(ts_ms)
+                last.append(ts_ms)
+                return position
             if position == len(keys) or keys[position] != key:   # a new tile, holding just this event
                 fine.insert(position, key, [
                     1, int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK),
@@ -453,17 +492,24 @@ class FeatureState:
         fine, hourly = self.fine, self.hourly
         keep_from = (self.last_seen_ms - _FINE_KEEP_MS) // _FINE_MS
         keys = fine.keys
+        changed = False
         while keys and (keys[0] // _PER_HOUR + 1) * _PER_HOUR <= keep_from:
             hour = keys[0] // _PER_HOUR
             count = bisect_left(keys, (hour + 1) * _PER_HOUR)
-            hourly.insert(len(hourly.keys), hour, _hour_row(fine.cols, count))
-            fine.drop_first(count)
-            self.cold_changed = True
-            self._forget()
+            if count == 1:   # one tile (a sparse user's hour): moved as it is, no gap inside
+                row = fine.pop_first()
+                row += (0, row[N], row[FIRST])
+            else:
+                row = _hour_row(fine.cols, count)
+                fine.drop_first(count)
+            hourly.insert(len(hourly.keys), hour, row)
+            changed = True
         hkeys = hourly.keys
         oldest = (self.last_seen_ms - self._retention_ms) // _HOUR_MS
         if hkeys and hkeys[0] < oldest:
             hourly.drop_first(bisect_left(hkeys, oldest))
+            changed = True
+        if changed:   # one _forget for the lot
             self.cold_changed = True
             self._forget()
 
@@ -485,19 +531,26 @@ class FeatureState:
         running_n = running[N]
         h_n = running_n[hhi]
         day = hour // _PER_HOUR - 24
-        day_lo = bisect_left(keys, hour - 24 * _PER_HOUR)
-        n, p, v, c, amount, points, devices = day_fine = fine.sums(day_lo, upto)
-        hn, hp, hv, hc, h_amount, h_points, h_devices = hourly.sums(bisect_left(hkeys, day), hhi)
         start_1h = end - _PER_HOUR
-        n_1h = sum(fine_n[bisect_left(keys, start_1h):upto]) + h_n - running_n[
-            bisect_left(hkeys, -(-start_1h // _PER_HOUR))]
+        if upto:
+            day_lo = bisect_left(keys, hour - 24 * _PER_HOUR)
+            day_fine = fine.sums(day_lo, upto)
+            fine_1h = sum(fine_n[bisect_left(keys, start_1h):upto])
+        else:   # no fine tile below the event's (a sparse user's usual case): no fine tile to look up
+            day_lo, day_fine, fine_1h = 0, _NO_TILE, 0
+        n, p, v, c, amount, points, devices = day_fine
+        hn, hp, hv, hc, h_amount, h_points, h_devices = hourly.sums(bisect_left(hkeys, day), hhi)
+        n_1h = fine_1h + h_n - running_n[bisect_left(hkeys, -(-start_1h // _PER_HOUR))]
         sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h)
         if not self._v2:
             return sums
-        n_6h = sum(fine_n[bisect_left(keys, hour - 6 * _PER_HOUR):upto]) + h_n - running_n[
-            bisect_left(hkeys, day + 18)]
-        week_lo = bisect_left(keys, hour - 7 * 24 * _PER_HOUR)
-        week = day_fine if week_lo == day_lo else fine.sums(week_lo, upto)   # the same tiles, usually
+        n_6h = h_n - running_n[bisect_left(hkeys, day + 18)]
+        week = day_fine
+        if upto:
+            n_6h += sum(fine_n[bisect_left(keys, hour - 6 * _PER_HOUR):upto])
+            week_lo = bisect_left(keys, hour - 7 * 24 * _PER_HOUR)
+            if week_lo != day_lo:   # the same tiles, usually
+                week = fine.sums(week_lo, upto)
         lo = bisect_left(hkeys, day - 6 * 24)
         running_p = running[PURCHASES]
         h_amount_7d = sum(hourly.cols[AMOUNT][lo:hhi])   # in tile order, as the tiles were rolled up
@@ -562,7 +615,7 @@ class FeatureState:
         session reaches them."""
         fine, hourly = self.fine, self.hourly
         first, last = fine.cols[FIRST], fine.cols[LAST]
-        start = _window_start_fine(end * _FINE_MS, WINDOW_24H)
+        start = end // _PER_HOUR * _PER_HOUR - 24 * _PER_HOUR   # the 24 h window's first tile (_window_start_fine)
         lo = bisect_left(fine.keys, start)
         chain_n, chain_first, in_session, gaps = 0, None, True, 0
         if own > 0:
@@ -656,12 +709,9 @@ def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: 
 
 
 def _hour_row(cols: list[list], count: int) -> list:
-    """The hourly tile of the first ``count`` fine tiles (one hour): their sums, first and last time, the session
-    gaps between them, and the events and first time of the session the last one ends."""
-    if count == 1:   # one tile (a sparse user's hour): its own values, no gap inside
-        row = [column[0] for column in cols]
-        row += (0, row[N], row[FIRST])
-        return row
+    """The hourly tile of the first ``count`` fine tiles (one hour, count > 1: _roll_up moves a single tile as it
+    is): their sums, first and last time, the session gaps between them, and the events and first time of the
+    session the last one ends."""
     c = [column[:count] for column in cols]
     gaps, tail_n, tail_first = 0, c[N][0], c[FIRST][0]
     for i in range(1, count):
