@@ -43,8 +43,8 @@ from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import lru_cache, reduce
-from itertools import accumulate, repeat
-from operator import add, mul, or_, sub
+from itertools import accumulate, islice, repeat
+from operator import add, ge, mul, or_, sub
 
 from .events import DEVICE_TYPES, EVENT_TYPES, PRIORITIES, Event
 
@@ -174,14 +174,16 @@ class _Tier:
     sums of its count columns and of its session gaps, so that a window's counts are two lookups whatever its
     length."""
 
-    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart")
+    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart", "_sessions")
 
-    def __init__(self, columns: int, tile_ms: int, closed: bool = False):
+    def __init__(self, columns: int, tile_ms: int, closed: bool = False, sessions: bool = True):
         self.keys: list[int] = []
         self.cols: list[list] = [[] for _ in range(columns)]
         self.tile_ms = tile_ms
         self._cached: dict | None = None   # window sums and session walks, until the tier changes
-        self._counted = _COUNTS + (GAPS,) if closed else ()
+        # sessions=False (a v1 state: no session features): no running sums of session gaps to keep up
+        self._counted = (_COUNTS + (GAPS,) if sessions else _COUNTS) if closed else ()
+        self._sessions = sessions
         self._running: dict[int, list[int]] | None = None  # column -> sum over the tiles before each position
         self._apart: list[int] = []   # with _running: session gaps between consecutive tiles, summed up to each
 
@@ -200,8 +202,9 @@ class _Tier:
         if self._running is not None:
             for column, running in self._running.items():
                 running.append(running[-1] + row[column])
-            apart = self._apart
-            apart.append(apart[-1] + (row[FIRST] - self.cols[LAST][-1] >= _GAP_MS) if apart else 0)
+            if self._sessions:
+                apart = self._apart
+                apart.append(apart[-1] + (row[FIRST] - self.cols[LAST][-1] >= _GAP_MS) if apart else 0)
         self.keys.append(key)
         for col, value in zip(self.cols, row, strict=True):
             col.append(value)
@@ -271,8 +274,9 @@ class _Tier:
             cols = self.cols
             self._running = {column: list(accumulate(cols[column], initial=0)) for column in self._counted}
             first, last = cols[FIRST], cols[LAST]
-            self._apart = list(accumulate((first[k] - last[k - 1] >= _GAP_MS for k in range(1, len(first))),
-                                          initial=0)) if first else []
+            # (first[k] - last[k - 1] >= _GAP_MS for k >= 1) as C loops: a sparse user's state is read for each event
+            apart = map(ge, map(sub, islice(first, 1, None), last), repeat(_GAP_MS))
+            self._apart = list(accumulate(apart, initial=0)) if first and self._sessions else []
         return self._running
 
     def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
@@ -366,7 +370,7 @@ class FeatureState:
         self._longest_ms = int(LONGEST_WINDOW[feature_set] * _MS)
         self._retention_ms = int(retention_seconds(feature_set) * _MS)
         self.fine = _Tier(_FINE_COLUMNS, _FINE_MS)
-        self.hourly = _Tier(_HOURLY_COLUMNS, _HOUR_MS, closed=True)
+        self.hourly = _Tier(_HOURLY_COLUMNS, _HOUR_MS, closed=True, sessions=self._v2)
         self.total_events = 0
         self.late_events = 0
         self.last_seen_ms = -1
@@ -531,26 +535,19 @@ class FeatureState:
         running_n = running[N]
         h_n = running_n[hhi]
         day = hour // _PER_HOUR - 24
-        start_1h = end - _PER_HOUR
-        if upto:
-            day_lo = bisect_left(keys, hour - 24 * _PER_HOUR)
-            day_fine = fine.sums(day_lo, upto)
-            fine_1h = sum(fine_n[bisect_left(keys, start_1h):upto])
-        else:   # no fine tile below the event's (a sparse user's usual case): no fine tile to look up
-            day_lo, day_fine, fine_1h = 0, _NO_TILE, 0
-        n, p, v, c, amount, points, devices = day_fine
+        day_lo = bisect_left(keys, hour - 24 * _PER_HOUR)
+        n, p, v, c, amount, points, devices = day_fine = fine.sums(day_lo, upto)
         hn, hp, hv, hc, h_amount, h_points, h_devices = hourly.sums(bisect_left(hkeys, day), hhi)
-        n_1h = fine_1h + h_n - running_n[bisect_left(hkeys, -(-start_1h // _PER_HOUR))]
+        start_1h = end - _PER_HOUR
+        n_1h = _fine_count(fine_n, bisect_left(keys, start_1h), upto, day_lo, n) + h_n - running_n[
+            bisect_left(hkeys, -(-start_1h // _PER_HOUR))]
         sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h)
         if not self._v2:
             return sums
-        n_6h = h_n - running_n[bisect_left(hkeys, day + 18)]
-        week = day_fine
-        if upto:
-            n_6h += sum(fine_n[bisect_left(keys, hour - 6 * _PER_HOUR):upto])
-            week_lo = bisect_left(keys, hour - 7 * 24 * _PER_HOUR)
-            if week_lo != day_lo:   # the same tiles, usually
-                week = fine.sums(week_lo, upto)
+        n_6h = _fine_count(fine_n, bisect_left(keys, hour - 6 * _PER_HOUR), upto, day_lo, n) + h_n - running_n[
+            bisect_left(hkeys, day + 18)]
+        week_lo = bisect_left(keys, hour - 7 * 24 * _PER_HOUR)
+        week = day_fine if week_lo == day_lo else fine.sums(week_lo, upto)   # the same tiles, usually
         lo = bisect_left(hkeys, day - 6 * 24)
         running_p = running[PURCHASES]
         h_amount_7d = sum(hourly.cols[AMOUNT][lo:hhi])   # in tile order, as the tiles were rolled up
@@ -574,15 +571,15 @@ class FeatureState:
             float(purchases),
             float(views),
             float(amount_sum),
-            float(amount_sum / purchases) if purchases else 0.0,
-            float(since_prev),
+            amount_sum / purchases if purchases else 0.0,   # a quotient and since_prev are floats: no float() call
+            since_prev,
             float(ts_ms // _HOUR_MS % 24),
             1.0 if (days + 3) % 7 >= 5 else 0.0,   # 1970-01-01 was a Thursday (weekday 3)
             float(type_code),
             float(amount),
             float(device),
             float(_PRIORITY_CODES[event.priority]),
-            float(purchases / views) if views else float(purchases),
+            purchases / views if views else float(purchases),
             float(devices.bit_count()),
         ]
         if not self._v2:
@@ -597,7 +594,7 @@ class FeatureState:
             float(n_7d + t_n),
             float(week_purchases),
             float(week_amount),
-            float(week_amount / week_purchases) if week_purchases else 0.0,
+            week_amount / week_purchases if week_purchases else 0.0,
             float(c_24h + t_c),
             float(session_events),
             session_ms / _MS,
@@ -693,6 +690,14 @@ class FeatureState:
         if changed:
             self.cold_version += 1
         return changed
+
+
+def _fine_count(fine_n: list[int], lo: int, upto: int, day_lo: int, day_n: int) -> int:
+    """Events in the fine tiles [lo, upto): none, or the day window's count when the window starts at the same
+    tile (the usual case for the 6 h window, and for a sparse user's 1 h window none), else their sum."""
+    if lo >= upto:
+        return 0
+    return day_n if lo == day_lo else sum(fine_n[lo:upto])
 
 
 def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: float) -> tuple:
