@@ -36,7 +36,6 @@ Training (model/train.py) and serving both call ``FeatureState.observe``: one de
 """
 from __future__ import annotations
 
-import math
 import struct
 import zlib
 from array import array
@@ -44,6 +43,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import lru_cache, reduce
 from itertools import accumulate, islice, repeat
+from math import exp
 from operator import add, ge, mul, or_, sub
 
 from .events import DEVICE_TYPES, EVENT_TYPES, PRIORITIES, Event
@@ -112,7 +112,7 @@ _CLICK = EVENT_TYPES.index("click")
 _POINTS = tuple(ENGAGEMENT_POINTS[t] for t in EVENT_TYPES)
 _TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
 _DEVICE_CODES = {name: code for code, name in enumerate(DEVICE_TYPES)} | {None: -1}
-_PRIORITY_CODES = {name: code for code, name in enumerate(PRIORITIES)} | {None: -1}
+_PRIORITY_CODES = {name: float(code) for code, name in enumerate(PRIORITIES)} | {None: -1.0}  # as in the vector
 _SET_CODES = {"v1": 1, "v2": 2}
 _FORMAT = 1  # binary layout version of to_bytes / cold_bytes
 # zlib levels (any level reads back the same way): the hot part, rewritten on every batch, at level 1 (28-49 % less
@@ -235,25 +235,24 @@ class _Tier:
 
     def sums(self, lo: int, hi: int, columns: tuple[int, ...] = ALL_SUMS) -> tuple:
         """Each of ``columns`` (default: events, purchases, views, clicks, amount, points, devices) summed
-        (devices: OR-ed) over tiles [lo, hi), cached until the tier changes: windows that start in the same tile
-        share them, and for the hourly tier every event of an hour asks for the same few windows."""
+        (devices: OR-ed) over tiles [lo, hi), cached until the tier changes: for the hourly tier every event of an
+        hour asks for the same few windows. The fine tier's sums of every column are not cached: each new tile,
+        and each change (which empties the cache), asks for new ones."""
         if lo >= hi:
             return _NO_TILE
         c = self.cols
         if hi - lo == 1 and columns is ALL_SUMS:  # one tile (a sparse user's): its own values, nothing to add
             return (c[N][lo], c[PURCHASES][lo], c[VIEWS][lo], c[CLICKS][lo], c[AMOUNT][lo], c[POINTS][lo],
                     c[DEVICES][lo])
+        if columns is ALL_SUMS and not self._counted:  # the fine tier: a few tiles, every column
+            return (sum(c[N][lo:hi]), sum(c[PURCHASES][lo:hi]), sum(c[VIEWS][lo:hi]), sum(c[CLICKS][lo:hi]),
+                    sum(c[AMOUNT][lo:hi]), sum(c[POINTS][lo:hi]), reduce(or_, c[DEVICES][lo:hi]))
         key = (lo, hi, columns)
         cache = self._cached
         if cache is None:
             cache = self._cached = {}
         found = cache.get(key)
         if found is None:
-            if columns is ALL_SUMS and not self._counted:  # the fine tier: a few tiles, every column
-                found = cache[key] = (
-                    sum(c[N][lo:hi]), sum(c[PURCHASES][lo:hi]), sum(c[VIEWS][lo:hi]), sum(c[CLICKS][lo:hi]),
-                    sum(c[AMOUNT][lo:hi]), sum(c[POINTS][lo:hi]), reduce(or_, c[DEVICES][lo:hi]))
-                return found
             running = self.running()
             if columns is ALL_SUMS and running:  # the hourly tier's day window, spelt out: asked for on every hour
                 n, p, v, k, pts = running[N], running[PURCHASES], running[VIEWS], running[CLICKS], running[POINTS]
@@ -389,7 +388,7 @@ class FeatureState:
         return self.observe(event).features
 
     def observe(self, event: Event) -> Observation:
-        ts_ms = int(round(event.timestamp * _MS))   # to_millis, inline: this runs for every event
+        ts_ms = round(event.timestamp * _MS)   # to_millis, inline (round gives an int): this runs for every event
         end = ts_ms // _FINE_MS   # the event's 5-minute tile
         type_code = _TYPE_CODES[event.event_type]
         device = _DEVICE_CODES[event.device_type]
@@ -578,7 +577,7 @@ class FeatureState:
             float(type_code),
             float(amount),
             float(device),
-            float(_PRIORITY_CODES[event.priority]),
+            _PRIORITY_CODES[event.priority],
             purchases / views if views else float(purchases),
             float(devices.bit_count()),
         ]
@@ -599,7 +598,7 @@ class FeatureState:
             float(session_events),
             session_ms / _MS,
             float(sessions),
-            100.0 * (1.0 - math.exp(-(points_24h + t_points) / ENGAGEMENT_SCALE)),
+            100.0 * (1.0 - exp(-(points_24h + t_points) / ENGAGEMENT_SCALE)),
         ]
         return vector
 
