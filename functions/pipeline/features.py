@@ -36,15 +36,15 @@ Training (model/train.py) and serving both call ``FeatureState.observe``: one de
 """
 from __future__ import annotations
 
-import math
 import struct
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import lru_cache, reduce
-from itertools import accumulate, repeat
-from operator import add, mul, or_, sub
+from itertools import accumulate, islice, repeat
+from math import exp
+from operator import add, ge, mul, or_, sub
 
 from .events import DEVICE_TYPES, EVENT_TYPES, PRIORITIES, Event
 
@@ -112,7 +112,7 @@ _CLICK = EVENT_TYPES.index("click")
 _POINTS = tuple(ENGAGEMENT_POINTS[t] for t in EVENT_TYPES)
 _TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
 _DEVICE_CODES = {name: code for code, name in enumerate(DEVICE_TYPES)} | {None: -1}
-_PRIORITY_CODES = {name: code for code, name in enumerate(PRIORITIES)} | {None: -1}
+_PRIORITY_CODES = {name: float(code) for code, name in enumerate(PRIORITIES)} | {None: -1.0}  # as in the vector
 _SET_CODES = {"v1": 1, "v2": 2}
 _FORMAT = 1  # binary layout version of to_bytes / cold_bytes
 # zlib levels (any level reads back the same way): the hot part, rewritten on every batch, at level 1 (28-49 % less
@@ -174,14 +174,16 @@ class _Tier:
     sums of its count columns and of its session gaps, so that a window's counts are two lookups whatever its
     length."""
 
-    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart")
+    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart", "_sessions")
 
-    def __init__(self, columns: int, tile_ms: int, closed: bool = False):
+    def __init__(self, columns: int, tile_ms: int, closed: bool = False, sessions: bool = True):
         self.keys: list[int] = []
         self.cols: list[list] = [[] for _ in range(columns)]
         self.tile_ms = tile_ms
         self._cached: dict | None = None   # window sums and session walks, until the tier changes
-        self._counted = _COUNTS + (GAPS,) if closed else ()
+        # sessions=False (a v1 state: no session features): no running sums of session gaps to keep up
+        self._counted = (_COUNTS + (GAPS,) if sessions else _COUNTS) if closed else ()
+        self._sessions = sessions
         self._running: dict[int, list[int]] | None = None  # column -> sum over the tiles before each position
         self._apart: list[int] = []   # with _running: session gaps between consecutive tiles, summed up to each
 
@@ -200,8 +202,9 @@ class _Tier:
         if self._running is not None:
             for column, running in self._running.items():
                 running.append(running[-1] + row[column])
-            apart = self._apart
-            apart.append(apart[-1] + (row[FIRST] - self.cols[LAST][-1] >= _GAP_MS) if apart else 0)
+            if self._sessions:
+                apart = self._apart
+                apart.append(apart[-1] + (row[FIRST] - self.cols[LAST][-1] >= _GAP_MS) if apart else 0)
         self.keys.append(key)
         for col, value in zip(self.cols, row, strict=True):
             col.append(value)
@@ -216,31 +219,40 @@ class _Tier:
             del self._apart[:count]
         self.invalidate()
 
+    def pop_first(self) -> list:
+        """Drop the first tile and return its row: drop_first(1) and a read of the row in one pass."""
+        del self.keys[0]
+        if self._running is not None:
+            for running in self._running.values():
+                del running[:1]
+            del self._apart[:1]
+        self.invalidate()
+        return [column.pop(0) for column in self.cols]
+
     def load(self, keys: list[int], cols: list[list]) -> None:
         self.keys, self.cols, self._running = keys, cols, None
         self.invalidate()
 
     def sums(self, lo: int, hi: int, columns: tuple[int, ...] = ALL_SUMS) -> tuple:
         """Each of ``columns`` (default: events, purchases, views, clicks, amount, points, devices) summed
-        (devices: OR-ed) over tiles [lo, hi), cached until the tier changes: windows that start in the same tile
-        share them, and for the hourly tier every event of an hour asks for the same few windows."""
+        (devices: OR-ed) over tiles [lo, hi), cached until the tier changes: for the hourly tier every event of an
+        hour asks for the same few windows. The fine tier's sums of every column are not cached: each new tile,
+        and each change (which empties the cache), asks for new ones."""
         if lo >= hi:
             return _NO_TILE
         c = self.cols
         if hi - lo == 1 and columns is ALL_SUMS:  # one tile (a sparse user's): its own values, nothing to add
             return (c[N][lo], c[PURCHASES][lo], c[VIEWS][lo], c[CLICKS][lo], c[AMOUNT][lo], c[POINTS][lo],
                     c[DEVICES][lo])
+        if columns is ALL_SUMS and not self._counted:  # the fine tier: a few tiles, every column
+            return (sum(c[N][lo:hi]), sum(c[PURCHASES][lo:hi]), sum(c[VIEWS][lo:hi]), sum(c[CLICKS][lo:hi]),
+                    sum(c[AMOUNT][lo:hi]), sum(c[POINTS][lo:hi]), reduce(or_, c[DEVICES][lo:hi]))
         key = (lo, hi, columns)
         cache = self._cached
         if cache is None:
             cache = self._cached = {}
         found = cache.get(key)
         if found is None:
-            if columns is ALL_SUMS and not self._counted:  # the fine tier: a few tiles, every column
-                found = cache[key] = (
-                    sum(c[N][lo:hi]), sum(c[PURCHASES][lo:hi]), sum(c[VIEWS][lo:hi]), sum(c[CLICKS][lo:hi]),
-                    sum(c[AMOUNT][lo:hi]), sum(c[POINTS][lo:hi]), reduce(or_, c[DEVICES][lo:hi]))
-                return found
             running = self.running()
             if columns is ALL_SUMS and running:  # the hourly tier's day window, spelt out: asked for on every hour
                 n, p, v, k, pts = running[N], running[PURCHASES], running[VIEWS], running[CLICKS], running[POINTS]
@@ -261,15 +273,30 @@ class _Tier:
             cols = self.cols
             self._running = {column: list(accumulate(cols[column], initial=0)) for column in self._counted}
             first, last = cols[FIRST], cols[LAST]
-            self._apart = list(accumulate((first[k] - last[k - 1] >= _GAP_MS for k in range(1, len(first))),
-                                          initial=0)) if first else []
+            # (first[k] - last[k - 1] >= _GAP_MS for k >= 1) as C loops: a sparse user's state is read for each event
+            apart = map(ge, map(sub, islice(first, 1, None), last), repeat(_GAP_MS))
+            self._apart = list(accumulate(apart, initial=0)) if first and self._sessions else []
         return self._running
 
     def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
         """From fine tile ``top`` down: (events and first time of the session that tile ``top`` is in, whether that
         session reaches tile 0, session gaps between the tiles lo..top)."""
+        if top < 4:   # a few tiles (a sparse user's, whose fine tier changes at every event): cheaper uncached
+            return self._walk(top, lo)
         chain_n, chain_first, reaches_first, gaps = self._chain(top)
         return chain_n, chain_first, reaches_first, gaps - self._chain(lo)[3] if lo < top else 0
+
+    def _walk(self, top: int, lo: int) -> tuple[int, int, bool, int]:
+        """``walk_down`` by a plain walk from tile ``top`` down, nothing cached."""
+        first, last, n = self.cols[FIRST], self.cols[LAST], self.cols[N]
+        chain_n, chain_first, in_session, gaps = n[top], first[top], True, 0
+        for j in range(top, 0, -1):
+            if first[j] - last[j - 1] >= _GAP_MS:
+                in_session = False
+                gaps += j > lo
+            elif in_session:
+                chain_n, chain_first = chain_n + n[j - 1], first[j - 1]
+        return chain_n, chain_first, in_session, gaps
 
     def _chain(self, top: int) -> tuple[int, int, bool, int]:
         """(events and first time of the session that tile ``top`` is in, whether it reaches tile 0, session gaps
@@ -342,7 +369,7 @@ class FeatureState:
         self._longest_ms = int(LONGEST_WINDOW[feature_set] * _MS)
         self._retention_ms = int(retention_seconds(feature_set) * _MS)
         self.fine = _Tier(_FINE_COLUMNS, _FINE_MS)
-        self.hourly = _Tier(_HOURLY_COLUMNS, _HOUR_MS, closed=True)
+        self.hourly = _Tier(_HOURLY_COLUMNS, _HOUR_MS, closed=True, sessions=self._v2)
         self.total_events = 0
         self.late_events = 0
         self.last_seen_ms = -1
@@ -361,7 +388,7 @@ class FeatureState:
         return self.observe(event).features
 
     def observe(self, event: Event) -> Observation:
-        ts_ms = int(round(event.timestamp * _MS))   # to_millis, inline: this runs for every event
+        ts_ms = round(event.timestamp * _MS)   # to_millis, inline (round gives an int): this runs for every event
         end = ts_ms // _FINE_MS   # the event's 5-minute tile
         type_code = _TYPE_CODES[event.event_type]
         device = _DEVICE_CODES[event.device_type]
@@ -420,6 +447,21 @@ class FeatureState:
         position = len(keys) - 1
         if position < 0 or keys[position] != key:  # not the newest tile (the usual case)
             position = bisect_left(keys, key)
+            if position == len(keys) and fine._running is None:
+                # a new newest tile (a sparse user's every event), column by column: _Tier.insert's append without
+                # its loop (no running sums to extend; what is cached about the other tiles stays valid)
+                keys.append(key)
+                n, purchases, views, clicks, amounts, points, devices, first, last = fine.cols
+                n.append(1)
+                purchases.append(int(type_code == _PURCHASE))
+                views.append(int(type_code == _VIEW))
+                clicks.append(int(type_code == _CLICK))
+                amounts.append(0.0 + purchase_amount)
+                points.append(_POINTS[type_code])
+                devices.append(1 << device if device >= 0 else 0)
+                first.append(ts_ms)
+                last.append(ts_ms)
+                return position
             if position == len(keys) or keys[position] != key:   # a new tile, holding just this event
                 fine.insert(position, key, [
                     1, int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK),
@@ -453,17 +495,24 @@ class FeatureState:
         fine, hourly = self.fine, self.hourly
         keep_from = (self.last_seen_ms - _FINE_KEEP_MS) // _FINE_MS
         keys = fine.keys
+        changed = False
         while keys and (keys[0] // _PER_HOUR + 1) * _PER_HOUR <= keep_from:
             hour = keys[0] // _PER_HOUR
             count = bisect_left(keys, (hour + 1) * _PER_HOUR)
-            hourly.insert(len(hourly.keys), hour, _hour_row(fine.cols, count))
-            fine.drop_first(count)
-            self.cold_changed = True
-            self._forget()
+            if count == 1:   # one tile (a sparse user's hour): moved as it is, no gap inside
+                row = fine.pop_first()
+                row += (0, row[N], row[FIRST])
+            else:
+                row = _hour_row(fine.cols, count)
+                fine.drop_first(count)
+            hourly.insert(len(hourly.keys), hour, row)
+            changed = True
         hkeys = hourly.keys
         oldest = (self.last_seen_ms - self._retention_ms) // _HOUR_MS
         if hkeys and hkeys[0] < oldest:
             hourly.drop_first(bisect_left(hkeys, oldest))
+            changed = True
+        if changed:   # one _forget for the lot
             self.cold_changed = True
             self._forget()
 
@@ -489,12 +538,12 @@ class FeatureState:
         n, p, v, c, amount, points, devices = day_fine = fine.sums(day_lo, upto)
         hn, hp, hv, hc, h_amount, h_points, h_devices = hourly.sums(bisect_left(hkeys, day), hhi)
         start_1h = end - _PER_HOUR
-        n_1h = sum(fine_n[bisect_left(keys, start_1h):upto]) + h_n - running_n[
+        n_1h = _fine_count(fine_n, bisect_left(keys, start_1h), upto, day_lo, n) + h_n - running_n[
             bisect_left(hkeys, -(-start_1h // _PER_HOUR))]
         sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h)
         if not self._v2:
             return sums
-        n_6h = sum(fine_n[bisect_left(keys, hour - 6 * _PER_HOUR):upto]) + h_n - running_n[
+        n_6h = _fine_count(fine_n, bisect_left(keys, hour - 6 * _PER_HOUR), upto, day_lo, n) + h_n - running_n[
             bisect_left(hkeys, day + 18)]
         week_lo = bisect_left(keys, hour - 7 * 24 * _PER_HOUR)
         week = day_fine if week_lo == day_lo else fine.sums(week_lo, upto)   # the same tiles, usually
@@ -521,15 +570,15 @@ class FeatureState:
             float(purchases),
             float(views),
             float(amount_sum),
-            float(amount_sum / purchases) if purchases else 0.0,
-            float(since_prev),
+            amount_sum / purchases if purchases else 0.0,   # a quotient and since_prev are floats: no float() call
+            since_prev,
             float(ts_ms // _HOUR_MS % 24),
             1.0 if (days + 3) % 7 >= 5 else 0.0,   # 1970-01-01 was a Thursday (weekday 3)
             float(type_code),
             float(amount),
             float(device),
-            float(_PRIORITY_CODES[event.priority]),
-            float(purchases / views) if views else float(purchases),
+            _PRIORITY_CODES[event.priority],
+            purchases / views if views else float(purchases),
             float(devices.bit_count()),
         ]
         if not self._v2:
@@ -544,12 +593,12 @@ class FeatureState:
             float(n_7d + t_n),
             float(week_purchases),
             float(week_amount),
-            float(week_amount / week_purchases) if week_purchases else 0.0,
+            week_amount / week_purchases if week_purchases else 0.0,
             float(c_24h + t_c),
             float(session_events),
             session_ms / _MS,
             float(sessions),
-            100.0 * (1.0 - math.exp(-(points_24h + t_points) / ENGAGEMENT_SCALE)),
+            100.0 * (1.0 - exp(-(points_24h + t_points) / ENGAGEMENT_SCALE)),
         ]
         return vector
 
@@ -562,7 +611,7 @@ class FeatureState:
         session reaches them."""
         fine, hourly = self.fine, self.hourly
         first, last = fine.cols[FIRST], fine.cols[LAST]
-        start = _window_start_fine(end * _FINE_MS, WINDOW_24H)
+        start = end // _PER_HOUR * _PER_HOUR - 24 * _PER_HOUR   # the 24 h window's first tile (_window_start_fine)
         lo = bisect_left(fine.keys, start)
         chain_n, chain_first, in_session, gaps = 0, None, True, 0
         if own > 0:
@@ -642,6 +691,14 @@ class FeatureState:
         return changed
 
 
+def _fine_count(fine_n: list[int], lo: int, upto: int, day_lo: int, day_n: int) -> int:
+    """Events in the fine tiles [lo, upto): none, or the day window's count when the window starts at the same
+    tile (the usual case for the 6 h window, and for a sparse user's 1 h window none), else their sum."""
+    if lo >= upto:
+        return 0
+    return day_n if lo == day_lo else sum(fine_n[lo:upto])
+
+
 def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: float) -> tuple:
     """``_window_sums`` with a late event (not in the tiles) counted in every window; its amount is added after
     the hourly part, the order of an on-time event's own tile."""
@@ -656,12 +713,9 @@ def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: 
 
 
 def _hour_row(cols: list[list], count: int) -> list:
-    """The hourly tile of the first ``count`` fine tiles (one hour): their sums, first and last time, the session
-    gaps between them, and the events and first time of the session the last one ends."""
-    if count == 1:   # one tile (a sparse user's hour): its own values, no gap inside
-        row = [column[0] for column in cols]
-        row += (0, row[N], row[FIRST])
-        return row
+    """The hourly tile of the first ``count`` fine tiles (one hour, count > 1: _roll_up moves a single tile as it
+    is): their sums, first and last time, the session gaps between them, and the events and first time of the
+    session the last one ends."""
     c = [column[:count] for column in cols]
     gaps, tail_n, tail_first = 0, c[N][0], c[FIRST][0]
     for i in range(1, count):
