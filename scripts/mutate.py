@@ -9,6 +9,8 @@ mutmut names a mutant after the module path it mutates (functions.pipeline.event
 ``pipeline.events`` (tests/conftest.py puts functions/ on sys.path), so a mutant would never be switched on. Each
 module is therefore run in a staging tree (.mutation/<module>/) where the library sits at the top level:
 pipeline/ (mutated), tests/, functions/ without pipeline, and what the tests read (scripts, statemachines, model).
+A module is a file (pipeline/events.py) or a package (pipeline/optimizer/: every file of it is mutated, and its
+score is over all of them).
 One worker (the machine is shared); mutmut runs, for each mutant, only the selected tests that reach its function.
 Score = killed / mutants run, where survivors that only reword an error or log message are set apart (listed
 in .mutation/<module>.survivors.txt; the score over all mutants is printed too). "No tests" mutants count as
@@ -53,6 +55,11 @@ NOT_RUN = {None, 34, 37}  # not checked, skipped, caught by a type checker (none
 # fires. With one OpenMP thread no pool is started.
 
 
+def is_package(module: str) -> bool:
+    """pipeline/<module>/ is a package (mutated whole) rather than the file pipeline/<module>.py."""
+    return (ROOT / "functions" / "pipeline" / module).is_dir()
+
+
 def stage(module: str) -> Path:
     """A fresh staging tree for one module (the stats mutmut keeps are per tree)."""
     tree = STAGE / module
@@ -71,7 +78,7 @@ def stage(module: str) -> Path:
     tests = "\n    ".join(TESTS[module])
     (tree / "setup.cfg").write_text(f"""[mutmut]
 source_paths = pipeline/
-only_mutate = pipeline/{module}.py
+only_mutate = pipeline/{module}{"/*" if is_package(module) else ".py"}
 pytest_add_cli_args_test_selection =
     {tests}
 pytest_add_cli_args = -p no:cacheprovider -x
@@ -88,8 +95,9 @@ also_copy =
 
 
 def scores(tree: Path, module: str) -> dict:
-    meta = json.loads((tree / "mutants" / "pipeline" / f"{module}.py.meta").read_text())
-    codes = meta["exit_code_by_key"]
+    mutants = tree / "mutants" / "pipeline"
+    metas = sorted((mutants / module).glob("*.py.meta")) if is_package(module) else [mutants / f"{module}.py.meta"]
+    codes = {k: v for meta in metas for k, v in json.loads(meta.read_text())["exit_code_by_key"].items()}
     counted = {k: v for k, v in codes.items() if v not in NOT_RUN}
     killed = sum(v in KILLED for v in counted.values())
     survivors = sorted(k for k, v in counted.items() if v not in KILLED)
@@ -140,8 +148,13 @@ def rerun_survivors(module: str) -> dict:
     shutil.copytree(ROOT / "tests", tree / "tests", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     # the library's other modules as they are now (the new tests may use them); the mutated module stays mutmut's
     for source in (ROOT / "functions" / "pipeline").iterdir():
-        if source.is_file() and source.name != f"{module}.py":
-            for copy in (tree / "pipeline", tree / "mutants" / "pipeline"):
+        if source.name in (f"{module}.py", module, "__pycache__"):
+            continue
+        for copy in (tree / "pipeline", tree / "mutants" / "pipeline"):
+            if source.is_dir():
+                shutil.copytree(source, copy / source.name, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
                 shutil.copy(source, copy / source.name)
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     started = time.monotonic()
