@@ -43,7 +43,7 @@ TESTS = {
     "stream": ["tests/unit/test_process_stream.py", "tests/unit/test_stream_crashes.py", "tests/unit/test_warm_states.py"],
     "warm": ["tests/unit/test_warm_states.py"],
     "features": ["tests/unit/test_features.py", "tests/unit/test_feature_boundaries.py"],
-    "optimizer": ["tests/unit/test_optimizer.py"],
+    "optimizer": ["tests/unit/test_optimizer_parts.py", "tests/unit/test_optimizer.py"],
 }
 GOAL = {name: 0.80 if name == "optimizer" else 0.90 for name in TESTS}
 COPY = ["tests", "scripts", "statemachines", "localcloud", "pyproject.toml", "cdk.json"]  # localcloud: test_drift.py evaluates alarms with it
