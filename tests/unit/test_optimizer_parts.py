@@ -385,3 +385,55 @@ def test_decide_keeps_a_move_made_for_the_slo_without_judging_it_and_drops_expir
     evaluated = BatchConfig(applied=True, batch_size=200, batching_window_seconds=0, invoke_chunk_size=100,
                             optimizer_state={"last_change": CHANGE | {"evaluated": True}})
     assert "last_evaluation" not in rollback.decide([], _settings(), evaluated, NOON)[2]
+
+
+def _surface(sizes, n, start, configured=None, cost=None, rate=400.0):
+    """Cost records that train the models: cost per event a bowl with its floor at 240 events (or ``cost``)."""
+    return [{"batch_size": size, "events": size, "bytes": 200 * size, "recorded_at": start + i, "arrival_rate": rate,
+             "configured_batch_size": configured or size,
+             "stage_seconds": {"process_stream": 0.001 * size, "invoke_model": 0.0002 * size},
+             "cost_per_event_usd": 9.0, "tunable_cost_per_event_usd": cost or 1e-6 * (1 + ((size - 240) / 200) ** 2),
+             "latency_max": 0.2 + size / 1000} for i, size in enumerate(sizes[i % len(sizes)] for i in range(n))]
+
+
+def _config(applied=True, chunk=50, rollbacks=None):
+    state = {"last_change": {"applied_at": NOON - 500, "batch_size": 400, "previous_batch_size": 200,
+                             "previous_window_seconds": 1, "purpose": "cost", "evaluated": False},
+             "rejected": {"50": NOON + 10}}
+    if rollbacks is not None:
+        state["rollbacks"] = rollbacks
+    return BatchConfig(applied=applied, batch_size=400, batching_window_seconds=1, invoke_chunk_size=chunk,
+                       optimizer_state=state)
+
+
+TRAIN = _surface(list(range(15, 501, 30)), 200, NOON - 7200)
+
+
+def test_a_young_change_waits_with_the_setting_in_force():
+    rows = TRAIN + _surface([200], 20, NOON - 1000) + _surface([400], 19, NOON - 400)
+    decision, models, state = rollback.decide(rows, _settings(invoke_chunk_size=100), _config(), NOON)
+    assert (decision.batch_size, decision.batching_window_seconds, decision.invoke_chunk_size, decision.status) == (
+        400, 1, 50, "waiting") and models is None
+    assert decision.reason == ("waiting for 20 batches under BatchSize 400 and under 200 before judging the last "
+                               "change (have 19 and 20)") and decision.records == len(rows)
+    assert state["rejected"] == {"50": NOON + 10} and state["last_change"]["evaluated"] is False
+    assert "last_evaluation" not in state
+    fresh, _, _ = rollback.decide(rows, _settings(invoke_chunk_size=100), _config(applied=False), NOON)
+    assert fresh.invoke_chunk_size == 100                        # not yet applied: the configured chunk, <= BatchSize
+
+
+def test_a_dearer_change_is_rolled_back_to_the_setting_before():
+    rows = TRAIN + _surface([200], 20, NOON - 1000, cost=1e-6) + _surface([400], 20, NOON - 400, cost=1.3e-6)
+    earlier = [{"n": k} for k in range(10)]
+    decision, models, state = rollback.decide(rows, _settings(invoke_chunk_size=100), _config(rollbacks=earlier),
+                                              NOON)
+    assert (decision.batch_size, decision.batching_window_seconds, decision.invoke_chunk_size, decision.status) == (
+        200, 1, 100, "rollback") and models is None and decision.records == len(rows)
+    reason = ("measured tunable cost per event rose 30.0% (1.000e-06 -> 1.300e-06 USD over 20 / 20 batches) after "
+              "BatchSize 200 -> 400; rolled back")
+    assert decision.reason == reason
+    assert state["rejected"] == {"50": NOON + 10, "400": NOON + 24 * 3600}
+    assert state["rollbacks"][:9] == earlier[1:] and state["rollbacks"][-1]["reason"] == reason
+    assert state["rollbacks"][-1]["at"] == NOON and state["rollbacks"][-1]["verdict"] == "rollback"
+    assert state["last_change"]["evaluated"] is True and state["last_change"]["evaluation"]["verdict"] == "rollback"
+    assert state["last_evaluation"]["at"] == NOON and state["last_evaluation"]["to"] == 400
