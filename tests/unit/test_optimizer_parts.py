@@ -100,8 +100,9 @@ def test_the_hybrid_recovers_a_physical_truth_and_keeps_its_terms_non_negative()
 def test_fit_models_process_stream_pace_and_margin():
     rows = [{"events": n, "bytes": 100 * n, "recorded_at": NOON + i, "arrival_rate": 10.0,
              "stage_seconds": {"process_stream": 0.05 + 0.002 * n, "invoke_model": 0.0},
-             "tunable_cost_per_event_usd": 1e-6 / n, "cost_per_event_usd": 0, "latency_max": 0.3 + 0.001 * n + (0.2 if i == 7 else 0.0),
-             "wait_seconds": 0.1} for i, n in enumerate([10, 20, 30, 40, 50] * 8)]
+             "tunable_cost_per_event_usd": 1e-6 / n, "cost_per_event_usd": 0,
+             "latency_max": 0.3 + 0.001 * n + (0.2 if i == 7 else 0.0), "wait_seconds": 0.1}
+            for i, n in enumerate([10, 20, 30, 40, 50] * 8)]
     fitted = model.fit_models(rows)
     assert fitted.ps_fixed == pytest.approx(0.05) and fitted.ps_per_event == pytest.approx(0.002)
     assert fitted.x.shape == (40, 6) and 0.0 < fitted.margin < 0.2
