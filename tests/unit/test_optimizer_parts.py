@@ -438,3 +438,39 @@ def test_a_dearer_change_is_rolled_back_to_the_setting_before():
     assert state["rollbacks"][-1]["at"] == NOON and state["rollbacks"][-1]["verdict"] == "rollback"
     assert state["last_change"]["evaluated"] is True and state["last_change"]["evaluation"]["verdict"] == "rollback"
     assert state["last_evaluation"]["at"] == NOON and state["last_evaluation"]["to"] == 400
+
+
+def test_a_rollback_does_not_restore_a_setting_that_would_break_the_slo_now():
+    # 1 event/s now: BatchSize 200 with a 1 s window never fills, so its first record waits up to a poll and then
+    # the whole window: not within a 2 s SLO
+    rows = (_surface(list(range(15, 501, 30)), 200, NOON - 7200, rate=1.0)
+            + _surface([200], 20, NOON - 1000, cost=1e-6, rate=1.0)
+            + _surface([400], 20, NOON - 400, cost=1.3e-6, rate=1.0))
+    decision, models, state = rollback.decide(rows, _settings(latency_slo_seconds=2.0), _config(), NOON)
+    assert decision.status == "trained" and models is not None and decision.batch_size != 200
+    assert decision.reason.startswith(
+        "measured tunable cost per event rose 30.0% (1.000e-06 -> 1.300e-06 USD over 20 / 20 batches) after BatchSize"
+        " 200 -> 400; BatchSize 200 with a 1s window is not predicted to hold the SLO now, so not restored; ")
+    assert "excluded after rollback: [50, 400]" in decision.reason
+    assert state["rejected"]["400"] == NOON + 24 * 3600 and state["rollbacks"][-1]["verdict"] == "rollback"
+
+
+def test_save_models_writes_the_pickle_and_the_metrics_under_the_time(aws):
+    import json
+    import pickle
+
+    import boto3
+
+    from pipeline.optimizer import apply
+
+    decision = policy.Decision(200, 1, 100, "why", 42, r2_cost=0.9, r2_latency=0.8, latency_margin_seconds=0.05)
+    key = apply.save_models(settings(), {"cost": "c"}, decision, NOON + 61.5)
+    assert key == "optimizer/20270101T120101Z/model.pkl"
+    s3 = boto3.client("s3")
+    saved = pickle.loads(s3.get_object(Bucket="artifacts", Key=key)["Body"].read())
+    assert saved == {"models": {"cost": "c"}, "decision": dataclasses.asdict(decision)}
+    metrics = s3.get_object(Bucket="artifacts", Key="optimizer/20270101T120101Z/metrics.json")
+    assert metrics["ContentType"] == "application/json"
+    assert json.loads(metrics["Body"].read()) == {
+        "features": list(model.FEATURES), "records": 42, "r2_cost_oob": 0.9, "r2_latency_oob": 0.8,
+        "latency_margin_seconds": 0.05, "decision": dataclasses.asdict(decision)}
