@@ -474,3 +474,55 @@ def test_save_models_writes_the_pickle_and_the_metrics_under_the_time(aws):
     assert json.loads(metrics["Body"].read()) == {
         "features": list(model.FEATURES), "records": 42, "r2_cost_oob": 0.9, "r2_latency_oob": 0.8,
         "latency_margin_seconds": 0.05, "decision": dataclasses.asdict(decision)}
+
+
+def test_choose_too_little_data_at_the_minimums():
+    s = _settings(batch_size=100)
+    three_sizes = _surface([100, 200, 300], 30, NOON - 600)
+    assert policy.choose(three_sizes, s, current=100, now=NOON)[0].status == "trained"
+    decision, models = policy.choose(three_sizes[:29], s, current=100, now=NOON)
+    assert models is None and decision.reason == (
+        "too little data: 29 cost records over 3 batch sizes (need 30 over 3); using the configured default BatchSize 100")
+    empty = [r | {"events": 0} for r in three_sizes]                          # empty batches are not records
+    assert policy.choose(three_sizes[:29] + empty, s, current=100, now=NOON)[0].records == 29
+    two_sizes = _surface([100, 200], 40, NOON - 600)
+    assert policy.choose(two_sizes, s, current=100, now=NOON)[0].reason.startswith(
+        "too little data: 40 cost records over 2 batch sizes")
+
+
+def test_choose_composes_the_parts():
+    """choose = fit_models, the workload now, rate_scenarios, step_bound, candidate_grid, predict, select, explain,
+    cost_curve, wired as documented; each part is tested above."""
+    now = NOON + 5
+    rows = TRAIN[:100] + [r | {"bytes": 300 * r["events"]} for r in TRAIN[100:]]   # the newest 100: 300 B/event
+    s = _settings(invoke_chunk_size=60, latency_slo_seconds=2.5, batching_window_seconds=1, min_batch_size=10,
+                  max_batch_size=500)
+    rejected = {"240": now + 1, "100": now}                                    # 100's rejection has just expired
+    decision, models = policy.choose(rows, s, current=200, rejected=rejected, now=now)
+    fitted = model.fit_models(rows)
+    assert models["features"] == model.FEATURES and list(models["cost"].coef) == list(fitted.cost.coef)
+    assert list(models["latency"].coef) == list(fitted.latency.coef)
+    assert (decision.r2_cost, decision.r2_latency, decision.latency_margin_seconds) == (
+        fitted.cost.oob_score_, fitted.latency.oob_score_, fitted.margin)
+    workload = np.median(fitted.x[-100:], axis=0)
+    workload[3] = 12
+    rates = queueing.rate_scenarios(rows, now)
+    assert decision.workload == {"arrival_rate": 400.0, "bytes_per_event": 300.0, "hour": 12.0,
+                                 "stream_seconds_per_event": 0.001, "model_seconds_per_event": workload[5],
+                                 "rates": rates, "process_stream_fixed_seconds": fitted.ps_fixed,
+                                 "process_stream_seconds_per_event": fitted.ps_per_event,
+                                 "predicted_events_per_batch": decision.workload["predicted_events_per_batch"]}
+    low, high = policy.step_bound(rows, s, 200, 1)
+    c = policy.candidate_grid(s, 200, 2, {240: now + 1}, (200, 1))
+    p = policy.predict(c, rates, workload, fitted, 2.5)
+    best, purpose, rule = policy.select(c, p, low, high, 200)
+    assert (decision.batch_size, decision.batching_window_seconds, decision.purpose) == (
+        int(c.size[best]), int(c.window[best]), purpose)
+    assert decision.invoke_chunk_size == min(decision.batch_size, 60) and decision.records == 200
+    assert decision.reason == policy.explain(rule, s, low, high, 2, fitted.margin, rates) + (
+        "; excluded after rollback: [240]")
+    assert decision.predicted_cost_per_event == p.cost[best] and decision.predicted_latency == p.latency[best]
+    assert decision.workload["predicted_events_per_batch"] == p.events_now[best]
+    assert decision.candidates == policy.cost_curve(c, p, best) and decision.keep_holds_slo is bool(p.ok[-1])
+    kept = policy.choose(rows, s, current=200, now=now, keep=(10, 2))[0]
+    assert kept.keep_holds_slo is False                                          # 10 cannot keep up with 400/s
