@@ -482,7 +482,8 @@ def test_choose_too_little_data_at_the_minimums():
     assert policy.choose(three_sizes, s, current=100, now=NOON)[0].status == "trained"
     decision, models = policy.choose(three_sizes[:29], s, current=100, now=NOON)
     assert models is None and decision.reason == (
-        "too little data: 29 cost records over 3 batch sizes (need 30 over 3); using the configured default BatchSize 100")
+        "too little data: 29 cost records over 3 batch sizes (need 30 over 3); using the configured default "
+        "BatchSize 100")
     empty = [r | {"events": 0} for r in three_sizes]                          # empty batches are not records
     assert policy.choose(three_sizes[:29] + empty, s, current=100, now=NOON)[0].records == 29
     two_sizes = _surface([100, 200], 40, NOON - 600)
