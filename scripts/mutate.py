@@ -133,8 +133,9 @@ def run_module(module: str) -> dict:
     tree = stage(module)
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     started = time.monotonic()
-    subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1"], cwd=tree, env=env,
-                   stdout=subprocess.DEVNULL, check=False)
+    with (STAGE / f"{module}.log").open("w") as log:     # mutmut's own output: why a run stopped early
+        subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1"], cwd=tree, env=env,
+                       stdout=log, stderr=subprocess.STDOUT, check=False)
     result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
     return finish(tree, module, result)
 
@@ -159,8 +160,9 @@ def rerun_survivors(module: str) -> dict:
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     started = time.monotonic()
     if previous:
-        subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1", *previous], cwd=tree,
-                       env=env, stdout=subprocess.DEVNULL, check=False)
+        with (STAGE / f"{module}.log").open("w") as log:
+            subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1", *previous], cwd=tree,
+                           env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
     return finish(tree, module, result)
 
@@ -179,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help=f"modules ({', '.join(TESTS)}) and/or asl; default: all")
     parser.add_argument("--survivors", action="store_true",
                         help="re-run only the last run's surviving mutants of each module, with the current tests")
+    parser.add_argument("--rescore", action="store_true",
+                        help="only score each module's staging tree as it stands (after a run that was stopped, or a "
+                             "mutmut run started by hand there): mutants not run yet are left out of the count")
     args = parser.parse_args(argv)
     targets = args.targets or [*TESTS, "asl"]
     results = []
@@ -188,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             from scripts import mutate_asl
 
             results.append(mutate_asl.run())
+        elif args.rescore:
+            results.append(finish(STAGE / target, target, scores(STAGE / target, target) | {"seconds": 0}))
         else:
             results.append(rerun_survivors(target) if args.survivors else run_module(target))
         r = results[-1]
