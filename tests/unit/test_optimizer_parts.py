@@ -527,3 +527,73 @@ def test_choose_composes_the_parts():
     assert decision.candidates == policy.cost_curve(c, p, best) and decision.keep_holds_slo is bool(p.ok[-1])
     kept = policy.choose(rows, s, current=200, now=now, keep=(10, 2))[0]
     assert kept.keep_holds_slo is False                                          # 10 cannot keep up with 400/s
+
+
+# ------------------------------------------------------------------------------------------------------ apply
+def _mapping(monkeypatch, batch_size=400, window=1):
+    """A moto event source mapping, as test_optimizer.py's ``mapping`` fixture makes it."""
+    import io
+    import zipfile
+
+    import boto3
+
+    role = boto3.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam = boto3.client("lambda")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("handler.py", "def handler(e, c):\n    return None\n")
+    lam.create_function(FunctionName="process", Runtime="python3.11", Role=role, Handler="handler.handler",
+                        Code={"ZipFile": buffer.getvalue()})
+    stream = boto3.client("kinesis").describe_stream(StreamName="events")["StreamDescription"]["StreamARN"]
+    uuid = lam.create_event_source_mapping(EventSourceArn=stream, FunctionName="process", BatchSize=batch_size,
+                                           MaximumBatchingWindowInSeconds=window,
+                                           StartingPosition="TRIM_HORIZON")["UUID"]
+    monkeypatch.setenv("EVENT_SOURCE_MAPPING_ID", uuid)
+    return lam, uuid
+
+
+def test_retrain_and_apply_writes_the_decision_it_made_back(aws, monkeypatch):
+    from pipeline.optimizer import apply
+
+    lam, uuid = _mapping(monkeypatch)
+    history = [{"at": k, "batch_size": 400, "window": 1, "status": "trained"} for k in range(50)]
+    item = {"pk": "config", "batch_size": 400, "batching_window_seconds": 1, "invoke_chunk_size": 100,
+            "optimizer_state": {"rejected": {"60": NOON + 10}}, "history": history}
+    store.put_item("state", item)
+    reads = []
+    monkeypatch.setattr(apply, "load_cost_records", lambda s, now: reads.append(now) or TRAIN)
+    s = settings()
+    expected, _, state = rollback.decide(TRAIN, s, BatchConfig.from_item(item, s), NOON)
+    assert (expected.batch_size, expected.batching_window_seconds) != (400, 1)        # a change to apply
+    result = apply.retrain_and_apply(s, now=NOON)
+    assert reads == [NOON]
+    assert result == dataclasses.asdict(expected) | {"trained_at": NOON, "previous_batch_size": 400, "applied": True,
+                                                     "model_s3_key": "optimizer/20270101T120000Z/model.pkl"}
+    esm = lam.get_event_source_mapping(UUID=uuid)
+    assert (esm["BatchSize"], esm["MaximumBatchingWindowInSeconds"]) == (
+        expected.batch_size, expected.batching_window_seconds)
+    config = store.get_item("state", {"pk": "config"})
+    assert (config["batch_size"], config["batching_window_seconds"], config["invoke_chunk_size"],
+            config["updated_at"]) == (expected.batch_size, expected.batching_window_seconds,
+                                      expected.invoke_chunk_size, NOON)
+    assert config["optimizer"] == result
+    assert config["optimizer_state"] == rollback.record_change(state, expected, 400, 1, NOON)
+    assert config["history"] == history[-47:] + [{"at": NOON, "batch_size": expected.batch_size,
+                                                  "window": expected.batching_window_seconds, "status": "trained"}]
+
+
+def test_retrain_and_apply_leaves_the_mapping_alone_when_nothing_changes(aws, monkeypatch):
+    from pipeline.optimizer import apply
+
+    lam, uuid = _mapping(monkeypatch, batch_size=300, window=2)
+    store.put_item("state", {"pk": "config", "batch_size": 100, "batching_window_seconds": 0,
+                             "invoke_chunk_size": 100})
+    monkeypatch.setattr(apply, "load_cost_records", lambda s, now: TRAIN[:10])       # too little: the default
+    s = _settings(batch_size=100, batching_window_seconds=0)
+    result = apply.retrain_and_apply(s, now=NOON)
+    assert result["status"] == "fallback" and result["applied"] is False and result["model_s3_key"] is None
+    esm = lam.get_event_source_mapping(UUID=uuid)
+    assert (esm["BatchSize"], esm["MaximumBatchingWindowInSeconds"]) == (300, 2)       # not called
+    import boto3
+
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket="artifacts", Prefix="optimizer/")
