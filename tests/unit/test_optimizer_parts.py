@@ -60,12 +60,15 @@ def test_load_cost_records_reads_the_newest_of_each_slot_back_to_the_first_slot_
     end = NOON + 3600
     rows = [{"recorded_at": NOON + 3000 + k, "n": k} for k in range(5)]          # newest slot: 2 newest read
     rows += [{"recorded_at": end - 86400 + 1, "n": 10}, {"recorded_at": end - 86400 - 1, "n": 11}]
+    rows += [{"recorded_at": end - 86400, "n": 9}]                                # the window's first second
     rows += [{"recorded_at": NOON + 3600 + 5, "n": 12}]                           # after the window
     for n, r in enumerate(rows):
         stamp = datetime.fromtimestamp(r["recorded_at"], tz=timezone.utc)
         store.put_item("cost", r | {"day": stamp.strftime("%Y-%m-%d"), "batch_key": f"{stamp.isoformat()}#b{n}"})
     read = records.load_cost_records(settings(), days=1, per_hour=12, now=now)
-    assert [r["n"] for r in read] == [10, 3, 4]
+    assert [r["n"] for r in read] == [9, 10, 3, 4]
+    read = records.load_cost_records(settings(), days=1, per_hour=6, now=now)   # 1 per slot: the newest
+    assert [r["n"] for r in read] == [10, 4]
 
 
 # ------------------------------------------------------------------------------------------------------ model
@@ -92,9 +95,35 @@ def test_the_hybrid_recovers_a_physical_truth_and_keeps_its_terms_non_negative()
     assert cost.predict(np.array([[200.0, 0, 0, 0, 0, 0]])) == pytest.approx([3e-6 / 200 + 2e-7], rel=1e-4)
     assert cost.oob_score_ == pytest.approx(1.0, abs=1e-6)
     assert cost.oob_prediction_ == pytest.approx(3e-6 / events + 2e-7, rel=1e-4)
+    assert cost.predict(x) == pytest.approx(3e-6 / events + 2e-7, rel=1e-4)
     falling = model.Hybrid(model._linear_basis).fit(x, 5.0 - 0.01 * events)
     assert falling.coef[1] == 0.0 and falling.coef[0] > 0                     # no negative time per event
     assert model.Hybrid(model._linear_basis).fit(x, 0.5 + 0.01 * events).coef == pytest.approx([0.5, 0.01])
+
+
+def test_the_forest_learns_what_the_baseline_misses_and_its_oob_score_is_r2():
+    rng = np.random.default_rng(4)
+    events = rng.choice(np.arange(10.0, 210.0, 10.0), 300)
+    hour = rng.integers(0, 24, 300).astype(float)
+    x = np.column_stack([events, np.zeros(300), np.zeros(300), hour, np.zeros(300), np.zeros(300)])
+    y = 0.2 + 0.001 * events + 0.3 * (hour >= 12) + rng.normal(0, 0.01, 300)   # slower in the afternoon
+    fitted = model.Hybrid(model._linear_basis).fit(x, y)
+    assert fitted.oob_score_ == pytest.approx(1 - np.sum((y - fitted.oob_prediction_) ** 2)
+                                              / np.sum((y - y.mean()) ** 2), rel=1e-12)
+    assert fitted.oob_score_ > 0.9
+    afternoon = fitted.predict(np.array([[100.0, 0, 0, 15.0, 0, 0], [100.0, 0, 0, 3.0, 0, 0]]))
+    assert afternoon[0] - afternoon[1] == pytest.approx(0.3, abs=0.05)
+    assert afternoon[1] == pytest.approx(0.3, abs=0.1)
+    again = model.Hybrid(model._linear_basis).fit(x, y)                          # the same forest every time
+    assert list(again.oob_prediction_) == list(fitted.oob_prediction_)
+
+
+def test_the_forest_settings():
+    """60 trees, leaves of at least 3 records, out-of-bag predictions (the latency margin), a fixed seed (the same
+    decision for the same records) and one thread (the retrain function's vCPU)."""
+    params = model._forest().get_params()
+    assert {k: params[k] for k in ("n_estimators", "min_samples_leaf", "oob_score", "random_state", "n_jobs")} == {
+        "n_estimators": 60, "min_samples_leaf": 3, "oob_score": True, "random_state": 0, "n_jobs": 1}
 
 
 def test_fit_models_process_stream_pace_and_margin():
