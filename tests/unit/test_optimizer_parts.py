@@ -626,3 +626,27 @@ def test_retrain_and_apply_leaves_the_mapping_alone_when_nothing_changes(aws, mo
     import boto3
 
     assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket="artifacts", Prefix="optimizer/")
+
+
+def test_a_rollback_restores_the_window_before_and_chooses_with_the_setting_in_force():
+    """BatchSize 400 with a 2 s window replaced 200 with none and measured dearer, at 1 event/s: 200 with no window
+    holds the 2 s SLO (a poll, then the batch), 400 with 2 s does not. The settings' window (1 s) is neither."""
+    s = _settings(latency_slo_seconds=2.0, batching_window_seconds=1, max_batch_size=500)
+    history = _surface(list(range(15, 501, 30)), 60, NOON - 86400, rate=1.0)        # 12h yesterday: this hour
+    after = [r | {"events": 100, "configured_window_seconds": 2}
+             for r in _surface([400], 20, NOON - 400, cost=1.3e-6, rate=1.0)]      # 400 made batches of 100
+    rows = history + TRAIN + _surface([200], 20, NOON - 1000, cost=1e-6, rate=1.0) + after
+    change = {"applied_at": NOON - 500, "batch_size": 400, "previous_batch_size": 200, "purpose": "cost",
+              "previous_window_seconds": 0, "evaluated": False}
+    config = BatchConfig(applied=True, batch_size=400, batching_window_seconds=2, invoke_chunk_size=100,
+                         optimizer_state={"last_change": change})
+    decision, _, _ = rollback.decide(rows, s, config, NOON)
+    assert (decision.batch_size, decision.batching_window_seconds, decision.status) == (200, 0, "rollback")
+    # an older change record without the window before: the window in force, 2 s, which 200 cannot hold now
+    config = dataclasses.replace(config, optimizer_state={"last_change": {
+        k: v for k, v in change.items() if k != "previous_window_seconds"}})
+    decision, _, _ = rollback.decide(rows, s, config, NOON)
+    assert decision.status == "trained" and "BatchSize 200 with a 2s window is not predicted" in decision.reason
+    # chosen with the setting in force (400, 2 s: it made batches of 100, so the bound counts down from 100) at
+    # the retrain's time (12h: yesterday's 12h is "this hour")
+    assert "among BatchSize 50..500 x window 0..2s" in decision.reason and "this hour p10" in decision.reason
