@@ -305,6 +305,15 @@ def test_select_beyond_the_bound_takes_the_cheapest_largest_size():
     assert policy._cheapest(np.array([1, 2, 3]), p.cost, c.size, c.window) == 3
 
 
+def test_cheapest_counts_as_equal_within_a_millionth():
+    sizes, windows, idx = np.array([10, 20, 30]), np.array([0, 0, 0]), np.array([0, 1, 2])
+    assert policy._cheapest(idx, np.array([2.0, 3.0, 9.0]), sizes, windows) == 0          # dearer: not equal
+    assert policy._cheapest(idx, np.array([2.0, 2.0000015, 9.0]), sizes, windows) == 1    # within 2e-6: equal
+    assert policy._cheapest(idx, np.array([2.0, 2.0000025, 9.0]), sizes, windows) == 0
+    assert policy._cheapest(idx, np.array([0.0, 0.0, 1.0]), sizes, windows) == 1          # equal at zero too
+    assert policy._cheapest(np.array([0, 1]), np.array([5.0, 5.0, 1.0]), sizes, windows) == 1  # among the indices
+
+
 def test_select_when_nothing_holds_the_slo_or_nothing_keeps_up():
     c = _cands([10, 20, 30, 30, 500], [0, 0, 0, 1, 0])
     p = _preds([False] * 5, [False, True, True, False, True], [1.0] * 5, [5.0, 4.0, 3.0, 1.0, 0.1])
@@ -486,14 +495,23 @@ def test_a_rollback_does_not_restore_a_setting_that_would_break_the_slo_now():
 
 def test_save_models_writes_the_pickle_and_the_metrics_under_the_time(aws):
     import json
+    import os
     import pickle
+    import time
 
     import boto3
 
     from pipeline.optimizer import apply
 
     decision = policy.Decision(200, 1, 100, "why", 42, r2_cost=0.9, r2_latency=0.8, latency_margin_seconds=0.05)
-    key = apply.save_models(settings(), {"cost": "c"}, decision, NOON + 61.5)
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"                 # the key is in UTC whatever the machine's time zone
+    time.tzset()
+    try:
+        key = apply.save_models(settings(), {"cost": "c"}, decision, NOON + 61.5)
+    finally:
+        os.environ.pop("TZ") if zone is None else os.environ.update(TZ=zone)
+        time.tzset()
     assert key == "optimizer/20270101T120101Z/model.pkl"
     s3 = boto3.client("s3")
     saved = pickle.loads(s3.get_object(Bucket="artifacts", Key=key)["Body"].read())
