@@ -494,6 +494,7 @@ def test_a_rollback_does_not_restore_a_setting_that_would_break_the_slo_now():
 
 
 def test_save_models_writes_the_pickle_and_the_metrics_under_the_time(aws):
+    """(numpy scalars other than float64 are written as floats)"""
     import json
     import os
     import pickle
@@ -521,6 +522,10 @@ def test_save_models_writes_the_pickle_and_the_metrics_under_the_time(aws):
     assert json.loads(metrics["Body"].read()) == {
         "features": list(model.FEATURES), "records": 42, "r2_cost_oob": 0.9, "r2_latency_oob": 0.8,
         "latency_margin_seconds": 0.05, "decision": dataclasses.asdict(decision)}
+    odd = dataclasses.replace(decision, workload={"rate": np.float32(0.5), "events": np.int64(3)})
+    key = apply.save_models(settings(), {}, odd, NOON)
+    metrics = json.loads(s3.get_object(Bucket="artifacts", Key=key.replace("model.pkl", "metrics.json"))["Body"].read())
+    assert metrics["decision"]["workload"] == {"rate": 0.5, "events": 3.0}
 
 
 def test_choose_too_little_data_at_the_minimums():
@@ -668,3 +673,22 @@ def test_a_rollback_restores_the_window_before_and_chooses_with_the_setting_in_f
     # chosen with the setting in force (400, 2 s: it made batches of 100, so the bound counts down from 100) at
     # the retrain's time (12h: yesterday's 12h is "this hour")
     assert "among BatchSize 50..500 x window 0..2s" in decision.reason and "this hour p10" in decision.reason
+
+
+def test_a_pending_change_that_cannot_hold_the_slo_is_superseded_now():
+    """BatchSize 10 (from 20, 50 batches ago: pending) cannot keep up with 600 events/s: choose now, with the
+    rejections in force at the retrain's time, and mark the change judged (superseded) so it is not judged again."""
+    history = _surface(list(range(15, 501, 30)), 60, NOON - 86400, rate=600.0)      # 12h yesterday: this hour
+    recent = [_surface(list(range(15, 501, 30)), 100, NOON - k, rate=600.0) for k in (1800, 1200)]
+    rows = history + recent[0] + recent[1] + _surface([10], 50, NOON - 500, rate=600.0)       # now: 3 slots
+    change = {"applied_at": NOON - 550, "batch_size": 10, "previous_batch_size": 20, "previous_window_seconds": 0,
+              "purpose": "cost", "evaluated": False}
+    config = BatchConfig(applied=True, batch_size=10, batching_window_seconds=0, invoke_chunk_size=10,
+                         optimizer_state={"last_change": change, "rejected": {"495": NOON + 10}})
+    decision, models, state = rollback.decide(rows, settings(), config, NOON)
+    assert decision.purpose == "slo" and decision.batch_size > 20 and models is not None
+    assert "excluded after rollback: [495]" in decision.reason and "this hour p10" in decision.reason
+    assert state["last_change"] == change | {"evaluated": True, "evaluation": {
+        "batches_before": 0, "batches_after": 50, "matched_before": 0, "matched_after": 0, "from": 20, "to": 10,
+        "verdict": "superseded"}}
+    assert state["rejected"] == {"495": NOON + 10} and "last_evaluation" not in state
