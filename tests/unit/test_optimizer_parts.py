@@ -438,7 +438,7 @@ def _surface(sizes, n, start, configured=None, cost=None, rate=400.0):
 def _config(applied=True, chunk=50, rollbacks=None):
     state = {"last_change": {"applied_at": NOON - 500, "batch_size": 400, "previous_batch_size": 200,
                              "previous_window_seconds": 1, "purpose": "cost", "evaluated": False},
-             "rejected": {"50": NOON + 10}}
+             "rejected": {"50": NOON + 10, "70": NOON}}          # 70: expired at the retrain
     if rollbacks is not None:
         state["rollbacks"] = rollbacks
     return BatchConfig(applied=applied, batch_size=400, batching_window_seconds=1, invoke_chunk_size=chunk,
@@ -684,7 +684,7 @@ def test_a_pending_change_that_cannot_hold_the_slo_is_superseded_now():
     change = {"applied_at": NOON - 550, "batch_size": 10, "previous_batch_size": 20, "previous_window_seconds": 0,
               "purpose": "cost", "evaluated": False}
     config = BatchConfig(applied=True, batch_size=10, batching_window_seconds=0, invoke_chunk_size=10,
-                         optimizer_state={"last_change": change, "rejected": {"495": NOON + 10}})
+                         optimizer_state={"last_change": change, "rejected": {"495": NOON + 10, "100": NOON}})
     decision, models, state = rollback.decide(rows, settings(), config, NOON)
     assert decision.purpose == "slo" and decision.batch_size > 20 and models is not None
     assert "excluded after rollback: [495]" in decision.reason and "this hour p10" in decision.reason
