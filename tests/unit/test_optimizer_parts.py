@@ -4,6 +4,7 @@ boundary. Most tests fit nothing and run in milliseconds, so a mutation run (scr
 changed rule here first."""
 import dataclasses
 import math
+import time
 from datetime import datetime, timezone
 
 import numpy as np
@@ -498,7 +499,6 @@ def test_save_models_writes_the_pickle_and_the_metrics_under_the_time(aws):
     import json
     import os
     import pickle
-    import time
 
     import boto3
 
@@ -613,12 +613,18 @@ def test_retrain_and_apply_writes_the_decision_it_made_back(aws, monkeypatch):
             "optimizer_state": {"rejected": {"60": NOON + 10}}, "history": history}
     store.put_item("state", item)
     reads = []
-    monkeypatch.setattr(apply, "load_cost_records", lambda s, now: reads.append(now) or TRAIN)
+    monkeypatch.setattr(apply, "load_cost_records", lambda given, now: reads.append((given, now)) or TRAIN)
     s = settings()
     expected, _, state = rollback.decide(TRAIN, s, BatchConfig.from_item(item, s), NOON)
     assert (expected.batch_size, expected.batching_window_seconds) != (400, 1)        # a change to apply
     result = apply.retrain_and_apply(s, now=NOON)
-    assert reads == [NOON]
+    assert reads == [(s, NOON)]
+    import pickle
+
+    import boto3
+
+    saved = pickle.loads(boto3.client("s3").get_object(Bucket="artifacts", Key=result["model_s3_key"])["Body"].read())
+    assert saved["models"]["features"] == model.FEATURES and saved["decision"] == dataclasses.asdict(expected)
     assert result == dataclasses.asdict(expected) | {"trained_at": NOON, "previous_batch_size": 400, "applied": True,
                                                      "model_s3_key": "optimizer/20270101T120000Z/model.pkl"}
     esm = lam.get_event_source_mapping(UUID=uuid)
@@ -642,7 +648,9 @@ def test_retrain_and_apply_leaves_the_mapping_alone_when_nothing_changes(aws, mo
                              "invoke_chunk_size": 100})
     monkeypatch.setattr(apply, "load_cost_records", lambda s, now: TRAIN[:10])       # too little: the default
     s = _settings(batch_size=100, batching_window_seconds=0)
-    result = apply.retrain_and_apply(s, now=NOON)
+    before = time.time()
+    result = apply.retrain_and_apply(s)                                              # now: the clock
+    assert before <= result["trained_at"] <= time.time()
     assert result["status"] == "fallback" and result["applied"] is False and result["model_s3_key"] is None
     esm = lam.get_event_source_mapping(UUID=uuid)
     assert (esm["BatchSize"], esm["MaximumBatchingWindowInSeconds"]) == (300, 2)       # not called
