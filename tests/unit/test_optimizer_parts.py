@@ -607,7 +607,7 @@ def _mapping(monkeypatch, batch_size=400, window=1):
 def test_retrain_and_apply_writes_the_decision_it_made_back(aws, monkeypatch):
     from pipeline.optimizer import apply
 
-    lam, uuid = _mapping(monkeypatch)
+    lam, uuid = _mapping(monkeypatch, window=7)          # the mapping's window differs from any it may get
     history = [{"at": k, "batch_size": 400, "window": 1, "status": "trained"} for k in range(50)]
     item = {"pk": "config", "batch_size": 400, "batching_window_seconds": 1, "invoke_chunk_size": 100,
             "optimizer_state": {"rejected": {"60": NOON + 10}}, "history": history}
