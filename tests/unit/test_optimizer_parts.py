@@ -700,3 +700,24 @@ def test_a_pending_change_that_cannot_hold_the_slo_is_superseded_now():
         "batches_before": 0, "batches_after": 50, "matched_before": 0, "matched_after": 0, "from": 20, "to": 10,
         "verdict": "superseded"}}
     assert state["rejected"] == {"495": NOON + 10} and "last_evaluation" not in state
+
+
+def test_evaluate_change_rate_bins_are_1_5_wide_and_batches_without_a_rate_or_size_stand_apart():
+    before = _batches(20, 100, NOON - 100, rate=1.0)
+    # 1.0 and 1.6 events/s: bins 0 and 1 (log 1.6 / log 1.5 = 1.16); 0.5 (bin -2) and no rate: apart too
+    assert rollback.evaluate_change(before + _batches(20, 200, NOON, rate=1.6), CHANGE, NOW_)["matched_after"] == 0
+    slow = _batches(20, 100, NOON - 100, rate=0.5)
+    no_rate = [r | {"arrival_rate": None} for r in _batches(20, 200, NOON)]
+    assert rollback.evaluate_change(slow + no_rate, CHANGE, NOW_)["matched_after"] == 0
+    assert rollback.evaluate_change(before + no_rate, CHANGE, NOW_)["matched_after"] == 0
+    # a record without the setting it ran under belongs to neither side, even when a BatchSize is 1
+    to_one = {"applied_at": NOON, "batch_size": 1, "previous_batch_size": 100}
+    unknown = [{k: v for k, v in r.items() if k != "configured_batch_size"} for r in _batches(3, 1, NOON + 50)]
+    verdict = rollback.evaluate_change(before + _batches(20, 1, NOON) + unknown, to_one, NOW_)
+    assert (verdict["batches_before"], verdict["batches_after"]) == (20, 20)
+
+
+def test_evaluate_change_without_a_time_judges_at_the_clock():
+    change = CHANGE | {"applied_at": time.time() - 3 * 3600 - 60}
+    assert rollback.evaluate_change([], change)["verdict"] == "inconclusive"
+    assert rollback.evaluate_change([], CHANGE | {"applied_at": time.time() - 60})["verdict"] == "pending"
