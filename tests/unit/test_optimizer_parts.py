@@ -715,6 +715,11 @@ def test_evaluate_change_rate_bins_are_1_5_wide_and_batches_without_a_rate_or_si
     unknown = [{k: v for k, v in r.items() if k != "configured_batch_size"} for r in _batches(3, 1, NOON + 50)]
     verdict = rollback.evaluate_change(before + _batches(20, 1, NOON) + unknown, to_one, NOW_)
     assert (verdict["batches_before"], verdict["batches_after"]) == (20, 20)
+    from_one = {"applied_at": NOON, "batch_size": 200, "previous_batch_size": 1}
+    unknown = [{k: v for k, v in r.items() if k != "configured_batch_size"} for r in _batches(3, 1, NOON - 50)]
+    verdict = rollback.evaluate_change(_batches(20, 1, NOON - 100) + unknown + _batches(20, 200, NOON), from_one,
+                                       NOW_)
+    assert (verdict["batches_before"], verdict["batches_after"]) == (20, 20)
 
 
 def test_evaluate_change_without_a_time_judges_at_the_clock():
