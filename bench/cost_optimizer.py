@@ -469,10 +469,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     from pipeline import optimizer
     if args.rate_quantiles:
-        optimizer.RATE_QUANTILES = tuple(float(q) for q in args.rate_quantiles.split(","))
-        print(f"ablation: SLO held at arrival-rate quantiles {optimizer.RATE_QUANTILES}")
+        optimizer.queueing.RATE_QUANTILES = tuple(float(q) for q in args.rate_quantiles.split(","))
+        print(f"ablation: SLO held at arrival-rate quantiles {optimizer.queueing.RATE_QUANTILES}")
     if args.max_step:
-        optimizer.MAX_STEP_FACTOR = args.max_step
+        optimizer.policy.MAX_STEP_FACTOR = args.max_step
         print(f"ablation: step bound per retrain x{args.max_step:g} (the optimizer's own is x2)")
 
     measured = load_measured(args.measured) if args.measured else measure(args.repeats, args.clock)

@@ -9,6 +9,8 @@ mutmut names a mutant after the module path it mutates (functions.pipeline.event
 ``pipeline.events`` (tests/conftest.py puts functions/ on sys.path), so a mutant would never be switched on. Each
 module is therefore run in a staging tree (.mutation/<module>/) where the library sits at the top level:
 pipeline/ (mutated), tests/, functions/ without pipeline, and what the tests read (scripts, statemachines, model).
+A module is a file (pipeline/events.py) or a package (pipeline/optimizer/: every file of it is mutated, and its
+score is over all of them).
 One worker (the machine is shared); mutmut runs, for each mutant, only the selected tests that reach its function.
 Score = killed / mutants run, where survivors that only reword an error or log message are set apart (listed
 in .mutation/<module>.survivors.txt; the score over all mutants is printed too). "No tests" mutants count as
@@ -30,6 +32,23 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGE = ROOT / ".mutation"
 PYTHON = sys.executable
 
+# test_optimizer.py without its five tests that run retrain_and_apply against moto (15-90 s each: most of it the 1,008
+# Queries of a week's slots). Nearly every optimizer function is reached by them, so each surviving mutant ran them
+# all (~160 s); test_optimizer_parts.py tests retrain_and_apply, decide's paths and save_models in seconds instead.
+OPTIMIZER_END_TO_END = [f"tests/unit/test_optimizer.py::test_{name}" for name in (
+    "optimizer_picks_the_known_optimum_on_a_synthetic_cost_surface",
+    "optimizer_picks_a_different_optimum_when_the_surface_moves", "optimizer_respects_the_latency_slo",
+    "when_no_setting_keeps_up_the_largest_is_chosen_and_the_decision_can_be_stored",
+    "the_step_per_retrain_is_bounded", "the_batch_cannot_be_bigger_than_what_arrives_in_the_window",
+    "optimizer_falls_back_to_the_configured_default_with_too_little_data",
+    "holding_the_slo_does_not_wait_for_the_verdict_on_the_last_change",
+    "the_model_extrapolates_the_per_batch_trend_beyond_the_sizes_seen",
+    "cost_records_are_read_across_the_hours_of_the_history",
+    "the_step_bound_counts_from_the_batches_the_setting_reaches_not_an_unreached_batch_size",
+    "holding_the_slo_outranks_the_step_bound", "slot_rates_read_the_offered_load_from_small_batches",
+    "the_decision_holds_the_slo_over_the_hours_it_stays_in_force",
+    "a_pending_change_is_not_kept_when_it_would_break_the_slo_in_the_hour_ahead")]
+
 # module -> the unit tests that cover it (the narrowest selection that exercises the module's behaviour)
 TESTS = {
     "events": ["tests/unit/test_events.py", "tests/unit/test_event_limits.py"],
@@ -41,7 +60,7 @@ TESTS = {
     "stream": ["tests/unit/test_process_stream.py", "tests/unit/test_stream_crashes.py", "tests/unit/test_warm_states.py"],
     "warm": ["tests/unit/test_warm_states.py"],
     "features": ["tests/unit/test_features.py", "tests/unit/test_feature_boundaries.py"],
-    "optimizer": ["tests/unit/test_optimizer.py"],
+    "optimizer": ["tests/unit/test_optimizer_parts.py", *OPTIMIZER_END_TO_END],
 }
 GOAL = {name: 0.80 if name == "optimizer" else 0.90 for name in TESTS}
 COPY = ["tests", "scripts", "statemachines", "localcloud", "pyproject.toml", "cdk.json"]  # localcloud: test_drift.py evaluates alarms with it
@@ -51,6 +70,11 @@ NOT_RUN = {None, 34, 37}  # not checked, skipped, caught by a type checker (none
 # trains a model) has started an OpenMP thread pool there, a forked child waits forever at its first parallel
 # region (the pool's threads are not copied by fork). Its CPU time stays at 0, so mutmut's CPU-time limit never
 # fires. With one OpenMP thread no pool is started.
+
+
+def is_package(module: str) -> bool:
+    """pipeline/<module>/ is a package (mutated whole) rather than the file pipeline/<module>.py."""
+    return (ROOT / "functions" / "pipeline" / module).is_dir()
 
 
 def stage(module: str) -> Path:
@@ -71,7 +95,7 @@ def stage(module: str) -> Path:
     tests = "\n    ".join(TESTS[module])
     (tree / "setup.cfg").write_text(f"""[mutmut]
 source_paths = pipeline/
-only_mutate = pipeline/{module}.py
+only_mutate = pipeline/{module}{"/*" if is_package(module) else ".py"}
 pytest_add_cli_args_test_selection =
     {tests}
 pytest_add_cli_args = -p no:cacheprovider -x
@@ -88,8 +112,9 @@ also_copy =
 
 
 def scores(tree: Path, module: str) -> dict:
-    meta = json.loads((tree / "mutants" / "pipeline" / f"{module}.py.meta").read_text())
-    codes = meta["exit_code_by_key"]
+    mutants = tree / "mutants" / "pipeline"
+    metas = sorted((mutants / module).glob("*.py.meta")) if is_package(module) else [mutants / f"{module}.py.meta"]
+    codes = {k: v for meta in metas for k, v in json.loads(meta.read_text())["exit_code_by_key"].items()}
     counted = {k: v for k, v in codes.items() if v not in NOT_RUN}
     killed = sum(v in KILLED for v in counted.values())
     survivors = sorted(k for k, v in counted.items() if v not in KILLED)
@@ -125,8 +150,9 @@ def run_module(module: str) -> dict:
     tree = stage(module)
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     started = time.monotonic()
-    subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1"], cwd=tree, env=env,
-                   stdout=subprocess.DEVNULL, check=False)
+    with (STAGE / f"{module}.log").open("w") as log:     # mutmut's own output: why a run stopped early
+        subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1"], cwd=tree, env=env,
+                       stdout=log, stderr=subprocess.STDOUT, check=False)
     result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
     return finish(tree, module, result)
 
@@ -140,14 +166,20 @@ def rerun_survivors(module: str) -> dict:
     shutil.copytree(ROOT / "tests", tree / "tests", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     # the library's other modules as they are now (the new tests may use them); the mutated module stays mutmut's
     for source in (ROOT / "functions" / "pipeline").iterdir():
-        if source.is_file() and source.name != f"{module}.py":
-            for copy in (tree / "pipeline", tree / "mutants" / "pipeline"):
+        if source.name in (f"{module}.py", module, "__pycache__"):
+            continue
+        for copy in (tree / "pipeline", tree / "mutants" / "pipeline"):
+            if source.is_dir():
+                shutil.copytree(source, copy / source.name, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
                 shutil.copy(source, copy / source.name)
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     started = time.monotonic()
     if previous:
-        subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1", *previous], cwd=tree,
-                       env=env, stdout=subprocess.DEVNULL, check=False)
+        with (STAGE / f"{module}.log").open("w") as log:
+            subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1", *previous], cwd=tree,
+                           env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
     return finish(tree, module, result)
 
@@ -166,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help=f"modules ({', '.join(TESTS)}) and/or asl; default: all")
     parser.add_argument("--survivors", action="store_true",
                         help="re-run only the last run's surviving mutants of each module, with the current tests")
+    parser.add_argument("--rescore", action="store_true",
+                        help="only score each module's staging tree as it stands (after a run that was stopped, or a "
+                             "mutmut run started by hand there): mutants not run yet are left out of the count")
     args = parser.parse_args(argv)
     targets = args.targets or [*TESTS, "asl"]
     results = []
@@ -175,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             from scripts import mutate_asl
 
             results.append(mutate_asl.run())
+        elif args.rescore:
+            results.append(finish(STAGE / target, target, scores(STAGE / target, target) | {"seconds": 0}))
         else:
             results.append(rerun_survivors(target) if args.survivors else run_module(target))
         r = results[-1]

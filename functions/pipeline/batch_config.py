@@ -1,7 +1,7 @@
 """The STATE_TABLE "config" item, read once into a typed object: the batch settings in force (what the optimizer
 last applied, else what the stack deployed) and the optimizer's last decision, guard-rail state and history. Written
-by pipeline/optimizer.py ``retrain_and_apply``; read by invoke_model (chunk size), record_cost (settings in force),
-the optimizer itself and the API (GET /model/status, /stats, /batches/recent).
+by pipeline/optimizer/apply.py ``retrain_and_apply``; read by invoke_model (chunk size), record_cost (settings in
+force), the optimizer itself and the API (GET /model/status, /stats, /batches/recent).
 """
 from __future__ import annotations
 

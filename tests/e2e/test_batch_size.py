@@ -11,8 +11,8 @@ from e2ekit import wait_for
 def _seed_cost_records(resources, optimum: int, n: int = 300) -> None:
     """Cost records on a surface whose cheapest batch is ``optimum`` events (tunable cost per event is a bowl),
     latency well within the SLO, at 100 events/s per shard; spread over the last hour, since the optimizer reads the
-    newest few of each 10-minute slot (pipeline/optimizer.py load_cost_records): 300 records in 5 minutes fall into
-    one or two slots, 25-50 records read depending on the time of day."""
+    newest few of each 10-minute slot (pipeline/optimizer/records.py load_cost_records): 300 records in 5 minutes fall
+    into one or two slots, 25-50 records read depending on the time of day."""
     table = resources["session"].resource("dynamodb", endpoint_url=resources["endpoint"]).Table(
         resources["env"]["COST_TABLE"])
     rng = random.Random(5)

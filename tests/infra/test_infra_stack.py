@@ -237,7 +237,7 @@ def test_function_code_assets(synth):
     [image] = assets["dockerImages"].values()
     assert image["source"]["dockerFile"] == "Dockerfile" and image["source"]["platform"] == "linux/amd64"
     context = synth.outdir / image["source"]["directory"]
-    for path in ("Dockerfile", "requirements-ml.txt", "pipeline/optimizer.py", "retrain_batch_size/handler.py",
+    for path in ("Dockerfile", "requirements-ml.txt", "pipeline/optimizer/__init__.py", "pipeline/optimizer/policy.py", "retrain_batch_size/handler.py",
                  "monitor_drift/handler.py"):
         assert (context / path).is_file(), path
 

@@ -1,4 +1,5 @@
 """The batch-size optimizer: known optimum, SLO, fallback, step bound, apply, rollback (moto in-process)."""
+import bisect
 import json
 import random
 import time
@@ -317,7 +318,7 @@ def _mapped_batches(rate: float, cycle: float, seconds: float, seed: int = 5) ->
         times.append(t)
     records, start = [], NOW - seconds
     while start < NOW:
-        batch = [x for x in times if start <= x < start + cycle]
+        batch = times[bisect.bisect_left(times, start):bisect.bisect_left(times, start + cycle)]  # times are sorted
         if batch:
             span = span_seconds(len(batch), batch[0], batch[-1], 0)
             records.append({"events": len(batch), "arrival_rate": len(batch) / span, "recorded_at": start + cycle})
