@@ -2,6 +2,7 @@
 import bisect
 import json
 import random
+import re
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -167,7 +168,10 @@ def test_a_bad_retrain_is_rolled_back(mapping):
     _change_applied(now)
     result = optimizer.retrain_and_apply(settings(), now=now)
     assert result["status"] == "rollback" and result["batch_size"] == 200, result
-    assert "rose 30" in result["reason"] and "rolled back" in result["reason"]
+    # ~30 %: each record's cost carries +-3 % noise, and which records a 10-minute slot's newest 25 hold depends on
+    # where the real clock puts the slot boundary (29.9 % has been seen)
+    rise = float(re.search(r"rose (-?\d+\.\d)%", result["reason"]).group(1))
+    assert 27.0 <= rise <= 33.0 and "rolled back" in result["reason"], result["reason"]
     assert lam.get_event_source_mapping(UUID=uuid)["BatchSize"] == 200
     state = store.get_item("state", {"pk": "config"})["optimizer_state"]
     assert state["rollbacks"][-1]["from"] == 200 and state["rollbacks"][-1]["to"] == 400
