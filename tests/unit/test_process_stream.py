@@ -3,7 +3,7 @@ import threading
 
 import boto3
 import pytest
-from lambdakit import T0, event, kinesis_event
+from lambdakit import event, kinesis_event
 
 from pipeline import queries, store, stream
 from pipeline.settings import settings
@@ -158,33 +158,6 @@ def test_a_record_that_cannot_be_handled_fails_alone_and_later_records_wait(aws,
     response = _handler()(records, lambda_context)
     assert response == {"batchItemFailures": [{"itemIdentifier": "101"}]}
     assert [r["event_id"] for r in _rows(aws)] == ["e1"]  # e3 is redelivered with e2, so it is not processed now
-
-
-def test_one_very_active_user_is_scored_in_full_with_bounded_state(aws, lambda_context, monkeypatch):
-    """50,000 events of one user at 100,000 events/day (v2, 12 hours of event time) through the real handler in
-    batches of 500: every event is scored, no batch fails, the stored state stays bounded (the previous layout
-    kept every event of the week: this user's item would have passed DynamoDB's 400 KB item size limit at ~16,000
-    events; DynamoDB Developer Guide, "Constraints in Amazon DynamoDB", Items: "The maximum item size in DynamoDB
-    is 400 KB", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html)."""
-    monkeypatch.setenv("FEATURE_SET", "v2")
-    from pipeline import stream
-
-    scored = []
-    monkeypatch.setattr(stream, "start_inference", lambda rows, *a, **k: scored.extend(r["event_id"] for r in rows))
-    kinds = ["view", "click", "add_to_cart", "purchase"]
-    for start in range(0, 50_000, 500):
-        batch = kinesis_event([event(n, event_type=kinds[n % 4], amount=1.0 if n % 4 == 3 else None,
-                                     timestamp=T0 + n * 0.864) for n in range(start, start + 500)],
-                              first_seq=1_000 + start)
-        assert _handler()(batch, lambda_context) == {"batchItemFailures": []}
-    assert len(scored) == len(set(scored)) == 50_000
-    items = _state(aws)["features"]
-    hot = [i for i in items if i["feature_set"] == "v2"]
-    assert len(items) == 2 and store.item_size(hot[0]) <= 1024          # hot + cold items, nothing per event
-    assert sum(store.item_size(i) for i in items) <= 8 * 1024
-    features = queries.user_features(settings(), "u1")
-    assert features["total_events"] == 50_000
-    assert features["features"]["events_24h"] == 50_000 and features["features"]["events_1h"] > 4_000
 
 
 def test_the_position_packs_any_shard_id_and_sequence_number_with_the_ring():
