@@ -225,3 +225,49 @@ def test_the_counters_update_is_charged_on_the_item_it_leaves(aws, lambda_contex
     hot = [store.to_item(i) for i in _state(aws)["features"]]
     assert meter.wru == store.write_units(store.item_size(_state(aws)["counters"])) + store.write_units(
         store.item_size(hot[0]))
+
+
+def test_process_returns_the_batch_outcome_and_records_its_stage(aws, monkeypatch):
+    """``process`` on decoded records: what it returns (the handler's log line and metrics), the stage record the
+    execution carries (the cost optimizer's input: events, bytes, seconds, memory, request units, S3 PUTs), the
+    journal's header and the kept rejection."""
+    import time
+
+    from lambdakit import T0
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+    batch = kinesis_event([event(1), b"not json", event(2), event(2), event(3, user="u2"),
+                           event(9, timestamp=T0 - 7200)], first_seq=100)   # e9: 2 h behind u1's newest: late
+    now = time.time()
+    stream.process([stream.decode(r, now=now) for r in kinesis_event([event(0)], first_seq=50)["Records"]],
+                   settings())
+    stream.WARM.clear()  # a fresh environment: the measured batch reads u1's stored state
+    records = [stream.decode(r, now=now) for r in batch["Records"]]
+    with store.metered() as meter:
+        outcome = stream.process(records, settings(), started=now - 5)
+    finished = time.time()
+    batch_id = stream.batch_id_for(records)
+    assert outcome == stream.BatchOutcome(batch_id, 4, 1, 1, outcome.execution_arn, 1)
+    [execution] = [e for e in aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]
+                   if e["name"] == batch_id]
+    assert outcome.execution_arn == execution["executionArn"] and execution["name"] == batch_id
+    document = json.loads(aws["sfn"].describe_execution(executionArn=execution["executionArn"])["input"])
+    [stage] = document["stages"]
+    assert 5 <= stage.pop("seconds") <= finished - now + 5
+    assert stage == {"stage": "process_stream", "events": 6, "bytes": sum(r.size for r in records),
+                     "memory_mb": 512, "ddb_rru": meter.rru, "ddb_wru": meter.wru, "s3_puts": 1}
+    assert meter.rru > 0 and meter.wru > 0 and meter.rru != meter.wru
+    assert [r["event_id"] for r in document["rows"]] == ["e1", "e2", "e3", "e9"]
+    [_, entry] = store.get_item("state", {"pk": "stream#shardId-000000000000"})["journal"]
+    journal = stream.read_journal(settings(), entry["key"])
+    assert {k: journal[k] for k in ("batch_id", "shard", "first", "last", "feature_set")} == {
+        "batch_id": batch_id, "shard": "shardId-000000000000", "first": "100", "last": "105", "feature_set": "v1"}
+    assert now <= journal["created_at"] <= finished and journal["rows"] == document["rows"]
+    assert entry == {"key": stream.journal_key("shardId-000000000000", batch_id, journal["created_at"]),
+                     "first": "100", "last": "105"}
+    [rejected] = _state(aws)["events"]
+    assert rejected["event_id"] == "rejected#shardId-000000000000#101" and rejected["errors"]
+    assert now <= rejected["rejected_at"] <= finished
+    assert rejected["expires_at"] == int(rejected["rejected_at"] + stream.REJECTED_TTL_SECONDS)
+    assert (stream.WARM.take(("features", "v1", "shardId-000000000000")).mark
+            == ("105", 0))   # the states are kept warm at the mark the batch left
