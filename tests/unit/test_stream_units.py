@@ -21,6 +21,15 @@ from pipeline.stream import StreamRecord, UserState
 SHARD = "shardId-000000000007"
 
 
+@pytest.fixture(autouse=True)
+def _powertools(monkeypatch):
+    """The environment the ``aws`` fixture sets for Powertools: ``_rescore`` imports pipeline.observability, whose
+    Metrics, Logger and Tracer read it once, when first imported (these tests may be the first to import it)."""
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "test")
+
+
 def _settings(**values) -> Settings:
     defaults = {f.name: (10 if f.type in (int, "int") else 1.0 if f.type in (float, "float") else f.name)
                 for f in fields(Settings)}
