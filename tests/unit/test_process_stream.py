@@ -271,3 +271,67 @@ def test_process_returns_the_batch_outcome_and_records_its_stage(aws, monkeypatc
     assert rejected["expires_at"] == int(rejected["rejected_at"] + stream.REJECTED_TTL_SECONDS)
     assert (stream.WARM.take(("features", "v1", "shardId-000000000000")).mark
             == ("105", 0))   # the states are kept warm at the mark the batch left
+
+
+def test_load_users_reads_the_hot_items_then_the_cold_ones_they_name(aws, monkeypatch):
+    """The hot items strongly consistent, with only the attributes used; then the cold items of the users whose hot
+    state names one (eventually consistent: they change about once an hour); a stale cold copy (its version is not
+    the one the hot state names) is read again strongly with GetItem. A user with no stored state is new."""
+    from lambdakit import T0
+
+    from pipeline.events import Event
+    from pipeline.features import FeatureState
+
+    shard = "shardId-000000000000"
+    u1 = stream.UserState(FeatureState("v1"), shard=shard, applied_seq=7, ring=[stream.id_hash("a")])
+    for hours in range(4):   # tiles roll up: u1 has a cold item
+        u1.features.add(Event.model_validate(event(hours, timestamp=T0 + hours * 3600)))
+    u2 = stream.UserState(FeatureState("v1"), shard=shard, applied_seq=9)
+    u2.features.add(Event.model_validate(event(9, user="u2")))
+    old_cold = [item for item in stream.user_items("u1", u1, "v1", T0) if "cold" in item]
+    u1.features.add(Event.model_validate(event(5, timestamp=T0 + 5 * 3600)))
+    items = stream.user_items("u1", u1, "v1", T0) + stream.user_items("u2", u2, "v1", T0)
+    assert len(items) == 3 and len(old_cold) == 1 and u1.features.cold_version == 2
+    store.batch_put_raw("features", items)
+
+    reads, gets = [], []
+    real_batch_get, real_get = store.batch_get_raw, store.get_item
+    monkeypatch.setattr(store, "batch_get_raw", lambda *r: reads.extend(r) or real_batch_get(*r))
+    monkeypatch.setattr(store, "get_item", lambda *a: gets.append(a) or real_get(*a))
+    states = stream.load_users(settings(), {"u1", "u2", "u3"}, "v1")
+    assert sorted(states) == ["u1", "u2", "u3"]
+    for name, user in (("u1", u1), ("u2", u2)):
+        state = states[name]
+        assert (state.shard, state.applied_seq, state.ring, state.new) == (user.shard, user.applied_seq, user.ring,
+                                                                           False)
+        assert (state.features.to_bytes(), state.features.cold_bytes()) == (user.features.to_bytes(),
+                                                                            user.features.cold_bytes())
+    fresh = states["u3"]
+    assert (fresh.shard, fresh.applied_seq, fresh.ring, fresh.new, fresh.features.total_events) == ("", -1, [], True, 0)
+    assert fresh.features.feature_set == "v1"
+    hot, cold = reads
+    assert (hot.table, hot.consistent) == ("features", True)
+    assert sorted(k["user_id"]["S"] for k in hot.keys) == ["u1", "u2", "u3"]
+    assert all(k["feature_set"] == {"S": "v1"} for k in hot.keys)
+    assert sorted(hot.projection["ExpressionAttributeNames"].values()) == ["hot", "pos", "user_id"]
+    assert (cold.table, cold.consistent, cold.keys) == ("features", False, [
+        {"user_id": {"S": "u1"}, "feature_set": {"S": "v1#cold"}}])
+    assert sorted(cold.projection["ExpressionAttributeNames"].values()) == ["cold", "user_id"]
+    assert gets == []
+
+    # an eventually consistent read that returns the cold item as it was before its last write
+    def stale(*r):
+        found = real_batch_get(*r)
+        return [[old_cold[0] | {"user_id": {"S": "u1"}}] if not read.consistent else items
+                for read, items in zip(r, found, strict=True)]
+
+    monkeypatch.setattr(store, "batch_get_raw", stale)
+    again = stream.load_users(settings(), {"u1"}, "v1")
+    assert again["u1"].features.cold_bytes() == u1.features.cold_bytes()
+    assert gets == [("features", {"user_id": "u1", "feature_set": "v1#cold"})]
+    # the hot items given (read with the counters): only the cold ones are read
+    reads.clear()
+    monkeypatch.setattr(store, "batch_get_raw", lambda *r: reads.extend(r) or real_batch_get(*r))
+    [hot_items] = real_batch_get(stream.hot_read(settings(), ["u2"], "v1"))
+    given = stream.load_users(settings(), {"u2"}, "v1", hot_items=hot_items)
+    assert given["u2"].features.to_bytes() == u2.features.to_bytes() and [r.keys for r in reads] == [[]]
