@@ -251,7 +251,9 @@ def test_process_returns_the_batch_outcome_and_records_its_stage(aws, monkeypatc
     [execution] = [e for e in aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]
                    if e["name"] == batch_id]
     assert outcome.execution_arn == execution["executionArn"] and execution["name"] == batch_id
-    document = json.loads(aws["sfn"].describe_execution(executionArn=execution["executionArn"])["input"])
+    text = aws["sfn"].describe_execution(executionArn=execution["executionArn"])["input"]
+    document = json.loads(text)
+    assert text == json.dumps(document, separators=(",", ":"))   # compact: the input is capped at 256 KB
     [stage] = document["stages"]
     assert 5 <= stage.pop("seconds") <= finished - now + 5
     assert stage == {"stage": "process_stream", "events": 6, "bytes": sum(r.size for r in records),
@@ -260,6 +262,8 @@ def test_process_returns_the_batch_outcome_and_records_its_stage(aws, monkeypatc
     assert [r["event_id"] for r in document["rows"]] == ["e1", "e2", "e3", "e9"]
     [_, entry] = store.get_item("state", {"pk": "stream#shardId-000000000000"})["journal"]
     journal = stream.read_journal(settings(), entry["key"])
+    raw = boto3.client("s3", region_name="us-east-1").get_object(Bucket="artifacts", Key=entry["key"])["Body"].read()
+    assert raw.decode() == json.dumps(journal, separators=(",", ":"))
     assert {k: journal[k] for k in ("batch_id", "shard", "first", "last", "feature_set")} == {
         "batch_id": batch_id, "shard": "shardId-000000000000", "first": "100", "last": "105", "feature_set": "v1"}
     assert now <= journal["created_at"] <= finished and journal["rows"] == document["rows"]
@@ -335,3 +339,25 @@ def test_load_users_reads_the_hot_items_then_the_cold_ones_they_name(aws, monkey
     [hot_items] = real_batch_get(stream.hot_read(settings(), ["u2"], "v1"))
     given = stream.load_users(settings(), {"u2"}, "v1", hot_items=hot_items)
     assert given["u2"].features.to_bytes() == u2.features.to_bytes() and [r.keys for r in reads] == [[]]
+
+
+def test_a_batch_too_large_to_pass_inline_passes_its_journal(aws, lambda_context, monkeypatch):
+    """Past the inline limit the execution gets the batch journal's S3 URI (the rows are in it already): no second
+    copy of the rows is written."""
+    monkeypatch.setattr(stream, "MAX_INLINE_INPUT_BYTES", 500)
+    _handler()(kinesis_event([event(n) for n in range(3)]), lambda_context)
+    [execution] = aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]
+    document = json.loads(aws["sfn"].describe_execution(executionArn=execution["executionArn"])["input"])
+    [entry] = store.get_item("state", {"pk": "stream#shardId-000000000000"})["journal"]
+    assert document["rows_s3_uri"] == f"s3://artifacts/{entry['key']}" and document["rows"] == []
+    assert [r["event_id"] for r in _rows(aws)] == ["e0", "e1", "e2"]
+    listed = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="artifacts")["Contents"]
+    assert [o["Key"] for o in listed] == [entry["key"]]
+
+
+def test_a_user_is_tracked_once_across_batches_of_one_environment(aws, lambda_context):
+    """users_tracked counts a user's first event ever: the state kept warm after the first batch is not new."""
+    for start in (0, 3, 6):
+        _handler()(kinesis_event([event(n) for n in range(start, start + 3)], first_seq=100 + start), lambda_context)
+    stats = queries.stats(settings())
+    assert (stats["users_tracked"], stats["events_processed"]) == (1, 9)
