@@ -158,6 +158,9 @@ def test_journal_keys_follow_the_utc_hour():
                                                                   "journal/1970-01-01T05/"]
     assert stream.journal_hour_prefixes(0.5, 5 * 3600 + 1800) == ["journal/1970-01-01T05/"]
     assert stream.journal_hour_prefixes(0, 5 * 3600) == ["journal/1970-01-01T05/"]
+    now = 1_795_305_600.0 + 1800  # 2026-11-22T00:30:00Z
+    assert stream.journal_hour_prefixes(3, now) == [
+        "journal/2026-11-21T21/", "journal/2026-11-21T22/", "journal/2026-11-21T23/", "journal/2026-11-22T00/"]
 
 
 def test_warm_mark():
@@ -290,18 +293,31 @@ def test_apply_rescores_a_redelivered_record_whose_journal_is_gone():
     assert user.features.to_bytes() == stored   # the state already holds the record: unchanged
 
 
-def test_rescore_uses_a_copy_with_the_cold_tiles():
-    user = UserState(FeatureState("v1"), new=False)
+def test_rescore_uses_a_copy_with_the_cold_tiles(monkeypatch):
+    """A v2 state (not the default set) with hourly tiles stored apart (cold version 1); amounts that give
+    features with more than 6 decimals, so the rounding shows. The warning names the record."""
+    from pipeline import observability
+
+    warnings = []
+    monkeypatch.setattr(observability.logger, "warning", lambda message, **kw: warnings.append((message, kw)))
+    user = UserState(FeatureState("v2"), new=False)
     for hours in range(4):
-        user.features.add(Event.model_validate(_event(hours, timestamp=T0 + hours * 3600)))
-    reference = FeatureState.from_bytes(user.features.to_bytes(), user.features.cold_bytes(), "v1")
+        user.features.add(Event.model_validate(_event(hours, timestamp=T0 + hours * 3600, event_type="purchase",
+                                                      amount=10 / 3 + hours)))
+    assert user.features.mark_stored() and user.features.cold_version == 1
+    reference = FeatureState.from_bytes(user.features.to_bytes(), user.features.cold_bytes(), "v2")
     before = (user.features.to_bytes(), user.features.cold_bytes())
-    record = _record(9, 100, timestamp=T0 + 4 * 3600, ingest_ts=T0 + 4 * 3600 + 1, arrival=5.0)
+    record = _record(9, 100, timestamp=T0 + 4 * 3600, ingest_ts=T0 + 4 * 3600 + 1, arrival=5.0,
+                     event_type="purchase", amount=1 / 7)
+    raw = reference.add(record.event)
+    assert any(round(f, 6) != round(f, 7) for f in raw)
     row = stream._rescore(record.event, user, record)
     assert row == {"late": False, "row": {"event_id": "e9", "user_id": "u1", "ts": T0 + 4 * 3600,
                                           "ingest_ts": T0 + 4 * 3600 + 1,
-                                          "features": [round(f, 6) for f in reference.add(record.event)]}}
+                                          "features": [round(f, 6) for f in raw]}}
     assert (user.features.to_bytes(), user.features.cold_bytes()) == before
+    assert warnings == [("redelivered record without a journal entry: rescored on the current state",
+                         {"extra": {"shard": SHARD, "sequence": "100", "event_id": "e9"}})]
 
 
 # -- counting -----------------------------------------------------------------------------------------------------
