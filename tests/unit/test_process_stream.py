@@ -339,6 +339,29 @@ def test_load_users_reads_the_hot_items_then_the_cold_ones_they_name(aws, monkey
     [hot_items] = real_batch_get(stream.hot_read(settings(), ["u2"], "v1"))
     given = stream.load_users(settings(), {"u2"}, "v1", hot_items=hot_items)
     assert given["u2"].features.to_bytes() == u2.features.to_bytes() and [r.keys for r in reads] == [[]]
+    # a hot state naming a cold item that is gone: the batch fails, nothing is read as if it had no hourly tiles
+    from pipeline.features import StaleColdState
+
+    boto3.client("dynamodb", region_name="us-east-1").delete_item(
+        TableName="features", Key={"user_id": {"S": "u1"}, "feature_set": {"S": "v1#cold"}})
+    with pytest.raises(StaleColdState):
+        stream.load_users(settings(), {"u1"}, "v1")
+
+
+def test_users_kept_warm_stay_kept_through_batches_without_them(aws, lambda_context, monkeypatch):
+    """An environment keeps every user it wrote while the shard's mark is its own, not only the last batch's: a
+    batch of u1 alone, then one of u2, reads no user's state."""
+    reads = []
+    real = store.batch_get_raw
+    monkeypatch.setattr(store, "batch_get_raw", lambda *r: reads.append([k for read in r for k in read.keys]) or
+                        real(*r))
+    for first, users in ((100, ["u1", "u2"]), (102, ["u1"]), (103, ["u2"])):
+        reads.clear()
+        _handler()(kinesis_event([event(first + n, user=u) for n, u in enumerate(users)], first_seq=first),
+                   lambda_context)
+        assert sorted(reads[0], key=repr) == sorted([{"pk": {"S": "stream#shardId-000000000000"}}] + (
+            [{"user_id": {"S": u}, "feature_set": {"S": "v1"}} for u in users] if first == 100 else []), key=repr)
+    assert [queries.user_features(settings(), u)["total_events"] for u in ("u1", "u2")] == [2, 2]
 
 
 def test_a_batch_too_large_to_pass_inline_passes_its_journal(aws, lambda_context, monkeypatch):

@@ -75,7 +75,7 @@ def test_decode_reads_the_record_and_its_shard():
     assert isinstance(r.arrival, float)
     # an eventID is "<shard>:<sequence>"; without one the shard is "shardId-unknown"
     assert stream.decode(_raw(_event(1), shard=None)).shard_id == "shardId-unknown"
-    assert stream.decode(_raw(_event(1), shard="shardId-1:x")).shard_id == "shardId-1"
+    assert stream.decode(_raw(_event(1), shard="shardId-1:x:y")).shard_id == "shardId-1"
     missing = stream.decode(_raw(_event(1)))
     assert missing.arrival == 0.0 and missing.event is not None  # no arrival time, no partition key: accepted
     none = _raw(_event(1))
@@ -96,6 +96,11 @@ def test_decode_rejects_what_is_not_base64_or_json_and_keeps_the_start_of_it():
     invalid = stream.decode(_raw({"event_id": "x", "user_id": "u1"}))
     assert invalid.event is None and invalid.errors and "event_type" in " ".join(invalid.errors)
     assert json.loads(invalid.raw) == {"event_id": "x", "user_id": "u1"}
+    # valid JSON, not a valid event, longer than what is kept: cut inside a two-byte character, which is replaced
+    long_event = json.dumps({"event_id": "xy", "user_id": "\u00e9" * 2000}, ensure_ascii=False).encode()
+    assert long_event[:stream.RAW_KEEP_BYTES].decode("utf-8", "replace").endswith("\ufffd")
+    cut = stream.decode(_raw(long_event))
+    assert cut.event is None and cut.raw == long_event[:stream.RAW_KEEP_BYTES].decode("utf-8", "replace")
 
 
 def test_decode_applies_the_time_rules_from_now_and_the_arrival():
