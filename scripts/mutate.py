@@ -9,7 +9,8 @@ mutmut names a mutant after the module path it mutates (functions.pipeline.event
 ``pipeline.events`` (tests/conftest.py puts functions/ on sys.path), so a mutant would never be switched on. Each
 module is therefore run in a staging tree (.mutation/<module>/) where the library sits at the top level:
 pipeline/ (mutated), tests/, functions/ without pipeline, and what the tests read (scripts, statemachines, model).
-One worker (the machine is shared); mutmut runs, for each mutant, only the selected tests that reach its function.
+One worker (the machine is shared); mutmut runs, for each mutant, only the selected tests that reach its function
+(under mutmut, tests/unit/conftest.py runs those without a mocked account first, then the fastest first).
 Score = killed / mutants run, where survivors that only reword an error or log message are set apart (listed
 in .mutation/<module>.survivors.txt; the score over all mutants is printed too). "No tests" mutants count as
 survivors.
