@@ -384,3 +384,12 @@ def test_a_user_is_tracked_once_across_batches_of_one_environment(aws, lambda_co
         _handler()(kinesis_event([event(n) for n in range(start, start + 3)], first_seq=100 + start), lambda_context)
     stats = queries.stats(settings())
     assert (stats["users_tracked"], stats["events_processed"]) == (1, 9)
+
+
+def test_a_shard_counted_from_sequence_number_zero(aws, lambda_context):
+    """A shard with no counters item has counted nothing: its records count from sequence number 0 (a sequence
+    number matches 0|([1-9]\\d{0,128}): Kinesis API Reference, SequenceNumberRange,
+    https://docs.aws.amazon.com/kinesis/latest/APIReference/API_SequenceNumberRange.html)."""
+    _handler()(kinesis_event([event(n) for n in range(3)], first_seq=0), lambda_context)
+    stats = queries.stats(settings())
+    assert (stats["events_processed"], stats["users_tracked"]) == (3, 1)
