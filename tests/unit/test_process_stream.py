@@ -393,3 +393,15 @@ def test_a_shard_counted_from_sequence_number_zero(aws, lambda_context):
     _handler()(kinesis_event([event(n) for n in range(3)], first_seq=0), lambda_context)
     stats = queries.stats(settings())
     assert (stats["events_processed"], stats["users_tracked"]) == (3, 1)
+
+
+def test_a_record_without_an_arrival_time_is_scored_as_ingested_now(aws):
+    """A row's ingest_ts is the event's, else the record's arrival in the stream, else the batch's processing time."""
+    import time
+
+    records = [stream.decode(r) for r in kinesis_event([event(1)])["Records"]]
+    records[0].arrival = 0.0
+    before = time.time()
+    stream.process(records, settings())
+    [row] = _rows(aws)
+    assert before <= row["ingest_ts"] <= time.time()
