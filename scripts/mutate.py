@@ -11,7 +11,8 @@ module is therefore run in a staging tree (.mutation/<module>/) where the librar
 pipeline/ (mutated), tests/, functions/ without pipeline, and what the tests read (scripts, statemachines, model).
 A module is a file (pipeline/events.py) or a package (pipeline/optimizer/: every file of it is mutated, and its
 score is over all of them).
-One worker (the machine is shared); mutmut runs, for each mutant, only the selected tests that reach its function.
+One worker (the machine is shared); mutmut runs, for each mutant, only the selected tests that reach its function
+(under mutmut, tests/unit/conftest.py runs those without a mocked account first, then the fastest first).
 Score = killed / mutants run, where survivors that only reword an error or log message are set apart (listed
 in .mutation/<module>.survivors.txt; the score over all mutants is printed too). "No tests" mutants count as
 survivors.
@@ -57,7 +58,10 @@ TESTS = {
     "variants": ["tests/unit/test_variants.py", "tests/unit/test_variant_golden.py"],
     "queries": ["tests/unit/test_queries.py"],
     "drift": ["tests/unit/test_drift_golden.py", "tests/unit/test_drift.py"],
-    "stream": ["tests/unit/test_process_stream.py", "tests/unit/test_stream_crashes.py", "tests/unit/test_warm_states.py"],
+    # stream: test_stream_units.py first (no mocked account; tests/unit/conftest.py orders them first under mutmut);
+    # the 50,000-event scale test (test_stream_scale.py, ~16 s) is left out: it would be paid by every mutant
+    "stream": ["tests/unit/test_stream_units.py", "tests/unit/test_process_stream.py",
+               "tests/unit/test_stream_crashes.py", "tests/unit/test_warm_states.py"],
     "warm": ["tests/unit/test_warm_states.py"],
     "features": ["tests/unit/test_features.py", "tests/unit/test_feature_boundaries.py"],
     "optimizer": ["tests/unit/test_optimizer_parts.py", *OPTIMIZER_END_TO_END],

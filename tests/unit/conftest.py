@@ -1,6 +1,7 @@
 """Unit tests run the handlers in-process against moto (mock_aws), with events built the way Lambda builds them
 (tests/unit/lambdakit.py)."""
 import json
+import os
 import uuid
 
 import boto3
@@ -13,6 +14,22 @@ from pipeline import contract
 # the stack's tables (pipeline/contract.py), each under a short name: "events", "predictions", ...
 TABLES = {construct_id.removesuffix("Table").lower(): table for construct_id, table in contract.TABLES.items()}
 PASS_STATE_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+
+
+def pytest_collection_modifyitems(config, items):
+    """In a mutation run only (mutmut sets MUTANT_UNDER_TEST; scripts/mutate.py): the tests that need no mocked
+    account first, then the others fastest first by the durations mutmut recorded (mutants/mutmut-stats.json).
+    mutmut stops a mutant's run at its first failing test (-x) and passes its tests in no set order, so a mutant a
+    quick test kills would otherwise often go through the slow end-to-end tests first. The tests and what they
+    check are unchanged; outside mutmut the order is pytest's."""
+    if not os.environ.get("MUTANT_UNDER_TEST"):
+        return
+    try:
+        with open("mutmut-stats.json") as f:  # mutmut runs the tests from the staging tree's mutants/
+            durations = json.load(f)["duration_by_test"]
+    except (OSError, ValueError, KeyError):
+        durations = {}
+    items.sort(key=lambda item: ("aws" in getattr(item, "fixturenames", ()), durations.get(item.nodeid, 0.0)))
 
 
 @pytest.fixture

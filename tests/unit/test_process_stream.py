@@ -3,7 +3,7 @@ import threading
 
 import boto3
 import pytest
-from lambdakit import T0, event, kinesis_event
+from lambdakit import event, kinesis_event
 
 from pipeline import queries, store, stream
 from pipeline.settings import settings
@@ -160,33 +160,6 @@ def test_a_record_that_cannot_be_handled_fails_alone_and_later_records_wait(aws,
     assert [r["event_id"] for r in _rows(aws)] == ["e1"]  # e3 is redelivered with e2, so it is not processed now
 
 
-def test_one_very_active_user_is_scored_in_full_with_bounded_state(aws, lambda_context, monkeypatch):
-    """50,000 events of one user at 100,000 events/day (v2, 12 hours of event time) through the real handler in
-    batches of 500: every event is scored, no batch fails, the stored state stays bounded (the previous layout
-    kept every event of the week: this user's item would have passed DynamoDB's 400 KB item size limit at ~16,000
-    events; DynamoDB Developer Guide, "Constraints in Amazon DynamoDB", Items: "The maximum item size in DynamoDB
-    is 400 KB", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html)."""
-    monkeypatch.setenv("FEATURE_SET", "v2")
-    from pipeline import stream
-
-    scored = []
-    monkeypatch.setattr(stream, "start_inference", lambda rows, *a, **k: scored.extend(r["event_id"] for r in rows))
-    kinds = ["view", "click", "add_to_cart", "purchase"]
-    for start in range(0, 50_000, 500):
-        batch = kinesis_event([event(n, event_type=kinds[n % 4], amount=1.0 if n % 4 == 3 else None,
-                                     timestamp=T0 + n * 0.864) for n in range(start, start + 500)],
-                              first_seq=1_000 + start)
-        assert _handler()(batch, lambda_context) == {"batchItemFailures": []}
-    assert len(scored) == len(set(scored)) == 50_000
-    items = _state(aws)["features"]
-    hot = [i for i in items if i["feature_set"] == "v2"]
-    assert len(items) == 2 and store.item_size(hot[0]) <= 1024          # hot + cold items, nothing per event
-    assert sum(store.item_size(i) for i in items) <= 8 * 1024
-    features = queries.user_features(settings(), "u1")
-    assert features["total_events"] == 50_000
-    assert features["features"]["events_24h"] == 50_000 and features["features"]["events_1h"] > 4_000
-
-
 def test_the_position_packs_any_shard_id_and_sequence_number_with_the_ring():
     """The hot item's ``pos`` is "<shard>/<sequence>\\n" then the ring's hashes: unambiguous because a shard id
     matches [a-zA-Z0-9_.-]+ (Kinesis API Reference, Shard,
@@ -252,3 +225,183 @@ def test_the_counters_update_is_charged_on_the_item_it_leaves(aws, lambda_contex
     hot = [store.to_item(i) for i in _state(aws)["features"]]
     assert meter.wru == store.write_units(store.item_size(_state(aws)["counters"])) + store.write_units(
         store.item_size(hot[0]))
+
+
+def test_process_returns_the_batch_outcome_and_records_its_stage(aws, monkeypatch):
+    """``process`` on decoded records: what it returns (the handler's log line and metrics), the stage record the
+    execution carries (the cost optimizer's input: events, bytes, seconds, memory, request units, S3 PUTs), the
+    journal's header and the kept rejection."""
+    import time
+
+    from lambdakit import T0
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+    batch = kinesis_event([event(1), b"not json", event(2), event(2), event(3, user="u2"),
+                           event(9, timestamp=T0 - 7200)], first_seq=100)   # e9: 2 h behind u1's newest: late
+    now = time.time()
+    stream.process([stream.decode(r, now=now) for r in kinesis_event([event(0)], first_seq=50)["Records"]],
+                   settings())
+    stream.WARM.clear()  # a fresh environment: the measured batch reads u1's stored state
+    records = [stream.decode(r, now=now) for r in batch["Records"]]
+    with store.metered() as meter:
+        outcome = stream.process(records, settings(), started=now - 5)
+    finished = time.time()
+    batch_id = stream.batch_id_for(records)
+    assert outcome == stream.BatchOutcome(batch_id, 4, 1, 1, outcome.execution_arn, 1)
+    [execution] = [e for e in aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]
+                   if e["name"] == batch_id]
+    assert outcome.execution_arn == execution["executionArn"] and execution["name"] == batch_id
+    text = aws["sfn"].describe_execution(executionArn=execution["executionArn"])["input"]
+    document = json.loads(text)
+    assert text == json.dumps(document, separators=(",", ":"))   # compact: the input is capped at 256 KB
+    [stage] = document["stages"]
+    assert 5 <= stage.pop("seconds") <= finished - now + 5
+    assert stage == {"stage": "process_stream", "events": 6, "bytes": sum(r.size for r in records),
+                     "memory_mb": 512, "ddb_rru": meter.rru, "ddb_wru": meter.wru, "s3_puts": 1}
+    assert meter.rru > 0 and meter.wru > 0 and meter.rru != meter.wru
+    assert [r["event_id"] for r in document["rows"]] == ["e1", "e2", "e3", "e9"]
+    [_, entry] = store.get_item("state", {"pk": "stream#shardId-000000000000"})["journal"]
+    journal = stream.read_journal(settings(), entry["key"])
+    raw = boto3.client("s3", region_name="us-east-1").get_object(Bucket="artifacts", Key=entry["key"])["Body"].read()
+    assert raw.decode() == json.dumps(journal, separators=(",", ":"))
+    assert {k: journal[k] for k in ("batch_id", "shard", "first", "last", "feature_set")} == {
+        "batch_id": batch_id, "shard": "shardId-000000000000", "first": "100", "last": "105", "feature_set": "v1"}
+    assert now <= journal["created_at"] <= finished and journal["rows"] == document["rows"]
+    assert entry == {"key": stream.journal_key("shardId-000000000000", batch_id, journal["created_at"]),
+                     "first": "100", "last": "105"}
+    [rejected] = _state(aws)["events"]
+    assert rejected["event_id"] == "rejected#shardId-000000000000#101" and rejected["errors"]
+    assert now <= rejected["rejected_at"] <= finished
+    assert rejected["expires_at"] == int(rejected["rejected_at"] + stream.REJECTED_TTL_SECONDS)
+    assert (stream.WARM.take(("features", "v1", "shardId-000000000000")).mark
+            == ("105", 0))   # the states are kept warm at the mark the batch left
+
+
+def test_load_users_reads_the_hot_items_then_the_cold_ones_they_name(aws, monkeypatch):
+    """The hot items strongly consistent, with only the attributes used; then the cold items of the users whose hot
+    state names one (eventually consistent: they change about once an hour); a stale cold copy (its version is not
+    the one the hot state names) is read again strongly with GetItem. A user with no stored state is new."""
+    from lambdakit import T0
+
+    from pipeline.events import Event
+    from pipeline.features import FeatureState
+
+    shard = "shardId-000000000000"
+    u1 = stream.UserState(FeatureState("v1"), shard=shard, applied_seq=7, ring=[stream.id_hash("a")])
+    for hours in range(4):   # tiles roll up: u1 has a cold item
+        u1.features.add(Event.model_validate(event(hours, timestamp=T0 + hours * 3600)))
+    u2 = stream.UserState(FeatureState("v1"), shard=shard, applied_seq=9)
+    u2.features.add(Event.model_validate(event(9, user="u2")))
+    old_cold = [item for item in stream.user_items("u1", u1, "v1", T0) if "cold" in item]
+    u1.features.add(Event.model_validate(event(5, timestamp=T0 + 5 * 3600)))
+    items = stream.user_items("u1", u1, "v1", T0) + stream.user_items("u2", u2, "v1", T0)
+    assert len(items) == 3 and len(old_cold) == 1 and u1.features.cold_version == 2
+    store.batch_put_raw("features", items)
+
+    reads, gets = [], []
+    real_batch_get, real_get = store.batch_get_raw, store.get_item
+    monkeypatch.setattr(store, "batch_get_raw", lambda *r: reads.extend(r) or real_batch_get(*r))
+    monkeypatch.setattr(store, "get_item", lambda *a: gets.append(a) or real_get(*a))
+    states = stream.load_users(settings(), {"u1", "u2", "u3"}, "v1")
+    assert sorted(states) == ["u1", "u2", "u3"]
+    for name, user in (("u1", u1), ("u2", u2)):
+        state = states[name]
+        assert (state.shard, state.applied_seq, state.ring, state.new) == (user.shard, user.applied_seq, user.ring,
+                                                                           False)
+        assert (state.features.to_bytes(), state.features.cold_bytes()) == (user.features.to_bytes(),
+                                                                            user.features.cold_bytes())
+    fresh = states["u3"]
+    assert (fresh.shard, fresh.applied_seq, fresh.ring, fresh.new, fresh.features.total_events) == ("", -1, [], True, 0)
+    assert fresh.features.feature_set == "v1"
+    hot, cold = reads
+    assert (hot.table, hot.consistent) == ("features", True)
+    assert sorted(k["user_id"]["S"] for k in hot.keys) == ["u1", "u2", "u3"]
+    assert all(k["feature_set"] == {"S": "v1"} for k in hot.keys)
+    assert sorted(hot.projection["ExpressionAttributeNames"].values()) == ["hot", "pos", "user_id"]
+    assert (cold.table, cold.consistent, cold.keys) == ("features", False, [
+        {"user_id": {"S": "u1"}, "feature_set": {"S": "v1#cold"}}])
+    assert sorted(cold.projection["ExpressionAttributeNames"].values()) == ["cold", "user_id"]
+    assert gets == []
+
+    # an eventually consistent read that returns the cold item as it was before its last write
+    def stale(*r):
+        found = real_batch_get(*r)
+        return [[old_cold[0] | {"user_id": {"S": "u1"}}] if not read.consistent else items
+                for read, items in zip(r, found, strict=True)]
+
+    monkeypatch.setattr(store, "batch_get_raw", stale)
+    again = stream.load_users(settings(), {"u1"}, "v1")
+    assert again["u1"].features.cold_bytes() == u1.features.cold_bytes()
+    assert gets == [("features", {"user_id": "u1", "feature_set": "v1#cold"})]
+    # the hot items given (read with the counters): only the cold ones are read
+    reads.clear()
+    monkeypatch.setattr(store, "batch_get_raw", lambda *r: reads.extend(r) or real_batch_get(*r))
+    [hot_items] = real_batch_get(stream.hot_read(settings(), ["u2"], "v1"))
+    given = stream.load_users(settings(), {"u2"}, "v1", hot_items=hot_items)
+    assert given["u2"].features.to_bytes() == u2.features.to_bytes() and [r.keys for r in reads] == [[]]
+    # a hot state naming a cold item that is gone: the batch fails, nothing is read as if it had no hourly tiles
+    from pipeline.features import StaleColdState
+
+    boto3.client("dynamodb", region_name="us-east-1").delete_item(
+        TableName="features", Key={"user_id": {"S": "u1"}, "feature_set": {"S": "v1#cold"}})
+    with pytest.raises(StaleColdState):
+        stream.load_users(settings(), {"u1"}, "v1")
+
+
+def test_users_kept_warm_stay_kept_through_batches_without_them(aws, lambda_context, monkeypatch):
+    """An environment keeps every user it wrote while the shard's mark is its own, not only the last batch's: a
+    batch of u1 alone, then one of u2, reads no user's state."""
+    reads = []
+    real = store.batch_get_raw
+    monkeypatch.setattr(store, "batch_get_raw", lambda *r: reads.append([k for read in r for k in read.keys]) or
+                        real(*r))
+    for first, users in ((100, ["u1", "u2"]), (102, ["u1"]), (103, ["u2"])):
+        reads.clear()
+        _handler()(kinesis_event([event(first + n, user=u) for n, u in enumerate(users)], first_seq=first),
+                   lambda_context)
+        assert sorted(reads[0], key=repr) == sorted([{"pk": {"S": "stream#shardId-000000000000"}}] + (
+            [{"user_id": {"S": u}, "feature_set": {"S": "v1"}} for u in users] if first == 100 else []), key=repr)
+    assert [queries.user_features(settings(), u)["total_events"] for u in ("u1", "u2")] == [2, 2]
+
+
+def test_a_batch_too_large_to_pass_inline_passes_its_journal(aws, lambda_context, monkeypatch):
+    """Past the inline limit the execution gets the batch journal's S3 URI (the rows are in it already): no second
+    copy of the rows is written."""
+    monkeypatch.setattr(stream, "MAX_INLINE_INPUT_BYTES", 500)
+    _handler()(kinesis_event([event(n) for n in range(3)]), lambda_context)
+    [execution] = aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]
+    document = json.loads(aws["sfn"].describe_execution(executionArn=execution["executionArn"])["input"])
+    [entry] = store.get_item("state", {"pk": "stream#shardId-000000000000"})["journal"]
+    assert document["rows_s3_uri"] == f"s3://artifacts/{entry['key']}" and document["rows"] == []
+    assert [r["event_id"] for r in _rows(aws)] == ["e0", "e1", "e2"]
+    listed = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="artifacts")["Contents"]
+    assert [o["Key"] for o in listed] == [entry["key"]]
+
+
+def test_a_user_is_tracked_once_across_batches_of_one_environment(aws, lambda_context):
+    """users_tracked counts a user's first event ever: the state kept warm after the first batch is not new."""
+    for start in (0, 3, 6):
+        _handler()(kinesis_event([event(n) for n in range(start, start + 3)], first_seq=100 + start), lambda_context)
+    stats = queries.stats(settings())
+    assert (stats["users_tracked"], stats["events_processed"]) == (1, 9)
+
+
+def test_a_shard_counted_from_sequence_number_zero(aws, lambda_context):
+    """A shard with no counters item has counted nothing: its records count from sequence number 0 (a sequence
+    number matches 0|([1-9]\\d{0,128}): Kinesis API Reference, SequenceNumberRange,
+    https://docs.aws.amazon.com/kinesis/latest/APIReference/API_SequenceNumberRange.html)."""
+    _handler()(kinesis_event([event(n) for n in range(3)], first_seq=0), lambda_context)
+    stats = queries.stats(settings())
+    assert (stats["events_processed"], stats["users_tracked"]) == (3, 1)
+
+
+def test_a_record_without_an_arrival_time_is_scored_as_ingested_now(aws):
+    """A row's ingest_ts is the event's, else the record's arrival in the stream, else the batch's processing time."""
+    import time
+
+    records = [stream.decode(r) for r in kinesis_event([event(1)])["Records"]]
+    records[0].arrival = 0.0
+    before = time.time()
+    stream.process(records, settings())
+    [row] = _rows(aws)
+    assert before <= row["ingest_ts"] <= time.time()
