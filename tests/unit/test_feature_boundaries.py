@@ -2,6 +2,7 @@
 lateness limit, the longest window) put events ON each boundary and 1 ms either side of it, where random float
 offsets never land. Checked against the brute-force oracle (tests/unit/feature_oracle.py) and, for the main
 boundaries, against values written out by hand."""
+import math
 import random
 
 import pytest
@@ -174,3 +175,53 @@ def test_a_session_reaching_back_through_rolled_up_hours_stops_at_an_exact_30_mi
         for name in ("session_events", "session_seconds", "sessions_24h"):
             assert got[name] == pytest.approx(expected[f"e{n}"]["features"][name]), (name, n)
     assert out[-1][1]["session_events"] == (9 if first_gap == 1800.0 else 10)
+
+
+H0 = 1_699_999_200.0   # 2023-11-14T22:00:00Z, a Tuesday: on the hour
+
+
+def _at(n, ts, event_type, device, amount=None):
+    return Event.model_validate({"event_id": f"x{n}", "user_id": "u", "event_type": event_type, "timestamp": ts,
+                                 "amount": amount, "device_type": device, "priority": "medium"})
+
+
+@pytest.mark.parametrize("feature_set", list(FEATURE_SETS))
+def test_a_late_events_vector_counts_it_in_every_window_of_the_tiles_as_they_are(feature_set):
+    """A late event (more than the allowed lateness behind the newest) is kept out of the state; its vector is the
+    tiles as they are up to its own tile, with the event itself counted in every window, seconds_since_prev 0 and
+    a session of its own. Written out by hand: the 22:00 hour's two desktop events (a purchase of 10, a view) have
+    been rolled up into an hourly tile by a view at 01:01; late events at 22:15, 22:20 and 22:25 each see that tile
+    (the feature oracle has no definition for late events)."""
+    state = FeatureState(feature_set)
+    for n, (ts, kind, amount) in enumerate([(H0 + 60, "purchase", 10.0), (H0 + 600, "view", None),
+                                            (H0 + 3 * 3600 + 60, "view", None)]):
+        assert not state.observe(_at(n, ts, kind, "desktop", amount)).late
+    assert state.hourly.keys == [int(H0 // 3600)] and len(state.fine.keys) == 1   # 22:00 rolled up, 01:00 fine
+    v2 = feature_set == "v2"
+    # (late event) -> {feature: value}: counts over the 22:00 tile + the event; devices: desktop + the event's
+    cases = [
+        (_at(10, H0 + 900, "purchase", "mobile", 5.0),     # a device code 0, new to the window
+         {"purchases_24h": 2, "views_24h": 1, "amount_sum_24h": 15.0, "amount_avg_24h": 7.5, "event_type_code": 3,
+          "amount": 5.0, "device_code": 0, "purchase_view_ratio_24h": 2.0, "distinct_devices_24h": 2,
+          "purchases_7d": 2, "amount_sum_7d": 15.0, "amount_avg_7d": 7.5, "clicks_24h": 0, "points": 10 + 1 + 10}),
+        (_at(11, H0 + 1200, "click", "tablet"),           # a device code 2
+         {"purchases_24h": 1, "views_24h": 1, "amount_sum_24h": 10.0, "amount_avg_24h": 10.0, "event_type_code": 1,
+          "amount": 0.0, "device_code": 2, "purchase_view_ratio_24h": 1.0, "distinct_devices_24h": 2,
+          "purchases_7d": 1, "amount_sum_7d": 10.0, "amount_avg_7d": 10.0, "clicks_24h": 1, "points": 10 + 1 + 2}),
+        (_at(12, H0 + 1500, "view", None),                # no device: nothing added to the devices
+         {"purchases_24h": 1, "views_24h": 2, "amount_sum_24h": 10.0, "amount_avg_24h": 10.0, "event_type_code": 0,
+          "amount": 0.0, "device_code": -1, "purchase_view_ratio_24h": 0.5, "distinct_devices_24h": 1,
+          "purchases_7d": 1, "amount_sum_7d": 10.0, "amount_avg_7d": 10.0, "clicks_24h": 0, "points": 10 + 1 + 1}),
+    ]
+    for event, want in cases:
+        observed = state.observe(event)
+        assert observed.late
+        got = named(observed.features, feature_set)
+        expected = {"events_1h": 3, "events_24h": 3, "seconds_since_prev": 0, "hour_of_day": 22, "is_weekend": 0,
+                    "priority_code": 1} | {k: v for k, v in want.items() if k in got}
+        if v2:
+            expected |= {"events_6h": 3, "events_7d": 3, "session_events": 1, "session_seconds": 0,
+                         "sessions_24h": 1, "engagement_score_24h": pytest.approx(100 * (1 - math.exp(-want["points"] / 50)))}
+        assert {k: got[k] for k in expected} == expected, event.event_id
+        assert set(expected) == set(got)   # every feature of the set checked
+    assert state.late_events == 3 and state.total_events == 3   # none of them entered the state
