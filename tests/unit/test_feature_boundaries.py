@@ -5,9 +5,9 @@ boundaries, against values written out by hand."""
 import math
 import random
 
+import feature_oracle
 import pytest
 
-import feature_oracle
 from pipeline.events import Event
 from pipeline.features import FEATURE_SETS, FeatureState, named
 
@@ -220,8 +220,9 @@ def test_a_late_events_vector_counts_it_in_every_window_of_the_tiles_as_they_are
         expected = {"events_1h": 3, "events_24h": 3, "seconds_since_prev": 0, "hour_of_day": 22, "is_weekend": 0,
                     "priority_code": 1} | {k: v for k, v in want.items() if k in got}
         if v2:
+            engagement = pytest.approx(100 * (1 - math.exp(-want["points"] / 50)))
             expected |= {"events_6h": 3, "events_7d": 3, "session_events": 1, "session_seconds": 0,
-                         "sessions_24h": 1, "engagement_score_24h": pytest.approx(100 * (1 - math.exp(-want["points"] / 50)))}
+                         "sessions_24h": 1, "engagement_score_24h": engagement}
         assert {k: got[k] for k in expected} == expected, event.event_id
         assert set(expected) == set(got)   # every feature of the set checked
     assert state.late_events == 3 and state.total_events == 3   # none of them entered the state
