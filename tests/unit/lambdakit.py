@@ -65,3 +65,27 @@ def http_event(method: str, path: str, body=None, query: dict | None = None, hea
                            "requestId": str(uuid.uuid4()), "routeKey": f"{method} {path}", "stage": "$default",
                            "time": "22/Nov/2026:00:00:00 +0000", "timeEpoch": int(time.time() * 1000)},
         "body": text, "isBase64Encoded": False}
+
+
+def event_source_mapping(monkeypatch, batch_size: int, window: int) -> tuple:
+    """A real (moto) event source mapping Kinesis "events" -> a stub function, like the stack's EventsStreamMapping,
+    named to the optimizer by EVENT_SOURCE_MAPPING_ID: (the Lambda client, the mapping's UUID). Needs the ``aws``
+    fixture's account."""
+    import io
+    import zipfile
+
+    import boto3
+
+    role = boto3.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam = boto3.client("lambda")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("handler.py", "def handler(e, c):\n    return None\n")
+    lam.create_function(FunctionName="process", Runtime="python3.11", Role=role, Handler="handler.handler",
+                        Code={"ZipFile": buffer.getvalue()})
+    stream = boto3.client("kinesis").describe_stream(StreamName="events")["StreamDescription"]["StreamARN"]
+    uuid = lam.create_event_source_mapping(EventSourceArn=stream, FunctionName="process", BatchSize=batch_size,
+                                           MaximumBatchingWindowInSeconds=window,
+                                           StartingPosition="TRIM_HORIZON")["UUID"]
+    monkeypatch.setenv("EVENT_SOURCE_MAPPING_ID", uuid)
+    return lam, uuid

@@ -98,21 +98,9 @@ def test_optimizer_falls_back_to_the_configured_default_with_too_little_data(mon
 @pytest.fixture
 def mapping(aws, monkeypatch):
     """A real (moto) event source mapping Kinesis -> function, like the stack's EventsStreamMapping."""
-    iam = boto3.client("iam")
-    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    lam = boto3.client("lambda")
-    import io
-    import zipfile
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        z.writestr("handler.py", "def handler(e, c):\n    return None\n")
-    lam.create_function(FunctionName="process", Runtime="python3.11", Role=role, Handler="handler.handler",
-                        Code={"ZipFile": buffer.getvalue()})
-    stream_arn = aws["kinesis"].describe_stream(StreamName="events")["StreamDescription"]["StreamARN"]
-    uuid = lam.create_event_source_mapping(EventSourceArn=stream_arn, FunctionName="process", BatchSize=200,
-                                           MaximumBatchingWindowInSeconds=1,
-                                           StartingPosition="TRIM_HORIZON")["UUID"]
-    monkeypatch.setenv("EVENT_SOURCE_MAPPING_ID", uuid)
+    from lambdakit import event_source_mapping
+
+    lam, uuid = event_source_mapping(monkeypatch, batch_size=200, window=1)
     monkeypatch.setenv("BATCH_SIZE", "200")
     return lam, uuid
 

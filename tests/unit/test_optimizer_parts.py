@@ -583,25 +583,9 @@ def test_choose_composes_the_parts():
 
 # ------------------------------------------------------------------------------------------------------ apply
 def _mapping(monkeypatch, batch_size=400, window=1):
-    """A moto event source mapping, as test_optimizer.py's ``mapping`` fixture makes it."""
-    import io
-    import zipfile
+    from lambdakit import event_source_mapping
 
-    import boto3
-
-    role = boto3.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    lam = boto3.client("lambda")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        z.writestr("handler.py", "def handler(e, c):\n    return None\n")
-    lam.create_function(FunctionName="process", Runtime="python3.11", Role=role, Handler="handler.handler",
-                        Code={"ZipFile": buffer.getvalue()})
-    stream = boto3.client("kinesis").describe_stream(StreamName="events")["StreamDescription"]["StreamARN"]
-    uuid = lam.create_event_source_mapping(EventSourceArn=stream, FunctionName="process", BatchSize=batch_size,
-                                           MaximumBatchingWindowInSeconds=window,
-                                           StartingPosition="TRIM_HORIZON")["UUID"]
-    monkeypatch.setenv("EVENT_SOURCE_MAPPING_ID", uuid)
-    return lam, uuid
+    return event_source_mapping(monkeypatch, batch_size, window)
 
 
 def test_retrain_and_apply_writes_the_decision_it_made_back(aws, monkeypatch):
