@@ -124,7 +124,10 @@ class ServiceMetrics:
     def queue_depths(self, sqs, queue_urls: list[str]) -> None:
         for url in queue_urls:
             # the metric ApproximateNumberOfMessagesVisible is the queue attribute ApproximateNumberOfMessages
-            visible = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            try:
+                visible = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            except sqs.exceptions.QueueDoesNotExist:
+                continue  # deleted (a teardown, or moto reset by another cloud in the process): its metric stops
             self.add("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": url.rsplit("/", 1)[-1]},
                      int(visible["Attributes"]["ApproximateNumberOfMessages"]), "Count")
 

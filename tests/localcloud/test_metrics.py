@@ -114,6 +114,19 @@ def test_service_metrics_record_lambda_and_stream_batch_age():
     assert service.drain() == []
 
 
+@mock_aws
+def test_queue_depths_skip_a_deleted_queue():
+    # the sampler runs on a thread while queues may be torn down; a deleted queue's metric stops, as in AWS
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    kept, gone = (sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("kept", "gone"))
+    sqs.send_message(QueueUrl=kept, MessageBody="x")
+    sqs.delete_queue(QueueUrl=gone)
+    service = ServiceMetrics()
+    service.queue_depths(sqs, [gone, kept])
+    assert [(d["Dimensions"], d["Value"]) for _, d in service.drain()] == [
+        ([{"Name": "QueueName", "Value": "kept"}], 1)]
+
+
 def seeded_metrics(cloudwatch, now: datetime, count: int = 1000) -> None:
     rng = random.Random(5)
     for start in range(0, count, 500):
