@@ -131,13 +131,17 @@ class ServiceMetrics:
             self.add("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": url.rsplit("/", 1)[-1]},
                      int(visible["Attributes"]["ApproximateNumberOfMessages"]), "Count")
 
-
     def executions(self, state_machine_arns: list[str], region: str, account_id: str) -> None:
+        from moto.stepfunctions.exceptions import StateMachineDoesNotExist
         from moto.stepfunctions.responses import get_backend  # the executing backend the gateway serves
 
         backend = get_backend(account_id, region)
         for arn in state_machine_arns:
-            counts = Counter(e.status for e in list(backend.describe_state_machine(arn).executions))
+            try:
+                machine = backend.describe_state_machine(arn)
+            except StateMachineDoesNotExist:
+                continue  # deleted, as a queue above: its metrics stop
+            counts = Counter(e.status for e in list(machine.executions))
             for status, metric in (("SUCCEEDED", "ExecutionsSucceeded"), ("FAILED", "ExecutionsFailed"),
                                    ("TIMED_OUT", "ExecutionsTimedOut")):
                 new = counts[status] - self._executions_seen.get((arn, status), 0)

@@ -127,6 +127,19 @@ def test_queue_depths_skip_a_deleted_queue():
         ([{"Name": "QueueName", "Value": "kept"}], 1)]
 
 
+@mock_aws
+def test_execution_counts_skip_a_deleted_state_machine():
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    kept, gone = (sfn.create_state_machine(name=name, definition=definition,
+                                           roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+                  for name in ("kept", "gone"))
+    sfn.delete_state_machine(stateMachineArn=gone)
+    service = ServiceMetrics()
+    service.executions([gone, kept], "us-east-1", "123456789012")
+    assert {tuple(d["Dimensions"][0].values()) for _, d in service.drain()} == {("StateMachineArn", kept)}
+
+
 def seeded_metrics(cloudwatch, now: datetime, count: int = 1000) -> None:
     rng = random.Random(5)
     for start in range(0, count, 500):
