@@ -467,7 +467,7 @@ def test_process_of_no_records_does_nothing():
     assert stream.process([], _settings()) == stream.BatchOutcome(None, 0, 0, 0, None, 0)
 
 
-@pytest.mark.parametrize("seconds", [time.time()])
+@pytest.mark.parametrize("seconds", [time.time()], ids=["now"])  # a fixed id: xdist workers collect alike
 def test_stream_record_defaults(seconds):
     r = StreamRecord(sequence="1", shard_id=SHARD, arrival=seconds, size=0)
     assert (r.event, r.errors, r.raw) == (None, [], "")
