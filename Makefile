@@ -89,13 +89,16 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(PY) -m mypy $(CHECKED)
 
-# --durations: the slowest tests in every run's output (CI's too), to keep the suite well under 10 minutes
+# --durations: the slowest tests in every run's output (CI's too), to keep the suite well under 10 minutes.
+# TEST_WORKERS pytest-xdist processes share the tests out (each has its own moto state); the end-to-end tests
+# stay together on one of them (tests/conftest.py). TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
 test: lint typecheck $(VENV)/.installed node_modules/.installed browser $(MODEL) $(TORCH_MODEL)
-	$(PY) -m pytest --durations=15
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 # Everything but the end-to-end deploys, the slow fault matrix and the tests that need the package index.
 test-fast: $(VENV)/.installed node_modules/.installed $(MODEL) $(TORCH_MODEL)
-	$(PY) -m pytest tests/unit tests/infra tests/localcloud -m "not slow and not network"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup tests/unit tests/infra tests/localcloud -m "not slow and not network"
 
 bench: synth
 	CDK_CONTEXT="$(CDK_CONTEXT)" $(PY) -m bench
