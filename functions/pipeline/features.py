@@ -174,13 +174,15 @@ class _Tier:
     sums of its count columns and of its session gaps, so that a window's counts are two lookups whatever its
     length."""
 
-    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart", "_sessions")
+    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart", "_sessions", "part", "known")
 
     def __init__(self, columns: int, tile_ms: int, closed: bool = False, sessions: bool = True):
         self.keys: list[int] = []
         self.cols: list[list] = [[] for _ in range(columns)]
         self.tile_ms = tile_ms
         self._cached: dict | None = None   # window sums and session walks, until the tier changes
+        self.part: tuple | None = None     # FeatureState._hourly_part's, until the tier changes
+        self.known: tuple | None = None    # (lo, hi, sums): the fine tier's last window over closed tiles, likewise
         # sessions=False (a v1 state: no session features): no running sums of session gaps to keep up
         self._counted = (_COUNTS + (GAPS,) if sessions else _COUNTS) if closed else ()
         self._sessions = sessions
@@ -235,18 +237,17 @@ class _Tier:
 
     def sums(self, lo: int, hi: int, columns: tuple[int, ...] = ALL_SUMS) -> tuple:
         """Each of ``columns`` (default: events, purchases, views, clicks, amount, points, devices) summed
-        (devices: OR-ed) over tiles [lo, hi), cached until the tier changes: for the hourly tier every event of an
-        hour asks for the same few windows. The fine tier's sums of every column are not cached: each new tile,
-        and each change (which empties the cache), asks for new ones."""
+        (devices: OR-ed) over tiles [lo, hi), cached until the tier changes (the windows of events read the hourly
+        tier's running sums and columns in FeatureState._hourly_part). The fine tier's sums of every column:
+        ``_fine_sums``."""
         if lo >= hi:
             return _NO_TILE
         c = self.cols
         if hi - lo == 1 and columns is ALL_SUMS:  # one tile (a sparse user's): its own values, nothing to add
             return (c[N][lo], c[PURCHASES][lo], c[VIEWS][lo], c[CLICKS][lo], c[AMOUNT][lo], c[POINTS][lo],
                     c[DEVICES][lo])
-        if columns is ALL_SUMS and not self._counted:  # the fine tier: a few tiles, every column
-            return (sum(c[N][lo:hi]), sum(c[PURCHASES][lo:hi]), sum(c[VIEWS][lo:hi]), sum(c[CLICKS][lo:hi]),
-                    sum(c[AMOUNT][lo:hi]), sum(c[POINTS][lo:hi]), reduce(or_, c[DEVICES][lo:hi]))
+        if columns is ALL_SUMS and not self._counted:  # the fine tier: every column
+            return self._fine_sums(lo, hi)
         key = (lo, hi, columns)
         cache = self._cached
         if cache is None:
@@ -254,16 +255,27 @@ class _Tier:
         found = cache.get(key)
         if found is None:
             running = self.running()
-            if columns is ALL_SUMS and running:  # the hourly tier's day window, spelt out: asked for on every hour
-                n, p, v, k, pts = running[N], running[PURCHASES], running[VIEWS], running[CLICKS], running[POINTS]
-                found = cache[key] = (n[hi] - n[lo], p[hi] - p[lo], v[hi] - v[lo], k[hi] - k[lo],
-                                      sum(c[AMOUNT][lo:hi]), pts[hi] - pts[lo], reduce(or_, set(c[DEVICES][lo:hi])))
-                return found
             found = cache[key] = tuple(
                 running[column][hi] - running[column][lo] if column in running
                 else reduce(or_, set(c[DEVICES][lo:hi])) if column == DEVICES
                 else sum(c[column][lo:hi])   # amounts: added in tile order, as the tiles were rolled up
                 for column in columns)
+        return found
+
+    def _fine_sums(self, lo: int, hi: int) -> tuple:
+        """``sums`` of every column of the fine tier. The last window over closed tiles (not the newest) is kept
+        until the tier changes: the next new tile's window is usually the same tiles and the one before it (a busy
+        user's day window gains a tile every 5 minutes), so it adds the tiles after it, in tile order as ``sum``
+        over the whole window would (``sum`` and ``reduce`` go on from the kept sums)."""
+        c = self.cols
+        known = self.known
+        start, (n, p, v, k, amount, points, devices) = (
+            (known[1], known[2]) if known is not None and known[0] == lo and known[1] <= hi else (lo, _NO_TILE))
+        found = (sum(c[N][start:hi], n), sum(c[PURCHASES][start:hi], p), sum(c[VIEWS][start:hi], v),
+                 sum(c[CLICKS][start:hi], k), sum(c[AMOUNT][start:hi], amount), sum(c[POINTS][start:hi], points),
+                 reduce(or_, c[DEVICES][start:hi], devices))
+        if hi < len(self.keys):   # closed tiles only: a change to one of them (not the newest) calls invalidate
+            self.known = (lo, hi, found)
         return found
 
     def running(self) -> dict[int, list[int]]:
@@ -351,7 +363,7 @@ class _Tier:
         return self._cached
 
     def invalidate(self) -> None:
-        self._cached = None
+        self._cached = self.part = self.known = None
 
 
 class FeatureState:
@@ -526,32 +538,49 @@ class FeatureState:
         fine, hourly = self.fine, self.hourly
         keys, hkeys, fine_n = fine.keys, hourly.keys, fine.cols[N]
         hour = end // _PER_HOUR * _PER_HOUR   # windows of an hourly resolution start on the hour (a fine index)
-        # Each window: its fine tiles [bisect_left(keys, start), upto) plus its whole hourly tiles [lo, hhi) (no
-        # tile when lo == hhi). Counts over hourly tiles are differences of running sums; the day's other columns
-        # come from the cached sums (one call per hour for a busy user).
-        hhi = bisect_right(hkeys, end // _PER_HOUR)   # the hourly tiles up to the event's hour
-        running = hourly.running()
-        running_n = running[N]
-        h_n = running_n[hhi]
-        day = hour // _PER_HOUR - 24
+        # Each window: its fine tiles [bisect_left(keys, start), upto) plus its whole hourly tiles up to the event's
+        # hour (all of them for an on-time event: no bisect then), summed by _hourly_part
+        top = end // _PER_HOUR
+        hhi = len(hkeys) if not hkeys or hkeys[-1] <= top else bisect_right(hkeys, top)
+        hn, hp, hv, hc, h_amount, h_points, h_devices, *week = self._hourly_part(top - 24, hhi)
         day_lo = bisect_left(keys, hour - 24 * _PER_HOUR)
         n, p, v, c, amount, points, devices = day_fine = fine.sums(day_lo, upto)
-        hn, hp, hv, hc, h_amount, h_points, h_devices = hourly.sums(bisect_left(hkeys, day), hhi)
         start_1h = end - _PER_HOUR
-        n_1h = _fine_count(fine_n, bisect_left(keys, start_1h), upto, day_lo, n) + h_n - running_n[
-            bisect_left(hkeys, -(-start_1h // _PER_HOUR))]
+        n_1h = _fine_count(fine_n, bisect_left(keys, start_1h), upto, day_lo, n)
+        if hhi and hkeys[hhi - 1] * _PER_HOUR >= start_1h:   # the 1 h window reaches the hourly tiles (late events)
+            running_n = hourly.running()[N]
+            n_1h += running_n[hhi] - running_n[bisect_left(hkeys, -(-start_1h // _PER_HOUR))]
         sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h)
         if not self._v2:
             return sums
-        n_6h = _fine_count(fine_n, bisect_left(keys, hour - 6 * _PER_HOUR), upto, day_lo, n) + h_n - running_n[
-            bisect_left(hkeys, day + 18)]
+        h_n7, h_p7, h_amount_7d, h_n6 = week
+        n_6h = _fine_count(fine_n, bisect_left(keys, hour - 6 * _PER_HOUR), upto, day_lo, n) + h_n6
         week_lo = bisect_left(keys, hour - 7 * 24 * _PER_HOUR)
-        week = day_fine if week_lo == day_lo else fine.sums(week_lo, upto)   # the same tiles, usually
-        lo = bisect_left(hkeys, day - 6 * 24)
-        running_p = running[PURCHASES]
-        h_amount_7d = sum(hourly.cols[AMOUNT][lo:hhi])   # in tile order, as the tiles were rolled up
-        return sums + (week[N] + h_n - running_n[lo], week[PURCHASES] + running_p[hhi] - running_p[lo], week[AMOUNT],
-                       h_amount_7d, n_6h)
+        week_fine = day_fine if week_lo == day_lo else fine.sums(week_lo, upto)   # the same tiles, usually
+        return sums + (week_fine[N] + h_n7, week_fine[PURCHASES] + h_p7, week_fine[AMOUNT], h_amount_7d, n_6h)
+
+    def _hourly_part(self, day: int, hhi: int) -> tuple:
+        """The hourly tiles' part of the windows that start on the hour ``day`` + 24 - w and end before tile
+        ``hhi``: (events, purchases, views, clicks, amount, points, devices over 24 h; for v2 also events,
+        purchases and the amount over 7 d, events over 6 h). Counts are differences of running sums, amounts added
+        in tile order (as the tiles were rolled up). The same for every event of an hour: kept until the hourly
+        tier changes, or the hour does."""
+        hourly = self.hourly
+        part = hourly.part
+        if part is not None and part[0] == day and part[1] == hhi:
+            return part[2]
+        hkeys, c = hourly.keys, hourly.cols
+        running = hourly.running()
+        n, p, v, k, pts = running[N], running[PURCHASES], running[VIEWS], running[CLICKS], running[POINTS]
+        lo = bisect_left(hkeys, day)
+        found: tuple = (n[hhi] - n[lo], p[hhi] - p[lo], v[hhi] - v[lo], k[hhi] - k[lo], sum(c[AMOUNT][lo:hhi]),
+                        pts[hhi] - pts[lo], reduce(or_, c[DEVICES][lo:hhi], 0))
+        if self._v2:
+            week = bisect_left(hkeys, day - 6 * 24)
+            found += (n[hhi] - n[week], p[hhi] - p[week], sum(c[AMOUNT][week:hhi]),
+                      n[hhi] - n[bisect_left(hkeys, day + 18)])
+        hourly.part = (day, hhi, found)
+        return found
 
     def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float, sums: tuple,
                 tile: tuple, since_prev: float, session: tuple | None) -> list[float]:
