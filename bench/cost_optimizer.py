@@ -387,7 +387,8 @@ class Adaptive:
                 "events": int(n), "batch_size": int(n), "configured_batch_size": int(size),
                 "configured_window_seconds": self.config["batching_window_seconds"],
                 "bytes": 250 * int(n), "arrival_rate": n / span,
-                "recorded_at": self.t0 + float(close) + float(latency),
+                # as record_cost writes it: when the pipeline finished, the oldest event's arrival + its latency
+                "recorded_at": self.t0 + float(times[i]) + float(latency),
                 "stage_seconds": {"process_stream": float(p.ps[n]), "invoke_model": float(p.invoke[n])},
                 "tunable_cost_per_event_usd": float(p.tunable[n] / n), "cost_per_event_usd": float(p.tunable[n] / n),
                 "latency_max": float(latency),

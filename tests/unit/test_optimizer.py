@@ -335,7 +335,8 @@ def test_the_decision_holds_the_slo_over_the_hours_it_stays_in_force():
     # the history says 13h is a burst: a retrain at 12:20 must hold the SLO at its rates, one at 12:00 need not
     quiet = [r | {"recorded_at": hour - 86400 + 5 * i} for i, r in enumerate(_records(list(range(10, 201, 10)),
                                                                                   n=600, rate=20.0))]
-    burst = [r | {"recorded_at": hour - 86400 + 3600 + 5 * i} for i, r in enumerate(_records(
+    # (recorded 5 s into 13h and later: its batches arrived in 13h, a latency of at most 0.41 s before)
+    burst = [r | {"recorded_at": hour - 86400 + 3600 + 5 + 5 * i} for i, r in enumerate(_records(
         list(range(10, 201, 10)), n=600, rate=300.0))]
     recent = [r | {"recorded_at": hour - 1800 + 2 * i} for i, r in enumerate(_records([20], n=300, rate=20.0))]
     on_the_hour = optimizer.rate_scenarios(quiet + burst + recent, hour + 10)
