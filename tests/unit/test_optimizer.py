@@ -345,6 +345,27 @@ def test_the_decision_holds_the_slo_over_the_hours_it_stays_in_force():
     assert later["next hour p10"] > 250
 
 
+def test_at_a_step_of_the_daily_profile_the_rates_now_are_only_kept_up_with(monkeypatch):
+    # yesterday 11h at 20 events/s and 12h at 250; today 11:30-12:00 at 20 (the profile) or at 5 (a quiet day)
+    monkeypatch.setenv("LATENCY_SLO_SECONDS", "2")
+    hour = 1_798_804_800.0          # 12:00 UTC
+    sizes = list(range(10, 201, 10))
+    before = [r | {"recorded_at": hour - 86400 - 3600 + 5 + 5 * i} for i, r in enumerate(_records(sizes, n=600,
+                                                                                                  rate=20.0))]
+    burst = [r | {"recorded_at": hour - 86400 + 5 + 5 * i} for i, r in enumerate(_records(sizes, n=600, rate=250.0))]
+    def today(rate):
+        return [r | {"recorded_at": hour - 1800 + 5 + 5 * i} for i, r in enumerate(_records([20], n=300, rate=rate))]
+    profile = before + burst + today(20.0)
+    rates = optimizer.rate_scenarios(profile, hour + 10)
+    assert optimizer.queueing.keep_up_only(profile, rates) == {"now p10", "now p100"}
+    decision, _ = optimizer.choose(profile, settings(), current=20, now=hour + 10, current_window=1)
+    assert decision.reason.endswith("; now p10, now p100: kept up with only (the load follows the daily profile)")
+    quiet = before + burst + today(5.0)
+    assert optimizer.queueing.keep_up_only(quiet, optimizer.rate_scenarios(quiet, hour + 10)) == set()
+    decision, _ = optimizer.choose(quiet, settings(), current=20, now=hour + 10, current_window=1)
+    assert "kept up with only" not in decision.reason
+
+
 def test_a_pending_change_is_not_kept_when_it_would_break_the_slo_in_the_hour_ahead(monkeypatch):
     # BatchSize 150 with a 1 s window, at 1 event/s per shard: an idle shard's first record waits up to a poll, then
     # the window: no longer within the 2 s SLO. Its verdict is pending, but it is not kept waiting for it

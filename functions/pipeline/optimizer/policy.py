@@ -226,9 +226,12 @@ def choose(records: list[dict], settings: Settings, current: int, rejected: dict
     low, high = step_bound(records, settings, current, window_now)
     active_rejections = {int(s): until for s, until in (rejected or {}).items() if float(until) > now}
     c = candidate_grid(settings, current, max_window, active_rejections, keep or (current, window_now))
-    p = predict(c, rates, workload, fitted, settings.latency_slo_seconds, queueing.keep_up_only(loaded, rates))
+    guard = queueing.keep_up_only(loaded, rates)
+    p = predict(c, rates, workload, fitted, settings.latency_slo_seconds, guard)
     best, purpose, rule = select(c, p, low, high, current)
     reason = explain(rule, settings, low, high, max_window, fitted.margin, rates)
+    if guard:
+        reason += f"; {', '.join(sorted(guard))}: kept up with only (the load follows the daily profile)"
     if active_rejections:
         reason += f"; excluded after rollback: {sorted(active_rejections)}"
     size, window = int(c.size[best]), int(c.window[best])
