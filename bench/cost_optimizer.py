@@ -387,7 +387,8 @@ class Adaptive:
                 "events": int(n), "batch_size": int(n), "configured_batch_size": int(size),
                 "configured_window_seconds": self.config["batching_window_seconds"],
                 "bytes": 250 * int(n), "arrival_rate": n / span,
-                "recorded_at": self.t0 + float(close) + float(latency),
+                # as record_cost writes it: when the pipeline finished, the oldest event's arrival + its latency
+                "recorded_at": self.t0 + float(times[i]) + float(latency),
                 "stage_seconds": {"process_stream": float(p.ps[n]), "invoke_model": float(p.invoke[n])},
                 "tunable_cost_per_event_usd": float(p.tunable[n] / n), "cost_per_event_usd": float(p.tunable[n] / n),
                 "latency_max": float(latency),
@@ -461,6 +462,9 @@ def main(argv: list[str] | None = None) -> dict:
                              "machine) or as wall time with moto in another process")
     parser.add_argument("--measured", default=None, metavar="FILE",
                         help="reuse the stage fits saved by an earlier run's --json instead of measuring")
+    parser.add_argument("--hourly", action="store_true",
+                        help="diagnostic: per hour of day 2, the adaptive setting, $/1M and SLO share against the "
+                             "oracle's, and what the hour adds to the regret")
     parser.add_argument("--max-step", type=float, default=None,
                         help="ablation: override the optimizer's step bound per retrain (default: its own, x2)")
     parser.add_argument("--rate-quantiles", default=None,
@@ -516,7 +520,7 @@ def main(argv: list[str] | None = None) -> dict:
         (adaptive_day0, adaptive_day1), adaptive = simulate_adaptive(pipe, seed, settings, t0)
         # oracle: per hour, the cheapest option that held the SLO in >= 99 % of that hour's batches
         oracle_cost = oracle_events = oracle_ok = oracle_batches = 0.0
-        oracle_choice = []
+        oracle_choice, oracle_hourly = [], []
         for hour in range(24):
             best = None
             for key, shards in fixed.items():
@@ -531,6 +535,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if best is None or rank < best[0]:
                     best = (rank, key, events, cost, batches, ok)
             oracle_choice.append(best[1])
+            oracle_hourly.append({"events": best[2], "cost": best[3], "batches": best[4], "ok": best[5]})
             oracle_events += best[2]
             oracle_cost += best[3]
             oracle_batches += best[4]
@@ -555,12 +560,32 @@ def main(argv: list[str] | None = None) -> dict:
             "fixed": {f"{k[0]}/{k[1]}": v for k, v in summary_fixed.items()},
             "decisions": adaptive.decisions,
             "adaptive_hourly": {k: (sum(h[k] for h in adaptive_day1)).tolist() for k in adaptive_day1[0]},
-            "oracle_hourly_choice": [list(c) for c in oracle_choice], "retrain_cpu_s_median": statistics.median(adaptive.fit_seconds),
+            "oracle_hourly_choice": [list(c) for c in oracle_choice], "oracle_hourly": oracle_hourly,
+            "retrain_cpu_s_median": statistics.median(adaptive.fit_seconds),
             "floor_500": pipe.tunable[500] / 500})
         r = runs[-1]
         print(f"seed {seed}: {day_events:,.0f} events on day 2, simulated in {r['seconds']:.0f} s; adaptive sizes "
               f"by hour (day 2): {[d['batch_size'] for d in adaptive.decisions[23:47]]}")
+        if args.hourly:
+            print_hourly(r)
     return report(runs, args, measured, pipe)
+
+
+def print_hourly(r: dict) -> None:
+    """Day 2 hour by hour: the adaptive decision in force, its tunable $/1M, SLO share and events per batch, the
+    oracle's, and the hour's extra cost over the oracle's $/1M for the adaptive's events, per 1M events of the day
+    (the hours' extras add up to the regret in $/1M)."""
+    a, o = r["adaptive_hourly"], r["oracle_hourly"]
+    day = sum(h["events"] for h in o)
+    print("  hour  adaptive (size/window, $/1M, SLO, events/batch, why)      oracle                           extra")
+    for hour, (d, h) in enumerate(zip(r["decisions"][23:47], o, strict=True)):
+        events, cost, batches, ok = (a[k][hour] for k in ("events", "cost", "batches", "ok"))
+        extra = (cost - h["cost"] / h["events"] * events) / day * 1e6
+        print(f"  {hour:4d}  {d['batch_size']:>3}/{d['window']}  {cost / events * 1e6:7.3f}  {100 * ok / batches:6.2f}%"
+              f"  {events / batches:6.1f}  {d['status']:<8} {d['purpose']:<5}   "
+              f"{r['oracle_hourly_choice'][hour][0]:>3}/{r['oracle_hourly_choice'][hour][1]}  "
+              f"{h['cost'] / h['events'] * 1e6:7.3f}  {100 * h['ok'] / h['batches']:6.2f}%  "
+              f"{h['events'] / h['batches']:6.1f}   {extra:+.4f}")
 
 
 def report(runs: list[dict], args, measured: dict, pipe: Pipeline) -> dict:

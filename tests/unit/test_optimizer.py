@@ -335,13 +335,35 @@ def test_the_decision_holds_the_slo_over_the_hours_it_stays_in_force():
     # the history says 13h is a burst: a retrain at 12:20 must hold the SLO at its rates, one at 12:00 need not
     quiet = [r | {"recorded_at": hour - 86400 + 5 * i} for i, r in enumerate(_records(list(range(10, 201, 10)),
                                                                                   n=600, rate=20.0))]
-    burst = [r | {"recorded_at": hour - 86400 + 3600 + 5 * i} for i, r in enumerate(_records(
+    # (recorded 5 s into 13h and later: its batches arrived in 13h, a latency of at most 0.41 s before)
+    burst = [r | {"recorded_at": hour - 86400 + 3600 + 5 + 5 * i} for i, r in enumerate(_records(
         list(range(10, 201, 10)), n=600, rate=300.0))]
     recent = [r | {"recorded_at": hour - 1800 + 2 * i} for i, r in enumerate(_records([20], n=300, rate=20.0))]
     on_the_hour = optimizer.rate_scenarios(quiet + burst + recent, hour + 10)
     later = optimizer.rate_scenarios(quiet + burst + recent, hour + 20 * 60)
     assert "next hour p100" not in on_the_hour and on_the_hour["this hour p100"] < 50
     assert later["next hour p10"] > 250
+
+
+def test_at_a_step_of_the_daily_profile_the_rates_now_are_only_kept_up_with(monkeypatch):
+    # yesterday 11h at 20 events/s and 12h at 250; today 11:30-12:00 at 20 (the profile) or at 5 (a quiet day)
+    monkeypatch.setenv("LATENCY_SLO_SECONDS", "2")
+    hour = 1_798_804_800.0          # 12:00 UTC
+    sizes = list(range(10, 201, 10))
+    before = [r | {"recorded_at": hour - 86400 - 3600 + 5 + 5 * i} for i, r in enumerate(_records(sizes, n=600,
+                                                                                                  rate=20.0))]
+    burst = [r | {"recorded_at": hour - 86400 + 5 + 5 * i} for i, r in enumerate(_records(sizes, n=600, rate=250.0))]
+    def today(rate):
+        return [r | {"recorded_at": hour - 1800 + 5 + 5 * i} for i, r in enumerate(_records([20], n=300, rate=rate))]
+    profile = before + burst + today(20.0)
+    rates = optimizer.rate_scenarios(profile, hour + 10)
+    assert optimizer.queueing.keep_up_only(profile, rates) == {"now p10", "now p100"}
+    decision, _ = optimizer.choose(profile, settings(), current=20, now=hour + 10, current_window=1)
+    assert decision.reason.endswith("; now p10, now p100: kept up with only (the load follows the daily profile)")
+    quiet = before + burst + today(5.0)
+    assert optimizer.queueing.keep_up_only(quiet, optimizer.rate_scenarios(quiet, hour + 10)) == set()
+    decision, _ = optimizer.choose(quiet, settings(), current=20, now=hour + 10, current_window=1)
+    assert "kept up with only" not in decision.reason
 
 
 def test_a_pending_change_is_not_kept_when_it_would_break_the_slo_in_the_hour_ahead(monkeypatch):

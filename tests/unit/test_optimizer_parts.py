@@ -193,6 +193,28 @@ def test_slot_rates_by_hand():
     assert queueing.slot_rates(rows) == [(600.0, 0, 1.5, 2), (1200.0, 0, 4.0, 1)]
     assert queueing.slot_rates([{"recorded_at": NOON + 601, "events": 2, "arrival_rate": 1.0}]) == [
         (NOON + 600, 12, 2 / 3, 1)]
+    # a batch counts in the slot its oldest event arrived in: recorded 1 s into 12:10 after 1.5 s, it arrived in 12:00
+    late = {"recorded_at": NOON + 601, "events": 2, "arrival_rate": 1.0, "latency_max": 1.5}
+    assert queueing.slot_rates([late]) == [(NOON, 12, 2 / 3, 1)]
+    assert records.arrived_at(late) == NOON + 599.5
+    assert records.arrived_at(late | {"latency_max": None}) == NOON + 601
+
+
+def test_now_follows_the_profile_within_x1_5_of_the_range_its_hours_saw():
+    # yesterday 11h at 10 and 20 events/s (10 records a slot); now three slots of 11h today
+    history = _slot_rows(NOON - 86400 - 3600, 3, 10, 10.0) + _slot_rows(NOON - 86400 - 1800, 3, 10, 20.0)
+    def recent(rate):
+        return _slot_rows(NOON - 1800, 3, 1, rate)
+    assert queueing.follows_profile(history + recent(6.67)) and queueing.follows_profile(history + recent(30.0))
+    assert not queueing.follows_profile(history + recent(6.66))          # 10 / 1.5 = 6.667
+    assert not queueing.follows_profile(history + recent(30.01))
+    assert not queueing.follows_profile(_slot_rows(NOON - 86400 - 3600, 1, 29, 10.0) + recent(10.0))  # 29 records
+    assert not queueing.follows_profile(recent(10.0)) and not queueing.follows_profile([])
+    # now p10/p100 need only keep up while it follows the profile and the hour ahead has a history
+    rates = {"now p10": 10.0, "now p100": 12.0, "this hour p10": 200.0, "this hour p100": 300.0}
+    assert queueing.keep_up_only(history + recent(12.0), rates) == {"now p10", "now p100"}
+    assert queueing.keep_up_only(history + recent(31.0), rates) == set()
+    assert queueing.keep_up_only(history + recent(12.0), {"now p10": 10.0, "now p100": 12.0}) == set()
 
 
 def test_decision_hours_at_the_grace_boundary():
@@ -275,6 +297,14 @@ def test_predict_averages_the_cost_and_takes_the_worst_latency_over_the_scenario
     small = policy.Candidates(np.array([10, 20]), np.array([0, 0]), np.array([True, False]))
     p = policy.predict(small, {"now p10": 0.0, "now p100": 100.0}, workload, fitted, slo=5.0)
     assert list(p.keeps_up) == [False, True] and list(p.ok) == [False, True]
+    # a keep-up-only scenario counts in neither the cost nor the latency: the idle one's 1.49 s leaves 0.6 s
+    p = policy.predict(c, {"now p10": 0.0, "now p100": 100.0}, workload, fitted, slo=0.65, keep_up_only={"now p10"})
+    assert list(p.cost) == [100.0] * 3 and p.latency[0] == pytest.approx(0.1 + 0.5) and list(p.ok) == [True, True,
+                                                                                                     False]
+    # ... but whether it keeps up does: 10 events/batch cannot keep up at 100/s (as above), whichever is judged
+    p = policy.predict(small, {"now p10": 0.0, "now p100": 100.0}, workload, fitted, slo=5.0,
+                       keep_up_only={"now p100"})
+    assert list(p.keeps_up) == [False, True] and list(p.ok) == [False, True] and list(p.events_now) == [10, 10]
 
 
 def _cands(sizes, windows, choosable=None):
@@ -297,6 +327,9 @@ def test_select_the_cheapest_in_the_bound_nearest_the_current_size_then_the_shor
     assert policy.select(c, p, 10, 30, current=20) == (0, "cost", "in bound")   # 2e-6 dearer: not equal
     assert policy.select(c, p, 10, 40, current=20)[0] == 4                       # the bound is inclusive
     assert policy.select(c, p, 20, 30, current=20)[0] == 3
+    # the setting kept (the last) is predicted to break the SLO: the move is made for the SLO, not judged on cost
+    p = _preds([True] * 5 + [False], [True] * 6, [1.0, 1.000002, 1.000002, 1.0, 0.5, 0.1], [0.1] * 6)
+    assert policy.select(c, p, 10, 30, current=20) == (0, "slo", "in bound")
 
 
 def test_select_beyond_the_bound_takes_the_cheapest_largest_size():
@@ -389,6 +422,20 @@ def test_evaluate_change_rolls_back_only_above_the_tolerance():
     assert kept["cost_per_event_before"] == 1.0 and kept["cost_per_event_after"] == 1.05
     dearer = rollback.evaluate_change(before + _batches(20, 200, NOON, cost=1.06), CHANGE, now=NOON)
     assert dearer["verdict"] == "rollback"
+
+
+def test_a_setting_that_broke_the_slo_is_no_baseline_to_roll_back_to():
+    # 20 matched batches before: 1 over the 2 s SLO (95 % within) -> kept although 6 % dearer; none over -> rollback
+    slow = [r | {"latency_max": 2.5 if i == 0 else 2.0} for i, r in enumerate(_batches(20, 100, NOON - 100))]
+    dearer = _batches(20, 200, NOON, cost=1.06)
+    verdict = rollback.evaluate_change(slow + dearer, CHANGE, now=NOON, slo=2.0)
+    assert verdict["verdict"] == "kept" and verdict["slo_share_before"] == 0.95
+    assert rollback.evaluate_change(slow + dearer, CHANGE, now=NOON, slo=2.5)["verdict"] == "rollback"
+    assert rollback.evaluate_change(slow + dearer, CHANGE, now=NOON)["slo_share_before"] == 1.0    # no SLO given
+    assert rollback.slo_share([], 2.0) == 1.0 and rollback.slo_share(slow[:4], 2.0) == 0.75
+    # 99 % is enough: 1 of 100 over
+    held = [r | {"latency_max": 3.0 if i == 0 else 1.0} for i, r in enumerate(_batches(100, 100, NOON - 200))]
+    assert rollback.evaluate_change(held + dearer, CHANGE, now=NOON, slo=2.0)["verdict"] == "rollback"
 
 
 def test_evaluate_change_weighs_the_rate_bins_by_the_new_settings_events():

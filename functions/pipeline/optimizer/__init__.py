@@ -13,7 +13,10 @@ MaximumBatchingWindowInSeconds, and the invocation chunk size in the STATE_TABLE
 - queueing.py: the batch the mapping would produce for a (BatchSize, window) at an arrival rate, from how a shard
   is read (an idle shard is polled once per second, a busy one as soon as process_stream returns; the window adds
   what arrives within it, up to BatchSize), with its p99 wait and whether the shard keeps up; the arrival-rate
-  scenarios (now, and the hours of the day the decision will be in force for) measured from the records.
+  scenarios (now, and the hours of the day the decision will be in force for) measured from the records, each
+  batch in the 10-minute slot its oldest event arrived in. While the load now follows the daily profile (within
+  x1.5 of what its hours saw before) and the hours ahead have a history, the setting need only keep up at the
+  rates now: the history forecasts the hour ahead, and at a step of the profile now is the hour before's load.
 - policy.py: the choice (pure): over every (BatchSize B within the step bound, window W in 0..floor(SLO) s),
   predicted latency = wait + predicted processing + the 99th percentile of the latency model's out-of-bag error.
   Keep candidates within the SLO whose throughput keeps up with the arrival rate; take the cheapest predicted cost
@@ -24,8 +27,9 @@ MaximumBatchingWindowInSeconds, and the invocation chunk size in the STATE_TABLE
   default.
 - rollback.py: after a change, the next retrain compares the measured cost per event under the new setting with
   the setting before at comparable arrival rates (at least MIN_COMPARE batches each); if the new one is more than
-  ROLLBACK_TOLERANCE dearer it rolls back, records why, and keeps that size out of the candidates for
-  REJECT_SECONDS. ``decide`` = that check, then choose.
+  ROLLBACK_TOLERANCE dearer and the one before held the SLO in SLO_SHARE of those batches, it rolls back, records
+  why, and keeps that size out of the candidates for REJECT_SECONDS. A move away from a setting predicted to break
+  the SLO is made for the SLO and not judged on cost. ``decide`` = that check, then choose.
 - apply.py: ``retrain_and_apply``, what the scheduled function runs: read, decide, save the models, update the
   event source mapping and the "config" item.
 

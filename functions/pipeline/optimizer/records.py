@@ -61,6 +61,11 @@ def wait_seconds(r: dict) -> float:
     return max(0.0, float(r.get("wait_seconds") or 0.0))
 
 
+def arrived_at(r: dict) -> float:
+    """When the batch's oldest event arrived: recorded_at minus its latency (recorded_at for a record without)."""
+    return float(r["recorded_at"]) - max(0.0, float(r.get("latency_max") or 0.0))
+
+
 def processing_seconds(r: dict) -> float:
     return max(0.0, float(r["latency_max"]) - wait_seconds(r))
 

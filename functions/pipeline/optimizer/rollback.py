@@ -1,7 +1,8 @@
 """Judging the last change before choosing again: after a change made for cost, the next retrain compares the
 measured cost per event under the new setting with the setting before at comparable arrival rates (at least
-MIN_COMPARE batches each); if the new one is more than ROLLBACK_TOLERANCE dearer it rolls back, records why, and
-keeps that size out of the candidates for REJECT_SECONDS. ``decide`` = that check, then policy.choose."""
+MIN_COMPARE batches each); if the new one is more than ROLLBACK_TOLERANCE dearer and the setting before held the
+SLO (SLO_SHARE of its matched batches) it rolls back, records why, and keeps that size out of the candidates for
+REJECT_SECONDS. ``decide`` = that check, then policy.choose."""
 from __future__ import annotations
 
 import math
@@ -17,6 +18,7 @@ MIN_COMPARE = 20               # batches needed on each side before judging a ch
 ROLLBACK_TOLERANCE = 0.05      # roll back when the new setting's measured cost is > 5 % above the old one
 REJECT_SECONDS = 24 * 3600     # a rolled-back size stays out of the candidates this long
 EVALUATION_SECONDS = 3 * 3600  # a change that found no comparable load within this long is left as inconclusive
+SLO_SHARE = 0.99               # the share of batches within the SLO a setting must have kept to be rolled back to
 
 
 def _by_rate_bin(rows: list[dict]) -> dict[int, list[dict]]:
@@ -28,10 +30,20 @@ def _by_rate_bin(rows: list[dict]) -> dict[int, list[dict]]:
     return bins
 
 
-def evaluate_change(records: list[dict], last_change: dict, now: float | None = None) -> dict:
+def slo_share(records: list[dict], slo: float) -> float:
+    """The share of ``records`` whose oldest event's latency was within ``slo`` (1.0 for none)."""
+    if not records:
+        return 1.0
+    return sum(float(r.get("latency_max", 0.0)) <= slo for r in records) / len(records)
+
+
+def evaluate_change(records: list[dict], last_change: dict, now: float | None = None,
+                    slo: float = math.inf) -> dict:
     """Compare the measured cost per event under the new setting with the setting before it, at comparable load:
     batches are grouped by arrival rate (bins x1.5 wide) and only bins both settings saw are compared, weighted
-    by the new setting's events (a change that happened as the load fell would otherwise look dearer).
+    by the new setting's events (a change that happened as the load fell would otherwise look dearer). A setting
+    before that kept fewer than SLO_SHARE of its matched batches within ``slo`` is no baseline to roll back to:
+    being cheaper by breaking the SLO is no merit, so the change is kept.
     Returns {"verdict": "pending"|"kept"|"rollback"|"inconclusive", ...figures}."""
     now = time.time() if now is None else now
     applied_at = float(last_change["applied_at"])
@@ -56,8 +68,10 @@ def evaluate_change(records: list[dict], last_change: dict, now: float | None = 
     cost_before = sum(weights[k] * (measured_cost(b_before[k]) or 0.0) for k in shared) / total
     cost_after = sum(weights[k] * (measured_cost(b_after[k]) or 0.0) for k in shared) / total
     result |= {"cost_per_event_before": cost_before, "cost_per_event_after": cost_after,
-               "change": cost_after / cost_before - 1 if cost_before else None}
-    if cost_before and cost_after > cost_before * (1 + ROLLBACK_TOLERANCE):
+               "change": cost_after / cost_before - 1 if cost_before else None,
+               "slo_share_before": slo_share(matched_before, slo)}
+    if (cost_before and cost_after > cost_before * (1 + ROLLBACK_TOLERANCE)
+            and result["slo_share_before"] >= SLO_SHARE):
         return result | {"verdict": "rollback"}
     return result | {"verdict": "kept"}
 
@@ -120,7 +134,7 @@ def decide(records: list[dict], settings: Settings, config: BatchConfig, now: fl
                                        "from": int(last_change["previous_batch_size"]),
                                        "to": int(last_change["batch_size"])}
         else:
-            verdict = evaluate_change(records, last_change, now)
+            verdict = evaluate_change(records, last_change, now, settings.latency_slo_seconds)
         if verdict["verdict"] == "pending":
             return _while_pending(records, settings, config, now, state, rejected, last_change, verdict)
         last_change = dict(last_change, evaluated=True, evaluation=verdict)
