@@ -285,6 +285,16 @@ def test_apply_counts_everything_past_the_mark_and_each_new_user_once():
     assert set(again.tally.values()) == {0} and len(again.rows) == 4 and again.late == 1
 
 
+def test_an_event_id_twice_in_one_batch_is_a_duplicate_even_past_the_dedupe_ring():
+    """Within a batch every event id is remembered, not only the user's last DEDUPE_RING: e0, then more events of
+    the user than the ring holds, then e0 again, is a client duplicate."""
+    records = [_record(n, 100 + n) for n in range(stream.DEDUPE_RING + 1)] + [_record(0, 200)]
+    done = stream._apply(records, _users("u1"), _NoJournals(), counted=-1, now=T0)
+    assert len(done.rows) == stream.DEDUPE_RING + 1
+    assert done.outcomes["200"] == {"duplicate": True} and done.duplicates == 1
+    assert done.tally["events_duplicate"] == 1
+
+
 def test_apply_reuses_a_redelivered_records_outcome():
     user = UserState(FeatureState("v1"), shard=SHARD, applied_seq=101, new=False)
     first_row = {"event_id": "e1", "user_id": "u1", "ts": 1, "ingest_ts": 2, "features": [0.5]}
