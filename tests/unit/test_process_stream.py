@@ -418,3 +418,20 @@ def test_a_batch_with_nothing_to_score_starts_no_inference(aws):
     assert outcome == stream.BatchOutcome(stream.batch_id_for(records), 0, 1, 1, None, 0)
     assert len(aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]) == 1
     assert queries.stats(settings())["events_duplicate"] == 1
+
+
+def test_a_v2_deployment_reads_back_its_users_v2_states(aws, monkeypatch):
+    """With FEATURE_SET=v2 the stored states are v2 ones and are read back as v2 (load_users passes the set on):
+    a fresh environment's second batch continues the user's state."""
+    from pipeline.features import feature_names
+
+    monkeypatch.setenv("FEATURE_SET", "v2")
+    for n, first in ((1, 100), (2, 200)):
+        stream.WARM.clear()   # a fresh environment: the second batch reads u1's stored state
+        stream.process([stream.decode(r) for r in kinesis_event([event(n)], first_seq=first)["Records"]],
+                       settings())
+    states = stream.load_users(settings(), {"u1"}, "v2")
+    assert states["u1"].features.feature_set == "v2" and states["u1"].features.total_events == 2
+    rows = {r["event_id"]: r["features"] for r in _rows(aws)}
+    assert [len(rows[e]) for e in ("e1", "e2")] == [len(feature_names("v2"))] * 2
+    assert (rows["e1"][0], rows["e2"][0]) == (1, 2)   # events_1h: the second event counted with the first
