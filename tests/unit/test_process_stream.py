@@ -260,6 +260,8 @@ def test_process_returns_the_batch_outcome_and_records_its_stage(aws, monkeypatc
                      "memory_mb": 512, "ddb_rru": meter.rru, "ddb_wru": meter.wru, "s3_puts": 1}
     assert meter.rru > 0 and meter.wru > 0 and meter.rru != meter.wru
     assert [r["event_id"] for r in document["rows"]] == ["e1", "e2", "e3", "e9"]
+    assert {k: document[k] for k in ("batch_id", "feature_set", "model_version", "rows_s3_uri")} == {
+        "batch_id": batch_id, "feature_set": "v1", "model_version": "xgb-1", "rows_s3_uri": None}
     [_, entry] = store.get_item("state", {"pk": "stream#shardId-000000000000"})["journal"]
     journal = stream.read_journal(settings(), entry["key"])
     raw = boto3.client("s3", region_name="us-east-1").get_object(Bucket="artifacts", Key=entry["key"])["Body"].read()
@@ -405,3 +407,31 @@ def test_a_record_without_an_arrival_time_is_scored_as_ingested_now(aws):
     stream.process(records, settings())
     [row] = _rows(aws)
     assert before <= row["ingest_ts"] <= time.time()
+
+
+def test_a_batch_with_nothing_to_score_starts_no_inference(aws):
+    """A batch of rejected records and client duplicates only: counted and kept, no execution started, and the
+    outcome says so with no execution ARN (None, not an empty one)."""
+    stream.process([stream.decode(r) for r in kinesis_event([event(1)], first_seq=100)["Records"]], settings())
+    records = [stream.decode(r) for r in kinesis_event([b"not json", event(1)], first_seq=200)["Records"]]
+    outcome = stream.process(records, settings())
+    assert outcome == stream.BatchOutcome(stream.batch_id_for(records), 0, 1, 1, None, 0)
+    assert len(aws["sfn"].list_executions(stateMachineArn=aws["state_machine_arn"])["executions"]) == 1
+    assert queries.stats(settings())["events_duplicate"] == 1
+
+
+def test_a_v2_deployment_reads_back_its_users_v2_states(aws, monkeypatch):
+    """With FEATURE_SET=v2 the stored states are v2 ones and are read back as v2 (load_users passes the set on):
+    a fresh environment's second batch continues the user's state."""
+    from pipeline.features import feature_names
+
+    monkeypatch.setenv("FEATURE_SET", "v2")
+    for n, first in ((1, 100), (2, 200)):
+        stream.WARM.clear()   # a fresh environment: the second batch reads u1's stored state
+        stream.process([stream.decode(r) for r in kinesis_event([event(n)], first_seq=first)["Records"]],
+                       settings())
+    states = stream.load_users(settings(), {"u1"}, "v2")
+    assert states["u1"].features.feature_set == "v2" and states["u1"].features.total_events == 2
+    rows = {r["event_id"]: r["features"] for r in _rows(aws)}
+    assert [len(rows[e]) for e in ("e1", "e2")] == [len(feature_names("v2"))] * 2
+    assert (rows["e1"][0], rows["e2"][0]) == (1, 2)   # events_1h: the second event counted with the first

@@ -168,6 +168,20 @@ def test_journal_keys_follow_the_utc_hour():
         "journal/2026-11-21T21/", "journal/2026-11-21T22/", "journal/2026-11-21T23/", "journal/2026-11-22T00/"]
 
 
+def test_journal_keys_take_the_utc_hour_whatever_the_local_zone(monkeypatch):
+    """The hour of a journal's key is UTC's (what drift and reconcile list by), not the machine's local hour."""
+    with monkeypatch.context() as patch:
+        patch.setenv("TZ", "Etc/GMT+12")   # UTC-12: 2026-11-22T00:30Z is 2026-11-21T12:30 there
+        time.tzset()
+        try:
+            now = 1_795_305_600.0 + 1800
+            assert stream.journal_hour_prefix(now) == "journal/2026-11-22T00/"
+            assert stream.journal_key(SHARD, "b-1", now) == f"journal/2026-11-22T00/{SHARD}/b-1.json"
+        finally:
+            patch.undo()
+            time.tzset()
+
+
 def test_warm_mark():
     from decimal import Decimal
 
@@ -269,6 +283,16 @@ def test_apply_counts_everything_past_the_mark_and_each_new_user_once():
     assert done.rows[0]["ingest_ts"] == T0    # no ingest_ts, no arrival time: now
     again = stream._apply(records, _users("u1", "u2"), _NoJournals(), counted=104, now=T0)
     assert set(again.tally.values()) == {0} and len(again.rows) == 4 and again.late == 1
+
+
+def test_an_event_id_twice_in_one_batch_is_a_duplicate_even_past_the_dedupe_ring():
+    """Within a batch every event id is remembered, not only the user's last DEDUPE_RING: e0, then more events of
+    the user than the ring holds, then e0 again, is a client duplicate."""
+    records = [_record(n, 100 + n) for n in range(stream.DEDUPE_RING + 1)] + [_record(0, 200)]
+    done = stream._apply(records, _users("u1"), _NoJournals(), counted=-1, now=T0)
+    assert len(done.rows) == stream.DEDUPE_RING + 1
+    assert done.outcomes["200"] == {"duplicate": True} and done.duplicates == 1
+    assert done.tally["events_duplicate"] == 1
 
 
 def test_apply_reuses_a_redelivered_records_outcome():
@@ -398,6 +422,9 @@ def test_inference_input_inline_and_by_reference(monkeypatch):
     by_reference = _input(stream.inference_input(rows, "b-1", _settings(), "v1", stats, journal="journal/j.json",
                                                  by_reference=True))
     assert by_reference["rows_s3_uri"] == "s3://bucket/journal/j.json" and by_reference["rows"] == []
+    # a journal to point at, but not asked for and within the limit (a batch's own input): inline
+    journal_only = _input(stream.inference_input(rows, "b-1", _settings(), "v1", stats, journal="journal/j.json"))
+    assert journal_only["rows_s3_uri"] is None and journal_only["rows"] == rows
     # by reference asked for, but no journal to point at: inline
     assert _input(stream.inference_input(rows, "b-1", _settings(), "v1", stats, by_reference=True))["rows"] == rows
     assert puts == []
@@ -450,6 +477,8 @@ def test_start_inference_names_the_execution_after_the_batch(monkeypatch):
     assert stream.start_inference(rows, "b-1", _settings(), "v1", {}, name="redrive-1") == "arn:new:redrive-1"
     assert sfn.calls[0] == {"stateMachineArn": _settings().state_machine_arn, "name": "b-1",
                             "input": stream.inference_input(rows, "b-1", _settings(), "v1", {"events": 1})}
+    stream.start_inference(rows, "b-1", _settings(), "v1", {}, rows_json="[7]")   # the rows' JSON as given
+    assert json.loads(sfn.calls[-1]["input"])["rows"] == [7]
     by_reference = json.loads(stream.start_inference(rows, "b-1", _settings(), "v1", {}, journal="j.json",
                                                      by_reference=True, rows_json="[]") and sfn.calls[-1]["input"])
     assert by_reference["rows_s3_uri"] == "s3://bucket/j.json"
