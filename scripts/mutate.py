@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -150,13 +151,25 @@ def review_survivors(tree: Path, module: str, survivors: list[str]) -> list[str]
     return wording
 
 
+# A mutant can allocate without end (stream's `list(map(round, SIX_DIGITS))` over itertools.repeat took 19 GB in five
+# minutes, long before mutmut's time limit). Capped, its test gets a MemoryError: the mutant is killed, not the machine.
+MEMORY_LIMIT = 4 * 2**30  # bytes of data segment per process; the fattest test process here uses well under 1 GB
+
+
+def _mutmut_run(tree: Path, log, *names: str) -> None:
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT))  # inherited by mutmut's children
+
+    env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
+    subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1", *names], cwd=tree, env=env,
+                   stdout=log, stderr=subprocess.STDOUT, check=False, preexec_fn=cap_memory)
+
+
 def run_module(module: str) -> dict:
     tree = stage(module)
-    env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     started = time.monotonic()
     with (STAGE / f"{module}.log").open("w") as log:     # mutmut's own output: why a run stopped early
-        subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1"], cwd=tree, env=env,
-                       stdout=log, stderr=subprocess.STDOUT, check=False)
+        _mutmut_run(tree, log)
     result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
     return finish(tree, module, result)
 
@@ -178,12 +191,10 @@ def rerun_survivors(module: str) -> dict:
                                 ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy(source, copy / source.name)
-    env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     started = time.monotonic()
     if previous:
         with (STAGE / f"{module}.log").open("w") as log:
-            subprocess.run([str(Path(PYTHON).parent / "mutmut"), "run", "--max-children", "1", *previous], cwd=tree,
-                           env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+            _mutmut_run(tree, log, *previous)
     result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
     return finish(tree, module, result)
 
