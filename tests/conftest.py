@@ -12,11 +12,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_collection_modifyitems(items):
-    # `make test` runs on two pytest-xdist workers. The end-to-end tests share one session-scoped local cloud,
-    # and moto's state is per process: a unit test's mock_aws would reset it under them, so they run as one
-    # group on one worker, before or after (never between) the other worker-sharing files.
+    # `make test` runs on two pytest-xdist workers. The end-to-end tests that use the session-scoped local cloud
+    # (tests/e2e/conftest.py `cloud`) share it, and moto's state is per process: a unit test's mock_aws would reset
+    # it under them, so they run as one group on one worker, before or after (never between) the other files.
+    # Files that deploy their own module-scoped clouds (A/B modes, the fault matrix) run whole too (loadgroup keeps a
+    # file together) and may go to either worker.
     import pytest
 
     for item in items:
-        if "e2e" in item.path.relative_to(item.config.rootpath).parts[:2]:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
+        if "cloud" in getattr(item, "fixturenames", ()) and "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.xdist_group("e2e-session-cloud"))
