@@ -64,7 +64,8 @@ TESTS = {
     "stream": ["tests/unit/test_stream_units.py", "tests/unit/test_process_stream.py",
                "tests/unit/test_stream_crashes.py", "tests/unit/test_warm_states.py"],
     "warm": ["tests/unit/test_warm_states.py"],
-    "features": ["tests/unit/test_features.py", "tests/unit/test_feature_boundaries.py"],
+    "features": ["tests/unit/test_features.py", "tests/unit/test_feature_boundaries.py",
+                 "tests/unit/test_feature_tiles.py", "tests/unit/test_feature_storage.py"],
     "optimizer": ["tests/unit/test_optimizer_parts.py", *OPTIMIZER_END_TO_END],
 }
 GOAL = {name: 0.80 if name == "optimizer" else 0.90 for name in TESTS}

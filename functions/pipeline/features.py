@@ -151,10 +151,6 @@ def retention_seconds(feature_set: str) -> float:
     return LONGEST_WINDOW[feature_set] + HOURLY_SECONDS + ALLOWED_LATENESS_SECONDS
 
 
-def to_millis(ts: float) -> int:
-    return int(round(ts * _MS))
-
-
 def _window_start_fine(ts_ms: int, window: tuple[int, int]) -> int:
     """The first 5-minute tile of a window: floor(ts - w, r), as a fine tile index."""
     width, resolution = window[0] * _MS, window[1] * _MS
@@ -400,7 +396,7 @@ class FeatureState:
         return self.observe(event).features
 
     def observe(self, event: Event) -> Observation:
-        ts_ms = round(event.timestamp * _MS)   # to_millis, inline (round gives an int): this runs for every event
+        ts_ms = round(event.timestamp * _MS)   # ms, rounded (round gives an int)
         end = ts_ms // _FINE_MS   # the event's 5-minute tile
         type_code = _TYPE_CODES[event.event_type]
         device = _DEVICE_CODES[event.device_type]
