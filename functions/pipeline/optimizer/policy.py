@@ -158,7 +158,7 @@ def select(c: Candidates, p: Predictions, low: int, high: int, current: int) -> 
         # the shorter window. A move away from a setting predicted to break the SLO is made for the SLO, not as a
         # bet on cost: judged on cost, the dearer but compliant setting would be rolled back and kept out for a day
         # (in bench.cost_optimizer, BatchSize 18 and 21 were, which left out the 17..23 the quiet hours needed)
-        purpose = "cost" if p.ok[-1] else "slo"
+        purpose = "cost" if p.ok[-1] else "slo"   # p.ok[-1]: the setting kept (candidate_grid puts it last)
         return int(near[np.lexsort((c.window[near], np.abs(c.size[near] - current)))[0]]), purpose, "in bound"
     if (p.ok & c.choosable).any():
         # holding the SLO outranks the step bound, which limits bets on cost: take the cheapest feasible setting
