@@ -4,6 +4,8 @@ fast unit tests that cover it; and of the state machine's Retry/Catch fields (st
     .venv/bin/python scripts/mutate.py                 # every module below, then the ASL
     .venv/bin/python scripts/mutate.py events costs    # some modules (or "asl")
     .venv/bin/python scripts/mutate.py --survivors queries   # only the last run's survivors, with the current tests
+    .venv/bin/python scripts/mutate.py --resume stream       # go on with a stopped run (the mutants not run yet)
+    .venv/bin/python scripts/mutate.py stream --only load_users,hot_key   # those functions' mutants only
 
 mutmut names a mutant after the module path it mutates (functions.pipeline.events) while the code runs as
 ``pipeline.events`` (tests/conftest.py puts functions/ on sys.path), so a mutant would never be switched on. Each
@@ -166,21 +168,19 @@ def _mutmut_run(tree: Path, log, *names: str) -> None:
                    stdout=log, stderr=subprocess.STDOUT, check=False, preexec_fn=cap_memory)
 
 
-def run_module(module: str) -> dict:
+def run_module(module: str, functions: tuple[str, ...] = ()) -> dict:
+    """A fresh run of the module's mutants (of ``functions`` only, when given: the score is then over them)."""
     tree = stage(module)
     started = time.monotonic()
     with (STAGE / f"{module}.log").open("w") as log:     # mutmut's own output: why a run stopped early
-        _mutmut_run(tree, log)
+        # mutmut names a method's mutants pipeline.stream.xǁClassǁmethod__mutmut_3, a function's x_name__mutmut_3
+        _mutmut_run(tree, log, *(f"*[_ǁ]{name}__mutmut_*" for name in functions))
     result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
     return finish(tree, module, result)
 
 
-def rerun_survivors(module: str) -> dict:
-    """Runs again, in the module's existing staging tree with the current tests copied in, only the mutants that
-    survived its last run (``--survivors``): minutes instead of a full run after tests were added. The other
-    mutants keep their results (tests only get added, so a killed mutant stays killed)."""
-    tree = STAGE / module
-    previous = json.loads((STAGE / f"{module}.json").read_text())["survivors"]
+def _refresh(tree: Path, module: str) -> None:
+    """Copies the current tests, and the library's modules other than the mutated one, into a staging tree."""
     shutil.copytree(ROOT / "tests", tree / "tests", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     # the library's other modules as they are now (the new tests may use them); the mutated module stays mutmut's
     for source in (ROOT / "functions" / "pipeline").iterdir():
@@ -192,10 +192,31 @@ def rerun_survivors(module: str) -> dict:
                                 ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy(source, copy / source.name)
+
+
+def rerun_survivors(module: str) -> dict:
+    """Runs again, in the module's existing staging tree with the current tests copied in, only the mutants that
+    survived its last run (``--survivors``): minutes instead of a full run after tests were added. The other
+    mutants keep their results (tests only get added, so a killed mutant stays killed)."""
+    tree = STAGE / module
+    previous = json.loads((STAGE / f"{module}.json").read_text())["survivors"]
+    _refresh(tree, module)
     started = time.monotonic()
     if previous:
         with (STAGE / f"{module}.log").open("w") as log:
             _mutmut_run(tree, log, *previous)
+    result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
+    return finish(tree, module, result)
+
+
+def resume(module: str) -> dict:
+    """Goes on with a run that was stopped (``--resume``): in the module's staging tree, with the current tests
+    copied in, mutmut runs the mutants that have no result yet; the others keep theirs."""
+    tree = STAGE / module
+    _refresh(tree, module)
+    started = time.monotonic()
+    with (STAGE / f"{module}.log").open("a") as log:
+        _mutmut_run(tree, log)
     result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
     return finish(tree, module, result)
 
@@ -217,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rescore", action="store_true",
                         help="only score each module's staging tree as it stands (after a run that was stopped, or a "
                              "mutmut run started by hand there): mutants not run yet are left out of the count")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with each module's stopped run: the mutants with no result yet, current tests")
+    parser.add_argument("--only", default="", metavar="F1,F2",
+                        help="a fresh run of these functions' (or methods') mutants only; the score is over them")
     args = parser.parse_args(argv)
     targets = args.targets or [*TESTS, "asl"]
     results = []
@@ -229,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.rescore:
             results.append(finish(STAGE / target, target, scores(STAGE / target, target) | {"seconds": 0}))
         else:
-            results.append(rerun_survivors(target) if args.survivors else run_module(target))
+            only = tuple(filter(None, args.only.split(",")))
+            results.append(rerun_survivors(target) if args.survivors else resume(target) if args.resume
+                           else run_module(target, only))
         r = results[-1]
         wording = r.get("message_wording", 0)
         print(f"{r['module']:<10} {r['killed']:>4}/{r['run'] - wording:<4} killed  {100 * r['score']:5.1f} %"

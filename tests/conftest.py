@@ -2,6 +2,7 @@
 ``pythonpath`` setting in pyproject.toml.)"""
 import os
 
+import pytest
 from hypothesis import settings
 
 # Property tests: "ci" (the default, `make test` and CI) is derandomized, so a run is reproducible and fast;
@@ -11,14 +12,15 @@ settings.register_profile("dev", max_examples=1000, deadline=None, print_blob=Tr
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.hookimpl(tryfirst=True)   # before pytest-xdist's own hook, which reads the groups off the markers
 def pytest_collection_modifyitems(items):
-    # `make test` runs on two pytest-xdist workers. The end-to-end tests that use the session-scoped local cloud
-    # (tests/e2e/conftest.py `cloud`) share it, and moto's state is per process: a unit test's mock_aws would reset
-    # it under them, so they run as one group on one worker, before or after (never between) the other files.
-    # Files that deploy their own module-scoped clouds (A/B modes, the fault matrix) run whole too (loadgroup keeps a
-    # file together) and may go to either worker.
-    import pytest
-
+    # `make test` runs on two pytest-xdist workers (--dist loadgroup: a group's tests all go to one worker).
+    # - The end-to-end tests that use the session-scoped local cloud (tests/e2e/conftest.py `cloud`) share it, and
+    #   moto's state is per process: a unit test's mock_aws would reset it under them, so they form one group.
+    # - Every other file is a group of its own, as with --dist loadfile: a module-scoped fixture (the A/B modes'
+    #   and the fault matrix's own deployed clouds, a synthesized template) is then built once, not once per
+    #   worker that draws one of its tests, and no other file's mock_aws runs between the tests that use it.
     for item in items:
-        if "cloud" in getattr(item, "fixturenames", ()) and "e2e" in item.path.parts:
-            item.add_marker(pytest.mark.xdist_group("e2e-session-cloud"))
+        session_cloud = "cloud" in getattr(item, "fixturenames", ()) and "e2e" in item.path.parts
+        group = "e2e-session-cloud" if session_cloud else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
