@@ -164,6 +164,13 @@ class ShardPoller:
             except Exception as exc:  # noqa: BLE001 - keep polling (moto may have been reset under us)
                 if self.stop_event.is_set():
                     return
+                if isinstance(exc, ClientError) and exc.response["Error"]["Code"] == "ResourceNotFoundException" \
+                        and exc.operation_name == "GetEventSourceMapping":
+                    # the mapping was deleted (or moto reset under the cloud by a test's mock_aws): as in AWS, a
+                    # deleted mapping delivers no more batches, so its pollers stop
+                    log.info("poller %s/%s: the event source mapping is gone; stopping", self.mapping.logical_id,
+                             self.shard_id)
+                    return
                 self._recover(exc)
                 iterator = None
 

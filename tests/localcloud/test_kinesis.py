@@ -73,6 +73,10 @@ def cloud(tmp_path_factory):
         "BatchSize": 10, "StartingPosition": "TRIM_HORIZON", "MaximumRetryAttempts": -1,
         "MaximumRecordAgeInSeconds": 3,   # > the 1 s idle poll: the first read comes before expiry
         "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": ["AgeDlq", "Arn"]}}}})
+    out.add("StreamD", "AWS::Kinesis::Stream", {"ShardCount": 1})
+    out.add("DeletedMapping", "AWS::Lambda::EventSourceMapping", {   # test_a_deleted_mapping_stops_its_pollers
+        "FunctionName": {"Ref": "RecorderFunction"}, "EventSourceArn": {"Fn::GetAtt": ["StreamD", "Arn"]},
+        "BatchSize": 5, "StartingPosition": "TRIM_HORIZON"})
     with LocalCloud(cdk_out=out.write(), state_dir=root / "state", api_port=0, run_schedules=False,
                     retry_base=0.02) as c:
         c.deploy()
@@ -186,3 +190,17 @@ def test_records_older_than_the_maximum_age_are_discarded_to_the_destination(clo
     assert (body["KinesisBatchInfo"]["startSequenceNumber"], body["KinesisBatchInfo"]["endSequenceNumber"]) == (
         seqs[0], seqs[1])
     assert cloud.wait_idle(10)
+
+
+def test_a_deleted_mapping_stops_its_pollers(cloud):
+    """As in AWS, a deleted event source mapping delivers nothing more: its pollers end, quietly (they used to
+    log a ResourceNotFoundException warning every time moto was reset under a running cloud)."""
+    uuid = cloud.resources["DeletedMapping"]
+    pollers = [p for p in cloud.pollers.pollers if p.mapping.uuid == uuid]
+    assert pollers and all(p.thread.is_alive() for p in pollers)
+    aws_client(cloud, "lambda").delete_event_source_mapping(UUID=uuid)
+    wait_for(lambda: not any(p.thread.is_alive() for p in pollers), timeout=10, what="the pollers to stop")
+    log = [line for line in (cloud.log_dir / "localcloud.log").read_text().splitlines()
+           if "DeletedMapping" in line]
+    assert [line for line in log if " INFO " in line and "event source mapping is gone" in line]
+    assert not [line for line in log if " WARNING " in line]
