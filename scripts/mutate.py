@@ -100,22 +100,7 @@ def stage(module: str) -> Path:
         elif source.exists():
             shutil.copy(source, tree / name)
     (tree / "model").symlink_to(ROOT / "model")
-    tests = "\n    ".join(TESTS[module])
-    (tree / "setup.cfg").write_text(f"""[mutmut]
-source_paths = pipeline/
-only_mutate = pipeline/{module}{"/*" if is_package(module) else ".py"}
-pytest_add_cli_args_test_selection =
-    {tests}
-pytest_add_cli_args = -p no:cacheprovider -x
-also_copy =
-    functions/
-    scripts/
-    statemachines/
-    localcloud/
-    model/
-    pyproject.toml
-    cdk.json
-""")
+    _write_config(tree, module)
     return tree
 
 
@@ -179,8 +164,30 @@ def run_module(module: str, functions: tuple[str, ...] = ()) -> dict:
     return finish(tree, module, result)
 
 
+def _write_config(tree: Path, module: str) -> None:
+    """mutmut's settings in a fresh staging tree: what to mutate, the module's test selection (TESTS)."""
+    tests = "\n    ".join(TESTS[module])
+    (tree / "setup.cfg").write_text(f"""[mutmut]
+source_paths = pipeline/
+only_mutate = pipeline/{module}{"/*" if is_package(module) else ".py"}
+pytest_add_cli_args_test_selection =
+    {tests}
+pytest_add_cli_args = -p no:cacheprovider -x
+also_copy =
+    functions/
+    scripts/
+    statemachines/
+    localcloud/
+    model/
+    pyproject.toml
+    cdk.json
+""")
+
+
 def _refresh(tree: Path, module: str) -> None:
-    """Copies the current tests, and the library's modules other than the mutated one, into a staging tree."""
+    """Copies the current tests, and the library's modules other than the mutated one, into a staging tree. Its
+    setup.cfg (the test selection) stays as the run was started: mutmut resets every verdict of a tree whose test
+    selection changed. A module whose selection grew is re-run fresh (``--only`` its survivors' functions)."""
     shutil.copytree(ROOT / "tests", tree / "tests", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     # the library's other modules as they are now (the new tests may use them); the mutated module stays mutmut's
     for source in (ROOT / "functions" / "pipeline").iterdir():

@@ -176,7 +176,7 @@ class _Tier:
         self.keys: list[int] = []
         self.cols: list[list] = [[] for _ in range(columns)]
         self.tile_ms = tile_ms
-        self._cached: dict | None = None   # window sums and session walks, until the tier changes
+        self._cached: dict | None = None   # session walks, until the tier changes
         self.part: tuple | None = None     # FeatureState._hourly_part's, until the tier changes
         self.known: tuple | None = None    # (lo, hi, sums): the fine tier's last window over closed tiles, likewise
         # sessions=False (a v1 state: no session features): no running sums of session gaps to keep up
@@ -231,35 +231,19 @@ class _Tier:
         self.keys, self.cols, self._running = keys, cols, None
         self.invalidate()
 
-    def sums(self, lo: int, hi: int, columns: tuple[int, ...] = ALL_SUMS) -> tuple:
-        """Each of ``columns`` (default: events, purchases, views, clicks, amount, points, devices) summed
-        (devices: OR-ed) over tiles [lo, hi), cached until the tier changes (the windows of events read the hourly
-        tier's running sums and columns in FeatureState._hourly_part). The fine tier's sums of every column:
-        ``_fine_sums``."""
+    def sums(self, lo: int, hi: int) -> tuple:
+        """(events, purchases, views, clicks, amount, points, devices) over the fine tiles [lo, hi), devices
+        OR-ed. (The hourly tier's windows are differences of its running sums: FeatureState._hourly_part.)"""
         if lo >= hi:
             return _NO_TILE
-        c = self.cols
-        if hi - lo == 1 and columns is ALL_SUMS:  # one tile (a sparse user's): its own values, nothing to add
+        if hi - lo == 1:  # one tile (a sparse user's): its own values, nothing to add
+            c = self.cols
             return (c[N][lo], c[PURCHASES][lo], c[VIEWS][lo], c[CLICKS][lo], c[AMOUNT][lo], c[POINTS][lo],
                     c[DEVICES][lo])
-        if columns is ALL_SUMS and not self._counted:  # the fine tier: every column
-            return self._fine_sums(lo, hi)
-        key = (lo, hi, columns)
-        cache = self._cached
-        if cache is None:
-            cache = self._cached = {}
-        found = cache.get(key)
-        if found is None:
-            running = self.running()
-            found = cache[key] = tuple(
-                running[column][hi] - running[column][lo] if column in running
-                else reduce(or_, set(c[DEVICES][lo:hi])) if column == DEVICES
-                else sum(c[column][lo:hi])   # amounts: added in tile order, as the tiles were rolled up
-                for column in columns)
-        return found
+        return self._fine_sums(lo, hi)
 
     def _fine_sums(self, lo: int, hi: int) -> tuple:
-        """``sums`` of every column of the fine tier. The last window over closed tiles (not the newest) is kept
+        """``sums`` of two tiles or more. The last window over closed tiles (not the newest) is kept
         until the tier changes: the next new tile's window is usually the same tiles and the one before it (a busy
         user's day window gains a tile every 5 minutes), so it adds the tiles after it, in tile order as ``sum``
         over the whole window would (``sum`` and ``reduce`` go on from the kept sums)."""
