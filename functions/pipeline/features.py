@@ -218,12 +218,9 @@ class _Tier:
         self.invalidate()
 
     def pop_first(self) -> list:
-        """Drop the first tile and return its row: drop_first(1) and a read of the row in one pass."""
+        """Drop the first tile and return its row: drop_first(1) and a read of the row in one pass (for the fine
+        tier, which keeps no running sums)."""
         del self.keys[0]
-        if self._running is not None:
-            for running in self._running.values():
-                del running[:1]
-            del self._apart[:1]
         self.invalidate()
         return [column.pop(0) for column in self.cols]
 

@@ -118,9 +118,14 @@ def test_a_stale_cold_part_is_detected():
     state.mark_stored()
     old_cold = state.cold_bytes()
     state.add(Event.model_validate(_event(2, T0 + 4 * 3600)))  # rolls the first hour up: a new cold version
-    assert state.mark_stored()
+    assert state.mark_stored() and state.cold_version == 1
     with pytest.raises(StaleColdState):
         FeatureState.from_bytes(state.to_bytes(), old_cold, "v2")
+    cold_1 = state.cold_bytes()
+    state.add(Event.model_validate(_event(3, T0 + 8 * 3600)))  # another roll-up: each change has its own version
+    assert state.mark_stored() and state.cold_version == 2
+    with pytest.raises(StaleColdState):
+        FeatureState.from_bytes(state.to_bytes(), cold_1, "v2")
 
 
 def test_mismatched_feature_sets_fail_loudly():
@@ -130,6 +135,8 @@ def test_mismatched_feature_sets_fail_loudly():
         FeatureState.from_bytes(FeatureState("v1").to_bytes(), None, "v2")
     with pytest.raises(FeatureSetError, match="has 25 features, got 15"):
         named([0.0] * 15, "v2")
+    with pytest.raises(FeatureSetError, match="no feature set has 3 features"):
+        named([0.0] * 3)
 
 
 @pytest.mark.parametrize("feature_set", list(FEATURE_SETS))
