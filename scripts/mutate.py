@@ -154,12 +154,13 @@ def _mutmut_run(tree: Path, log, *names: str) -> None:
 
 
 def run_module(module: str, functions: tuple[str, ...] = ()) -> dict:
-    """A fresh run of the module's mutants (of ``functions`` only, when given: the score is then over them)."""
+    """A fresh run of the module's mutants (of ``functions`` only, when given: function or method names, or mutant
+    names such as pipeline.features.x_named__mutmut_5; the score is then over them)."""
     tree = stage(module)
     started = time.monotonic()
     with (STAGE / f"{module}.log").open("w") as log:     # mutmut's own output: why a run stopped early
         # mutmut names a method's mutants pipeline.stream.xǁClassǁmethod__mutmut_3, a function's x_name__mutmut_3
-        _mutmut_run(tree, log, *(f"*[_ǁ]{name}__mutmut_*" for name in functions))
+        _mutmut_run(tree, log, *(name if "__mutmut_" in name else f"*[_ǁ]{name}__mutmut_*" for name in functions))
     result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
     return finish(tree, module, result)
 
@@ -248,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="go on with each module's stopped run: the mutants with no result yet, current tests")
     parser.add_argument("--only", default="", metavar="F1,F2",
-                        help="a fresh run of these functions' (or methods') mutants only; the score is over them")
+                        help="a fresh run of these functions' (or methods') mutants only, or of these mutants (full "
+                             "names, as in <module>.survivors.txt); the score is over them")
     args = parser.parse_args(argv)
     targets = args.targets or [*TESTS, "asl"]
     results = []
