@@ -153,6 +153,24 @@ def test_a_users_position_and_ring():
     assert user.ring == [stream.id_hash(f"e{n}") for n in range(2, stream.DEDUPE_RING + 2)]
 
 
+def test_a_hot_item_without_a_position_or_tiles_loads_as_a_user_with_nothing_applied(monkeypatch):
+    """A hot item holding less than user_items writes (no "pos": no record applied on any shard yet; no "hot": no
+    tiles) loads as a stored user with nothing applied, as a first-seen user would be, not as an error."""
+    busy = FeatureState("v1")
+    busy.add(Event.model_validate(_event(1, "u2")))
+    monkeypatch.setattr(store, "batch_get_raw", lambda *a, **k: [[]])   # the cold read: no cold item is named
+    states = stream.load_users(_settings(), {"u1", "u2", "u3"}, "v1", hot_items=[
+        {"user_id": {"S": "u1"}}, {"user_id": {"S": "u2"}, "hot": {"B": busy.to_bytes()}}])
+    fresh = UserState(FeatureState("v1"))
+    for user in ("u1", "u2"):
+        loaded = states[user]
+        assert (loaded.shard, loaded.applied_seq, loaded.ring, loaded.new) == (fresh.shard, fresh.applied_seq,
+                                                                               fresh.ring, False)
+        assert not loaded.applied(_record(1, 0)) and not loaded.applied(_record(1, 1, shard=""))
+    assert states["u1"].features.total_events == 0 and states["u2"].features.total_events == 1
+    assert states["u3"].new and states["u3"].features.total_events == 0
+
+
 def test_journal_keys_follow_the_utc_hour():
     assert stream.journal_hour_prefix(0) == "journal/1970-01-01T00/"
     assert stream.journal_hour_prefix(86400 + 3 * 3600 + 3599.9) == "journal/1970-01-02T03/"
