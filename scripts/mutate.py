@@ -160,7 +160,8 @@ def run_module(module: str, functions: tuple[str, ...] = ()) -> dict:
     started = time.monotonic()
     with (STAGE / f"{module}.log").open("w") as log:     # mutmut's own output: why a run stopped early
         # mutmut names a method's mutants pipeline.stream.xǁClassǁmethod__mutmut_3, a function's x_name__mutmut_3
-        _mutmut_run(tree, log, *(name if "__mutmut_" in name else f"*[_ǁ]{name}__mutmut_*" for name in functions))
+        _mutmut_run(tree, log, *(pattern for name in functions for pattern in (
+            [name] if "__mutmut_" in name else [f"*.x_{name}__mutmut_*", f"*ǁ{name}__mutmut_*"])))
     result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
     return finish(tree, module, result)
 
