@@ -757,3 +757,118 @@ def test_evaluate_change_without_a_time_judges_at_the_clock():
     change = CHANGE | {"applied_at": time.time() - 3 * 3600 - 60}
     assert rollback.evaluate_change([], change)["verdict"] == "inconclusive"
     assert rollback.evaluate_change([], CHANGE | {"applied_at": time.time() - 60})["verdict"] == "pending"
+
+
+# ------------------------------------------------------------------------------------------------------ wiring
+# decide and _while_pending hand what they know to choose and evaluate_change; a dropped argument makes them
+# default to the wall clock, no rejected sizes or no window, which the tests above would not always notice.
+def _spy_choose(monkeypatch, decision):
+    calls = []
+
+    def choose(records_, settings_, current, **kwargs):
+        calls.append((current, kwargs))
+        return decision, None
+    monkeypatch.setattr(rollback, "choose", choose)
+    return calls
+
+
+def test_decide_hands_choose_the_unexpired_rejections_the_time_and_the_window_in_force(monkeypatch):
+    decision = policy.Decision(300, 2, 100, "chosen", 0)
+    calls = _spy_choose(monkeypatch, decision)
+    config = BatchConfig(applied=True, batch_size=200, batching_window_seconds=3, invoke_chunk_size=100,
+                         optimizer_state={"rejected": {"300": NOON + 1, "400": NOON}})
+    got, _, state = rollback.decide([], _settings(), config, NOON)
+    assert got is decision and state["rejected"] == {"300": NOON + 1}
+    assert calls == [(200, {"rejected": {"300": NOON + 1}, "now": NOON, "current_window": 3})]
+
+
+def test_decide_judges_an_unjudged_change_at_the_retrain_time_and_never_a_judged_one(monkeypatch):
+    _spy_choose(monkeypatch, policy.Decision(200, 0, 100, "chosen", 0))
+    judged = []
+
+    def evaluate_change(records_, last_change, now, slo):
+        judged.append((now, slo))
+        return {"verdict": "kept", "from": 100, "to": 200}
+    monkeypatch.setattr(rollback, "evaluate_change", evaluate_change)
+    unjudged = BatchConfig(applied=True, batch_size=200, batching_window_seconds=0, invoke_chunk_size=100,
+                           optimizer_state={"last_change": CHANGE | {"purpose": "cost", "evaluated": False}})
+    _, _, state = rollback.decide([], _settings(latency_slo_seconds=2.5), unjudged, NOON + 60)
+    assert judged == [(NOON + 60, 2.5)] and state["last_change"]["evaluated"] is True
+    assert state["last_evaluation"] == {"at": NOON + 60, "verdict": "kept", "from": 100, "to": 200}
+    done = BatchConfig(applied=True, batch_size=200, batching_window_seconds=0, invoke_chunk_size=100,
+                       optimizer_state={"last_change": CHANGE | {"purpose": "cost", "evaluated": True}})
+    rollback.decide([], _settings(), done, NOON + 60)
+    assert judged == [(NOON + 60, 2.5)]                                  # not judged again
+
+
+@pytest.mark.parametrize("purpose,keep_holds_slo,superseded", [
+    ("slo", None, True), ("slo", True, True), ("cost", False, True), ("cost", None, False), ("cost", True, False)])
+def test_a_pending_change_gives_way_to_a_move_for_the_slo_or_when_keeping_would_break_it(
+        monkeypatch, purpose, keep_holds_slo, superseded):
+    chosen = policy.Decision(400, 1, 100, "chosen", 0, purpose=purpose, keep_holds_slo=keep_holds_slo)
+    calls = _spy_choose(monkeypatch, chosen)
+    config = BatchConfig(applied=True, batch_size=200, batching_window_seconds=1, invoke_chunk_size=100,
+                         optimizer_state={})
+    verdict = {"verdict": "pending", "from": 100, "to": 200, "batches_before": 20, "batches_after": 3}
+    decision, _, state = rollback._while_pending([], _settings(), config, NOON, {}, {"50": NOON + 9}, CHANGE,
+                                                 verdict)
+    assert calls == [(200, {"rejected": {"50": NOON + 9}, "now": NOON, "current_window": 1})]
+    if superseded:
+        assert decision is chosen and state["last_change"]["evaluation"]["verdict"] == "superseded"
+    else:
+        assert (decision.batch_size, decision.status) == (200, "waiting") and "last_change" not in state
+
+
+def test_cost_curve_of_72_choosable_candidates_takes_every_ninth():
+    sizes = list(range(10, 83))                                           # 72 choosable and the setting kept
+    curve = policy.cost_curve(_cands(sizes, [0] * 73), _preds([True] * 73, [True] * 73, np.arange(73.0),
+                                                              [0.5] * 73), 0)
+    assert list(curve) == [str(s) for s in range(10, 82, 9)]           # 8 points, the chosen (10) among them
+
+
+def test_now_follows_the_profile_at_the_exact_edges_and_only_the_newest_slots_count():
+    # rates 12 and 16 events/s yesterday at 11 h (slot rates that come out exact in binary floating point)
+    history = _slot_rows(NOON - 86400 - 3600, 3, 10, 12.0) + _slot_rows(NOON - 86400 - 1800, 3, 10, 16.0)
+    for edge in (8.0, 24.0):                                              # 12 / 1.5 and 16 x 1.5: within
+        assert queueing.follows_profile(history + _slot_rows(NOON - 1800, 3, 1, edge))
+    # one batch at 10 h today, older than the newest three slots: no 10 h history, but it is not "now"
+    assert queueing.follows_profile(history + _slot_rows(NOON - 4200, 1, 1, 50.0)
+                                    + _slot_rows(NOON - 1800, 3, 1, 16.0))
+
+
+def test_arrival_time99_of_a_fraction_of_an_event():
+    assert queueing.arrival_time99(np.array([0.5]), 2.0)[0] == pytest.approx(stats.gamma.ppf(0.99, 0.5) / 2,
+                                                                              rel=1e-9)
+
+
+def test_a_change_between_free_batches_is_kept_not_divided_by_zero():
+    free = _batches(20, 100, NOON - 100, cost=0.0) + _batches(20, 200, NOON, cost=0.0)
+    verdict = rollback.evaluate_change(free, CHANGE, now=NOON)
+    assert verdict["verdict"] == "kept" and verdict["change"] is None
+    assert verdict["cost_per_event_before"] == 0.0 and verdict["cost_per_event_after"] == 0.0
+
+
+def test_a_record_without_its_latency_counts_as_within_the_slo():
+    assert rollback.slo_share([{"events": 1}, {"events": 1, "latency_max": 0.6}], 0.5) == 0.5
+
+
+def test_load_cost_records_at_a_fraction_of_a_second_in_another_time_zone_and_by_default_now(aws, monkeypatch):
+    """The window is whole UTC hours whatever the local zone and the fraction of a second of ``now``; without
+    ``now`` it ends at the current time's next hour."""
+    end = NOON + 3600
+    rows = [{"recorded_at": end - 86400, "n": 9}, {"recorded_at": NOON + 3000, "n": 3},
+            {"recorded_at": end + 0.2, "n": 12}]                           # the window's first instant; after it
+    for n, r in enumerate(rows):
+        stamp = datetime.fromtimestamp(r["recorded_at"], tz=timezone.utc)
+        store.put_item("cost", r | {"day": stamp.strftime("%Y-%m-%d"), "batch_key": f"{stamp.isoformat()}#b{n}"})
+    with monkeypatch.context() as patch:
+        patch.setenv("TZ", "America/New_York")
+        time.tzset()
+        try:
+            read = records.load_cost_records(settings(), days=1, per_hour=12, now=NOON + 3590.5)
+            assert [r["n"] for r in read] == [9, 3]
+            patch.setattr(records.time, "time", lambda: NOON + 3590.5)
+            assert [r["n"] for r in records.load_cost_records(settings(), days=1, per_hour=12)] == [9, 3]
+        finally:
+            patch.undo()
+            time.tzset()
