@@ -151,12 +151,6 @@ def retention_seconds(feature_set: str) -> float:
     return LONGEST_WINDOW[feature_set] + HOURLY_SECONDS + ALLOWED_LATENESS_SECONDS
 
 
-def _window_start_fine(ts_ms: int, window: tuple[int, int]) -> int:
-    """The first 5-minute tile of a window: floor(ts - w, r), as a fine tile index."""
-    width, resolution = window[0] * _MS, window[1] * _MS
-    return (ts_ms - width) // resolution * resolution // _FINE_MS
-
-
 @dataclass
 class Observation:
     features: list[float]
@@ -617,7 +611,7 @@ class FeatureState:
         session reaches them."""
         fine, hourly = self.fine, self.hourly
         first, last = fine.cols[FIRST], fine.cols[LAST]
-        start = end // _PER_HOUR * _PER_HOUR - 24 * _PER_HOUR   # the 24 h window's first tile (_window_start_fine)
+        start = end // _PER_HOUR * _PER_HOUR - 24 * _PER_HOUR   # the 24 h window's first tile: floor(ts - 24 h, 1 h)
         lo = bisect_left(fine.keys, start)
         chain_n, chain_first, in_session, gaps = 0, None, True, 0
         if own > 0:

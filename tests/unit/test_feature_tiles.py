@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.events import Event
 from pipeline.features import (ALL_SUMS, CLICKS, DEVICES, FIRST, GAPS, LAST, N, POINTS, PURCHASES, VIEWS, WINDOW_1H,
-                               WINDOW_6H, WINDOW_7D, WINDOW_24H, FeatureState, _window_start_fine)
+                               WINDOW_6H, WINDOW_7D, WINDOW_24H, FeatureState)
 
 T0 = 1_700_000_000.0
 GAP_MS = 30 * 60 * 1000
@@ -92,10 +92,17 @@ def test_memoised_session_chain_matches_a_walk_tile_by_tile(mean_gap):
     assert checked > 1000
 
 
+def _window_start_fine(ts_ms: int, window: tuple[int, int]) -> int:
+    """The first 5-minute tile of a window as features.py defines it: floor(ts - w, r), as a fine tile index."""
+    width, resolution = window[0] * 1000, window[1] * 1000
+    return (ts_ms - width) // resolution * resolution // 300_000
+
+
 @pytest.mark.parametrize("window", [WINDOW_1H, WINDOW_6H, WINDOW_24H, WINDOW_7D])
 def test_window_start_from_the_event_tile_is_floor_of_ts_minus_w(window):
-    """Windows are looked up once per 5-minute tile: that needs floor(ts - w, r) to be the same for every time in
-    the tile, including its first and last millisecond and times on the hour."""
+    """Windows are looked up once per 5-minute tile (FeatureState._window_sums computes the starts from the
+    event's tile): that needs floor(ts - w, r) to be the same for every time in the tile, including its first and
+    last millisecond and times on the hour."""
     fine_ms = 300_000
     hour = int(T0) // 3600 * 3600 * 1000
     for tile_start in (hour, hour + fine_ms, hour + 11 * fine_ms, hour - fine_ms, hour + 86_400_000):
