@@ -179,3 +179,15 @@ def test_state_is_bounded_whatever_the_activity(events_per_day):
     hot, cold = state.to_bytes(), state.cold_bytes()
     assert len(hot) + len(cold) <= 8 * 1024, (len(hot), len(cold))
     assert len(hot) <= 1024, len(hot)
+
+
+def test_a_session_hours_long_counts_every_event_through_the_hourly_tiles():
+    """Events 20 minutes apart for 10 hours form one session (after a lone event two hours before): the newest
+    event's session reaches back through every hourly tile the older ones were rolled up into, tile by tile, and
+    stops at the gap."""
+    state = FeatureState("v2")
+    state.add(Event.model_validate(_event(99, T0 - 7200)))
+    for n in range(31):
+        vector = named(state.add(Event.model_validate(_event(n, T0 + n * 1200))), "v2")
+    assert len(state.hourly) >= 5
+    assert (vector["session_events"], vector["session_seconds"], vector["sessions_24h"]) == (31, 30 * 1200, 2)
