@@ -90,3 +90,21 @@ def test_an_unknown_format_is_refused():
     body[0] = 9   # the format byte
     with pytest.raises(ValueError, match="stored state has format 9; this code reads 1"):
         FeatureState.from_bytes(zlib.compress(bytes(body)), None, "v1")
+
+
+@pytest.mark.parametrize("feature_set,code", [("v1", 1), ("v2", 2)])
+def test_the_stored_layout_of_an_empty_state_and_the_zlib_level_of_each_part(feature_set, code):
+    """The stored parts are a format that other versions of the code read (format 1): an empty state is its
+    headers alone (format, set, last seen -1, events, late, fine tiles, vector width, cold version; format, set,
+    cold version, hourly tiles). The hot part, rewritten on every batch, is compressed at zlib level 1, the cold
+    part, rewritten about once an hour, at level 6 (docs/performance.md has the measurements behind both)."""
+    empty = FeatureState(feature_set)
+    assert zlib.decompress(empty.to_bytes()) == struct.pack("<BBqIIHBI", 1, code, -1, 0, 0, 0, 0, 0)
+    assert zlib.decompress(empty.cold_bytes()) == struct.pack("<BBIH", 1, code, 0, 0)
+    state = FeatureState(feature_set)
+    for n in range(300):   # one event a minute for 5 hours: hourly tiles and fine tiles
+        state.observe(Event.model_validate({"event_id": f"e{n}", "user_id": "u", "event_type": "purchase",
+                                            "timestamp": T0 + 60 * n, "amount": 1.5 + n % 7}))
+    hot, cold = state.to_bytes(), state.cold_bytes()
+    assert len(state.hourly) and hot == zlib.compress(zlib.decompress(hot), 1)
+    assert cold == zlib.compress(zlib.decompress(cold), 6)
