@@ -872,3 +872,57 @@ def test_load_cost_records_at_a_fraction_of_a_second_in_another_time_zone_and_by
         finally:
             patch.undo()
             time.tzset()
+
+
+def _predicted_batch_by_hand(size, window, rate, ps_fixed, ps_per_event):
+    """queueing.predicted_batch for one BatchSize, restated in scalar Python from its docstring and comments."""
+    cycle = ps_fixed + 0.02                                   # + the Lambda invoke overhead between batches
+    if rate <= 0:
+        return 1.0, 0.99 + window, True                       # a record waits up to a poll, then the window
+    if 1.5 * rate * ps_per_event >= 1:
+        return float(size), math.inf, False
+    events = min(max(rate * cycle / (1 - rate * ps_per_event) + rate * window, 1), size)
+    for _ in range(3):
+        busy_cycle = cycle + ps_per_event * events
+        p_idle = math.exp(-rate * busy_cycle)
+        gathered = rate * busy_cycle + p_idle * rate * 1.0 / 2
+        full = gathered + rate * window >= size
+        fill = min(max(stats.gamma.ppf(0.99, max(size - gathered, 1e-9)) / rate if size - gathered > 0 else 0.0,
+                       0.0), window) if full else float(window)
+        events = size if full else min(max(math.floor(gathered + rate * window), 1), size)
+    u = 1.0 * min(max(1 - 0.01 / max(p_idle, 1e-12), 0.0), 1.0)
+    idle_wait = max(u, min(u + window, stats.gamma.ppf(0.99, size - 1) / rate if size > 1 else 0.0)) \
+        if p_idle > 0.01 else 0.0
+    stable = size >= 1.5 * rate * cycle / (1 - 1.5 * rate * ps_per_event)
+    return events, max(busy_cycle + fill, idle_wait), stable
+
+
+@pytest.mark.parametrize("window", [0, 1, 3])
+@pytest.mark.parametrize("rate,ps_fixed,ps_per_event", [
+    (0.0, 1.5, 0.001), (0.3, 0.05, 0.0), (2.0, 0.2, 0.004), (20.0, 0.08, 0.002), (60.0, 0.3, 0.01),
+    (150.0, 0.05, 0.004), (400.0, 0.1, 0.0016)])
+def test_predicted_batch_matches_its_definition_across_the_regimes(window, rate, ps_fixed, ps_per_event):
+    """Idle, lightly loaded, window-closed and size-closed batches, near the stability bound and beyond it: every
+    BatchSize's events, p99 wait and keeping up as the scalar restatement above works them out."""
+    sizes = [1, 2, 5, 10, 25, 60, 100, 250, 500, 1000]
+    events, wait, stable = queueing.predicted_batch(np.array(sizes), window, rate, ps_fixed, ps_per_event)
+    for i, size in enumerate(sizes):
+        e, w, s = _predicted_batch_by_hand(size, window, rate, ps_fixed, ps_per_event)
+        assert (events[i], bool(stable[i])) == (pytest.approx(e, rel=1e-12), s), (size, events[i], stable[i])
+        assert wait[i] == pytest.approx(w, rel=1e-9), (size, wait[i], w)
+
+
+def test_decision_hours_are_utc_hours_whatever_the_local_zone(monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setenv("TZ", "America/New_York")
+        time.tzset()
+        try:
+            assert queueing.decision_hours(NOON + 299) == [12] and queueing.decision_hours(NOON + 300) == [12, 13]
+        finally:
+            patch.undo()
+            time.tzset()
+
+
+def test_keeping_up_is_inclusive_at_the_exact_bound():
+    # 1.5 x 100 events/s x (0.08 + 0.02) s = 15 events exactly (binary floating point): 15 keeps up, 14 does not
+    assert list(queueing.predicted_batch(np.array([14, 15]), 0, 100.0, 0.08, 0.0)[2]) == [False, True]
