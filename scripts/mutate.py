@@ -203,12 +203,13 @@ def _refresh(tree: Path, module: str) -> None:
                 shutil.copy(source, copy / source.name)
 
 
-def rerun_survivors(module: str) -> dict:
+def rerun_survivors(module: str, only: tuple[str, ...] = ()) -> dict:
     """Runs again, in the module's existing staging tree with the current tests copied in, only the mutants that
     survived its last run (``--survivors``): minutes instead of a full run after tests were added. The other
     mutants keep their results (tests only get added, so a killed mutant stays killed)."""
     tree = STAGE / module
     previous = json.loads((STAGE / f"{module}.json").read_text())["survivors"]
+    previous = [name for name in previous if not only or name in only]   # --only: these survivors alone
     _refresh(tree, module)
     started = time.monotonic()
     if previous:
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(finish(STAGE / target, target, scores(STAGE / target, target) | {"seconds": 0}))
         else:
             only = tuple(filter(None, args.only.split(",")))
-            results.append(rerun_survivors(target) if args.survivors else resume(target) if args.resume
+            results.append(rerun_survivors(target, only) if args.survivors else resume(target) if args.resume
                            else run_module(target, only))
         r = results[-1]
         wording = r.get("message_wording", 0)
