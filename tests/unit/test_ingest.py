@@ -141,3 +141,81 @@ def test_non_objects_and_future_events_are_rejected_and_records_are_compact_json
     assert "future" in result.rejected[1]["errors"][0] and result.accepted == 1
     [record] = _stream_records(aws)
     assert b" " not in record["Data"]            # compact: fewer bytes per record, fewer 25 KB payload units
+
+
+@pytest.mark.parametrize("content_type,expected", [
+    (None, "json"), ("application/json", "json"), ("Application/JSON ; charset=UTF-8", "json"),
+    ('application/json; charset="utf8"', "json"), ("application/json;foo=bar; charset=utf-8", "json"),
+    ("application/x-ndjson", "ndjson"), ("application/ndjson", "ndjson"), ("application/jsonl", "ndjson"),
+    ("APPLICATION/X-JSONLINES;charset=utf-8", "ndjson")])
+def test_body_format_from_the_content_type(content_type, expected):
+    assert ingest.body_format(content_type) == expected
+
+
+@pytest.mark.parametrize("content_type,message", [
+    ("text/plain", "content type 'text/plain' is not supported: send application/json or application/x-ndjson"),
+    ("application/json; charset=latin-1", "charset 'latin-1' is not supported: send UTF-8"),
+    ('application/x-ndjson; charset="UTF-16"', "charset 'utf-16' is not supported: send UTF-8"),
+    ("application/json; charset=" + "x" * 50, "charset '" + "x" * 40 + "' is not supported: send UTF-8")])
+def test_an_unsupported_content_type_or_charset_is_415(content_type, message):
+    with pytest.raises(BadRequest) as info:
+        ingest.body_format(content_type)
+    assert (info.value.code, info.value.status, info.value.args[0]) == ("unsupported_media_type", 415, message)
+
+
+def test_body_text_decodes_base64_and_utf8_and_names_each_failure():
+    import base64
+    assert ingest.body_text(base64.b64encode("é{}".encode()).decode(), True) == "é{}"
+    assert ingest.body_text("é{}", False) == "é{}"
+    cases = [((None, False), ("empty_body", 400, "request body is empty")),
+             (("", True), ("empty_body", 400, "request body is empty")),
+             (("x" * (4 * MAX_BODY_BYTES + 1), False), ("body_too_large", 413,
+                                                          f"request body is larger than {MAX_BODY_BYTES} bytes")),
+             (("not base64!", True), ("malformed_body", 400, "body is marked base64-encoded but is not valid base64")),
+             ((base64.b64encode(b"a" * (MAX_BODY_BYTES + 1)).decode(), True),
+              ("body_too_large", 413, f"request body is larger than {MAX_BODY_BYTES} bytes")),
+             ((base64.b64encode(b'{"a": "\xff"}').decode(), True),
+              ("malformed_body", 400, "body is not UTF-8 (byte 7)"))]
+    for args, expected in cases:
+        with pytest.raises(BadRequest) as info:
+            ingest.body_text(*args)
+        assert (info.value.code, info.value.status, info.value.args[0]) == expected, args
+
+
+@pytest.mark.parametrize("text,message", [
+    ("{oops", "body is not valid JSON: Expecting property name enclosed in double quotes at character 1"),
+    ('{"a": NaN}', "body is not valid JSON: NaN is not a JSON number"),
+    ('{"a": -Infinity}', "body is not valid JSON: -Infinity is not a JSON number"),
+    ("[" * 100_000 + "]" * 100_000, "body is nested too deeply")])
+def test_loads_turns_every_json_failure_into_a_400(text, message):
+    with pytest.raises(BadRequest) as info:
+        ingest.loads(text)
+    assert (info.value.code, info.value.status, info.value.args[0]) == ("malformed_body", 400, message)
+
+
+def test_an_integer_too_long_for_python_is_a_400_with_the_reason_cut_to_120_characters():
+    with pytest.raises(BadRequest) as info:
+        ingest.loads("1" * 5000, "line 3")
+    prefix = "line 3 is not valid JSON: "
+    assert (info.value.code, info.value.status) == ("malformed_body", 400)
+    assert info.value.args[0].startswith(prefix + "Exceeds the limit (4300 digits) for integer string conversion")
+    assert len(info.value.args[0]) == len(prefix) + 120
+
+
+def test_parse_body_errors_have_their_codes_and_statuses():
+    for text, fmt, expected in [
+            ('{"events": {"a": 1}}', "json", ("malformed_body", 400, '"events" must be a list')),
+            ("[1, 2]", "json", ("malformed_body", 400, 'body must be an event object or {"events": [...]}')),
+            ('{"events": []}', "json", ("no_events", 400, "no events in the request")),
+            ("\n \r\n", "ndjson", ("no_events", 400, "no events in the request")),
+            ('{"a": 1}\n{oops', "ndjson", ("malformed_body", 400,
+                                            "line 2 is not valid JSON: Expecting property name enclosed in double "
+                                            "quotes at character 1")),
+            (json.dumps({"events": [{}] * (MAX_EVENTS_PER_REQUEST + 1)}), "json",
+             ("too_many_events", 413, f"at most {MAX_EVENTS_PER_REQUEST} events per request"))]:
+        with pytest.raises(BadRequest) as info:
+            parse_body(text, fmt)
+        assert (info.value.code, info.value.status, info.value.args[0]) == expected, text[:40]
+    assert parse_body('{"a": 1}\r\n\n{"b": 2}', "ndjson") == [{"a": 1}, {"b": 2}]
+    assert parse_body('{"a": "x\u2028y"}', "ndjson") == [{"a": "x\u2028y"}]
+    assert parse_body('{"user_id": "u"}', "json") == [{"user_id": "u"}]
