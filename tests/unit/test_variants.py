@@ -147,3 +147,10 @@ def test_serverless_ab_sends_each_user_to_their_variants_endpoint_without_target
         stub.assert_no_pending_responses()
     assert [p["variant"] for p in scored["predictions"]] == [expected[u] for u in users]
     assert {p["model_version"] for p in scored["predictions"] if p["variant"] == "challenger"} == {"torch-1"}
+
+
+def test_assignment_at_the_exact_edge_goes_to_the_variant_after_it(monkeypatch):
+    """A user's point on a boundary between two variants belongs to the second (the ranges are [lo, hi))."""
+    a, b = variants.VariantSpec("a", 1.0), variants.VariantSpec("b", 1.0)
+    monkeypatch.setattr(variants, "user_point", lambda user_id: 0.5)       # 0.5 x 2 = 1.0: a's upper edge
+    assert variants.assign("u", [a, b]) is b
