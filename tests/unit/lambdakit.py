@@ -2,11 +2,30 @@
 own, not conftest, since several test directories have a conftest.py)."""
 import base64
 import json
+import os
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 REGION = "us-east-1"
+
+
+@contextmanager
+def local_time_zone(zone: str):
+    """The process's local time zone is ``zone`` (TZ, then time.tzset) inside the block, and what it was after:
+    for tests that code computing UTC dates and hours gives the same answer on a machine set to another zone."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The event schema's limits on both sides (README "Event schema"): ids of 1..128 characters, the future-skew
 limit, non-negative finite times kept to the millisecond, ISO-8601 offsets honoured."""
 import pytest
+from lambdakit import local_time_zone
 
 from pipeline.events import (INGEST_SKEW_SECONDS, MAX_EVENT_AGE_SECONDS, MAX_FUTURE_SKEW_SECONDS, parse_timestamp,
                              validate_event)
@@ -58,15 +59,9 @@ def test_a_boolean_timestamp_is_rejected_with_a_reason():
     assert event is None and errors[0].startswith("timestamp:") and "boolean" in errors[0]
 
 
-def test_naive_iso_times_are_utc_whatever_the_machines_time_zone(monkeypatch):
-    import time
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    try:
+def test_naive_iso_times_are_utc_whatever_the_machines_time_zone():
+    with local_time_zone("America/New_York"):
         assert parse_timestamp("2023-11-14T22:13:20") == 1_700_000_000.0
-    finally:
-        monkeypatch.undo()
-        time.tzset()
 
 
 def test_the_last_second_of_year_9999_is_the_largest_time():

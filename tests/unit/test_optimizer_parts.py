@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+from lambdakit import local_time_zone
 from scipy import stats
 
 from pipeline import store
@@ -544,7 +545,6 @@ def test_a_rollback_does_not_restore_a_setting_that_would_break_the_slo_now():
 def test_save_models_writes_the_pickle_and_the_metrics_under_the_time(aws):
     """(numpy scalars other than float64 are written as floats)"""
     import json
-    import os
     import pickle
 
     import boto3
@@ -552,14 +552,8 @@ def test_save_models_writes_the_pickle_and_the_metrics_under_the_time(aws):
     from pipeline.optimizer import apply
 
     decision = policy.Decision(200, 1, 100, "why", 42, r2_cost=0.9, r2_latency=0.8, latency_margin_seconds=0.05)
-    zone = os.environ.get("TZ")
-    os.environ["TZ"] = "America/New_York"                 # the key is in UTC whatever the machine's time zone
-    time.tzset()
-    try:
+    with local_time_zone("America/New_York"):            # the key is in UTC whatever the machine's time zone
         key = apply.save_models(settings(), {"cost": "c"}, decision, NOON + 61.5)
-    finally:
-        os.environ.pop("TZ") if zone is None else os.environ.update(TZ=zone)
-        time.tzset()
     assert key == "optimizer/20270101T120101Z/model.pkl"
     s3 = boto3.client("s3")
     saved = pickle.loads(s3.get_object(Bucket="artifacts", Key=key)["Body"].read())
@@ -861,17 +855,11 @@ def test_load_cost_records_at_a_fraction_of_a_second_in_another_time_zone_and_by
     for n, r in enumerate(rows):
         stamp = datetime.fromtimestamp(r["recorded_at"], tz=timezone.utc)
         store.put_item("cost", r | {"day": stamp.strftime("%Y-%m-%d"), "batch_key": f"{stamp.isoformat()}#b{n}"})
-    with monkeypatch.context() as patch:
-        patch.setenv("TZ", "America/New_York")
-        time.tzset()
-        try:
-            read = records.load_cost_records(settings(), days=1, per_hour=12, now=NOON + 3590.5)
-            assert [r["n"] for r in read] == [9, 3]
-            patch.setattr(records.time, "time", lambda: NOON + 3590.5)
-            assert [r["n"] for r in records.load_cost_records(settings(), days=1, per_hour=12)] == [9, 3]
-        finally:
-            patch.undo()
-            time.tzset()
+    with local_time_zone("America/New_York"):
+        read = records.load_cost_records(settings(), days=1, per_hour=12, now=NOON + 3590.5)
+        assert [r["n"] for r in read] == [9, 3]
+        monkeypatch.setattr(records.time, "time", lambda: NOON + 3590.5)
+        assert [r["n"] for r in records.load_cost_records(settings(), days=1, per_hour=12)] == [9, 3]
 
 
 def _predicted_batch_by_hand(size, window, rate, ps_fixed, ps_per_event):
@@ -912,15 +900,9 @@ def test_predicted_batch_matches_its_definition_across_the_regimes(window, rate,
         assert wait[i] == pytest.approx(w, rel=1e-9), (size, wait[i], w)
 
 
-def test_decision_hours_are_utc_hours_whatever_the_local_zone(monkeypatch):
-    with monkeypatch.context() as patch:
-        patch.setenv("TZ", "America/New_York")
-        time.tzset()
-        try:
-            assert queueing.decision_hours(NOON + 299) == [12] and queueing.decision_hours(NOON + 300) == [12, 13]
-        finally:
-            patch.undo()
-            time.tzset()
+def test_decision_hours_are_utc_hours_whatever_the_local_zone():
+    with local_time_zone("America/New_York"):
+        assert queueing.decision_hours(NOON + 299) == [12] and queueing.decision_hours(NOON + 300) == [12, 13]
 
 
 def test_keeping_up_is_inclusive_at_the_exact_bound():

@@ -5,6 +5,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from lambdakit import local_time_zone
 
 from pipeline import queries, store
 from pipeline.events import Event
@@ -306,15 +307,9 @@ def test_recent_batches_take_utc_days_whatever_the_local_zone_and_yesterday_a_se
     store.put_item("cost", {"day": "2026-11-22", "batch_key": "today"})
     store.put_item("cost", {"day": "2026-11-21", "batch_key": "yesterday"})
     store.put_item("cost", {"day": "2026-11-20", "batch_key": "older"})
-    with monkeypatch.context() as patch:
-        patch.setenv("TZ", "Etc/GMT+12")                      # UTC-12: the local date is still 2026-11-21
-        time.tzset()
-        patch.setattr(queries.time, "time", lambda: 1_795_305_600.5)   # 2026-11-22T00:00:00.5Z
-        try:
-            assert [b["batch_key"] for b in queries.recent_batches(settings)] == ["today", "yesterday"]
-        finally:
-            patch.undo()
-            time.tzset()
+    monkeypatch.setattr(queries.time, "time", lambda: 1_795_305_600.5)   # 2026-11-22T00:00:00.5Z
+    with local_time_zone("Etc/GMT+12"):                       # UTC-12: the local date is still 2026-11-21
+        assert [b["batch_key"] for b in queries.recent_batches(settings)] == ["today", "yesterday"]
 
 
 def test_cost_per_1k_events_without_a_cost_total_is_zero(settings):

@@ -10,7 +10,7 @@ import time
 from dataclasses import fields
 
 import pytest
-from lambdakit import T0
+from lambdakit import T0, local_time_zone
 
 from pipeline import aws, store, stream
 from pipeline.events import Event
@@ -186,18 +186,12 @@ def test_journal_keys_follow_the_utc_hour():
         "journal/2026-11-21T21/", "journal/2026-11-21T22/", "journal/2026-11-21T23/", "journal/2026-11-22T00/"]
 
 
-def test_journal_keys_take_the_utc_hour_whatever_the_local_zone(monkeypatch):
+def test_journal_keys_take_the_utc_hour_whatever_the_local_zone():
     """The hour of a journal's key is UTC's (what drift and reconcile list by), not the machine's local hour."""
-    with monkeypatch.context() as patch:
-        patch.setenv("TZ", "Etc/GMT+12")   # UTC-12: 2026-11-22T00:30Z is 2026-11-21T12:30 there
-        time.tzset()
-        try:
-            now = 1_795_305_600.0 + 1800
-            assert stream.journal_hour_prefix(now) == "journal/2026-11-22T00/"
-            assert stream.journal_key(SHARD, "b-1", now) == f"journal/2026-11-22T00/{SHARD}/b-1.json"
-        finally:
-            patch.undo()
-            time.tzset()
+    with local_time_zone("Etc/GMT+12"):   # UTC-12: 2026-11-22T00:30Z is 2026-11-21T12:30 there
+        now = 1_795_305_600.0 + 1800
+        assert stream.journal_hour_prefix(now) == "journal/2026-11-22T00/"
+        assert stream.journal_key(SHARD, "b-1", now) == f"journal/2026-11-22T00/{SHARD}/b-1.json"
 
 
 def test_warm_mark():
