@@ -21,6 +21,7 @@ def pytest_collection_modifyitems(items):
     #   and the fault matrix's own deployed clouds, a synthesized template) is then built once, not once per
     #   worker that draws one of its tests, and no other file's mock_aws runs between the tests that use it.
     for item in items:
-        session_cloud = "cloud" in getattr(item, "fixturenames", ()) and "e2e" in item.path.parts
+        in_e2e = item.path.relative_to(item.config.rootpath).parts[:2] == ("tests", "e2e")   # not the clone's path
+        session_cloud = in_e2e and "cloud" in getattr(item, "fixturenames", ())
         group = "e2e-session-cloud" if session_cloud else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
