@@ -156,14 +156,18 @@ def _mutmut_run(tree: Path, log, *names: str) -> None:
 def run_module(module: str, functions: tuple[str, ...] = ()) -> dict:
     """A fresh run of the module's mutants (of ``functions`` only, when given: function or method names, or mutant
     names such as pipeline.features.x_named__mutmut_5; the score is then over them)."""
-    tree = stage(module)
+    # mutmut names a method's mutants pipeline.stream.xǁClassǁmethod__mutmut_3, a function's x_name__mutmut_3
+    return _run_and_score(stage(module), module, *(pattern for name in functions for pattern in (
+        [name] if "__mutmut_" in name else [f"*.x_{name}__mutmut_*", f"*ǁ{name}__mutmut_*"])))
+
+
+def _run_and_score(tree: Path, module: str, *names: str, log_mode: str = "w") -> dict:
+    """mutmut on ``names`` (all mutants without a result when none) in the tree, its output in
+    .mutation/<module>.log (why a run stopped early), then the tree's score."""
     started = time.monotonic()
-    with (STAGE / f"{module}.log").open("w") as log:     # mutmut's own output: why a run stopped early
-        # mutmut names a method's mutants pipeline.stream.xǁClassǁmethod__mutmut_3, a function's x_name__mutmut_3
-        _mutmut_run(tree, log, *(pattern for name in functions for pattern in (
-            [name] if "__mutmut_" in name else [f"*.x_{name}__mutmut_*", f"*ǁ{name}__mutmut_*"])))
-    result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
-    return finish(tree, module, result)
+    with (STAGE / f"{module}.log").open(log_mode) as log:
+        _mutmut_run(tree, log, *names)
+    return finish(tree, module, scores(tree, module) | {"seconds": round(time.monotonic() - started)})
 
 
 def _write_config(tree: Path, module: str) -> None:
@@ -211,12 +215,9 @@ def rerun_survivors(module: str, only: tuple[str, ...] = ()) -> dict:
     previous = json.loads((STAGE / f"{module}.json").read_text())["survivors"]
     previous = [name for name in previous if not only or name in only]   # --only: these survivors alone
     _refresh(tree, module)
-    started = time.monotonic()
-    if previous:
-        with (STAGE / f"{module}.log").open("w") as log:
-            _mutmut_run(tree, log, *previous)
-    result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
-    return finish(tree, module, result)
+    if not previous:   # nothing to run: mutmut given no names would run every mutant without a result
+        return finish(tree, module, scores(tree, module) | {"seconds": 0})
+    return _run_and_score(tree, module, *previous)
 
 
 def resume(module: str) -> dict:
@@ -224,11 +225,7 @@ def resume(module: str) -> dict:
     copied in, mutmut runs the mutants that have no result yet; the others keep theirs."""
     tree = STAGE / module
     _refresh(tree, module)
-    started = time.monotonic()
-    with (STAGE / f"{module}.log").open("a") as log:
-        _mutmut_run(tree, log)
-    result = scores(tree, module) | {"seconds": round(time.monotonic() - started)}
-    return finish(tree, module, result)
+    return _run_and_score(tree, module, log_mode="a")
 
 
 def finish(tree: Path, module: str, result: dict) -> dict:
