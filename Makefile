@@ -8,7 +8,6 @@ export CDK_DISABLE_VERSION_CHECK := 1
 # CDK context overrides for synth and what runs on it, as the CDK CLI takes them: make up CDK_CONTEXT="-c batchSize=200"
 CDK_CONTEXT ?=
 MODEL := model/artifacts/model.tar.gz
-, := ,
 TORCH_MODEL := model/artifacts/pytorch/model.tar.gz
 
 .PHONY: run up test test-fast lint typecheck synth model deploy localstack-deploy bench mutate clean help browser constraints
@@ -64,7 +63,8 @@ browser:
 	fi
 
 # On a fresh clone both are missing: one train.py run builds both from one synthetic dataset (generating it is
-# most of the time), and the PyTorch rule then finds its model up to date.
+# most of the time), and the PyTorch rule then finds its model up to date. ($(,) is a comma inside $(if ...).)
+, := ,
 $(MODEL): $(VENV)/.installed model/train.py model/synthetic.py functions/pipeline/features.py functions/pipeline/drift.py
 	$(PY) model/train.py --kinds $(if $(wildcard $(TORCH_MODEL)),xgboost,xgboost$(,)pytorch)
 
