@@ -7,10 +7,11 @@ from operator import or_
 import pytest
 
 from pipeline.events import Event
-from pipeline.features import (ALL_SUMS, CLICKS, DEVICES, FIRST, GAPS, LAST, N, POINTS, PURCHASES, VIEWS, WINDOW_1H,
+from pipeline.features import (AMOUNT, CLICKS, DEVICES, FIRST, GAPS, LAST, N, POINTS, PURCHASES, VIEWS, WINDOW_1H,
                                WINDOW_6H, WINDOW_7D, WINDOW_24H, FeatureState)
 
 T0 = 1_700_000_000.0
+ALL_SUMS = (N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES)  # the columns _Tier.sums adds up, in its order
 GAP_MS = 30 * 60 * 1000
 
 
