@@ -3,6 +3,7 @@
 PutRecords takes up to 500 records per request, and answers per record: a failed record carries ErrorCode and
 ErrorMessage, in request order (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html).
 """
+import base64
 import json
 
 import pytest
@@ -164,7 +165,6 @@ def test_an_unsupported_content_type_or_charset_is_415(content_type, message):
 
 
 def test_body_text_decodes_base64_and_utf8_and_names_each_failure():
-    import base64
     assert ingest.body_text(base64.b64encode("é{}".encode()).decode(), True) == "é{}"
     assert ingest.body_text("é{}", False) == "é{}"
     cases = [((None, False), ("empty_body", 400, "request body is empty")),
