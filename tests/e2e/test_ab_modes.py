@@ -19,7 +19,7 @@ import sys
 import time
 
 import pytest
-from e2ekit import ROOT, TORCH_MODEL, Api, wait_for
+from e2ekit import MODEL, ROOT, TORCH_MODEL, Api, wait_for
 
 from pipeline import variants as variant_assignment
 
@@ -28,17 +28,22 @@ INSTANCE = {"mode": "instance", "instanceType": "ml.m5.large", "instanceCount": 
 
 
 @pytest.fixture(scope="module", params=["serverless", "instance"])
-def ab(request, cdk_out, tmp_path_factory):
-    """(mode, cloud, api, model variants) for one endpoint mode, deployed from its own synthesized template."""
+def ab(request, tmp_path_factory):
+    """(mode, cloud, api, model variants) for one endpoint mode, deployed from its own synthesized template under a
+    stack name of its own: the session's cloud (tests/e2e/conftest.py) may be deployed in the same process, and
+    the local cloud refuses a stack name twice (moto's state is shared)."""
     from localcloud import LocalCloud
 
+    if not (MODEL.exists() and TORCH_MODEL.exists()):
+        request.getfixturevalue("cdk_out")  # trains them
     mode = request.param
-    out = cdk_out
+    context = {"stackName": f"AbModes{mode.title()}"}
     if mode == "instance":   # the same app with endpoint.mode overridden the way `cdk -c` passes it
-        out = tmp_path_factory.mktemp("cdk.out.instance")
-        env = dict(os.environ, CDK_OUTDIR=str(out), JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
-                   CDK_CONTEXT_JSON=json.dumps({"endpoint": INSTANCE}))
-        subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, check=True, capture_output=True)
+        context["endpoint"] = INSTANCE
+    out = tmp_path_factory.mktemp(f"cdk.out.{mode}")
+    env = dict(os.environ, CDK_OUTDIR=str(out), JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
+               CDK_CONTEXT_JSON=json.dumps(context))
+    subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, check=True, capture_output=True)
     with LocalCloud(cdk_out=str(out), state_dir=str(tmp_path_factory.mktemp(f"state-{mode}")), api_port=0,
                     run_schedules=False) as cloud:
         cloud.deploy()
