@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 from . import store
@@ -31,14 +32,19 @@ class VariantSpec:
 
 
 def parse(raw: str | list | None, default_version: str = "") -> list[VariantSpec]:
-    """MODEL_VARIANTS (JSON text or a list of dicts) -> variants; an empty value gives []."""
+    """MODEL_VARIANTS (JSON text or a list of dicts) -> variants; an empty value gives []. A weight must be a
+    finite number >= 0 (the stack's config checks the same at synth; this guards a hand-edited "model" item)."""
     if not raw:
         return []
     items = json.loads(raw) if isinstance(raw, str) else raw
-    return [VariantSpec(name=str(i["name"]), weight=float(i.get("weight", 1.0)), kind=str(i.get("kind", "xgboost")),
-                        model_version=str(i.get("model_version") or default_version),
-                        model_data_url=str(i.get("model_data_url") or ""), endpoint=str(i.get("endpoint") or ""))
-            for i in items]
+    specs = [VariantSpec(name=str(i["name"]), weight=float(i.get("weight", 1.0)), kind=str(i.get("kind", "xgboost")),
+                         model_version=str(i.get("model_version") or default_version),
+                         model_data_url=str(i.get("model_data_url") or ""), endpoint=str(i.get("endpoint") or ""))
+             for i in items]
+    for spec in specs:
+        if not (math.isfinite(spec.weight) and spec.weight >= 0):
+            raise ValueError(f"variant {spec.name!r}: weight must be a finite number >= 0, got {spec.weight}")
+    return specs
 
 
 def user_point(user_id: str) -> float:
@@ -47,10 +53,11 @@ def user_point(user_id: str) -> float:
 
 
 def assign(user_id: str, variants: list[VariantSpec]) -> VariantSpec:
-    """The variant serving ``user_id`` (variants with weight 0 get nobody, unless all weights are 0)."""
+    """The variant serving ``user_id`` (variants with weight 0 get nobody, unless all weights are 0). Weights are
+    finite and >= 0 (``parse`` checks)."""
     if not variants:
         raise ValueError("no variants to assign")
-    weights = [max(v.weight, 0.0) for v in variants]
+    weights = [v.weight for v in variants]
     if sum(weights) <= 0:
         weights = [1.0] * len(variants)
     point = user_point(user_id) * sum(weights)
@@ -59,6 +66,7 @@ def assign(user_id: str, variants: list[VariantSpec]) -> VariantSpec:
         cumulative += weight
         if point < cumulative and weight > 0:
             return variant
+    # past every slice: the top 2**10 of the 2**64 hash values round to a point of exactly 1.0 (a float has 53 bits)
     return next(v for v, w in zip(reversed(variants), reversed(weights), strict=True) if w > 0)
 
 

@@ -154,3 +154,21 @@ def test_assignment_at_the_exact_edge_goes_to_the_variant_after_it(monkeypatch):
     a, b = variants.VariantSpec("a", 1.0), variants.VariantSpec("b", 1.0)
     monkeypatch.setattr(variants, "user_point", lambda user_id: 0.5)       # 0.5 x 2 = 1.0: a's upper edge
     assert variants.assign("u", [a, b]) is b
+
+
+def test_a_point_of_exactly_one_goes_to_the_last_variant_with_a_weight(monkeypatch):
+    """user_point is 1.0 for the top 2**10 hash values ((2**64 - 1) / 2**64 rounds up), past every slice."""
+    assert (2 ** 64 - 1) / 2.0 ** 64 == 1.0
+    a, b, c = variants.VariantSpec("a", 1.0), variants.VariantSpec("b", 2.0), variants.VariantSpec("c", 0.0)
+    monkeypatch.setattr(variants, "user_point", lambda user_id: 1.0)
+    assert variants.assign("u", [a, b, c]) is b
+    assert variants.assign("u", [b, a]) is a
+    assert variants.assign("u", [variants.VariantSpec("z", 0.0), variants.VariantSpec("y", 0.0)]).name == "y"
+
+
+@pytest.mark.parametrize("weight", ["NaN", "Infinity", -0.5])
+def test_a_weight_that_is_not_a_finite_number_at_least_zero_is_refused(weight):
+    raw = [{"name": "primary", "weight": 1.0}, {"name": "odd", "weight": weight}]
+    with pytest.raises(ValueError, match=r"^variant 'odd': weight must be a finite number >= 0, got "):
+        variants.parse(raw)
+    assert [v.weight for v in variants.parse([{"name": "p", "weight": 0}, {"name": "q"}])] == [0.0, 1.0]
