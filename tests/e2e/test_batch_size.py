@@ -37,11 +37,23 @@ def _seed_cost_records(resources, optimum: int, n: int = 144) -> None:
                 "recorded_at": Decimal(str(round(at, 3)))})
 
 
+def _days(since: float, until: float) -> list[str]:
+    """The cost table's day partitions (UTC) from ``since`` to ``until``: a run near midnight spans two."""
+    return sorted({datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d") for t in (since, until)})
+
+
+def _cost_items(table, since: float, until: float) -> list[dict]:
+    return [item for day in _days(since, until)
+            for item in table.query(KeyConditionExpression="#d = :d", ExpressionAttributeNames={"#d": "day"},
+                                    ExpressionAttributeValues={":d": day})["Items"]]
+
+
 def test_a_retrain_changes_the_mapping_and_the_poller_uses_it(cloud, api, resources):
     lam = resources["client"]("lambda")
     uuid = resources["env"]["EVENT_SOURCE_MAPPING_ID"]
     before = lam.get_event_source_mapping(UUID=uuid)["BatchSize"]
     assert before == 100            # cdk.json batchSize
+    seeded_at = time.time()
     _seed_cost_records(resources, optimum=60)
     try:
         result = cloud.run_schedule("RetrainBatchSize")
@@ -61,12 +73,10 @@ def test_a_retrain_changes_the_mapping_and_the_poller_uses_it(cloud, api, resour
         assert status == 202 and body["accepted"] == 240
         table = resources["session"].resource("dynamodb", endpoint_url=resources["endpoint"]).Table(
             resources["env"]["COST_TABLE"])
-        day = datetime.now(tz=timezone.utc).strftime("%Y-%m-%d")
 
         def new_records():
-            items = table.query(KeyConditionExpression="#d = :d", ExpressionAttributeNames={"#d": "day"},
-                                ExpressionAttributeValues={":d": day})["Items"]
-            mine = [i for i in items if float(i["recorded_at"]) > started and not i["batch_id"].startswith("seeded")]
+            mine = [i for i in _cost_items(table, started, time.time())
+                    if float(i["recorded_at"]) > started and not i["batch_id"].startswith("seeded")]
             return mine if sum(int(i["events"]) for i in mine) >= 240 else None
 
         records = wait_for(new_records, timeout=120, what="cost records of the 240 events")
@@ -80,10 +90,7 @@ def test_a_retrain_changes_the_mapping_and_the_poller_uses_it(cloud, api, resour
             resources["env"]["STATE_TABLE"]).delete_item(Key={"pk": "config"})
         cost = resources["session"].resource("dynamodb", endpoint_url=resources["endpoint"]).Table(
             resources["env"]["COST_TABLE"])
-        day = datetime.now(tz=timezone.utc).strftime("%Y-%m-%d")
-        items = cost.query(KeyConditionExpression="#d = :d", ExpressionAttributeNames={"#d": "day"},
-                           ExpressionAttributeValues={":d": day})["Items"]
         with cost.batch_writer() as writer:
-            for item in items:
+            for item in _cost_items(cost, seeded_at - 3600, time.time()):
                 if item["batch_id"].startswith("seeded-"):
                     writer.delete_item(Key={"day": item["day"], "batch_key": item["batch_key"]})
