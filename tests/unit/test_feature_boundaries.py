@@ -226,3 +226,63 @@ def test_a_late_events_vector_counts_it_in_every_window_of_the_tiles_as_they_are
         assert {k: got[k] for k in expected} == expected, event.event_id
         assert set(expected) == set(got)   # every feature of the set checked
     assert state.late_events == 3 and state.total_events == 3   # none of them entered the state
+
+
+@pytest.mark.parametrize("feature_set", list(FEATURE_SETS))
+def test_a_late_events_windows_take_the_hourly_tiles_up_to_its_hour_and_no_later(feature_set):
+    """Late events further back, where hourly tiles lie after their hour and reach into their 1 h window. On-time
+    views at 22:01, 22:10, 23:30, 23:50, 00:01 and 02:59: at 02:59 the 22:00 and 23:00 hours roll up (their ends
+    are 2 h or more behind it: no on-time event's 1 h window reaches them), 00:00 stays a fine tile. Counts written
+    out by hand (each with the event):
+    - 22:15: the 22:00 tile only, in its 1 h and 24 h windows (the 23:00 tile is after its hour);
+    - 23:07: its 1 h window starts at 22:05, after the 22:00 tile began, so only the 23:00 tile (2) counts; its 24 h
+      window takes both hours, the 23:30 and 23:50 events included (a rolled-up hour is one tile);
+    - 00:03: its 1 h window starts at 23:00, exactly the 23:00 tile's start: that tile (2) and the 00:00 fine tile
+      (1) count."""
+    state = FeatureState(feature_set)
+    for n, ts in enumerate([H0 + 60, H0 + 600, H0 + 5400, H0 + 6600, H0 + 7260, H0 + 4 * 3600 + 3540]):
+        assert not state.observe(_at(n, ts, "view", "desktop")).late
+    hour = int(H0 // 3600)
+    assert state.hourly.keys == [hour, hour + 1] and len(state.fine.keys) == 2
+    for n, (ts, n_1h, n_24h) in enumerate([(H0 + 900, 3, 3), (H0 + 3600 + 420, 3, 5), (H0 + 7200 + 180, 4, 6)]):
+        observed = state.observe(_at(20 + n, ts, "view", "desktop"))
+        got = named(observed.features, feature_set)
+        assert observed.late
+        assert (got["events_1h"], got["events_24h"], got["views_24h"]) == (n_1h, n_24h, n_24h), ts
+        if feature_set == "v2":
+            assert (got["events_6h"], got["events_7d"]) == (n_24h, n_24h), ts
+    assert state.late_events == 3 and state.total_events == 6
+
+
+def test_an_amount_on_an_event_other_than_a_purchase_is_its_amount_feature_but_not_summed():
+    """In the purchase's tile, in a tile of its own, on time and late: only purchases add to the amount sums."""
+    state = FeatureState("v2")
+    state.add(Event.model_validate(_event(0, T0, "purchase", 10.0)))
+    for n, ts in enumerate([T0 + 1, T0 + 600, T0 + 3 * 3600, T0 + 60]):   # the last one is late
+        observed = state.observe(Event.model_validate(_event(n + 1, ts, "view", 99.0)))
+        got = named(observed.features, "v2")
+        assert observed.late == (n == 3) and got["amount"] == 99.0
+        sums = (got["amount_sum_24h"], got["amount_sum_7d"], got["amount_avg_24h"], got["amount_avg_7d"])
+        assert sums == (10.0,) * 4, ts
+
+
+def test_an_hour_rolls_up_when_its_end_is_2_h_behind_and_is_kept_while_it_holds_the_retention_edge():
+    """Fine tiles are kept while an on-time event's 1 h window can reach them (1 h lateness + 1 h), and hours roll up
+    whole. v1 keeps 26 h of hourly tiles (24 h window + its 1 h resolution + 1 h lateness): the tile of the hour that
+    holds the retention edge stays until the edge reaches the next hour; the cold part counts as changed only
+    when a tile came or went."""
+    state = FeatureState("v1")
+    hour = int(H0 // 3600)
+    state.add(Event.model_validate(_event(0, H0 + 3360)))           # 22:56: the hour's last 5-minute tile
+    state.add(Event.model_validate(_event(1, H0 + 3 * 3600 - MS)))   # 00:59:59.999: not yet
+    assert state.hourly.keys == [] and state.mark_stored() is False
+    state.add(Event.model_validate(_event(2, H0 + 3 * 3600)))        # 01:00: 23:00 is 2 h back
+    assert state.hourly.keys == [hour] and state.mark_stored() is True
+    edge = H0 + 26 * 3600                                           # from here the retention edge is in hour 22 ...
+    state.add(Event.model_validate(_event(3, edge + 2400)))         # ... at 22:40: the tile stays
+    assert state.hourly.keys[0] == hour
+    state.mark_stored()
+    state.add(Event.model_validate(_event(4, edge + 2700)))         # 22:45: a new fine tile, nothing rolls or goes
+    assert state.hourly.keys[0] == hour and state.mark_stored() is False
+    state.add(Event.model_validate(_event(5, edge + 3600)))         # the edge reaches 23:00: hour 22 goes
+    assert hour not in state.hourly.keys and state.mark_stored() is True
