@@ -144,11 +144,23 @@ def test_non_objects_and_future_events_are_rejected_and_records_are_compact_json
     assert b" " not in record["Data"]            # compact: fewer bytes per record, fewer 25 KB payload units
 
 
+def test_an_event_id_twice_in_one_request_is_sent_once_and_reported_and_the_rest_still_go(aws, sleeps):
+    """The first of an event_id wins (as in the stream's dedupe); what follows a duplicate is still sent; an
+    ingest_ts sent by the client is not taken (the API stamps it)."""
+    raws = [event(1, user="alice"), event(2), event(1, user="mallory"), event(3) | {"ingest_ts": 1.0}]
+    body = ingest.ingest(raws, Settings.from_env()).body()
+    assert body == {"accepted": 3, "rejected": [], "duplicates": [{"index": 2, "event_id": "e1", "duplicate_of": 0}]}
+    records = _stream_records(aws)
+    assert [(json.loads(r["Data"])["event_id"], r["PartitionKey"]) for r in records][0] == ("e1", "alice")
+    assert sorted(json.loads(r["Data"])["event_id"] for r in records) == ["e1", "e2", "e3"]
+    assert all(json.loads(r["Data"])["ingest_ts"] > 1.7e9 for r in records)
+
+
 @pytest.mark.parametrize("content_type,expected", [
     (None, "json"), ("application/json", "json"), ("Application/JSON ; charset=UTF-8", "json"),
     ('application/json; charset="utf8"', "json"), ("application/json;foo=bar; charset=utf-8", "json"),
     ("application/x-ndjson", "ndjson"), ("application/ndjson", "ndjson"), ("application/jsonl", "ndjson"),
-    ("APPLICATION/X-JSONLINES;charset=utf-8", "ndjson")])
+    ("APPLICATION/X-JSONLINES;charset=utf-8", "ndjson"), ("application/json; charset=utf-8;foo=bar", "json")])
 def test_body_format_from_the_content_type(content_type, expected):
     assert ingest.body_format(content_type) == expected
 
@@ -157,7 +169,10 @@ def test_body_format_from_the_content_type(content_type, expected):
     ("text/plain", "content type 'text/plain' is not supported: send application/json or application/x-ndjson"),
     ("application/json; charset=latin-1", "charset 'latin-1' is not supported: send UTF-8"),
     ('application/x-ndjson; charset="UTF-16"', "charset 'utf-16' is not supported: send UTF-8"),
-    ("application/json; charset=" + "x" * 50, "charset '" + "x" * 40 + "' is not supported: send UTF-8")])
+    ("application/json; charset=" + "x" * 50, "charset '" + "x" * 40 + "' is not supported: send UTF-8"),
+    ("application/json; charset=utf-8=x", "charset 'utf-8=x' is not supported: send UTF-8"),
+    ("application/" + "x" * 100, "content type '" + ("application/" + "x" * 100)[:80] + "' is not supported: send "
+                                 "application/json or application/x-ndjson")])
 def test_an_unsupported_content_type_or_charset_is_415(content_type, message):
     with pytest.raises(BadRequest) as info:
         ingest.body_format(content_type)
@@ -172,6 +187,7 @@ def test_body_text_decodes_base64_and_utf8_and_names_each_failure():
              (("x" * (4 * MAX_BODY_BYTES + 1), False), ("body_too_large", 413,
                                                           f"request body is larger than {MAX_BODY_BYTES} bytes")),
              (("not base64!", True), ("malformed_body", 400, "body is marked base64-encoded but is not valid base64")),
+             (("e30=!", True), ("malformed_body", 400, "body is marked base64-encoded but is not valid base64")),
              ((base64.b64encode(b"a" * (MAX_BODY_BYTES + 1)).decode(), True),
               ("body_too_large", 413, f"request body is larger than {MAX_BODY_BYTES} bytes")),
              ((base64.b64encode(b'{"a": "\xff"}').decode(), True),
