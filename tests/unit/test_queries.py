@@ -63,7 +63,10 @@ def test_prediction_hides_its_expiry_and_unknown_ids_are_not_found(settings):
                                                      "variant": "primary"}
     with pytest.raises(queries.NotFound) as info:
         queries.prediction(settings, "nope")
-    assert info.value.code == "prediction_not_found"
+    assert (info.value.code, str(info.value)) == ("prediction_not_found", "no prediction for event 'nope'")
+    with pytest.raises(queries.NotFound) as info:
+        queries.user_median(settings, "nobody")
+    assert (info.value.code, str(info.value)) == ("user_not_found", "no predictions for user 'nobody'")
 
 
 def test_features_of_a_user_and_one_feature_by_name(settings):
@@ -80,13 +83,14 @@ def test_features_of_a_user_and_one_feature_by_name(settings):
         "user_id": "u1", "feature_set": "v1", "name": "purchases_24h", "value": 1.0}
     with pytest.raises(queries.NotFound) as info:
         queries.user_feature(settings, "u1", "nonsense")
-    assert info.value.code == "unknown_feature" and "events_1h" in str(info.value)
+    assert (info.value.code, str(info.value)) == (
+        "unknown_feature", f"unknown feature 'nonsense'; known: {', '.join(feature_names('v1'))}")
     for user, item in (("u2", None), ("u3", {"user_id": "u3", "feature_set": "v1", "at": 1})):
         if item:
             store.put_item("features", item)
         with pytest.raises(queries.NotFound) as info:
             queries.user_features(settings, user)
-        assert info.value.code == "user_not_found"
+        assert (info.value.code, str(info.value)) == ("user_not_found", f"no features for user {user!r}")
 
 
 def test_stats_sum_the_stats_item_and_every_shards_counters(settings):
@@ -127,7 +131,9 @@ def test_queue_depth_counts_visible_and_in_flight_messages(aws, settings):
     sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)
     assert queries.queue_depth(url) == 3
     assert queries.queue_depth("") == 0
-    assert queries.stats(settings)["quarantine_messages"] == 3
+    sqs.send_message(QueueUrl=settings.stream_dlq_url, MessageBody="a batch's position")
+    stats = queries.stats(settings)
+    assert (stats["quarantine_messages"], stats["stream_dlq_messages"]) == (3, 1)
 
 
 def test_recent_batches_are_newest_first_from_today_then_yesterday(settings):
