@@ -331,6 +331,9 @@ def test_select_the_cheapest_in_the_bound_nearest_the_current_size_then_the_shor
     # the setting kept (the last) is predicted to break the SLO: the move is made for the SLO, not judged on cost
     p = _preds([True] * 5 + [False], [True] * 6, [1.0, 1.000002, 1.000002, 1.0, 0.5, 0.1], [0.1] * 6)
     assert policy.select(c, p, 10, 30, current=20) == (0, "slo", "in bound")
+    # free candidates (a predicted cost of exactly 0): the cheapest are all equal, the nearest the current wins
+    p = _preds([True] * 6, [True] * 6, [0.0] * 6, [0.1] * 6)
+    assert policy.select(c, p, 10, 30, current=30) == (3, "cost", "in bound")
 
 
 def test_select_beyond_the_bound_takes_the_cheapest_largest_size():
@@ -620,6 +623,39 @@ def test_choose_composes_the_parts():
     assert decision.candidates == policy.cost_curve(c, p, best) and decision.keep_holds_slo is bool(p.ok[-1])
     kept = policy.choose(rows, s, current=200, now=now, keep=(10, 2))[0]
     assert kept.keep_holds_slo is False                                          # 10 cannot keep up with 400/s
+
+
+def test_choose_hands_on_the_guard_the_current_size_and_the_window_bound_and_takes_the_newest_100_in_utc(
+        monkeypatch):
+    """What choose passes between its parts that test_choose_composes_the_parts cannot see: the workload is the
+    median of the newest 100 records (here 300, the oldest 200 at another rate), its hour is UTC's whatever the
+    local zone, the scenarios kept up with only reach predict and the reason, candidate_grid gets the current
+    BatchSize, and an SLO under 1 s allows no batching window."""
+    rows = TRAIN + _surface(list(range(15, 501, 30)), 100, NOON - 200, rate=100.0)
+    calls = {}
+    real_grid, real_predict = policy.candidate_grid, policy.predict
+
+    def grid(settings_, current, max_window, rejections, keep):
+        calls["grid"] = (current, max_window)
+        return real_grid(settings_, current, max_window, rejections, keep)
+
+    def predict(c, rates, workload, fitted, slo, keep_up_only=frozenset()):
+        calls["guard"] = keep_up_only
+        return real_predict(c, rates, workload, fitted, slo, keep_up_only)
+    monkeypatch.setattr(policy, "candidate_grid", grid)
+    monkeypatch.setattr(policy, "predict", predict)
+    monkeypatch.setattr(queueing, "keep_up_only", lambda records_, rates: set(sorted(rates)[:2]))
+    with local_time_zone("Asia/Kolkata"):                                       # UTC+5:30: 17:30 at NOON
+        decision = policy.choose(rows, _settings(latency_slo_seconds=2.5), current=200, now=NOON + 5)[0]
+    guard = calls["guard"]
+    assert len(guard) == 2 and calls["grid"] == (200, 2)
+    assert decision.reason.startswith("cheapest predicted tunable cost per event among BatchSize ")
+    assert decision.reason.endswith(f"; {', '.join(sorted(guard))}: kept up with only (the load follows the daily "
+                                    "profile)")
+    assert (decision.workload["arrival_rate"], decision.workload["hour"]) == (100.0, 12.0)
+    policy.choose(rows, _settings(latency_slo_seconds=0.9), current=200, now=NOON + 5)
+    assert calls["grid"] == (200, 0)
+    assert policy.choose(rows, _settings(), current=200)[0].status == "trained"   # no now: the wall clock's
 
 
 # ------------------------------------------------------------------------------------------------------ apply
