@@ -55,7 +55,7 @@ def test_the_training_sample_keeps_the_newest_and_an_ordered_sample_of_the_older
     assert len(records.training_sample(rows)) == 300                             # under MAX_TRAIN_RECORDS: all
 
 
-def test_load_cost_records_reads_the_newest_of_each_slot_back_to_the_first_slot_of_the_window(aws):
+def test_load_cost_records_reads_the_newest_of_each_slot_back_to_the_first_slot_of_the_window(aws, monkeypatch):
     """days=1, 12 per hour = 2 per 10-minute slot. now is 12:59:50: the window is the 144 slots ending at 13:00,
     the newest being 12:50-13:00 and the oldest 13:00-13:10 of the day before."""
     now = NOON + 3590
@@ -67,8 +67,12 @@ def test_load_cost_records_reads_the_newest_of_each_slot_back_to_the_first_slot_
     for n, r in enumerate(rows):
         stamp = datetime.fromtimestamp(r["recorded_at"], tz=timezone.utc)
         store.put_item("cost", r | {"day": stamp.strftime("%Y-%m-%d"), "batch_key": f"{stamp.isoformat()}#b{n}"})
+    limits, query = [], store.query
+    monkeypatch.setattr(store, "query", lambda table, limit=None, **kw: limits.append(limit) or query(table, limit,
+                                                                                                        **kw))
     read = records.load_cost_records(settings(), days=1, per_hour=12, now=now)
     assert [r["n"] for r in read] == [9, 10, 3, 4]
+    assert len(limits) == 144 and {(type(n), n) for n in limits} == {(int, 2)}  # Query's Limit is an Integer
     read = records.load_cost_records(settings(), days=1, per_hour=6, now=now)   # 1 per slot: the newest
     assert [r["n"] for r in read] == [10, 4]
 
@@ -82,6 +86,8 @@ def test_feature_row_by_hand():
     assert model.feature_row(bare) == [1, 0.0, 50.0, 11, 0.0, 0.0]
     matrix = model.feature_matrix([r, bare])
     assert matrix.dtype == float and matrix.shape == (2, len(model.FEATURES))
+    with local_time_zone("Asia/Kolkata"):                  # the hour is UTC's, as the decision's (choose)
+        assert model.feature_row(r)[3] == 12 and model.feature_matrix([bare])[0, 3] == 11
 
 
 def test_the_bases():
@@ -197,6 +203,8 @@ def test_slot_rates_by_hand():
     # a batch counts in the slot its oldest event arrived in: recorded 1 s into 12:10 after 1.5 s, it arrived in 12:00
     late = {"recorded_at": NOON + 601, "events": 2, "arrival_rate": 1.0, "latency_max": 1.5}
     assert queueing.slot_rates([late]) == [(NOON, 12, 2 / 3, 1)]
+    with local_time_zone("Asia/Kolkata"):
+        assert queueing.slot_rates([late]) == [(NOON, 12, 2 / 3, 1)]
     assert records.arrived_at(late) == NOON + 599.5
     assert records.arrived_at(late | {"latency_max": None}) == NOON + 601
 
@@ -306,6 +314,9 @@ def test_predict_averages_the_cost_and_takes_the_worst_latency_over_the_scenario
     p = policy.predict(small, {"now p10": 0.0, "now p100": 100.0}, workload, fitted, slo=5.0,
                        keep_up_only={"now p100"})
     assert list(p.keeps_up) == [False, True] and list(p.ok) == [False, True] and list(p.events_now) == [10, 10]
+    # every scenario counts, in any order: kept up with at all of them, the cost the mean over the judged ones
+    p = policy.predict(small, {"now p100": 100.0, "now p10": 20.0}, workload, fitted, slo=5.0)
+    assert list(p.keeps_up) == [False, True] and list(p.cost) == [60.0, 60.0]
 
 
 def _cands(sizes, windows, choosable=None):
