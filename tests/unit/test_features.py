@@ -1,4 +1,5 @@
 import random
+import zlib
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -96,6 +97,7 @@ def test_v2_extends_v1():
 
 
 def test_vector_shape_and_first_event_defaults():
+    assert FeatureState().last_seen == 0.0                           # nothing seen yet
     features = FeatureState().add(Event.model_validate(_event(1, T0)))
     assert len(features) == len(FEATURE_NAMES) == 15
     assert named(features)["seconds_since_prev"] == 7 * DAY
@@ -119,8 +121,10 @@ def test_a_stale_cold_part_is_detected():
     old_cold = state.cold_bytes()
     state.add(Event.model_validate(_event(2, T0 + 4 * 3600)))  # rolls the first hour up: a new cold version
     assert state.mark_stored() and state.cold_version == 1
-    with pytest.raises(StaleColdState):
+    with pytest.raises(StaleColdState, match="^cold tiles version 0, the hot state needs 1$"):
         FeatureState.from_bytes(state.to_bytes(), old_cold, "v2")
+    with pytest.raises(StaleColdState, match="^the hot state names cold tiles version 1 but none were read$"):
+        FeatureState.from_bytes(state.to_bytes(), None, "v2")
     cold_1 = state.cold_bytes()
     state.add(Event.model_validate(_event(3, T0 + 8 * 3600)))  # another roll-up: each change has its own version
     assert state.mark_stored() and state.cold_version == 2
@@ -129,8 +133,12 @@ def test_a_stale_cold_part_is_detected():
 
 
 def test_mismatched_feature_sets_fail_loudly():
-    with pytest.raises(FeatureSetError, match="unknown feature set 'v9'"):
+    with pytest.raises(FeatureSetError, match="^unknown feature set 'v9'; known: v1, v2$"):
         FeatureState("v9")
+    unknown = bytearray(zlib.decompress(FeatureState("v1").to_bytes()))
+    unknown[1] = 7                                                   # a feature set code no version wrote
+    with pytest.raises(FeatureSetError, match="^stored state is for feature set 7, not 'v1'$"):
+        FeatureState.from_bytes(zlib.compress(bytes(unknown)), None, "v1")
     with pytest.raises(FeatureSetError, match="stored state is for feature set 'v1', not 'v2'"):
         FeatureState.from_bytes(FeatureState("v1").to_bytes(), None, "v2")
     with pytest.raises(FeatureSetError, match="has 25 features, got 15"):
