@@ -60,6 +60,9 @@ def test_invalid_events_are_rejected_with_the_field_named(raw, field):
     ({"timestamp": 10 ** 400}, "timestamp: must be a finite epoch time"),
     ({"timestamp": "0001-01-01T00:00:00+01:00"}, "timestamp: must be a finite epoch time"),
     ({"timestamp": 0}, "timestamp: more than 30 days in the past"),
+    ({"timestamp": [NOW]}, "timestamp: must be ISO-8601 or epoch seconds, not list"),
+    ({"timestamp": "2026-11-30 12:00:00 in the afternoon, roughly"},   # the text is cut to 40 characters
+     "timestamp: '2026-11-30 12:00:00 in the afternoon, ro' is neither ISO-8601 nor epoch seconds"),
     ({"timestamp": NOW - MAX_EVENT_AGE_SECONDS - 5}, "timestamp: more than 30 days in the past"),
     ({"timestamp": NOW + MAX_FUTURE_SKEW_SECONDS + 5}, "timestamp: more than 300 s in the future"),
     ({"ingest_ts": float("inf")}, "ingest_ts: Input should be a finite number"),
