@@ -149,15 +149,15 @@ def _change_applied(now, old=200, new=400, purpose="cost"):
 
 def test_a_bad_retrain_is_rolled_back(mapping):
     lam, uuid = mapping
-    now = time.time()
+    now = _last_full_hour() + 3600 + 10     # the same 10-minute slots whatever the clock
     # under 200 the measured cost was 1.0e-6/event; under the new 400 it is 1.3e-6: 30 % dearer
     _seed(_records([200], n=60, start=now - 1000, configured=200, optimum=200))
     _seed(_records([400], n=60, start=now - 400, configured=400, optimum=400, cost_scale=1.3))
     _change_applied(now)
     result = optimizer.retrain_and_apply(settings(), now=now)
     assert result["status"] == "rollback" and result["batch_size"] == 200, result
-    # ~30 %: each record's cost carries +-3 % noise, and which records a 10-minute slot's newest 25 hold depends on
-    # where the real clock puts the slot boundary (29.9 % has been seen)
+    # ~30 %: each record's cost carries +-3 % noise (which records the 10-minute slots' newest 25 hold no longer
+    # depends on the clock: now is 10 s into an hour)
     rise = float(re.search(r"rose (-?\d+\.\d)%", result["reason"]).group(1))
     assert 27.0 <= rise <= 33.0 and "rolled back" in result["reason"], result["reason"]
     assert lam.get_event_source_mapping(UUID=uuid)["BatchSize"] == 200
@@ -172,7 +172,7 @@ def test_a_bad_retrain_is_rolled_back(mapping):
 
 def test_a_change_made_to_hold_the_slo_is_not_rolled_back_for_costing_more(mapping):
     lam, uuid = mapping
-    now = time.time()
+    now = _last_full_hour() + 3600 + 10     # the same 10-minute slots whatever the clock
     _seed(_records([200], n=60, start=now - 1000, configured=200, optimum=200))
     _seed(_records([400], n=60, start=now - 400, configured=400, optimum=400, cost_scale=1.3))
     _change_applied(now, purpose="slo")         # 30 % dearer, but it was made because 200 would not keep up
@@ -198,7 +198,7 @@ def test_holding_the_slo_does_not_wait_for_the_verdict_on_the_last_change():
 
 def test_a_good_change_is_kept_and_a_young_one_waits(mapping):
     lam, uuid = mapping
-    now = time.time()
+    now = _last_full_hour() + 3600 + 10     # the same 10-minute slots whatever the clock
     _seed(_records([200], n=60, start=now - 1000, configured=200, optimum=300))
     _seed(_records([400], n=5, start=now - 400, configured=400, optimum=300))
     _change_applied(now)
