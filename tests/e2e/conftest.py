@@ -43,5 +43,7 @@ def resources(cloud):
     # this stack's function: moto's state is per process, and other tests deploy other stacks into it
     env = next(f for f in functions if f["FunctionName"].startswith(f"{cloud.stack.stack_name}-")
                and "ApiFunction" in f["FunctionName"])["Environment"]["Variables"]
+    dynamodb = session.resource("dynamodb", endpoint_url=cloud.endpoint_url)
     return {"env": env, "session": session, "endpoint": cloud.endpoint_url,
-            "client": lambda name: session.client(name, endpoint_url=cloud.endpoint_url)}
+            "client": lambda name: session.client(name, endpoint_url=cloud.endpoint_url),
+            "table": lambda env_name: dynamodb.Table(env[env_name])}   # a table by its env variable: "COST_TABLE"

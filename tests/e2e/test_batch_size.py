@@ -16,8 +16,7 @@ def _seed_cost_records(resources, optimum: int, n: int = 144) -> None:
     depended on the minute of the hour, and on this shallow bowl (80 costs 4 % more than 60) the forest fitted on
     the half read at minutes 48-53 chose 80: the test failed at those minutes only (tried by sweeping the retrain
     time over an hour offline)."""
-    table = resources["session"].resource("dynamodb", endpoint_url=resources["endpoint"]).Table(
-        resources["env"]["COST_TABLE"])
+    table = resources["table"]("COST_TABLE")
     rng = random.Random(5)
     now = time.time()
     with table.batch_writer() as writer:
@@ -38,7 +37,8 @@ def _seed_cost_records(resources, optimum: int, n: int = 144) -> None:
 
 
 def _days(since: float, until: float) -> list[str]:
-    """The cost table's day partitions (UTC) from ``since`` to ``until``: a run near midnight spans two."""
+    """The cost table's day partitions (UTC) from ``since`` to ``until``, a span under a day: one, or two for a run
+    near midnight."""
     return sorted({datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d") for t in (since, until)})
 
 
@@ -71,8 +71,7 @@ def test_a_retrain_changes_the_mapping_and_the_poller_uses_it(cloud, api, resour
                    "timestamp": now - 240 + n} for n in range(240)]
         status, body = api.request("POST", "/events", {"events": events})
         assert status == 202 and body["accepted"] == 240
-        table = resources["session"].resource("dynamodb", endpoint_url=resources["endpoint"]).Table(
-            resources["env"]["COST_TABLE"])
+        table = resources["table"]("COST_TABLE")
 
         def new_records():
             mine = [i for i in _cost_items(table, started, time.time())
@@ -86,10 +85,8 @@ def test_a_retrain_changes_the_mapping_and_the_poller_uses_it(cloud, api, resour
         assert len(records) >= 240 // chosen
     finally:
         lam.update_event_source_mapping(UUID=uuid, BatchSize=before, MaximumBatchingWindowInSeconds=1)
-        resources["session"].resource("dynamodb", endpoint_url=resources["endpoint"]).Table(
-            resources["env"]["STATE_TABLE"]).delete_item(Key={"pk": "config"})
-        cost = resources["session"].resource("dynamodb", endpoint_url=resources["endpoint"]).Table(
-            resources["env"]["COST_TABLE"])
+        resources["table"]("STATE_TABLE").delete_item(Key={"pk": "config"})
+        cost = resources["table"]("COST_TABLE")
         with cost.batch_writer() as writer:
             for item in _cost_items(cost, seeded_at - 3600, time.time()):
                 if item["batch_id"].startswith("seeded-"):

@@ -73,8 +73,7 @@ def test_invalid_record_written_straight_to_kinesis_is_rejected_and_kept(api, re
     kinesis.put_record(StreamName=resources["env"]["EVENTS_STREAM_NAME"], PartitionKey="direct",
                        Data=json.dumps({"event_id": "direct-bad", "user_id": "direct", "event_type": "fly",
                                         "timestamp": time.time()}).encode())
-    table = resources["session"].resource("dynamodb", endpoint_url=resources["endpoint"]).Table(
-        resources["env"]["EVENTS_TABLE"])
+    table = resources["table"]("EVENTS_TABLE")
 
     def rejected():
         items = table.scan()["Items"]
@@ -96,8 +95,7 @@ def test_accounting_nothing_missing(cloud, api, resources):
         assert status == 202 and not body.get("failed")
         sent += chunk
     ids = {e["event_id"] for e in sent}
-    table = resources["session"].resource("dynamodb", endpoint_url=resources["endpoint"]).Table(
-        resources["env"]["PREDICTIONS_TABLE"])
+    table = resources["table"]("PREDICTIONS_TABLE")
 
     def settled():
         predicted = set()
