@@ -72,7 +72,9 @@ def test_load_cost_records_reads_the_newest_of_each_slot_back_to_the_first_slot_
                                                                                                         **kw))
     read = records.load_cost_records(settings(), days=1, per_hour=12, now=now)
     assert [r["n"] for r in read] == [9, 10, 3, 4]
-    assert len(limits) == 144 and {(type(n), n) for n in limits} == {(int, 2)}  # Query's Limit is an Integer
+    # Query's Limit is an Integer of at least 1:
+    # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Query.html#DDB-Query-request-Limit
+    assert len(limits) == 144 and {(type(n), n) for n in limits} == {(int, 2)}
     read = records.load_cost_records(settings(), days=1, per_hour=6, now=now)   # 1 per slot: the newest
     assert [r["n"] for r in read] == [10, 4]
 
