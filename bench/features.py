@@ -85,7 +85,7 @@ def measure(feature_set: str, per_day: float, days: float, max_events: int, repe
             "us_per_event": statistics.median(timings), "hot_bytes": len(state.to_bytes()),
             "cold_bytes": len(state.cold_bytes()), "bytes_written_per_batch": written / batches,
             "store_us_per_batch": store_s / batches * 1e6, "load_us_per_batch": load_s / batches * 1e6,
-            "fine_tiles": len(state.fine), "hourly_tiles": len(state.hourly)}
+            "fine_tiles": len(state.fine_keys), "hourly_tiles": len(state.hours)}
 
 
 def _round_trip(state: FeatureState, cold: bytes) -> tuple[FeatureState, bytes, int, float, float]:

@@ -11,7 +11,9 @@ State: pre-aggregated tiles (Chronon's sawtooth windows, Tecton's and Feast's ti
 - fine tiles of 5 minutes for the recent hours (the "hot" part, rewritten on every batch), rolled up into
 - hourly tiles for the rest of the retention (the "cold" part, rewritten about once an hour).
 A tile holds counts (events, purchases, views, clicks), the purchase amount sum, engagement points, the devices
-seen (bit mask), its first and last event time, and for hourly tiles the session gaps inside it.
+seen (bit mask), its first and last event time, and for hourly tiles the session gaps inside it. In memory the two
+kinds are one timeline (``_Tiles``) with prefix sums of the counts and of the session breaks, so a window's counts
+are two lookups and an hour holding a single 5-minute tile (a sparse user's) rolls up without moving anything.
 
 Semantics (event time; timestamps are kept to the millisecond, pipeline/events.py):
 - Window w of an event at time ts covers the tiles from ``floor(ts - w, r)`` up to and including the event's own
@@ -40,6 +42,7 @@ import struct
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache, reduce
 from itertools import accumulate, islice, repeat
@@ -122,13 +125,15 @@ _HOT_LEVEL, _COLD_LEVEL = 1, 6
 _HOT_HEADER = struct.Struct("<BBqIIHBI")   # format, set, last seen ms, events, late, fine tiles, vector width, cold v.
 _COLD_HEADER = struct.Struct("<BBIH")      # format, set, cold version, hourly tiles
 
-# Tile columns (fine and hourly tiles share the first nine; hourly tiles add the session columns).
+# Tile columns. Every tile has all twelve; the session columns are an hourly tile's: a 5-minute tile holds no session
+# gap (GAPS 0), and the tail columns are only read (and only kept up to date) where GAPS is not 0.
 N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES, FIRST, LAST = range(9)
 GAPS, TAIL_N, TAIL_FIRST = 9, 10, 11
-_FINE_COLUMNS = 9
-_COUNTS = (N, PURCHASES, VIEWS, CLICKS, POINTS)                    # integers: running sums are exact
-_NO_TILE = (0, 0, 0, 0, 0, 0, 0)  # (events, purchases, views, clicks, amount, points, devices) of no tile
+_FINE_COLUMNS = 9     # what the hot part stores of a 5-minute tile
 _HOURLY_COLUMNS = 12
+_COUNTS = (N, PURCHASES, VIEWS, CLICKS, POINTS)   # integers: window counts are exact differences of prefix sums
+_BREAKS = -1          # the prefix sums of session breaks (see _Tiles)
+_NO_TILE = (0, 0, 0, 0, 0, 0, 0)  # (events, purchases, views, clicks, amount, points, devices) of no tile
 _TIMES = (FIRST, LAST, TAIL_FIRST)   # stored as offsets in their tile
 
 
@@ -150,190 +155,111 @@ def retention_seconds(feature_set: str) -> float:
     return LONGEST_WINDOW[feature_set] + HOURLY_SECONDS + ALLOWED_LATENESS_SECONDS
 
 
-@dataclass
+@dataclass(slots=True)
 class Observation:
     features: list[float]
     late: bool
 
 
-class _Tier:
-    """Tiles of one resolution as parallel columns sorted by tile index (a few dozen to ~200 tiles).
+class _Tiles:
+    """A user's tiles in time order as parallel columns: the hourly tiles (the cold part), then the 5-minute tiles
+    (the hot part). A tile's key is its start as a 5-minute tile index (an hourly tile's: its hour's first), so one
+    bisect finds where a window starts, whatever its resolution.
 
-    A tier of closed tiles (the hourly tier: tiles are only appended and dropped, never changed) also keeps running
-    sums of its count columns and of its session gaps, so that a window's counts are two lookups whatever its
-    length."""
+    Window counts are differences of prefix sums (``prefix``), kept up to date as far as the first tile that changed:
+    an event in order changes only the newest tile, so a window costs a few subtractions at any activity. The prefix
+    sums also count session breaks: a tile's breaks are the gaps inside it (GAPS) and the gap before it, if any."""
 
-    __slots__ = ("keys", "cols", "tile_ms", "_cached", "_counted", "_running", "_apart", "_sessions", "part", "known")
+    __slots__ = ("keys", "cols", "cold", "_sums", "_counted", "_breaks")
 
-    def __init__(self, columns: int, tile_ms: int, closed: bool = False, sessions: bool = True):
+    def __init__(self, sessions: bool):
         self.keys: list[int] = []
-        self.cols: list[list] = [[] for _ in range(columns)]
-        self.tile_ms = tile_ms
-        self._cached: dict | None = None   # session walks, until the tier changes
-        self.part: tuple | None = None     # FeatureState._hourly_part's, until the tier changes
-        self.known: tuple | None = None    # (lo, hi, sums): the fine tier's last window over closed tiles, likewise
-        # sessions=False (a v1 state: no session features): no running sums of session gaps to keep up
-        self._counted = (_COUNTS + (GAPS,) if sessions else _COUNTS) if closed else ()
-        self._sessions = sessions
-        self._running: dict[int, list[int]] | None = None  # column -> sum over the tiles before each position
-        self._apart: list[int] = []   # with _running: session gaps between consecutive tiles, summed up to each
+        self.cols: list[list] = [[] for _ in range(_HOURLY_COLUMNS)]
+        self.cold = 0   # tiles [0, cold) are hourly tiles
+        # column -> sums over the tiles before each position, as far as they are up to date (all of one length);
+        # a v1 state (no session features) counts no breaks
+        self._sums: dict[int, list[int]] = {column: [0] for column in _COUNTS + ((_BREAKS,) if sessions else ())}
+        self._breaks = self._sums.get(_BREAKS)
+        self._counted: list[tuple[list, list[int]]] = []   # (column, its sums) of the counts
+        self.reset()
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def insert(self, position: int, key: int, row: list) -> None:
-        """A new tile; one added after the others leaves what is cached about them valid."""
-        if position < len(self.keys):
-            self.invalidate()
-            self._running = None
-            self.keys.insert(position, key)
-            for col, value in zip(self.cols, row, strict=True):
-                col.insert(position, value)
-            return
-        if self._running is not None:
-            for column, running in self._running.items():
-                running.append(running[-1] + row[column])
-            if self._sessions:
-                apart = self._apart
-                apart.append(apart[-1] + (row[FIRST] - self.cols[LAST][-1] >= _GAP_MS) if apart else 0)
+    def changed(self, position: int) -> None:
+        """Tile ``position`` changed or was inserted: the prefix sums after it are stale."""
+        if len(self._sums[N]) > position + 1:
+            for running in self._sums.values():
+                del running[position + 1:]
+
+    def prefix(self, upto: int) -> dict[int, list[int]]:
+        """Column -> the sums of that column over the tiles before each position, up to date to ``upto``."""
+        sums = self._sums
+        valid = len(sums[N])
+        if upto < valid:
+            return sums
+        breaks = self._breaks
+        if upto == valid:   # one tile more (a tile that an event in order has closed): plain additions
+            j = valid - 1
+            for column, running in self._counted:
+                running.append(running[-1] + column[j])
+            if breaks is not None:
+                cols = self.cols
+                breaks.append(breaks[-1] + cols[GAPS][j] + (j > 0 and cols[FIRST][j] - cols[LAST][j - 1] >= _GAP_MS))
+            return sums
+        for column, running in self._counted:
+            running += islice(accumulate(column[valid - 1:upto], initial=running[-1]), 1, None)
+        if breaks is not None:
+            breaks += islice(accumulate(self._tile_breaks(valid - 1, upto), initial=breaks[-1]), 1, None)
+        return sums
+
+    def _tile_breaks(self, start: int, stop: int) -> list[int]:
+        """Session breaks of the tiles [start, stop): the gaps inside each, and 1 for a gap before it."""
+        first, last = self.cols[FIRST], self.cols[LAST]
+        before = list(map(ge, map(sub, first[max(start, 1):stop], last[max(start, 1) - 1:stop - 1]),
+                          repeat(_GAP_MS)))
+        if start == 0:
+            before.insert(0, False)   # nothing before the first tile
+        return list(map(add, self.cols[GAPS][start:stop], before))
+
+    def append(self, key: int, row: list) -> None:
         self.keys.append(key)
-        for col, value in zip(self.cols, row, strict=True):
-            col.append(value)
+        deque(map(list.append, self.cols, row), 0)   # col.append(value) for each column, as a C loop
+
+    def insert(self, position: int, key: int, row: list) -> None:
+        self.keys.insert(position, key)
+        for column, value in zip(self.cols, row, strict=True):
+            column.insert(position, value)
+        self.changed(position)
+
+    def merge(self, start: int, stop: int, key: int) -> None:
+        """The tiles [start, stop) (5-minute tiles of one hour) become one hourly tile with the given key."""
+        row = _hour_row(self.cols, start, stop)
+        self.keys[start:stop] = [key]
+        for column, value in zip(self.cols, row, strict=True):
+            column[start:stop] = [value]
+        self.changed(start)
 
     def drop_first(self, count: int) -> None:
+        """Drop the first ``count`` tiles (hourly tiles past the retention)."""
         del self.keys[:count]
         for column in self.cols:
             del column[:count]
-        if self._running is not None:
-            for running in self._running.values():
-                del running[:count]   # the sums stay offset by the dropped tiles: windows are differences
-            del self._apart[:count]
-        self.invalidate()
+        self.cold -= count
+        if len(self._sums[N]) > count:   # the sums stay offset by the dropped tiles: windows are differences
+            for running in self._sums.values():
+                del running[:count]
+        else:
+            self.reset()
 
-    def pop_first(self) -> list:
-        """Drop the first tile and return its row: drop_first(1) and a read of the row in one pass (for the fine
-        tier, which keeps no running sums)."""
-        del self.keys[0]
-        self.invalidate()
-        return [column.pop(0) for column in self.cols]
+    def load(self, keys: list[int], cols: list[list], cold: int) -> None:
+        self.keys, self.cols, self.cold = keys, cols, cold
+        self.reset()
 
-    def load(self, keys: list[int], cols: list[list]) -> None:
-        self.keys, self.cols, self._running = keys, cols, None
-        self.invalidate()
-
-    def sums(self, lo: int, hi: int) -> tuple:
-        """(events, purchases, views, clicks, amount, points, devices) over the fine tiles [lo, hi), devices
-        OR-ed. (The hourly tier's windows are differences of its running sums: FeatureState._hourly_part.)"""
-        if lo >= hi:
-            return _NO_TILE
-        if hi - lo == 1:  # one tile (a sparse user's): its own values, nothing to add
-            c = self.cols
-            return (c[N][lo], c[PURCHASES][lo], c[VIEWS][lo], c[CLICKS][lo], c[AMOUNT][lo], c[POINTS][lo],
-                    c[DEVICES][lo])
-        return self._fine_sums(lo, hi)
-
-    def _fine_sums(self, lo: int, hi: int) -> tuple:
-        """``sums`` of two tiles or more. The last window over closed tiles (not the newest) is kept
-        until the tier changes: the next new tile's window is usually the same tiles and the one before it (a busy
-        user's day window gains a tile every 5 minutes), so it adds the tiles after it, in tile order as ``sum``
-        over the whole window would (``sum`` and ``reduce`` go on from the kept sums)."""
-        c = self.cols
-        known = self.known
-        start, (n, p, v, k, amount, points, devices) = (
-            (known[1], known[2]) if known is not None and known[0] == lo and known[1] <= hi else (lo, _NO_TILE))
-        found = (sum(c[N][start:hi], n), sum(c[PURCHASES][start:hi], p), sum(c[VIEWS][start:hi], v),
-                 sum(c[CLICKS][start:hi], k), sum(c[AMOUNT][start:hi], amount), sum(c[POINTS][start:hi], points),
-                 reduce(or_, c[DEVICES][start:hi], devices))
-        if hi < len(self.keys):   # closed tiles only: a change to one of them (not the newest) calls invalidate
-            self.known = (lo, hi, found)
-        return found
-
-    def running(self) -> dict[int, list[int]]:
-        """Column -> the sum of that column over the tiles before each position (count columns of a closed tier);
-        also rebuilds ``_apart``, the session gaps between consecutive tiles summed up to each position."""
-        if self._running is None:
-            cols = self.cols
-            self._running = {column: list(accumulate(cols[column], initial=0)) for column in self._counted}
-            first, last = cols[FIRST], cols[LAST]
-            # (first[k] - last[k - 1] >= _GAP_MS for k >= 1) as C loops: a sparse user's state is read for each event
-            apart = map(ge, map(sub, islice(first, 1, None), last), repeat(_GAP_MS))
-            self._apart = list(accumulate(apart, initial=0)) if first and self._sessions else []
-        return self._running
-
-    def walk_down(self, top: int, lo: int) -> tuple[int, int, bool, int]:
-        """From fine tile ``top`` down: (events and first time of the session that tile ``top`` is in, whether that
-        session reaches tile 0, session gaps between the tiles lo..top)."""
-        if top < 4:   # a few tiles (a sparse user's, whose fine tier changes at every event): cheaper uncached
-            return self._walk(top, lo)
-        chain_n, chain_first, reaches_first, gaps = self._chain(top)
-        return chain_n, chain_first, reaches_first, gaps - self._chain(lo)[3] if lo < top else 0
-
-    def _walk(self, top: int, lo: int) -> tuple[int, int, bool, int]:
-        """``walk_down`` by a plain walk from tile ``top`` down, nothing cached."""
-        first, last, n = self.cols[FIRST], self.cols[LAST], self.cols[N]
-        chain_n, chain_first, in_session, gaps = n[top], first[top], True, 0
-        for j in range(top, 0, -1):
-            if first[j] - last[j - 1] >= _GAP_MS:
-                in_session = False
-                gaps += j > lo
-            elif in_session:
-                chain_n, chain_first = chain_n + n[j - 1], first[j - 1]
-        return chain_n, chain_first, in_session, gaps
-
-    def _chain(self, top: int) -> tuple[int, int, bool, int]:
-        """(events and first time of the session that tile ``top`` is in, whether it reaches tile 0, session gaps
-        between tiles 0..top), each tile's from the one below it: a new tile costs one step. Cached like ``sums``."""
-        cache = self._cache()
-        found: tuple[int, int, bool, int] | None = cache.get(("chain", top))
-        if found is None:
-            first, last, n = self.cols[FIRST], self.cols[LAST], self.cols[N]
-            i = top
-            while i > 0 and ("chain", i - 1) not in cache:
-                i -= 1
-            found = cache[("chain", i - 1)] if i > 0 else None
-            for j in range(i, top + 1):
-                if found is None:
-                    found = (n[0], first[0], True, 0)
-                elif first[j] - last[j - 1] >= _GAP_MS:
-                    found = (n[j], first[j], False, found[3] + 1)
-                else:
-                    found = (found[0] + n[j], found[1], found[2], found[3])
-                cache[("chain", j)] = found
-        assert found is not None  # range(i, top + 1) is never empty: i <= top
-        return found
-
-    def session_back(self) -> tuple[int, int | None]:
-        """(events, first time) of the session that the newest hourly tile's last event belongs to."""
-        key = ("session", len(self.keys))
-        cache = self._cache()
-        found = cache.get(key)
-        if found is None:
-            cols, j = self.cols, len(self.keys) - 1
-            count, first = 0, None
-            while j >= 0:
-                if cols[GAPS][j]:
-                    count, first = count + cols[TAIL_N][j], cols[TAIL_FIRST][j]
-                    break
-                count, first = count + cols[N][j], cols[FIRST][j]
-                if j == 0 or cols[FIRST][j] - cols[LAST][j - 1] >= _GAP_MS:
-                    break
-                j -= 1
-            found = cache[key] = (count, first)
-        return found
-
-    def gaps_from(self, lo: int) -> int:
-        """Session gaps inside the hourly tiles from ``lo`` to the newest and between them (running sums: the
-        hourly tier is closed)."""
-        gaps, apart = self.running()[GAPS], self._apart
-        return gaps[-1] - gaps[lo] + apart[-1] - apart[lo]
-
-    def _cache(self) -> dict:
-        if self._cached is None:
-            self._cached = {}
-        return self._cached
-
-    def invalidate(self) -> None:
-        self._cached = self.part = self.known = None
+    def reset(self) -> None:
+        for running in self._sums.values():
+            running[:] = [0]
+        self._counted = [(self.cols[column], self._sums[column]) for column in _COUNTS]
 
 
 class FeatureState:
@@ -350,8 +276,7 @@ class FeatureState:
         self._v2 = feature_set == "v2"
         self._longest_ms = int(LONGEST_WINDOW[feature_set] * _MS)
         self._retention_ms = int(retention_seconds(feature_set) * _MS)
-        self.fine = _Tier(_FINE_COLUMNS, _FINE_MS)
-        self.hourly = _Tier(_HOURLY_COLUMNS, _HOUR_MS, closed=True, sessions=self._v2)
+        self.tiles = _Tiles(sessions=self._v2)
         self.total_events = 0
         self.late_events = 0
         self.last_seen_ms = -1
@@ -364,6 +289,16 @@ class FeatureState:
     @property
     def last_seen(self) -> float:
         return self.last_seen_ms / _MS if self.last_seen_ms >= 0 else 0.0
+
+    @property
+    def hours(self) -> list[int]:
+        """The hourly tiles' hours (since the epoch)."""
+        return [key // _PER_HOUR for key in self.tiles.keys[:self.tiles.cold]]
+
+    @property
+    def fine_keys(self) -> list[int]:
+        """The 5-minute tiles' indexes (since the epoch)."""
+        return self.tiles.keys[self.tiles.cold:]
 
     def add(self, event: Event) -> list[float]:
         """Add one event and return its feature vector (ordered as the feature set's names)."""
@@ -378,7 +313,7 @@ class FeatureState:
         purchase_amount = amount if type_code == _PURCHASE else 0.0
         if self.total_events and ts_ms < self.last_seen_ms - _LATE_MS:
             self.late_events += 1
-            sums = self._window_sums(end, bisect_right(self.fine.keys, end))  # the tiles as they are, uncached
+            sums = self._window_sums(end, bisect_right(self.tiles.keys, end))  # the tiles as they are, uncached
             sums = _with_late_event(sums, type_code, device, purchase_amount)
             features = self._vector(event, ts_ms, type_code, device, amount, sums, _NO_TILE, 0.0,
                                     (1, 0, 1))   # seconds_since_prev 0; a session of its own
@@ -390,8 +325,15 @@ class FeatureState:
         else:
             gap = ts_ms - self.last_seen_ms
             since_prev = gap / _MS if gap < self._longest_ms else NO_PREVIOUS_EVENT
+        if ts_ms > self.last_seen_ms:
+            # what rolls up or expires moves by whole tiles of the newest event time (before the event's windows
+            # are read: they hold the same events either way)
+            newer_tile = end != self.last_seen_ms // _FINE_MS
+            self.last_seen_ms = ts_ms
+            if newer_tile:
+                self._roll_up()
         own = self._apply(ts_ms, end, type_code, device, purchase_amount)
-        cols = self.fine.cols
+        cols = self.tiles.cols
         tile = (cols[N][own], cols[PURCHASES][own], cols[VIEWS][own], cols[CLICKS][own], cols[AMOUNT][own],
                 cols[POINTS][own], cols[DEVICES][own])
         base = self._base
@@ -407,53 +349,34 @@ class FeatureState:
             session = (tile[N] + below_n, cols[LAST][own] - (first if chain_first is None else chain_first), 1 + gaps)
         features = self._vector(event, ts_ms, type_code, device, amount, base[1], tile, since_prev, session)
         self.total_events += 1
-        if ts_ms > self.last_seen_ms:
-            # what rolls up or expires moves by whole tiles of the newest event time
-            newer_tile = end != self.last_seen_ms // _FINE_MS
-            self.last_seen_ms = ts_ms
-            if newer_tile:
-                self._roll_up()
         self.latest = features
         return Observation(features, False)
 
     def _forget(self) -> None:
-        """A tile other than the newest fine tile changed: what was computed from the tiles is stale."""
+        """A tile other than the newest changed: what was computed from the tiles is stale."""
         self._base = self._session = None
-        self.fine.invalidate()
 
     # -- the tiles ------------------------------------------------------------------------------------------
     def _apply(self, ts_ms: int, key: int, type_code: int, device: int, purchase_amount: float) -> int:
-        """Add the event to its fine tile; returns the tile's position."""
-        fine = self.fine
-        keys = fine.keys
+        """Add the event to its 5-minute tile; returns the tile's position."""
+        tiles = self.tiles
+        keys = tiles.keys
         position = len(keys) - 1
-        if position < 0 or keys[position] != key:  # not the newest tile (the usual case)
-            position = bisect_left(keys, key)
-            if position == len(keys) and fine._running is None:
-                # a new newest tile (a sparse user's every event), column by column: _Tier.insert's append without
-                # its loop (no running sums to extend; what is cached about the other tiles stays valid)
-                keys.append(key)
-                n, purchases, views, clicks, amounts, points, devices, first, last = fine.cols
-                n.append(1)
-                purchases.append(int(type_code == _PURCHASE))
-                views.append(int(type_code == _VIEW))
-                clicks.append(int(type_code == _CLICK))
-                amounts.append(0.0 + purchase_amount)
-                points.append(_POINTS[type_code])
-                devices.append(1 << device if device >= 0 else 0)
-                first.append(ts_ms)
-                last.append(ts_ms)
-                return position
+        if position < tiles.cold or keys[position] != key:  # not the newest tile (the usual case)
+            position = bisect_left(keys, key, tiles.cold)   # an on-time event is never in a rolled-up hour
             if position == len(keys) or keys[position] != key:   # a new tile, holding just this event
-                fine.insert(position, key, [
-                    1, int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK),
-                    0.0 + purchase_amount, _POINTS[type_code], 1 << device if device >= 0 else 0, ts_ms, ts_ms])
-                if position != len(keys) - 1:
+                row = [1, int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK),
+                       0.0 + purchase_amount, _POINTS[type_code], 1 << device if device >= 0 else 0, ts_ms, ts_ms,
+                       0, 0, 0]
+                if position == len(keys):   # the newest (a sparse user's every event)
+                    tiles.append(key, row)
+                else:
+                    tiles.insert(position, key, row)
                     self._forget()
                 return position
             if position != len(keys) - 1:
                 self._forget()
-        cols = fine.cols
+        cols = tiles.cols
         cols[N][position] += 1
         if type_code == _PURCHASE:
             cols[PURCHASES][position] += 1
@@ -469,30 +392,29 @@ class FeatureState:
             cols[FIRST][position] = ts_ms
         if ts_ms > cols[LAST][position]:
             cols[LAST][position] = ts_ms
+        tiles.changed(position)
         return position
 
     def _roll_up(self) -> None:
-        """Fine tiles that no on-time event can reach any more become hourly tiles (whole hours at a time);
+        """5-minute tiles that no on-time event can reach any more become hourly tiles (whole hours at a time);
         hourly tiles past the retention are dropped."""
-        fine, hourly = self.fine, self.hourly
+        tiles = self.tiles
+        keys, cold = tiles.keys, tiles.cold
         keep_from = (self.last_seen_ms - _FINE_KEEP_MS) // _FINE_MS
-        keys = fine.keys
         changed = False
-        while keys and (keys[0] // _PER_HOUR + 1) * _PER_HOUR <= keep_from:
-            hour = keys[0] // _PER_HOUR
-            count = bisect_left(keys, (hour + 1) * _PER_HOUR)
-            if count == 1:   # one tile (a sparse user's hour): moved as it is, no gap inside
-                row = fine.pop_first()
-                row += (0, row[N], row[FIRST])
-            else:
-                row = _hour_row(fine.cols, count)
-                fine.drop_first(count)
-            hourly.insert(len(hourly.keys), hour, row)
+        while cold < len(keys) and (keys[cold] // _PER_HOUR + 1) * _PER_HOUR <= keep_from:
+            hour = keys[cold] // _PER_HOUR * _PER_HOUR
+            stop = bisect_left(keys, hour + _PER_HOUR, cold)
+            if stop - cold > 1:
+                tiles.merge(cold, stop, hour)
+            else:   # one tile (a sparse user's hour) stays as it is: no gap inside
+                keys[cold] = hour
+            cold += 1
             changed = True
-        hkeys = hourly.keys
-        oldest = (self.last_seen_ms - self._retention_ms) // _HOUR_MS
-        if hkeys and hkeys[0] < oldest:
-            hourly.drop_first(bisect_left(hkeys, oldest))
+        tiles.cold = cold
+        oldest = (self.last_seen_ms - self._retention_ms) // _HOUR_MS * _PER_HOUR
+        if keys and keys[0] < oldest:
+            tiles.drop_first(bisect_left(keys, oldest))
             changed = True
         if changed:   # one _forget for the lot
             self.cold_changed = True
@@ -500,67 +422,35 @@ class FeatureState:
 
     # -- the vector -----------------------------------------------------------------------------------------
     def _window_sums(self, end: int, upto: int) -> tuple:
-        """The windows of an event in fine tile ``end``, summed over their tiles but the fine tiles from position
-        ``upto`` on (the event's own tile when it is in the tiles, added per event by ``_vector``):
-        (events, purchases, views, clicks, points, devices over 24 h, the 24 h amount over fine and over hourly
-        tiles, events over 1 h; for v2 also events, purchases over 7 d, the 7 d amount over fine and over hourly
-        tiles, events over 6 h). Amounts are kept apart so that they add up in the same order whatever is cached."""
-        fine, hourly = self.fine, self.hourly
-        keys, hkeys, fine_n = fine.keys, hourly.keys, fine.cols[N]
+        """The windows of an event in 5-minute tile ``end``, summed over the tiles before position ``upto`` (the
+        event's own tile when it is in the tiles, added per event by ``_vector``): (events, purchases, views,
+        clicks, points, devices, amount over 24 h, events over 1 h; for v2 also events, purchases and the amount
+        over 7 d, events over 6 h). Counts are differences of prefix sums; amounts are added in tile order."""
+        tiles = self.tiles
+        keys, cols = tiles.keys, tiles.cols
+        sums = tiles.prefix(upto)
+        n, p, v, c, points = sums[N], sums[PURCHASES], sums[VIEWS], sums[CLICKS], sums[POINTS]
         hour = end // _PER_HOUR * _PER_HOUR   # windows of an hourly resolution start on the hour (a fine index)
-        # Each window: its fine tiles [bisect_left(keys, start), upto) plus its whole hourly tiles up to the event's
-        # hour (all of them for an on-time event: no bisect then), summed by _hourly_part
-        top = end // _PER_HOUR
-        hhi = len(hkeys) if not hkeys or hkeys[-1] <= top else bisect_right(hkeys, top)
-        hn, hp, hv, hc, h_amount, h_points, h_devices, *week = self._hourly_part(top - 24, hhi)
-        day_lo = bisect_left(keys, hour - 24 * _PER_HOUR)
-        n, p, v, c, amount, points, devices = day_fine = fine.sums(day_lo, upto)
-        start_1h = end - _PER_HOUR
-        n_1h = _fine_count(fine_n, bisect_left(keys, start_1h), upto, day_lo, n)
-        if hhi and hkeys[hhi - 1] * _PER_HOUR >= start_1h:   # the 1 h window reaches the hourly tiles (late events)
-            running_n = hourly.running()[N]
-            n_1h += running_n[hhi] - running_n[bisect_left(hkeys, -(-start_1h // _PER_HOUR))]
-        sums = (n + hn, p + hp, v + hv, c + hc, points + h_points, devices | h_devices, amount, h_amount, n_1h)
+        lo = bisect_left(keys, hour - 24 * _PER_HOUR, 0, upto)
+        events = n[upto]
+        day = (events - n[lo], p[upto] - p[lo], v[upto] - v[lo], c[upto] - c[lo], points[upto] - points[lo],
+               reduce(or_, cols[DEVICES][lo:upto], 0), sum(cols[AMOUNT][lo:upto]),
+               events - n[bisect_left(keys, end - _PER_HOUR, lo, upto)])
         if not self._v2:
-            return sums
-        h_n7, h_p7, h_amount_7d, h_n6 = week
-        n_6h = _fine_count(fine_n, bisect_left(keys, hour - 6 * _PER_HOUR), upto, day_lo, n) + h_n6
-        week_lo = bisect_left(keys, hour - 7 * 24 * _PER_HOUR)
-        week_fine = day_fine if week_lo == day_lo else fine.sums(week_lo, upto)   # the same tiles, usually
-        return sums + (week_fine[N] + h_n7, week_fine[PURCHASES] + h_p7, week_fine[AMOUNT], h_amount_7d, n_6h)
-
-    def _hourly_part(self, day: int, hhi: int) -> tuple:
-        """The hourly tiles' part of the windows that start on the hour ``day`` + 24 - w and end before tile
-        ``hhi``: (events, purchases, views, clicks, amount, points, devices over 24 h; for v2 also events,
-        purchases and the amount over 7 d, events over 6 h). Counts are differences of running sums, amounts added
-        in tile order (as the tiles were rolled up). The same for every event of an hour: kept until the hourly
-        tier changes, or the hour does."""
-        hourly = self.hourly
-        part = hourly.part
-        if part is not None and part[0] == day and part[1] == hhi:
-            return part[2]
-        hkeys, c = hourly.keys, hourly.cols
-        running = hourly.running()
-        n, p, v, k, pts = running[N], running[PURCHASES], running[VIEWS], running[CLICKS], running[POINTS]
-        lo = bisect_left(hkeys, day)
-        found: tuple = (n[hhi] - n[lo], p[hhi] - p[lo], v[hhi] - v[lo], k[hhi] - k[lo], sum(c[AMOUNT][lo:hhi]),
-                        pts[hhi] - pts[lo], reduce(or_, c[DEVICES][lo:hhi], 0))
-        if self._v2:
-            week = bisect_left(hkeys, day - 6 * 24)
-            found += (n[hhi] - n[week], p[hhi] - p[week], sum(c[AMOUNT][week:hhi]),
-                      n[hhi] - n[bisect_left(hkeys, day + 18)])
-        hourly.part = (day, hhi, found)
-        return found
+            return day
+        week = bisect_left(keys, hour - 7 * 24 * _PER_HOUR, 0, lo)
+        return day + (events - n[week], p[upto] - p[week], sum(cols[AMOUNT][week:upto]),
+                      events - n[bisect_left(keys, hour - 6 * _PER_HOUR, lo, upto)])
 
     def _vector(self, event: Event, ts_ms: int, type_code: int, device: int, amount: float, sums: tuple,
                 tile: tuple, since_prev: float, session: tuple | None) -> list[float]:
         """The event's feature vector from ``_window_sums`` and the event's tile."""
-        n_24h, p_24h, v_24h, c_24h, points_24h, devices_24h, amount_24h, h_amount_24h, n_1h = sums[:9]
+        n_24h, p_24h, v_24h, c_24h, points_24h, devices_24h, amount_24h, n_1h = sums[:8]
         t_n, t_p, t_v, t_c, t_amount, t_points, t_devices = tile
         events_24h = n_24h + t_n
         purchases = p_24h + t_p
         views = v_24h + t_v
-        amount_sum = amount_24h + t_amount + h_amount_24h
+        amount_sum = amount_24h + t_amount
         devices = devices_24h | t_devices
         days = ts_ms // 86_400_000
         vector = [
@@ -582,9 +472,9 @@ class FeatureState:
         ]
         if not self._v2:
             return vector
-        n_7d, p_7d, amount_7d, h_amount_7d, n_6h = sums[9:]
+        n_7d, p_7d, amount_7d, n_6h = sums[8:]
         week_purchases = p_7d + t_p
-        week_amount = amount_7d + t_amount + h_amount_7d
+        week_amount = amount_7d + t_amount
         assert session is not None  # the v2 sets have one (lookup)
         session_events, session_ms, sessions = session
         vector += [
@@ -602,49 +492,54 @@ class FeatureState:
         return vector
 
     def _session_below(self, end: int, own: int) -> tuple[int, int | None, int]:
-        """What the session features of an event in fine tile ``end`` (at position ``own``) take from the other
+        """What the session features of an event in 5-minute tile ``end`` (at position ``own``) take from the other
         tiles: (events of its session before its tile, the session's first time or None when it starts in its
         tile, session gaps in the 24 h window). Depends on the own tile only through its first time.
 
-        One backward pass over the fine tiles below the event's tile; hourly tiles only when the window or the
-        session reaches them."""
-        fine, hourly = self.fine, self.hourly
-        first, last = fine.cols[FIRST], fine.cols[LAST]
-        start = end // _PER_HOUR * _PER_HOUR - 24 * _PER_HOUR   # the 24 h window's first tile: floor(ts - 24 h, 1 h)
-        lo = bisect_left(fine.keys, start)
-        chain_n, chain_first, in_session, gaps = 0, None, True, 0
-        if own > 0:
-            apart = first[own] - last[own - 1] >= _GAP_MS
-            below_n, below_first, below_in_session, below_gaps = fine.walk_down(own - 1, lo)
-            gaps = below_gaps + (apart and own - 1 >= lo)
-            if apart:
-                in_session = False
-            else:
-                chain_n, chain_first, in_session = below_n, below_first, below_in_session
-        h_last = hourly.cols[LAST]
-        top = len(hourly.keys) - 1
-        if in_session and top >= 0 and first[0] - h_last[top] < _GAP_MS:  # the session reaches the hourly tiles
-            back_n, back_first = hourly.session_back()
-            chain_n, chain_first = chain_n + back_n, back_first
-        hlo = bisect_left(hourly.keys, -(-start // _PER_HOUR))
-        if top >= hlo:  # the 24 h window reaches the hourly tiles
-            if lo <= own:
-                gaps += first[lo] - h_last[top] >= _GAP_MS
-            gaps += hourly.gaps_from(hlo)
-        return chain_n, chain_first, gaps
+        The session goes back to the newest break before the own tile: the prefix sums of breaks find it with one
+        bisect (they are flat from there on); in an hourly tile with gaps inside, it starts at the tile's tail."""
+        tiles = self.tiles
+        cols = tiles.cols
+        first = cols[FIRST]
+        sums = tiles.prefix(own)
+        n, breaks = sums[N], sums[_BREAKS]
+        apart = own > 0 and first[own] - cols[LAST][own - 1] >= _GAP_MS   # a break just before the own tile
+        lo = bisect_left(tiles.keys, end // _PER_HOUR * _PER_HOUR - 24 * _PER_HOUR, 0, own)  # the 24 h window's first
+        # gaps between the window's tiles and inside them: every break of the tiles after lo, lo's own gaps (not the
+        # gap before it: that is outside the window) and the break before the own tile
+        gaps = breaks[own] - breaks[lo + 1] + cols[GAPS][lo] + apart if lo < own else 0
+        if apart or not own:
+            return 0, None, gaps
+        newest = bisect_left(breaks, breaks[own], 0, own) - 1   # the newest tile with a break, or -1
+        if newest < 0:
+            return n[own] - n[0], first[0], gaps
+        if cols[GAPS][newest]:
+            return cols[TAIL_N][newest] + n[own] - n[newest + 1], cols[TAIL_FIRST][newest], gaps
+        return n[own] - n[newest], first[newest], gaps
 
     # -- storage ----------------------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """The hot part (counters, newest vector, fine tiles), compact: it is rewritten on every batch."""
-        fine = self.fine
+        """The hot part (counters, newest vector, 5-minute tiles), compact: it is rewritten on every batch."""
+        tiles = self.tiles
+        cold = tiles.cold
+        keys = tiles.keys[cold:]
         header = _HOT_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.last_seen_ms, self.total_events,
-                                  self.late_events, len(fine.keys), len(self.latest), self.cold_version)
-        return zlib.compress(header + array("d", self.latest).tobytes() + _pack(fine), _HOT_LEVEL)
+                                  self.late_events, len(keys), len(self.latest), self.cold_version)
+        return zlib.compress(header + array("d", self.latest).tobytes()
+                             + _pack(keys, [column[cold:] for column in tiles.cols[:_FINE_COLUMNS]], _FINE_MS),
+                             _HOT_LEVEL)
 
     def cold_bytes(self) -> bytes:
         """The cold part: the hourly tiles (changes about once an hour)."""
-        return zlib.compress(_COLD_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.cold_version,
-                                               len(self.hourly.keys)) + _pack(self.hourly), _COLD_LEVEL)
+        tiles = self.tiles
+        cold = tiles.cold
+        hours = [key // _PER_HOUR for key in tiles.keys[:cold]]
+        cols = [column[:cold] for column in tiles.cols]
+        for j, gaps in enumerate(cols[GAPS]):
+            if not gaps:   # one session in the tile: its tail is all of it (kept in memory only where gaps are)
+                cols[TAIL_N][j], cols[TAIL_FIRST][j] = cols[N][j], cols[FIRST][j]
+        return zlib.compress(_COLD_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.cold_version, cold)
+                             + _pack(hours, cols, _HOUR_MS), _COLD_LEVEL)
 
     @classmethod
     def from_bytes(cls, hot: bytes | None, cold: bytes | None = None, feature_set: str = FEATURE_SET,
@@ -656,13 +551,15 @@ class FeatureState:
             return state
         data = zlib.decompress(hot)
         size = _HOT_HEADER.size
-        (fmt, code, state.last_seen_ms, state.total_events, state.late_events, tiles, width,
+        (fmt, code, state.last_seen_ms, state.total_events, state.late_events, count, width,
          state.cold_version) = _HOT_HEADER.unpack_from(data)
         _check(fmt, code, feature_set)
         latest = array("d")
         latest.frombytes(data[size:size + 8 * width])
         state.latest = latest.tolist()
-        _unpack(state.fine, data[size + 8 * width:], tiles)
+        keys, cols = _unpack(data[size + 8 * width:], count, _FINE_COLUMNS, _FINE_MS)
+        cols += ([0] * count for _ in range(_HOURLY_COLUMNS - _FINE_COLUMNS))  # no gaps; tails set at roll-up
+        state.tiles.load(keys, cols, 0)
         if not hot_only:
             state.attach_cold(cold)
         return state
@@ -674,11 +571,14 @@ class FeatureState:
         if not cold:
             raise StaleColdState(f"the hot state names cold tiles version {self.cold_version} but none were read")
         data = zlib.decompress(cold)
-        fmt, code, version, tiles = _COLD_HEADER.unpack_from(data)
+        fmt, code, version, count = _COLD_HEADER.unpack_from(data)
         _check(fmt, code, self.feature_set)
         if version != self.cold_version:
             raise StaleColdState(f"cold tiles version {version}, the hot state needs {self.cold_version}")
-        _unpack(self.hourly, data[_COLD_HEADER.size:], tiles)
+        hours, cols = _unpack(data[_COLD_HEADER.size:], count, _HOURLY_COLUMNS, _HOUR_MS)
+        tiles = self.tiles
+        tiles.load([hour * _PER_HOUR for hour in hours] + tiles.keys,
+                   [hourly + fine for hourly, fine in zip(cols, tiles.cols, strict=True)], count)
         self._forget()
 
     def mark_stored(self) -> bool:
@@ -690,34 +590,24 @@ class FeatureState:
         return changed
 
 
-def _fine_count(fine_n: list[int], lo: int, upto: int, day_lo: int, day_n: int) -> int:
-    """Events in the fine tiles [lo, upto): none, or the day window's count when the window starts at the same
-    tile (the usual case for the 6 h window, and for a sparse user's 1 h window none), else their sum."""
-    if lo >= upto:
-        return 0
-    return day_n if lo == day_lo else sum(fine_n[lo:upto])
-
-
 def _with_late_event(sums: tuple, type_code: int, device: int, purchase_amount: float) -> tuple:
-    """``_window_sums`` with a late event (not in the tiles) counted in every window; its amount is added after
-    the hourly part, the order of an on-time event's own tile."""
+    """``_window_sums`` with a late event (not in the tiles) counted in every window."""
     purchase, view, click = int(type_code == _PURCHASE), int(type_code == _VIEW), int(type_code == _CLICK)
-    n, p, v, c, points, devices, amount, h_amount, n_1h, *v2 = sums
+    n, p, v, c, points, devices, amount, n_1h, *v2 = sums
     day = (n + 1, p + purchase, v + view, c + click, points + _POINTS[type_code],
-           devices | (1 << device if device >= 0 else 0), amount + h_amount + purchase_amount, 0, n_1h + 1)
+           devices | (1 << device if device >= 0 else 0), amount + purchase_amount, n_1h + 1)
     if not v2:
         return day
-    n_7d, p_7d, amount_7d, h_amount_7d, n_6h = v2
-    return day + (n_7d + 1, p_7d + purchase, amount_7d + h_amount_7d + purchase_amount, 0, n_6h + 1)
+    n_7d, p_7d, amount_7d, n_6h = v2
+    return day + (n_7d + 1, p_7d + purchase, amount_7d + purchase_amount, n_6h + 1)
 
 
-def _hour_row(cols: list[list], count: int) -> list:
-    """The hourly tile of the first ``count`` fine tiles (one hour, count > 1: _roll_up moves a single tile as it
-    is): their sums, first and last time, the session gaps between them, and the events and first time of the
-    session the last one ends."""
-    c = [column[:count] for column in cols]
+def _hour_row(cols: list[list], start: int, stop: int) -> list:
+    """The hourly tile of the 5-minute tiles [start, stop) (one hour, two tiles or more): their sums, first and last
+    time, the session gaps between them, and the events and first time of the session the last one ends."""
+    c = [column[start:stop] for column in cols]
     gaps, tail_n, tail_first = 0, c[N][0], c[FIRST][0]
-    for i in range(1, count):
+    for i in range(1, stop - start):
         if c[FIRST][i] - c[LAST][i - 1] >= _GAP_MS:
             gaps, tail_n, tail_first = gaps + 1, c[N][i], c[FIRST][i]
         else:
@@ -740,31 +630,30 @@ def _check(fmt: int, code: int, feature_set: str) -> None:
         raise FeatureSetError(f"stored state is for feature set {_SET_NAMES.get(code, code)!r}, not {feature_set!r}")
 
 
-def _pack(tier: _Tier) -> bytes:
+def _pack(keys: list[int], cols: list[list], tile_ms: int) -> bytes:
     """Columns one after the other: the first tile index then deltas, counts as int32, amounts as float64, times
     as int32 offsets in their tile (zlib then squeezes the runs of small numbers). One struct call for the lot."""
-    keys = tier.keys
     if not keys:
         return b""
-    base = list(map(mul, keys, repeat(tier.tile_ms, len(keys))))   # map over C operators: runs on every batch
+    base = list(map(mul, keys, repeat(tile_ms, len(keys))))   # map over C operators: runs on every batch
     values = [keys[0], *map(sub, keys, [keys[0], *keys])]
-    for c, column in enumerate(tier.cols):
+    for c, column in enumerate(cols):
         values += map(sub, column, base) if c in _TIMES else column
-    return _layout(len(tier.cols), len(keys)).pack(*values)
+    return _layout(len(cols), len(keys)).pack(*values)
 
 
-def _unpack(tier: _Tier, data: bytes, tiles: int) -> None:
-    """The columns ``_pack`` wrote, read by one struct call (a state is read on every batch)."""
+def _unpack(data: bytes, tiles: int, columns: int, tile_ms: int) -> tuple[list[int], list[list]]:
+    """The tile indexes and columns ``_pack`` wrote, read by one struct call (a state is read on every batch)."""
     if not tiles:
-        return
-    values = _layout(len(tier.cols), tiles).unpack_from(data)
+        return [], [[] for _ in range(columns)]
+    values = _layout(columns, tiles).unpack_from(data)
     keys = list(accumulate(values[1:1 + tiles], initial=values[0]))[1:]
-    base = list(map(mul, keys, repeat(tier.tile_ms, tiles)))
+    base = list(map(mul, keys, repeat(tile_ms, tiles)))
     cols = []
     for c, start in enumerate(range(1 + tiles, len(values), tiles)):
         run = values[start:start + tiles]
         cols.append(list(map(add, run, base)) if c in _TIMES else list(run))
-    tier.load(keys, cols)
+    return keys, cols
 
 
 @lru_cache(maxsize=1024)

@@ -120,7 +120,7 @@ def test_sessions_are_found_inside_rolled_up_hours():
     # three events a gap apart, then one 3 h later so the first hours roll up into hourly tiles
     times = [T0, T0 + 1800, T0 + 1800 + 1799, T0 + 3 * 3600, T0 + 3 * 3600 + 60]
     state, out = _features(times, "v2")
-    assert len(state.hourly) >= 1
+    assert len(state.hours) >= 1
     last = out[-1][1]
     assert (last["session_events"], last["session_seconds"], last["sessions_24h"]) == (2, 60, 3)
     _, chained = _features([T0 + k * 1700 for k in range(8)], "v2")  # every gap < 30 min: one long session
@@ -170,7 +170,7 @@ def test_a_session_reaching_back_through_rolled_up_hours_stops_at_an_exact_30_mi
     arrivals = [_event(n, ts) for n, ts in enumerate(times)]
     expected = feature_oracle.replay(arrivals, "v2")
     state, out = _features(times, "v2")
-    assert len(state.hourly) == 2
+    assert len(state.hours) == 2
     for n, (_, got) in enumerate(out):
         for name in ("session_events", "session_seconds", "sessions_24h"):
             assert got[name] == pytest.approx(expected[f"e{n}"]["features"][name]), (name, n)
@@ -196,7 +196,7 @@ def test_a_late_events_vector_counts_it_in_every_window_of_the_tiles_as_they_are
     for n, (ts, kind, amount) in enumerate([(H0 + 60, "purchase", 10.0), (H0 + 600, "view", None),
                                             (H0 + 3 * 3600 + 60, "view", None)]):
         assert not state.observe(_at(n, ts, kind, "desktop", amount)).late
-    assert state.hourly.keys == [int(H0 // 3600)] and len(state.fine.keys) == 1   # 22:00 rolled up, 01:00 fine
+    assert state.hours == [int(H0 // 3600)] and len(state.fine_keys) == 1   # 22:00 rolled up, 01:00 fine
     v2 = feature_set == "v2"
     # (late event) -> {feature: value}: counts over the 22:00 tile + the event; devices: desktop + the event's
     cases = [
@@ -243,7 +243,7 @@ def test_a_late_events_windows_take_the_hourly_tiles_up_to_its_hour_and_no_later
     for n, ts in enumerate([H0 + 60, H0 + 600, H0 + 5400, H0 + 6600, H0 + 7260, H0 + 4 * 3600 + 3540]):
         assert not state.observe(_at(n, ts, "view", "desktop")).late
     hour = int(H0 // 3600)
-    assert state.hourly.keys == [hour, hour + 1] and len(state.fine.keys) == 2
+    assert state.hours == [hour, hour + 1] and len(state.fine_keys) == 2
     for n, (ts, n_1h, n_24h) in enumerate([(H0 + 900, 3, 3), (H0 + 3600 + 420, 3, 5), (H0 + 7200 + 180, 4, 6)]):
         observed = state.observe(_at(20 + n, ts, "view", "desktop"))
         got = named(observed.features, feature_set)
@@ -275,14 +275,14 @@ def test_an_hour_rolls_up_when_its_end_is_2_h_behind_and_is_kept_while_it_holds_
     hour = int(H0 // 3600)
     state.add(Event.model_validate(_event(0, H0 + 3360)))           # 22:56: the hour's last 5-minute tile
     state.add(Event.model_validate(_event(1, H0 + 3 * 3600 - MS)))   # 00:59:59.999: not yet
-    assert state.hourly.keys == [] and state.mark_stored() is False
+    assert state.hours == [] and state.mark_stored() is False
     state.add(Event.model_validate(_event(2, H0 + 3 * 3600)))        # 01:00: 23:00 is 2 h back
-    assert state.hourly.keys == [hour] and state.mark_stored() is True
+    assert state.hours == [hour] and state.mark_stored() is True
     edge = H0 + 26 * 3600                                           # from here the retention edge is in hour 22 ...
     state.add(Event.model_validate(_event(3, edge + 2400)))         # ... at 22:40: the tile stays
-    assert state.hourly.keys[0] == hour
+    assert state.hours[0] == hour
     state.mark_stored()
     state.add(Event.model_validate(_event(4, edge + 2700)))         # 22:45: a new fine tile, nothing rolls or goes
-    assert state.hourly.keys[0] == hour and state.mark_stored() is False
+    assert state.hours[0] == hour and state.mark_stored() is False
     state.add(Event.model_validate(_event(5, edge + 3600)))         # the edge reaches 23:00: hour 22 goes
-    assert hour not in state.hourly.keys and state.mark_stored() is True
+    assert hour not in state.hours and state.mark_stored() is True

@@ -68,7 +68,9 @@ def test_a_state_read_back_behaves_exactly_as_the_one_stored(feature_set, mean_g
 def test_a_state_stored_by_the_previous_code_still_loads(case):
     """States written by the code of commit d944b30 (zlib level 6, tile columns unpacked into lists) load,
     continue with the vectors that code computed for the next events, and are stored again in the same layout
-    (only the zlib level differs)."""
+    (only the zlib level differs). The vectors match to the last few bits: since the tiles are one timeline
+    (commit after 3291a14) the amounts of a window are added in time order, not as 5-minute and hourly parts, so
+    a sum of many amounts may round differently in its last bit; the counts and everything else are exact."""
     hot, cold = base64.b64decode(case["hot"]), base64.b64decode(case["cold"])
     state = FeatureState.from_bytes(hot, cold, case["feature_set"])
     assert (state.total_events, state.late_events) == (case["total_events"], case["late_events"])
@@ -80,7 +82,8 @@ def test_a_state_stored_by_the_previous_code_still_loads(case):
     for raw, vector, late in zip(case["next_events"], case["next_vectors"], case["next_late"], strict=True):
         for loaded in (state, hot_only):
             observed = loaded.observe(Event.model_validate(raw))
-            assert (_bits(observed.features), observed.late) == (_bits(vector), late), raw["event_id"]
+            assert observed.late == late, raw["event_id"]
+            assert observed.features == pytest.approx(vector, rel=1e-12, abs=0), raw["event_id"]
 
 
 def test_an_unknown_format_is_refused():
@@ -106,5 +109,5 @@ def test_the_stored_layout_of_an_empty_state_and_the_zlib_level_of_each_part(fea
         state.observe(Event.model_validate({"event_id": f"e{n}", "user_id": "u", "event_type": "purchase",
                                             "timestamp": T0 + 60 * n, "amount": 1.5 + n % 7}))
     hot, cold = state.to_bytes(), state.cold_bytes()
-    assert len(state.hourly) and hot == zlib.compress(zlib.decompress(hot), 1)
+    assert len(state.hours) and hot == zlib.compress(zlib.decompress(hot), 1)
     assert cold == zlib.compress(zlib.decompress(cold), 6)

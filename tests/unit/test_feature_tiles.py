@@ -1,18 +1,19 @@
 """The structures behind the per-event speed of pipeline/features.py, against brute force over the tiles:
-cached and running window sums, the memoised session chain, window starts computed from the event's tile."""
+the prefix sums behind window counts and session breaks, the session found by one bisect, window starts computed
+from the event's tile."""
+from bisect import bisect_left
 import random
-from functools import reduce
-from operator import or_
 
 import pytest
 
 from pipeline.events import Event
-from pipeline.features import (AMOUNT, CLICKS, DEVICES, FIRST, GAPS, LAST, N, POINTS, PURCHASES, VIEWS, WINDOW_1H,
-                               WINDOW_6H, WINDOW_7D, WINDOW_24H, FeatureState)
+from pipeline.features import (CLICKS, FIRST, GAPS, LAST, N, POINTS, PURCHASES, TAIL_FIRST, TAIL_N, VIEWS,
+                               WINDOW_1H, WINDOW_6H, WINDOW_7D, WINDOW_24H, FeatureState)
 
 T0 = 1_700_000_000.0
-ALL_SUMS = (N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES)  # the columns _Tier.sums adds up, in its order
+COUNTS = (N, PURCHASES, VIEWS, CLICKS, POINTS)   # the columns with prefix sums
 GAP_MS = 30 * 60 * 1000
+PER_HOUR = 12
 
 
 def _events(seed: int, count: int, mean_gap: float) -> list[Event]:
@@ -34,62 +35,62 @@ def _events(seed: int, count: int, mean_gap: float) -> list[Event]:
     return [Event.model_validate(r) for r in raw]
 
 
-def _brute_sums(tier, lo: int, hi: int) -> tuple:
-    return tuple(reduce(or_, tier.cols[c][lo:hi], 0) if c == DEVICES else sum(tier.cols[c][lo:hi])
-                 for c in ALL_SUMS)
+def _brute_breaks(cols: list[list], j: int) -> int:
+    """Session breaks of tile j (j >= 1): the gaps inside it and 1 for a gap between it and the tile before."""
+    return cols[GAPS][j] + (cols[FIRST][j] - cols[LAST][j - 1] >= GAP_MS)
 
 
-def _brute_walk(tier, top: int, lo: int) -> tuple:
-    """The session walk down from fine tile ``top``, tile by tile (as the first tiled revision did it)."""
-    first, last, n = tier.cols[FIRST], tier.cols[LAST], tier.cols[N]
-    chain_n, chain_first, in_session, gaps = n[top], first[top], True, 0
-    for i in range(top - 1, -1, -1):
-        apart = first[i + 1] - last[i] >= GAP_MS
-        gaps += apart and i >= lo
-        if in_session and apart:
-            in_session = False
-        elif in_session:
-            chain_n, chain_first = chain_n + n[i], first[i]
-    return chain_n, chain_first, in_session, gaps
+def _brute_session(cols: list[list], own: int, lo: int) -> tuple:
+    """The session below tile ``own`` walked tile by tile, and the session gaps of the tiles lo..own."""
+    first, last, n = cols[FIRST], cols[LAST], cols[N]
+    window_gaps = sum(_brute_breaks(cols, j) for j in range(lo + 1, own + 1)) + (cols[GAPS][lo] if lo < own else 0)
+    below_n, chain_first, j = 0, None, own
+    while j > 0 and first[j] - last[j - 1] < GAP_MS:
+        j -= 1
+        if cols[GAPS][j]:   # the session starts inside tile j: its tail
+            below_n, chain_first = below_n + cols[TAIL_N][j], cols[TAIL_FIRST][j]
+            break
+        below_n, chain_first = below_n + n[j], first[j]
+    return below_n, chain_first, window_gaps
 
 
 @pytest.mark.parametrize("mean_gap", [40, 700, 5000])
-def test_cached_and_running_window_sums_match_brute_force(mean_gap):
-    """After every event (so through roll-ups, out-of-order and late events, evicted hourly tiles and a storage
-    round trip now and then), every window sum a tier serves, cached or not, equals the sum over its tiles."""
+def test_prefix_sums_match_brute_force(mean_gap):
+    """After every event (so through roll-ups and merged hours, out-of-order and late events, evicted hourly tiles
+    and a storage round trip now and then), the prefix sums up to any tile give the counts and the session breaks of
+    every range of tiles."""
     state, checked = FeatureState("v2"), 0
+    rng = random.Random(mean_gap)
     for i, event in enumerate(_events(seed=mean_gap, count=700, mean_gap=mean_gap)):
         state.observe(event)
         if i % 97 == 96:
             state.mark_stored()
             state = FeatureState.from_bytes(state.to_bytes(), state.cold_bytes(), "v2")
-        for tier in (state.hourly, state.fine):
-            size = len(tier)
-            newest = size if tier is state.hourly else size - 1  # the newest fine tile is open: never summed
-            for lo, hi in {(0, newest), (size // 3, newest), (size // 2, max(size // 2, newest - 1)),
-                           (newest - 1, newest)}:
-                if 0 <= lo < hi:
-                    if tier is state.fine:
-                        assert tier.sums(lo, hi) == _brute_sums(tier, lo, hi), (i, lo, hi)
-                    else:   # the hourly tier's windows: differences of its running sums (counts, session gaps)
-                        running = tier.running()
-                        assert set(running) == {N, PURCHASES, VIEWS, CLICKS, POINTS, GAPS}
-                        assert {c: running[c][hi] - running[c][lo] for c in running} == {
-                            c: sum(tier.cols[c][lo:hi]) for c in running}, (i, lo, hi)
-                    checked += 1
-    assert checked > 1000 and len(state.hourly) > 0
+        tiles = state.tiles
+        cols, size = tiles.cols, len(tiles)
+        upto = rng.choice([size - 1, size, rng.randint(0, size)])   # the newest tile open, or any
+        sums = tiles.prefix(upto)
+        for lo in {0, 1, upto // 3, upto // 2, upto - 1}:
+            if 0 <= lo < upto:
+                assert {c: sums[c][upto] - sums[c][lo] for c in COUNTS} == {
+                    c: sum(cols[c][lo:upto]) for c in COUNTS}, (i, lo, upto)
+                if lo:   # the first tile's breaks may count a gap before it, to a tile since dropped
+                    assert sums[-1][upto] - sums[-1][lo] == sum(_brute_breaks(cols, j) for j in range(lo, upto))
+                checked += 1
+    assert checked > 1000 and state.hours
 
 
-@pytest.mark.parametrize("mean_gap", [60, 900])
-def test_memoised_session_chain_matches_a_walk_tile_by_tile(mean_gap):
+@pytest.mark.parametrize("mean_gap", [60, 900, 4000])
+def test_session_below_matches_a_walk_tile_by_tile(mean_gap):
     state, checked = FeatureState("v2"), 0
     for event in _events(seed=mean_gap + 1, count=500, mean_gap=mean_gap):
         state.observe(event)
-        fine = state.fine
-        for top in range(len(fine) - 1):   # the open, newest tile is never walked from
-            for lo in (0, top // 2, top, top + 1):
-                assert fine.walk_down(top, lo) == _brute_walk(fine, top, lo), (top, lo)
-                checked += 1
+        tiles = state.tiles
+        for own in range(tiles.cold, len(tiles)):   # an event's own tile is a 5-minute tile
+            end = tiles.keys[own]
+            lo = bisect_left(tiles.keys, end // PER_HOUR * PER_HOUR - 24 * PER_HOUR, 0, own)
+            assert state._session_below(end, own) == _brute_session(tiles.cols, own, lo), own
+            checked += 1
     assert checked > 1000
 
 

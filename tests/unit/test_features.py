@@ -83,7 +83,7 @@ def test_window_logic_property(rows, feature_set):
         assert observed.late == expected[raw["event_id"]]["late"]
         if not observed.late:
             _assert_equal(named(observed.features, feature_set), expected[raw["event_id"]]["features"], str(i))
-    assert all(h * 3600 >= state.last_seen - retention_seconds(feature_set) - 3600 for h in state.hourly.keys)
+    assert all(h * 3600 >= state.last_seen - retention_seconds(feature_set) - 3600 for h in state.hours)
 
 
 def test_v2_extends_v1():
@@ -107,10 +107,10 @@ def test_state_survives_serialisation_and_prunes_old_tiles():
     state = FeatureState()
     state.add(Event.model_validate(_event(1, T0)))
     state.add(Event.model_validate(_event(2, T0 + 3 * 3600)))  # the first event's hour is rolled up
-    assert len(state.hourly) == 1 and len(state.fine) == 1
+    assert len(state.hours) == 1 and len(state.fine_keys) == 1
     state.add(Event.model_validate(_event(3, T0 + 2 * DAY)))  # both fall out of the 24 h retention
     restored = _round_trip(state, "v1")
-    assert len(restored.hourly) == 0 and len(restored.fine) == 1 and restored.total_events == 3
+    assert len(restored.hours) == 0 and len(restored.fine_keys) == 1 and restored.total_events == 3
     assert restored.latest == state.latest
 
 
@@ -197,5 +197,5 @@ def test_a_session_hours_long_counts_every_event_through_the_hourly_tiles():
     state.add(Event.model_validate(_event(99, T0 - 7200)))
     for n in range(31):
         vector = named(state.add(Event.model_validate(_event(n, T0 + n * 1200))), "v2")
-    assert len(state.hourly) >= 5
+    assert len(state.hours) >= 5
     assert (vector["session_events"], vector["session_seconds"], vector["sessions_24h"]) == (31, 30 * 1200, 2)
