@@ -238,7 +238,10 @@ class _Tiles:
         self.keys[start:stop] = [key]
         for column, value in zip(self.cols, row, strict=True):
             column[start:stop] = [value]
-        self.changed(start)
+        # the merged tile holds the same counts and breaks (the gaps between its 5-minute tiles are its gaps inside):
+        # the sums up to the tiles after it are unchanged, those inside it go (all past start + 1 if none was after)
+        for running in self._sums.values():
+            del running[start + 1:stop]
 
     def drop_first(self, count: int) -> None:
         """Drop the first ``count`` tiles (hourly tiles past the retention)."""
