@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from functools import lru_cache, reduce
 from itertools import accumulate, islice, repeat
 from math import exp
-from operator import add, ge, mul, or_, sub
+from operator import add, floordiv, ge, mul, or_, sub
 
 from .events import DEVICE_TYPES, EVENT_TYPES, PRIORITIES, Event
 
@@ -126,7 +126,7 @@ _HOT_HEADER = struct.Struct("<BBqIIHBI")   # format, set, last seen ms, events, 
 _COLD_HEADER = struct.Struct("<BBIH")      # format, set, cold version, hourly tiles
 
 # Tile columns. Every tile has all twelve; the session columns are an hourly tile's: a 5-minute tile holds no session
-# gap (GAPS 0), and the tail columns are only read (and only kept up to date) where GAPS is not 0.
+# gap (GAPS 0), and its tail columns are set when it rolls up.
 N, PURCHASES, VIEWS, CLICKS, AMOUNT, POINTS, DEVICES, FIRST, LAST = range(9)
 GAPS, TAIL_N, TAIL_FIRST = 9, 10, 11
 _FINE_COLUMNS = 9     # what the hot part stores of a 5-minute tile
@@ -170,31 +170,34 @@ class _Tiles:
     an event in order changes only the newest tile, so a window costs a few subtractions at any activity. The prefix
     sums also count session breaks: a tile's breaks are the gaps inside it (GAPS) and the gap before it, if any."""
 
-    __slots__ = ("keys", "cols", "cold", "_sums", "_counted", "_breaks")
+    __slots__ = ("keys", "cols", "cold", "_sessions", "_sums", "_counted", "_breaks")
 
     def __init__(self, sessions: bool):
         self.keys: list[int] = []
         self.cols: list[list] = [[] for _ in range(_HOURLY_COLUMNS)]
         self.cold = 0   # tiles [0, cold) are hourly tiles
-        # column -> sums over the tiles before each position, as far as they are up to date (all of one length);
-        # a v1 state (no session features) counts no breaks
-        self._sums: dict[int, list[int]] = {column: [0] for column in _COUNTS + ((_BREAKS,) if sessions else ())}
-        self._breaks = self._sums.get(_BREAKS)
+        self._sessions = sessions   # a v1 state (no session features) counts no breaks
+        # column -> sums over the tiles before each position, as far as they are up to date (lists of one length);
+        # None until first asked for (a state read back only to be stored again never builds them)
+        self._sums: dict[int, list[int]] | None = None
         self._counted: list[tuple[list, list[int]]] = []   # (column, its sums) of the counts
-        self.reset()
+        self._breaks: list[int] | None = None                # the sums of session breaks
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def changed(self, position: int) -> None:
         """Tile ``position`` changed or was inserted: the prefix sums after it are stale."""
-        if len(self._sums[N]) > position + 1:
-            for running in self._sums.values():
+        sums = self._sums
+        if sums is not None and len(sums[N]) > position + 1:
+            for running in sums.values():
                 del running[position + 1:]
 
     def prefix(self, upto: int) -> dict[int, list[int]]:
         """Column -> the sums of that column over the tiles before each position, up to date to ``upto``."""
         sums = self._sums
+        if sums is None:
+            return self._build(upto)
         valid = len(sums[N])
         if upto < valid:
             return sums
@@ -211,6 +214,14 @@ class _Tiles:
             running += islice(accumulate(column[valid - 1:upto], initial=running[-1]), 1, None)
         if breaks is not None:
             breaks += islice(accumulate(self._tile_breaks(valid - 1, upto), initial=breaks[-1]), 1, None)
+        return sums
+
+    def _build(self, upto: int) -> dict[int, list[int]]:
+        cols = self.cols
+        sums = self._sums = {column: list(accumulate(cols[column][:upto], initial=0)) for column in _COUNTS}
+        self._counted = [(cols[column], sums[column]) for column in _COUNTS]
+        if self._sessions:
+            sums[_BREAKS] = self._breaks = list(accumulate(self._tile_breaks(0, upto), initial=0))
         return sums
 
     def _tile_breaks(self, start: int, stop: int) -> list[int]:
@@ -240,7 +251,7 @@ class _Tiles:
             column[start:stop] = [value]
         # the merged tile holds the same counts and breaks (the gaps between its 5-minute tiles are its gaps inside):
         # the sums up to the tiles after it are unchanged, those inside it go (all past start + 1 if none was after)
-        for running in self._sums.values():
+        for running in (self._sums or {}).values():
             del running[start + 1:stop]
 
     def drop_first(self, count: int) -> None:
@@ -249,20 +260,15 @@ class _Tiles:
         for column in self.cols:
             del column[:count]
         self.cold -= count
-        if len(self._sums[N]) > count:   # the sums stay offset by the dropped tiles: windows are differences
-            for running in self._sums.values():
+        sums = self._sums
+        if sums is not None and len(sums[N]) > count:   # the sums stay offset by the dropped tiles: windows are
+            for running in sums.values():               # differences
                 del running[:count]
         else:
-            self.reset()
+            self._sums = None
 
     def load(self, keys: list[int], cols: list[list], cold: int) -> None:
-        self.keys, self.cols, self.cold = keys, cols, cold
-        self.reset()
-
-    def reset(self) -> None:
-        for running in self._sums.values():
-            running[:] = [0]
-        self._counted = [(self.cols[column], self._sums[column]) for column in _COUNTS]
+        self.keys, self.cols, self.cold, self._sums = keys, cols, cold, None
 
 
 class FeatureState:
@@ -402,7 +408,7 @@ class FeatureState:
         """5-minute tiles that no on-time event can reach any more become hourly tiles (whole hours at a time);
         hourly tiles past the retention are dropped."""
         tiles = self.tiles
-        keys, cold = tiles.keys, tiles.cold
+        keys, cols, cold = tiles.keys, tiles.cols, tiles.cold
         keep_from = (self.last_seen_ms - _FINE_KEEP_MS) // _FINE_MS
         changed = False
         while cold < len(keys) and (keys[cold] // _PER_HOUR + 1) * _PER_HOUR <= keep_from:
@@ -410,8 +416,9 @@ class FeatureState:
             stop = bisect_left(keys, hour + _PER_HOUR, cold)
             if stop - cold > 1:
                 tiles.merge(cold, stop, hour)
-            else:   # one tile (a sparse user's hour) stays as it is: no gap inside
+            else:   # one tile (a sparse user's hour) stays as it is: no gap inside, its one session its tail
                 keys[cold] = hour
+                cols[TAIL_N][cold], cols[TAIL_FIRST][cold] = cols[N][cold], cols[FIRST][cold]
             cold += 1
             changed = True
         tiles.cold = cold
@@ -524,25 +531,17 @@ class FeatureState:
     def to_bytes(self) -> bytes:
         """The hot part (counters, newest vector, 5-minute tiles), compact: it is rewritten on every batch."""
         tiles = self.tiles
-        cold = tiles.cold
-        keys = tiles.keys[cold:]
+        size = len(tiles.keys)
         header = _HOT_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.last_seen_ms, self.total_events,
-                                  self.late_events, len(keys), len(self.latest), self.cold_version)
+                                  self.late_events, size - tiles.cold, len(self.latest), self.cold_version)
         return zlib.compress(header + array("d", self.latest).tobytes()
-                             + _pack(keys, [column[cold:] for column in tiles.cols[:_FINE_COLUMNS]], _FINE_MS),
-                             _HOT_LEVEL)
+                             + _pack(tiles.keys, tiles.cols[:_FINE_COLUMNS], tiles.cold, size), _HOT_LEVEL)
 
     def cold_bytes(self) -> bytes:
         """The cold part: the hourly tiles (changes about once an hour)."""
         tiles = self.tiles
-        cold = tiles.cold
-        hours = [key // _PER_HOUR for key in tiles.keys[:cold]]
-        cols = [column[:cold] for column in tiles.cols]
-        for j, gaps in enumerate(cols[GAPS]):
-            if not gaps:   # one session in the tile: its tail is all of it (kept in memory only where gaps are)
-                cols[TAIL_N][j], cols[TAIL_FIRST][j] = cols[N][j], cols[FIRST][j]
-        return zlib.compress(_COLD_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.cold_version, cold)
-                             + _pack(hours, cols, _HOUR_MS), _COLD_LEVEL)
+        return zlib.compress(_COLD_HEADER.pack(_FORMAT, _SET_CODES[self.feature_set], self.cold_version, tiles.cold)
+                             + _pack(tiles.keys, tiles.cols, 0, tiles.cold, _PER_HOUR), _COLD_LEVEL)
 
     @classmethod
     def from_bytes(cls, hot: bytes | None, cold: bytes | None = None, feature_set: str = FEATURE_SET,
@@ -560,8 +559,8 @@ class FeatureState:
         latest = array("d")
         latest.frombytes(data[size:size + 8 * width])
         state.latest = latest.tolist()
-        keys, cols = _unpack(data[size + 8 * width:], count, _FINE_COLUMNS, _FINE_MS)
-        cols += ([0] * count for _ in range(_HOURLY_COLUMNS - _FINE_COLUMNS))  # no gaps; tails set at roll-up
+        keys, cols = _unpack(data[size + 8 * width:], count, _FINE_COLUMNS)
+        cols += [[0] * count, [0] * count, [0] * count]   # GAPS 0 (a 5-minute tile has none); tails set at roll-up
         state.tiles.load(keys, cols, 0)
         if not hot_only:
             state.attach_cold(cold)
@@ -578,10 +577,12 @@ class FeatureState:
         _check(fmt, code, self.feature_set)
         if version != self.cold_version:
             raise StaleColdState(f"cold tiles version {version}, the hot state needs {self.cold_version}")
-        hours, cols = _unpack(data[_COLD_HEADER.size:], count, _HOURLY_COLUMNS, _HOUR_MS)
+        keys, cols = _unpack(data[_COLD_HEADER.size:], count, _HOURLY_COLUMNS, _PER_HOUR)
         tiles = self.tiles
-        tiles.load([hour * _PER_HOUR for hour in hours] + tiles.keys,
-                   [hourly + fine for hourly, fine in zip(cols, tiles.cols, strict=True)], count)
+        keys += tiles.keys
+        for hourly, fine in zip(cols, tiles.cols, strict=True):
+            hourly += fine
+        tiles.load(keys, cols, count)
         self._forget()
 
     def mark_stored(self) -> bool:
@@ -633,25 +634,31 @@ def _check(fmt: int, code: int, feature_set: str) -> None:
         raise FeatureSetError(f"stored state is for feature set {_SET_NAMES.get(code, code)!r}, not {feature_set!r}")
 
 
-def _pack(keys: list[int], cols: list[list], tile_ms: int) -> bytes:
-    """Columns one after the other: the first tile index then deltas, counts as int32, amounts as float64, times
-    as int32 offsets in their tile (zlib then squeezes the runs of small numbers). One struct call for the lot."""
-    if not keys:
+def _pack(keys: list[int], cols: list[list], start: int, stop: int, per_key: int = 1) -> bytes:
+    """The tiles [start, stop), columns one after the other: the first tile index then deltas (a key divided by
+    ``per_key``: an hourly tile's index is its hour), counts as int32, amounts as float64, times as int32 offsets in
+    their tile (zlib then squeezes the runs of small numbers). One struct call for the lot, C loops for the rest."""
+    if start == stop:
         return b""
-    base = list(map(mul, keys, repeat(tile_ms, len(keys))))   # map over C operators: runs on every batch
-    values = [keys[0], *map(sub, keys, [keys[0], *keys])]
+    part = keys[start:stop]
+    base = list(map(mul, part, repeat(_FINE_MS, len(part))))   # each tile's start in ms
+    stored = part if per_key == 1 else list(map(floordiv, part, repeat(per_key, len(part))))
+    values = [stored[0], *map(sub, stored, [stored[0], *stored])]
     for c, column in enumerate(cols):
-        values += map(sub, column, base) if c in _TIMES else column
-    return _layout(len(cols), len(keys)).pack(*values)
+        run = column[start:stop] if start else islice(column, stop)   # (islice would step through [0, start))
+        values += map(sub, run, base) if c in _TIMES else run
+    return _layout(len(cols), len(part)).pack(*values)
 
 
-def _unpack(data: bytes, tiles: int, columns: int, tile_ms: int) -> tuple[list[int], list[list]]:
-    """The tile indexes and columns ``_pack`` wrote, read by one struct call (a state is read on every batch)."""
+def _unpack(data: bytes, tiles: int, columns: int, per_key: int = 1) -> tuple[list[int], list[list]]:
+    """The tile keys and columns ``_pack`` wrote, read by one struct call (a state is read on every batch)."""
     if not tiles:
         return [], [[] for _ in range(columns)]
     values = _layout(columns, tiles).unpack_from(data)
     keys = list(accumulate(values[1:1 + tiles], initial=values[0]))[1:]
-    base = list(map(mul, keys, repeat(tile_ms, tiles)))
+    if per_key != 1:
+        keys = list(map(mul, keys, repeat(per_key, tiles)))
+    base = list(map(mul, keys, repeat(_FINE_MS, tiles)))
     cols = []
     for c, start in enumerate(range(1 + tiles, len(values), tiles)):
         run = values[start:start + tiles]
