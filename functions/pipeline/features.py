@@ -645,7 +645,7 @@ def _pack(keys: list[int], cols: list[list], start: int, stop: int, per_key: int
     stored = part if per_key == 1 else list(map(floordiv, part, repeat(per_key, len(part))))
     values = [stored[0], *map(sub, stored, [stored[0], *stored])]
     for c, column in enumerate(cols):
-        run = column[start:stop] if start else islice(column, stop)   # (islice would step through [0, start))
+        run = column[start:stop]   # a copy, but list += list is a C copy (an islice would go element by element)
         values += map(sub, run, base) if c in _TIMES else run
     return _layout(len(cols), len(part)).pack(*values)
 
