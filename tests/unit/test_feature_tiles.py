@@ -1,14 +1,14 @@
 """The structures behind the per-event speed of pipeline/features.py, against brute force over the tiles:
 the prefix sums behind window counts and session breaks, the session found by one bisect, window starts computed
 from the event's tile."""
-from bisect import bisect_left
 import random
+from bisect import bisect_left
 
 import pytest
 
 from pipeline.events import Event
 from pipeline.features import (CLICKS, FIRST, GAPS, LAST, N, POINTS, PURCHASES, TAIL_FIRST, TAIL_N, VIEWS,
-                               WINDOW_1H, WINDOW_6H, WINDOW_7D, WINDOW_24H, FeatureState)
+                               WINDOW_1H, WINDOW_6H, WINDOW_7D, WINDOW_24H, FeatureState, named)
 
 T0 = 1_700_000_000.0
 COUNTS = (N, PURCHASES, VIEWS, CLICKS, POINTS)   # the columns with prefix sums
@@ -120,3 +120,25 @@ def test_roll_up_moves_only_when_the_newest_tile_does(feature_set):
     from pipeline import features
     assert features._FINE_KEEP_MS % features._FINE_MS == 0
     assert int(features.retention_seconds(feature_set) * 1000) % features._HOUR_MS == 0
+
+
+def test_sessions_that_reach_the_oldest_tile_kept():
+    """Sessions that go back to the oldest tile: one that starts inside it (an hourly tile with a gap inside: the
+    session is its tail, not all of it), then, events 20 minutes apart for 8 days, one longer than the retention
+    (the oldest tiles are dropped as new ones come, their prefix sums kept offset): each checked against the walk."""
+    hour = int(T0) // 3600 * 3600
+    times = [hour, hour + 60] + [hour + 36 * 60 + k * 1200 for k in range(8 * 72)]   # a 35-minute gap at 00:01
+    state, from_tail, past_retention = FeatureState("v2"), 0, 0
+    for n, ts in enumerate(times):
+        vector = named(state.add(Event.model_validate({"event_id": f"e{n}", "user_id": "u", "event_type": "view",
+                                                       "timestamp": ts})), "v2")
+        tiles = state.tiles
+        own = len(tiles) - 1
+        end = tiles.keys[own]
+        lo = bisect_left(tiles.keys, end // PER_HOUR * PER_HOUR - 24 * PER_HOUR, 0, own)
+        assert state._session_below(end, own) == _brute_session(tiles.cols, own, lo), n
+        if state.hours and state.hours[0] == hour // 3600 and tiles.cols[GAPS][0]:
+            assert (vector["session_events"], vector["session_seconds"]) == (n - 1, ts - times[2]), n
+            from_tail += 1
+        past_retention += bool(state.hours) and state.hours[0] > hour // 3600 + 1
+    assert from_tail > 50 and past_retention > 50
