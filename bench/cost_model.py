@@ -243,8 +243,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", default="100,500")
     parser.add_argument("--batches", type=int, default=30)
-    parser.add_argument("--handler-us-per-event", type=float, default=150.0,
-                        help="process_stream CPU per event (python -m bench.stream_handler --feature-set v2)")
+    parser.add_argument("--handler-us-per-event", type=float, default=370.0,
+                        help="process_stream CPU per event (python -m bench.stream_handler --feature-set v2: "
+                             "366-374 on 2026-11-30)")
     args = parser.parse_args(argv)
     states = {}
     results = []

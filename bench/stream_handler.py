@@ -1,7 +1,7 @@
 """process_stream handler CPU per event at batch 200, next to the in-process compute floor, measured in one run.
 
     python -m bench.stream_handler [--batches 30] [--batch-size 200] [--users 400] [--feature-set v1]
-                                   [--cold] [--breakdown]
+                                   [--cold] [--breakdown] [--free BatchWriteItem,PutObject,StartExecution]
 
 - floor: base64 + JSON decode, pydantic validation and the streaming features (FeatureState.observe) of every
   event, no I/O; "+ predict" adds XGBoost scoring of the batch (inplace_predict, nthread=1) with the trained
@@ -9,6 +9,10 @@
 - handler: the real process_stream handler (Powertools BatchProcessor, Logger, Metrics) with its DynamoDB and
   Step Functions calls served by a moto server in ANOTHER process, so ``time.process_time`` counts only what the
   Lambda itself spends: our code, boto3 request signing/serialisation and response parsing.
+- ``--free OPERATIONS``: the handler's calls of these operations are answered in process with an empty success
+  (nothing serialised, signed, sent or parsed): what the handler would cost if they were free, e.g. a design that
+  does not write the users' states every batch (``--free BatchWriteItem``). Only the write calls whose answers
+  the handler does not read back can be freed; the counters and states it reads stay real.
 Both sides process the same records in the same order, warm (a warm-up batch first), one batch each in turn so
 that a shared machine's load weighs on both alike. Figures are medians of the per-batch measurements; the ratio is
 handler / floor (issue 10's goal: <= 3 at batch 200).
@@ -171,6 +175,29 @@ def timed(owner, name: str, totals: dict, label=None) -> None:
     setattr(owner, name, wrapper)
 
 
+# What each operation that ``--free`` may answer returns (the fields the handler reads).
+FREE_ANSWERS = {"BatchWriteItem": {"UnprocessedItems": {}}, "PutObject": {},
+                "StartExecution": {"executionArn": "arn:aws:states:us-east-1:123456789012:execution:inference:free",
+                                   "startDate": 0}}
+
+
+def answer_in_process(operations: list[str]) -> None:
+    """From now on, botocore answers ``operations`` in process (``FREE_ANSWERS``) instead of calling the service."""
+    import botocore.client
+
+    unknown = set(operations) - FREE_ANSWERS.keys()
+    if unknown:
+        raise SystemExit(f"--free: {', '.join(sorted(unknown))} cannot be answered in process "
+                         f"(one of {', '.join(FREE_ANSWERS)})")
+    real = botocore.client.BaseClient._make_api_call
+
+    def make_api_call(self, operation_name, api_params):
+        if operation_name in operations:
+            return dict(FREE_ANSWERS[operation_name])
+        return real(self, operation_name, api_params)
+    botocore.client.BaseClient._make_api_call = make_api_call
+
+
 def breakdown_parts() -> dict:
     """CPU seconds of each AWS operation (botocore: serialising, signing, HTTP, parsing) and of the users' state
     (de)serialisation, summed from now on."""
@@ -205,12 +232,18 @@ def main(argv: list[str] | None = None) -> dict:
                         help="nothing kept warm between batches (as if each ran in a fresh execution environment)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time each AWS call and the state (de)serialisation (wrappers add a little CPU)")
+    parser.add_argument("--free", default="", metavar="OPERATIONS",
+                        help="comma-separated operations answered in process, as if free: "
+                             + ", ".join(FREE_ANSWERS))
     args = parser.parse_args(argv)
     batches = records(args.batch_size, args.batches + 1, args.users)
     booster = load_booster()
     if args.feature_set != json.loads((ROOT / "model" / "artifacts" / "metadata.json").read_text())["feature_set"]:
         booster = None
     floor = Floor(args.feature_set, booster)
+    free = [name for name in args.free.split(",") if name]
+    if free:
+        answer_in_process(free)
     plain, with_predict, handler = [], [], []
     moto, endpoint = start_moto()
     try:
@@ -227,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
         moto.terminate()
     with_predict = with_predict if booster else None
     per_event = lambda values: statistics.median(values[1:]) / args.batch_size * 1e6  # noqa: E731 (skip warm-up)
-    result = {"batch_size": args.batch_size, "batches": args.batches, "feature_set": args.feature_set,
+    result = {"batch_size": args.batch_size, "batches": args.batches, "feature_set": args.feature_set, "free": free,
               "floor_us_per_event": per_event(plain),
               "floor_with_predict_us_per_event": per_event(with_predict) if with_predict else None,
               "handler_cpu_us_per_event": per_event(handler)}
@@ -237,6 +270,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                          / result["floor_with_predict_us_per_event"])
     print(f"process_stream at batch {args.batch_size} ({args.batches} batches, feature set {args.feature_set}, "
           f"{'no states kept warm' if args.cold else 'states kept warm between batches'}, medians, CPU time)")
+    if free:
+        print(f"  answered in process, as if free: {', '.join(free)}")
     print(f"  floor: decode + validate + features      {result['floor_us_per_event']:8.1f} µs/event")
     if with_predict:
         print(f"  floor + XGBoost predict                  {result['floor_with_predict_us_per_event']:8.1f} µs/event")
