@@ -69,6 +69,8 @@ TESTS = {
     "features": ["tests/unit/test_features.py", "tests/unit/test_feature_boundaries.py",
                  "tests/unit/test_feature_tiles.py", "tests/unit/test_feature_storage.py"],
     "optimizer": ["tests/unit/test_optimizer_parts.py", *OPTIMIZER_END_TO_END],
+    "medians": ["tests/unit/test_medians.py", "tests/unit/test_queries.py"],
+    "reconcile": ["tests/unit/test_reconcile.py"],
 }
 GOAL = {name: 0.80 if name == "optimizer" else 0.90 for name in TESTS}
 COPY = ["tests", "scripts", "statemachines", "localcloud", "pyproject.toml", "cdk.json"]  # localcloud: test_drift.py evaluates alarms with it

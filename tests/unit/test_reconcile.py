@@ -1,4 +1,5 @@
 """Reconciliation (pipeline/reconcile.py, issue 11): journaled batches without predictions are found and re-driven."""
+import base64
 import json
 import time
 
@@ -173,3 +174,92 @@ def test_redrive_restarts_quarantined_batches_and_keeps_what_it_cannot(aws, lamb
     assert inputs[1]["rows_s3_uri"].endswith(f"/{batch_id}.json") and inputs[1]["rows"] == []  # the journal
     left = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
     assert [json.loads(m["Body"]) for m in left] == [{"not": "a batch"}]  # kept, and visible again at once
+
+
+class _ProcessStreamLambda:
+    """The Lambda API as redrive_dlq uses it, with the process_stream handler run in process (moto's Invoke
+    needs Docker): the stream's one mapping, and Invoke handing the payload to the handler."""
+    FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:ProcessStream"
+
+    def __init__(self, stream_arn: str, lambda_context, fail: bool = False):
+        self.stream_arn, self.context, self.fail, self.events = stream_arn, lambda_context, fail, []
+
+    def list_event_source_mappings(self, EventSourceArn):  # noqa: N803 - the API's parameter name
+        assert EventSourceArn == self.stream_arn
+        return {"EventSourceMappings": [{"FunctionArn": self.FUNCTION_ARN, "EventSourceArn": EventSourceArn}]}
+
+    def invoke(self, FunctionName, Payload):  # noqa: N803
+        import io
+        assert FunctionName == self.FUNCTION_ARN
+        self.events.append(json.loads(Payload))
+        answer = ({"batchItemFailures": [{"itemIdentifier": "x"}]} if self.fail
+                  else _handler()(self.events[-1], self.context))
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(answer).encode())}
+
+
+def _serve_lambda(monkeypatch, fake: _ProcessStreamLambda) -> None:
+    """pipeline.aws.client("lambda") is ``fake``; every other service as before."""
+    from pipeline import aws as pipeline_aws
+    real = pipeline_aws.client
+
+    def client(service: str):
+        return fake if service == "lambda" else real(service)
+    client.cache_clear = real.cache_clear  # the aws fixture clears the cache when it ends
+    monkeypatch.setattr(pipeline_aws, "client", client)
+
+
+def _on_failure(stream_arn: str, shard: str, first: str, last: str, size: int) -> str:
+    """The stream DLQ's on-failure record for a batch of the mapping (Lambda Developer Guide, "Kinesis" / "on-failure
+    destinations": KinesisBatchInfo with the shard and the sequence range)."""
+    return json.dumps({"requestContext": {"condition": "RetryAttemptsExhausted"}, "KinesisBatchInfo": {
+        "shardId": shard, "startSequenceNumber": first, "endSequenceNumber": last, "batchSize": size,
+        "streamArn": stream_arn}})
+
+
+def test_redrive_dlq_replays_the_failed_range_from_the_stream_and_keeps_what_it_cannot(
+        aws, lambda_context, monkeypatch):
+    kinesis, sqs, queue = aws["kinesis"], aws["sqs"], settings().stream_dlq_url
+    stream_arn = kinesis.describe_stream(StreamName="events")["StreamDescription"]["StreamARN"]
+    payloads = [event(n, user=f"u{n % 2}") for n in range(1, 7)]
+    put = [kinesis.put_record(StreamName="events", Data=json.dumps(p).encode(), PartitionKey=p["user_id"])
+           for p in payloads]
+    shard, seqs = put[0]["ShardId"], [r["SequenceNumber"] for r in put]
+    fake = _ProcessStreamLambda(stream_arn, lambda_context)
+    _serve_lambda(monkeypatch, fake)
+    for body in (_on_failure(stream_arn, shard, seqs[1], seqs[3], 3),    # records 2-4 of the six
+                 _on_failure(stream_arn, shard, seqs[4], seqs[5], 5),    # 5 asked, 2 left: past the retention
+                 json.dumps({"not": "an on-failure record"})):
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+
+    done = reconcile.redrive_dlq(settings(), queue)
+
+    assert [(r.what, r.events, r.ok) for r in done] == [
+        (f"{shard}:{seqs[1]}-{seqs[3]}", 3, True), (f"{shard}:{seqs[4]}-{seqs[5]}", 2, False),
+        (done[2].what, 0, False)]
+    [delivered] = fake.events  # only the complete range reached the function, as the mapping delivers it
+    assert [r["kinesis"]["sequenceNumber"] for r in delivered["Records"]] == seqs[1:4]
+    first = delivered["Records"][0]
+    assert json.loads(base64.b64decode(first["kinesis"]["data"])) == payloads[1]
+    assert (first["kinesis"]["partitionKey"], first["eventID"], first["eventSourceARN"], first["awsRegion"]) == (
+        payloads[1]["user_id"], f"{shard}:{seqs[1]}", stream_arn, stream_arn.split(":")[3])
+    assert isinstance(first["kinesis"]["approximateArrivalTimestamp"], float)
+    started = _executions(aws)
+    assert len(started) == 1 and [r["event_id"] for r in next(iter(started.values()))["rows"]] == [
+        p["event_id"] for p in payloads[1:4]]
+    left = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    assert len(left) == 2  # the two it could not replay, visible again at once
+
+
+def test_redrive_dlq_keeps_a_range_the_function_failed_on(aws, lambda_context, monkeypatch):
+    kinesis, sqs, queue = aws["kinesis"], aws["sqs"], settings().stream_dlq_url
+    stream_arn = kinesis.describe_stream(StreamName="events")["StreamDescription"]["StreamARN"]
+    put = kinesis.put_record(StreamName="events", Data=json.dumps(event(1)).encode(), PartitionKey="u1")
+    fake = _ProcessStreamLambda(stream_arn, lambda_context, fail=True)
+    _serve_lambda(monkeypatch, fake)
+    sqs.send_message(QueueUrl=queue, MessageBody=_on_failure(
+        stream_arn, put["ShardId"], put["SequenceNumber"], put["SequenceNumber"], 1))
+
+    [replayed] = reconcile.redrive_dlq(settings(), queue)
+
+    assert not replayed.ok and "the function failed" in replayed.detail and len(fake.events) == 1
+    assert len(sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])) == 1
