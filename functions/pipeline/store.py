@@ -55,8 +55,8 @@ def _charge(rru: float = 0.0, wru: float = 0.0) -> None:
 
 def item_size(item: dict) -> int:
     """An item's size as DynamoDB counts it: attribute names plus values (strings and binary by length, numbers
-    about one byte per two digits plus one, 1 byte for booleans and null, 3 bytes per list or map plus 1 per
-    element) (DynamoDB Developer Guide, "Item sizes and formats")."""
+    about one byte per two significant digits plus one, 1 byte for booleans and null, 3 bytes per list or map plus
+    1 per element) (DynamoDB Developer Guide, "DynamoDB item sizes and formats"; tests/unit/test_store.py)."""
     return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
 
 
@@ -70,13 +70,20 @@ def _value_size(value: Any) -> int:
     if isinstance(value, bool) or value is None:
         return 1
     if isinstance(value, (int, float, Decimal)):
-        digits = len(str(abs(value)).replace(".", "").lstrip("0")) or 1
-        return (digits + 1) // 2 + 1
+        return _number_size(str(value))
     if isinstance(value, dict):
         return 3 + sum(1 + len(k.encode()) + _value_size(v) for k, v in value.items())
     if isinstance(value, (list, tuple, set)):
         return 3 + sum(1 + _value_size(v) for v in value)
     return len(str(value))
+
+
+def _number_size(text: str) -> int:
+    """A number's size: 1 byte per two significant digits, leading and trailing zeroes trimmed, plus 1 byte
+    (DynamoDB Developer Guide, "DynamoDB item sizes and formats"). ``text``: as written, e.g. "-0.050" or "1E+3"."""
+    mantissa = text.lower().partition("e")[0]
+    digits = len(mantissa.lstrip("+-").replace(".", "").strip("0")) or 1
+    return (digits + 1) // 2 + 1
 
 
 def write_units(size: int) -> int:
@@ -204,7 +211,7 @@ def _raw_value_size(typed: dict) -> int:
     if kind in ("S", "B"):
         return len(value)
     if kind == "N":
-        return len(value) // 2 + 1
+        return _number_size(value)
     if kind == "M":
         return 3 + sum(1 + len(k) + _raw_value_size(v) for k, v in value.items())
     if kind == "L":
@@ -212,7 +219,7 @@ def _raw_value_size(typed: dict) -> int:
     if kind in ("SS", "BS"):
         return sum(len(v) for v in value)
     if kind == "NS":
-        return sum(len(v) // 2 + 1 for v in value)
+        return sum(map(_number_size, value))
     return 1  # BOOL, NULL
 
 

@@ -1,8 +1,12 @@
 """The median-of-medians sample (pipeline/medians.py): exact for the users it holds, idempotent on a re-run of a
 batch, bounded per user, and a uniform (bottom-k by hash) sample past SAMPLE_USERS users."""
+import json
 import statistics
 
-from pipeline import medians, queries
+import pytest
+from botocore.exceptions import ClientError
+
+from pipeline import medians, queries, store
 from pipeline.settings import settings
 
 
@@ -32,16 +36,11 @@ def test_past_the_sample_size_the_smallest_hashes_are_kept(aws, monkeypatch):
     expected = sorted(medians.user_hash(u) for u in users)[:8]
     value, sampled = medians.median_of_medians(settings())
     assert sampled and value == 0.5
-    import json
-    from pipeline import store
-    held = json.loads(store.get_item("state", medians.SAMPLE_KEY)["users"])
-    assert sorted(held) == expected
+    assert sorted(_held()) == expected
     assert queries.stats(settings())["median_of_medians_sampled"] is True
 
 
 def _held() -> dict:
-    import json
-    from pipeline import store
     return json.loads(store.get_item("state", medians.SAMPLE_KEY)["users"])
 
 
@@ -72,7 +71,6 @@ def test_ties_at_the_cut_are_kept_by_event_id_not_by_score(aws):
 def test_a_concurrent_update_is_read_again_and_neither_is_lost(aws, monkeypatch):
     """The two shards' executions may fold their batches in at once: the one whose conditional write loses reads
     the item again and writes once more."""
-    from pipeline import store
     real_put, raced = store.put_item, []
 
     def put_after_a_competitor(*args, **kwargs):
@@ -87,9 +85,6 @@ def test_a_concurrent_update_is_read_again_and_neither_is_lost(aws, monkeypatch)
 
 
 def test_only_a_lost_race_is_retried(aws, monkeypatch):
-    import pytest
-    from botocore.exceptions import ClientError
-    from pipeline import store
     calls = []
 
     def failing(code):
