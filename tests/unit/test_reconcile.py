@@ -111,6 +111,10 @@ def test_redrive_points_to_the_journal_and_the_batch_then_reconciles(aws, lambda
         assert execution_input["rows_s3_uri"] == f"s3://artifacts/{journal}"
         assert [r["event_id"] for r in inference.load_rows(execution_input)] == [
             r["event_id"] for r in by_name[original]["rows"]]  # the rows the first execution had
+        assert execution_input["feature_set"] == "v1"
+        assert execution_input["stages"] == [{"stage": "process_stream", "events": len(by_name[original]["rows"]),
+                                              "bytes": 0, "seconds": 0.0, "memory_mb": 0, "s3_puts": 0,
+                                              "redrive_of": journal}]  # a redrive, not a second stream batch
         _run(execution_input)
 
     report = reconcile.reconcile(now=time.time() + LATER)
@@ -263,3 +267,43 @@ def test_redrive_dlq_keeps_a_range_the_function_failed_on(aws, lambda_context, m
 
     assert not replayed.ok and "the function failed" in replayed.detail and len(fake.events) == 1
     assert len(sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])) == 1
+
+
+def test_quarantine_redrive_goes_past_what_it_cannot_restart(aws, lambda_context, monkeypatch):
+    """Messages it cannot restart (no batch state, a batch whose journal is gone, a start that fails) are reported
+    and kept, and the messages after them are still restarted; a restart from the journal records where from."""
+    batch_id = _batch(lambda_context, [event(1), event(2, user="u2"), event(3)])
+    original = _executions(aws)[batch_id]
+    journal_key = reconcile.find_journal(settings(), batch_id, original["created_at"])
+    sqs, queue = aws["sqs"], settings().quarantine_queue_url
+    failed_store = {"batch_id": batch_id, "created_at": original["created_at"], "predictions": [],
+                    "error": {"Error": "States.Timeout", "Cause": ""}}
+    gone = failed_store | {"batch_id": "b-" + "0" * 32}
+    inline = original | {"batch_id": "b-" + "1" * 32, "error": {"Error": "ModelError", "Cause": ""}}
+    for body in ({"not": "a batch"}, gone, inline, failed_store):
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))
+    real_start, starts = stream.aws.client("stepfunctions").start_execution, []
+
+    def start_execution(**kwargs):  # the restart of the inline batch fails once
+        starts.append(kwargs["name"])
+        if kwargs["name"].startswith(inline["batch_id"]):
+            raise RuntimeError("the service is down")
+        return real_start(**kwargs)
+    monkeypatch.setattr(stream.aws.client("stepfunctions"), "start_execution", start_execution)
+    monkeypatch.setenv("FEATURE_SET", "v2")  # deployed since: the journal's rows are still v1 features
+
+    done = reconcile.redrive_quarantined(settings(), queue)
+
+    assert [(r.source, r.what, r.events, r.ok) for r in done] == [
+        ("quarantine", done[0].what, 0, False), ("quarantine", gone["batch_id"], 0, False),
+        ("quarantine", inline["batch_id"], 0, False), ("quarantine", batch_id, 3, True)]
+    assert done[1].detail == "its batch journal is gone"
+    assert done[2].detail == "RuntimeError: the service is down"
+    assert done[3].detail.endswith(f":{starts[-1]}") and done[3].message_id
+    restarted = _executions(aws)[starts[-1]]
+    assert restarted["feature_set"] == "v1"
+    assert restarted["rows_s3_uri"] == f"s3://artifacts/{journal_key}" and restarted["stages"][0] == {
+        "stage": "process_stream", "events": 3, "bytes": 0, "seconds": 0.0, "memory_mb": 0, "s3_puts": 0,
+        "redrive_of": journal_key}
+    left = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    assert len(left) == 3  # the three it could not restart, visible again at once
