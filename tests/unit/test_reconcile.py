@@ -230,16 +230,18 @@ def test_redrive_dlq_replays_the_failed_range_from_the_stream_and_keeps_what_it_
     shard, seqs = put[0]["ShardId"], [r["SequenceNumber"] for r in put]
     fake = _ProcessStreamLambda(stream_arn, lambda_context)
     _serve_lambda(monkeypatch, fake)
-    for body in (_on_failure(stream_arn, shard, seqs[1], seqs[3], 3),    # records 2-4 of the six
+    for body in (json.dumps({"not": "an on-failure record"}),             # what it cannot replay comes first:
                  _on_failure(stream_arn, shard, seqs[4], seqs[5], 5),    # 5 asked, 2 left: past the retention
-                 json.dumps({"not": "an on-failure record"})):
+                 _on_failure(stream_arn, shard, seqs[1], seqs[3], 3)):   # records 2-4 of the six
         sqs.send_message(QueueUrl=queue, MessageBody=body)
 
     done = reconcile.redrive_dlq(settings(), queue)
 
-    assert [(r.what, r.events, r.ok) for r in done] == [
-        (f"{shard}:{seqs[1]}-{seqs[3]}", 3, True), (f"{shard}:{seqs[4]}-{seqs[5]}", 2, False),
-        (done[2].what, 0, False)]
+    assert [(r.source, r.what, r.events, r.ok) for r in done] == [
+        ("dlq", done[0].what, 0, False), ("dlq", f"{shard}:{seqs[4]}-{seqs[5]}", 2, False),
+        ("dlq", f"{shard}:{seqs[1]}-{seqs[3]}", 3, True)]  # the ones after a failure are replayed all the same
+    assert done[0].detail == "not a Kinesis on-failure record" and "retention" in done[1].detail
+    assert done[2].detail == f"processed by {fake.FUNCTION_ARN}" and done[2].message_id
     [delivered] = fake.events  # only the complete range reached the function, as the mapping delivers it
     assert [r["kinesis"]["sequenceNumber"] for r in delivered["Records"]] == seqs[1:4]
     first = delivered["Records"][0]
