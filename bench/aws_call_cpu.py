@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
                       AWS_DEFAULT_REGION="us-east-1")
     try:
         wait_for_port(port)
+        import boto3
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                 ":expected": {"S": "49450"}}}
         write = {"RequestItems": {"features": [{"PutRequest": {"Item": item}} for item in hot_items()]}}
         body = b"x" * JOURNAL_BYTES
-        signer = SigV4Auth(dynamodb._request_signer._credentials.get_frozen_credentials(), "dynamodb", "us-east-1")
+        credentials = boto3.session.Session().get_credentials().get_frozen_credentials()  # what the clients sign with
+        signer = SigV4Auth(credentials, "dynamodb", "us-east-1")
         connection = http.client.HTTPConnection("127.0.0.1", port)
 
         def blob(value):
